@@ -1,0 +1,32 @@
+"""fastapi-semcache: a semantic response cache for ASGI apps and LLM endpoints.
+
+The public API is what ``__all__`` lists; everything else is private.
+"""
+
+from __future__ import annotations
+
+from semanticcache import _native
+from semanticcache.errors import (
+    ConfigurationError,
+    EmbeddedPostgresError,
+    EmbedderError,
+    NativeInputError,
+    RequestBodyError,
+    SemanticCacheError,
+    StorageError,
+    StreamFormatError,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "ConfigurationError",
+    "EmbeddedPostgresError",
+    "EmbedderError",
+    "NativeInputError",
+    "RequestBodyError",
+    "SemanticCacheError",
+    "StorageError",
+    "StreamFormatError",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+//! Pure-Rust core of fastapi-semcache's native hot path.
+//!
+//! Nothing here knows about Python: every function takes bytes and returns plain
+//! Rust values or a typed error, so it can be tested and benchmarked with `cargo`
+//! alone. `rust/bindings` wraps it as the `semanticcache._native` extension.
