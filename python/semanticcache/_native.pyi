@@ -1,7 +1,7 @@
 """Typed stubs for the Rust extension ``semanticcache._native``.
 
 Private: import what you need from ``semanticcache`` instead. Every function here has a
-plain-Python reference in ``tests/native/reference.py`` that property tests hold it to.
+plain-Python reference in ``tests/native/`` (``ref_*.py``) that property tests hold it to.
 Errors are the classes of :mod:`semanticcache.errors`.
 """
 
