@@ -516,6 +516,10 @@ def test_errors_do_not_leak_secrets(kwargs: dict[str, Any], secret: str) -> None
         ("host=h password = 'p w \\' x' user=u", "host=h password = *** user=u"),
         ("host=h sslpassword=pw", "host=h sslpassword=***"),
         ("dbname=db", "dbname=db"),
+        # Malformed input must still not leak: unescaped "/", "?" or "://" in a password.
+        ("postgresql://u:pa/ss?x@h/db", "postgresql://u:***@h/db"),
+        ("host=h password=a://b@c user=u", "host=h password=*** user=u"),
+        ("postgresql://u:pw@h/db?application_name=a@b", "postgresql://u:***@b"),
     ],
 )
 def test_mask_connection_string(raw: str, masked: str) -> None:

@@ -73,7 +73,6 @@ _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _SECRET_QUERY_PARAM = re.compile(r"([?&][^=&#]*(?:password|secret|token)[^=&#]*=)[^&#]*", re.I)
 _SECRET_KEYWORD_VALUE = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_AUTHORITY = re.compile(r"[^/?#]*")
 _REDIS_DB_PATH = re.compile(r"/?(\d*)")
 
 
@@ -84,18 +83,15 @@ def mask_connection_string(value: str) -> str:
     query parameters) and libpq ``key=value`` strings (``password=...``). Use it wherever a
     connection string may reach a log line or an error message.
     """
-    scheme, sep, rest = value.partition("://")
-    if not sep:
+    if not _URI_SCHEME.match(value):
         return _SECRET_KEYWORD_VALUE.sub(r"\1***", value)
-    match = _AUTHORITY.match(rest)
-    authority = match.group(0) if match else ""
-    tail = rest[len(authority) :]
-    # rpartition: an unescaped "@" inside the password must not leak its tail as the host.
-    userinfo, at, hostport = authority.rpartition("@")
+    scheme, sep, rest = value.partition("://")
+    # The last "@" ends the user info even when the password holds an unescaped "@", "/"
+    # or "?". An "@" later in the query can only make this mask too much, never too little.
+    userinfo, at, after = rest.rpartition("@")
     if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{hostport}"
-    return f"{scheme}{sep}{authority}{_SECRET_QUERY_PARAM.sub(r'\1***', tail)}"
+        rest = f"{userinfo.split(':', 1)[0]}:***@{after}"
+    return f"{scheme}{sep}{_SECRET_QUERY_PARAM.sub(r'\1***', rest)}"
 
 
 def _error(env: str, problem: str, accepted: str) -> ConfigurationError:
