@@ -6,6 +6,8 @@ The public API is what ``__all__`` lists; everything else is private.
 from __future__ import annotations
 
 from semanticcache import _native
+from semanticcache.cache import CacheHit, SemanticCache
+from semanticcache.embedders import BaseEmbedder, HashingEmbedder
 from semanticcache.errors import (
     ConfigurationError,
     EmbeddedPostgresError,
@@ -20,11 +22,15 @@ from semanticcache.errors import (
 __version__: str = _native.__version__
 
 __all__ = [
+    "BaseEmbedder",
+    "CacheHit",
     "ConfigurationError",
     "EmbeddedPostgresError",
     "EmbedderError",
+    "HashingEmbedder",
     "NativeInputError",
     "RequestBodyError",
+    "SemanticCache",
     "SemanticCacheError",
     "StorageError",
     "StreamFormatError",

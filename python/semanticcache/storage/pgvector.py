@@ -1,0 +1,298 @@
+"""Cache entries in Postgres + pgvector: exact lookups by digest, cosine search by HNSW.
+
+One table per embedder configuration (model id + dimension), so vectors of different
+models never meet. Rows are keyed by (partition digest, lookup-text digest): the unique
+btree holds two short digests, never the full text (long prompts would break a btree).
+A semantic search only ever looks inside one partition (an SQL equality filter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from semanticcache.errors import ConfigurationError, StorageError
+
+__all__ = ["PgVectorStore", "StoredEntry", "table_name_for"]
+
+_TABLE_PREFIX: Final = "semcache_entries_"
+_MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
+_MAX_PGVECTOR_HNSW_DIM: Final = 2000  # HNSW on vector(n) supports n <= 2000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A row found by :meth:`PgVectorStore.get_exact` or :meth:`PgVectorStore.search`."""
+
+    id: int
+    response: bytes
+    created_at: datetime
+    similarity: float
+    """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
+
+
+def table_name_for(model_id: str, dimension: int) -> str:
+    """``semcache_entries_<slug>_<dim>``: a valid identifier, unique per (model, dim).
+
+    The slug is the lower-cased model id with other characters folded to ``_`` (so ids
+    that differ only in punctuation share a table); when it does not fit in 63 bytes it
+    is cut and suffixed with a hash of the full model id.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_") or "model"
+    suffix = f"_{dimension}"
+    room = _MAX_IDENTIFIER - len(_TABLE_PREFIX) - len(suffix)
+    if len(slug) > room:
+        tag = hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()
+        slug = f"{slug[: room - len(tag) - 1]}_{tag}"
+    return f"{_TABLE_PREFIX}{slug}{suffix}"
+
+
+class PgVectorStore:
+    """Cache rows of one embedder configuration, over a psycopg async pool.
+
+    The pool's connections must be in autocommit mode (``kwargs={"autocommit": True}``);
+    methods open their own transactions where they need one. Call :meth:`ensure_schema`
+    once before use (idempotent, safe from concurrent processes).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        model_id: str,
+        dimension: int,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        ef_search: int = 40,
+    ) -> None:
+        if not 1 <= dimension <= _MAX_PGVECTOR_HNSW_DIM:
+            raise ConfigurationError(
+                f"embedding dimension must be in 1..{_MAX_PGVECTOR_HNSW_DIM} "
+                f"(pgvector HNSW limit), not {dimension}"
+            )
+        if not 2 <= hnsw_m <= 100:
+            raise ConfigurationError(f"hnsw_m must be in 2..100, not {hnsw_m}")
+        if not 4 <= hnsw_ef_construction <= 1000 or hnsw_ef_construction < 2 * hnsw_m:
+            raise ConfigurationError(
+                f"hnsw_ef_construction must be in 4..1000 and >= 2 * hnsw_m, "
+                f"not {hnsw_ef_construction}"
+            )
+        if not 1 <= ef_search <= 1000:
+            raise ConfigurationError(f"ef_search must be in 1..1000, not {ef_search}")
+        self._pool = pool
+        self._dimension = dimension
+        self._m = hnsw_m
+        self._ef_construction = hnsw_ef_construction
+        self._ef_search = ef_search
+        self.table = table_name_for(model_id, dimension)
+        """The table name (``semcache_entries_<slug>_<dim>``)."""
+        self._t = sql.Identifier(self.table)
+        self._iterative_scan = False
+
+    async def ensure_schema(self) -> None:
+        """Create the ``vector`` extension (if the role may), the table and its indexes."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                # Serialise concurrent first uses (CREATE ... IF NOT EXISTS still races).
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.table,)
+                )
+                await self._create_extension(conn)
+                await conn.execute(
+                    sql.SQL(
+                        """
+                        CREATE TABLE IF NOT EXISTS {t} (
+                            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                            partition bytea NOT NULL,
+                            text_digest bytea NOT NULL,
+                            lookup_text text NOT NULL,
+                            embedding vector({dim}) NOT NULL,
+                            response bytea NOT NULL,
+                            created_at timestamptz NOT NULL DEFAULT now(),
+                            hit_count bigint NOT NULL DEFAULT 0,
+                            UNIQUE (partition, text_digest)
+                        )
+                        """
+                    ).format(t=self._t, dim=sql.Literal(self._dimension))
+                )
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} USING hnsw "
+                        "(embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})"
+                    ).format(
+                        idx=sql.Identifier(f"{self.table[:55]}_hnsw"),
+                        t=self._t,
+                        m=sql.Literal(self._m),
+                        efc=sql.Literal(self._ef_construction),
+                    )
+                )
+                cur = await conn.execute(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"could not create the cache table {self.table}: {exc}") from exc
+        # Iterative index scans (pgvector >= 0.8) keep a partition filter from starving
+        # top-k; older servers get the plain scan.
+        self._iterative_scan = row is not None and _version(str(row[0])) >= (0, 8)
+
+    async def _create_extension(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        if await cur.fetchone() is not None:
+            return
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StorageError(
+                "the pgvector extension is not enabled in this database and this role may "
+                "not create it: run `CREATE EXTENSION vector` as a superuser"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"the pgvector extension (vector) is not available on this Postgres server: "
+                f"install pgvector >= 0.5 ({str(exc).strip()})"
+            ) from exc
+
+    async def put(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        lookup_text: str,
+        embedding: Sequence[float],
+        response: bytes,
+    ) -> int:
+        """Insert or replace the entry for (partition, text_digest); return its id.
+
+        A replaced entry gets the new text, vector and response, a fresh ``created_at``
+        and a hit count of zero.
+        """
+        vector = self._vector_literal(embedding)
+        query = sql.SQL(
+            """
+            INSERT INTO {t} (partition, text_digest, lookup_text, embedding, response)
+            VALUES (%s, %s, %s, %s::vector, %s)
+            ON CONFLICT (partition, text_digest) DO UPDATE SET
+                lookup_text = EXCLUDED.lookup_text,
+                embedding = EXCLUDED.embedding,
+                response = EXCLUDED.response,
+                created_at = now(),
+                hit_count = 0
+            RETURNING id
+            """
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    query, (partition, text_digest, lookup_text, vector, response)
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache put failed: {exc}") from exc
+        if row is None:  # RETURNING always yields the row; guard for the type checker
+            raise StorageError("cache put returned no row")
+        entry_id: int = row[0]
+        return entry_id
+
+    async def get_exact(self, partition: bytes, text_digest: bytes) -> StoredEntry | None:
+        """The entry stored for exactly this (partition, text digest), or None."""
+        query = sql.SQL(
+            "SELECT id, response, created_at FROM {t} WHERE partition = %s AND text_digest = %s"
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, (partition, text_digest))
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache exact lookup failed: {exc}") from exc
+        if row is None:
+            return None
+        return StoredEntry(id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0)
+
+    async def search(
+        self,
+        partition: bytes,
+        embedding: Sequence[float],
+        threshold: float,
+        k: int = 1,
+    ) -> list[StoredEntry]:
+        """Up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``.
+
+        Best first. The HNSW index orders by cosine distance; the threshold is applied to
+        the top ``k`` (the index cannot use a distance bound).
+        """
+        if not 1 <= k <= 1000:
+            raise ConfigurationError(f"k must be in 1..1000, not {k}")
+        vector = self._vector_literal(embedding)
+        query = sql.SQL(
+            """
+            SELECT id, response, created_at, 1 - (embedding <=> %s::vector) AS similarity
+            FROM {t}
+            WHERE partition = %s
+            ORDER BY embedding <=> %s::vector
+            LIMIT %s
+            """
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                # set_config(..., true) is SET LOCAL: it ends with this transaction, so
+                # pooled connections keep their defaults.
+                await conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true)", (str(self._ef_search),)
+                )
+                if self._iterative_scan:
+                    await conn.execute(
+                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                    )
+                cur = await conn.execute(query, (vector, partition, vector, k))
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache similarity search failed: {exc}") from exc
+        # relaxed_order may return rows slightly out of order: sort them here.
+        matches = [
+            StoredEntry(id=r[0], response=bytes(r[1]), created_at=r[2], similarity=float(r[3]))
+            for r in rows
+            if r[3] is not None and float(r[3]) >= threshold
+        ]
+        matches.sort(key=lambda e: e.similarity, reverse=True)
+        return matches
+
+    async def record_hit(self, entry_id: int) -> None:
+        """Count one hit on an entry (for stats and eviction policies)."""
+        query = sql.SQL("UPDATE {t} SET hit_count = hit_count + 1 WHERE id = %s").format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(query, (entry_id,))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache hit count update failed: {exc}") from exc
+
+    def _vector_literal(self, embedding: Sequence[float]) -> str:
+        if len(embedding) != self._dimension:
+            raise ConfigurationError(
+                f"embedding has {len(embedding)} dimensions, the table {self.table} "
+                f"stores {self._dimension}"
+            )
+        parts = []
+        for x in embedding:
+            value = float(x)
+            if not math.isfinite(value):
+                raise ConfigurationError("embedding contains NaN or infinity")
+            parts.append(repr(value))
+        return "[" + ",".join(parts) + "]"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
+    return tuple(parts)
