@@ -140,6 +140,26 @@ async def test_schema_is_idempotent_and_has_the_hnsw_index(pg_uri: str) -> None:
     assert any("USING hnsw (embedding vector_cosine_ops)" in d for d in defs)
     assert any("UNIQUE" in d and "(partition, text_digest)" in d for d in defs)
     assert not any("lookup_text" in d for d in defs)
+    async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
+        cur = await conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'semcache_entries_hashing_v1_32'"
+        )
+        # room on each page for HOT hit_count updates (no new HNSW entry per hit)
+        assert await cur.fetchone() == (["fillfactor=70"],)
+
+
+async def test_a_popular_entry_stays_reachable_semantically(
+    cache: SemanticCache, partition: bytes
+) -> None:
+    for i in range(300):
+        await cache.put(f"filler question {i} on subject {i % 17}", b"-", partition=partition)
+    await cache.put(PROMPT, b"paris", partition=partition)
+    for _ in range(200):  # each hit updates hit_count of the same row
+        assert await cache.get(PROMPT, partition=partition) is not None
+    for _ in range(50):
+        hit = await cache.get(REWORDED, partition=partition)
+        assert hit is not None
+        assert hit.response == b"paris"
 
 
 class _WrongDimension(BaseEmbedder):

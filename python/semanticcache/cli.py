@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from semanticcache.cache import SemanticCache
 from semanticcache.embedders.hashing import HashingEmbedder
-from semanticcache.errors import ConfigurationError, SemanticCacheError
+from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, SemanticCacheError
 
 __all__ = ["main"]
 
@@ -91,8 +91,14 @@ async def _round_trip(pg_uri: str, threshold: float, step: _Steps) -> None:
 
 
 def _demo(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
-    # Imported here: the embedded launcher is development-only machinery.
-    from semanticcache.storage.embedded import EmbeddedPostgres, default_data_dir
+    # Imported here: the embedded launcher is development-only, POSIX-only machinery.
+    try:
+        from semanticcache.storage.embedded import EmbeddedPostgres, default_data_dir
+    except ImportError as exc:  # fcntl / pwd: not on Windows
+        raise EmbeddedPostgresError(
+            f"the embedded Postgres is not available on this platform ({exc}); "
+            f"set {PG_URI_ENV} to a Postgres server with pgvector"
+        ) from exc
 
     step = _Steps(out)
     pg_uri = environ.get(PG_URI_ENV, "").strip()

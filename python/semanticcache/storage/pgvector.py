@@ -107,6 +107,9 @@ class PgVectorStore:
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.table,)
                 )
                 await self._create_extension(conn)
+                # fillfactor leaves room on each page so that the hit_count update of a
+                # hit is a HOT update: otherwise every hit adds a tuple to the HNSW graph,
+                # and dead copies of a popular vector crowd the ef_search candidates.
                 await conn.execute(
                     sql.SQL(
                         """
@@ -120,7 +123,7 @@ class PgVectorStore:
                             created_at timestamptz NOT NULL DEFAULT now(),
                             hit_count bigint NOT NULL DEFAULT 0,
                             UNIQUE (partition, text_digest)
-                        )
+                        ) WITH (fillfactor = 70)
                         """
                     ).format(t=self._t, dim=sql.Literal(self._dimension))
                 )
