@@ -85,7 +85,7 @@ def test_unreachable_postgres_is_one_error_line(tmp_path: Path) -> None:
 def test_invalid_uri_is_one_error_line() -> None:
     done = _run("demo", env_overrides={PG_URI_ENV: "not a uri"})
     assert done.returncode == 1
-    assert done.stderr.startswith("semcache: error: SEMANTIC_CACHE_PG_URI is not a valid")
+    assert done.stderr.startswith("semcache: error: SEMANTIC_CACHE_PG_URI is not a Postgres")
     assert done.stderr.count("\n") == 1
 
 

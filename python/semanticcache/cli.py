@@ -4,7 +4,9 @@
 (store, exact hit, semantic hit, miss) against ``SEMANTIC_CACHE_PG_URI`` or, when that is
 unset, an embedded development Postgres started for the occasion and stopped after.
 
-This module is the edge: it alone reads the environment.
+This module is the edge: it reads the environment through
+:meth:`~semanticcache.settings.CacheSettings.from_env` (and ``XDG_CACHE_HOME`` for the
+embedded data folder).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from semanticcache.cache import SemanticCache
 from semanticcache.embedders.hashing import HashingEmbedder
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, SemanticCacheError
+from semanticcache.settings import CacheSettings
 
 __all__ = ["main"]
 
@@ -100,15 +103,16 @@ def _demo(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> 
             f"set {PG_URI_ENV} to a Postgres server with pgvector"
         ) from exc
 
+    settings = CacheSettings.from_env(environ)
     step = _Steps(out)
-    pg_uri = environ.get(PG_URI_ENV, "").strip()
+    pg_uri = settings.pg_uri
     embedded: EmbeddedPostgres | None = None
     try:
         started = time.perf_counter()
         if pg_uri:
             step(f"postgres: using {PG_URI_ENV} ({_describe(pg_uri)})", started)
         else:
-            data_dir = args.data_dir or default_data_dir(environ)
+            data_dir = args.data_dir or settings.embedded_data_dir or default_data_dir(environ)
             print(
                 f"WARNING: development mode: {PG_URI_ENV} is unset, so an embedded Postgres "
                 f"(trust authentication, loopback only) runs under {data_dir}. "
