@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::sse::SseEvent;
-use crate::tee::{EndState, SseTracker};
+use crate::tee::{EndState, SseTracker, StreamTee};
 
 /// Why a stream or completion could not be assembled or rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +420,15 @@ pub fn assemble_body(body: &[u8]) -> Result<Vec<u8>, ChatError> {
     }
 }
 
+/// Assemble what a tee copied; the tee must be closed and complete.
+pub fn assemble_tee(tee: &StreamTee) -> Result<Vec<u8>, ChatError> {
+    if tee.complete() {
+        assemble_events(tee.events())
+    } else {
+        Err(not_complete(tee.end_state()))
+    }
+}
+
 // --- rendering -------------------------------------------------------------------------
 
 fn bad_completion(message: String) -> ChatError {
@@ -518,7 +527,8 @@ fn one(key: &str, value: Value) -> Map<String, Value> {
 /// per tool call (id, type, name and arguments together), the legacy `function_call`,
 /// the refusal, then an empty delta with the `finish_reason`. The choice's `logprobs` ride
 /// on the content delta (or the first delta when there is no content). With
-/// `include_usage`, a `choices: []` chunk carries the usage. Then `data: [DONE]`.
+/// `include_usage`, a `choices: []` chunk carries the usage (a completion with neither
+/// choices nor usage gets one empty `choices: []` chunk). Then `data: [DONE]`.
 pub fn render(completion: &[u8], include_usage: bool) -> Result<Vec<u8>, ChatError> {
     let value: Value = serde_json::from_slice(completion).map_err(|e| {
         let offset = json_error_offset(completion, &e);
@@ -600,6 +610,10 @@ pub fn render(completion: &[u8], include_usage: bool) -> Result<Vec<u8>, ChatErr
     }
     if include_usage && let Some(usage) = usage {
         r.emit(Vec::new(), Some(&Value::Object(usage.clone())))?;
+    } else if r.out.is_empty() {
+        // No choices: one empty chunk still carries id, created and model, so the
+        // stream assembles back to the same completion.
+        r.emit(Vec::new(), None)?;
     }
     r.out.extend_from_slice(b"data: [DONE]\n\n");
     Ok(r.out)

@@ -50,13 +50,17 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex HMAC-SHA256, cut to the first `length` hex digits (`1..=64`).
 pub fn hmac_sha256_hex(key: &[u8], data: &[u8], length: usize) -> Result<String, DigestError> {
+    hmac_sha256_hex_of_digest(&hmac_sha256(key, data), length)
+}
+
+/// Lowercase hex of a digest, cut to the first `length` hex digits (`1..=64`).
+pub fn hmac_sha256_hex_of_digest(digest: &[u8; 32], length: usize) -> Result<String, DigestError> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     if !(1..=HEX_LEN).contains(&length) {
         return Err(DigestError::BadLength(length));
     }
-    let digest = hmac_sha256(key, data);
     let mut out = String::with_capacity(HEX_LEN);
-    for byte in digest {
+    for &byte in digest {
         out.push(char::from(HEX[usize::from(byte >> 4)]));
         out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
