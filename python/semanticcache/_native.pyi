@@ -5,7 +5,7 @@ plain-Python reference in ``tests/native/`` (``ref_*.py``) that property tests h
 Errors are the classes of :mod:`semanticcache.errors`.
 """
 
-from typing import Final, final
+from typing import Final, Self, final
 
 __version__: Final[str]
 
@@ -81,45 +81,71 @@ def canonical_json(body: bytes, *, max_depth: int = ..., max_bytes: int = ...) -
 # --- keyed digests for log fields ------------------------------------------------------
 
 def hmac_sha256(key: bytes, data: bytes | str) -> bytes:
-    """HMAC-SHA256 of ``data`` (``str`` is encoded as UTF-8) under ``key``."""
+    """HMAC-SHA256 of ``data`` (``str`` is encoded as UTF-8) under ``key``.
+
+    Any key length works (RFC 2104: keys over 64 bytes are hashed first). A ``str`` with a
+    lone surrogate raises ``UnicodeEncodeError``; other types raise ``TypeError``.
+    Releases the GIL for inputs over 64 KiB.
+    """
 
 def hmac_sha256_hex(key: bytes, data: bytes | str, length: int = 64) -> str:
-    """Lowercase hex HMAC-SHA256, cut to ``length`` hex digits (1..64)."""
+    """Lowercase hex HMAC-SHA256, cut to the first ``length`` hex digits.
+
+    Raises ``ValueError`` unless ``1 <= length <= 64``.
+    """
 
 # --- streaming tee buffer and Server-Sent Events ---------------------------------------
 
 @final
 class SseEvent:
-    """One dispatched Server-Sent Event."""
+    """One dispatched Server-Sent Event (see docs/streaming.md for the parsing rules)."""
 
     @property
     def event(self) -> str:
-        """Event type; ``"message"`` when the stream gave none."""
+        """Event type; ``"message"`` when the block had no (or an empty) ``event`` field."""
 
     @property
     def data(self) -> str:
         """Data lines joined with ``\\n``."""
 
     @property
-    def id(self) -> str | None: ...
+    def id(self) -> str | None:
+        """The block's last ``id`` field without a NUL; ``None`` if it had none.
+
+        Unlike a browser's ``lastEventId`` it does not carry over to later events, so an
+        event can be sent again as it came.
+        """
+
     @property
-    def retry(self) -> int | None: ...
+    def retry(self) -> int | None:
+        """The block's last ``retry`` field made of ASCII digits (fitting in 64 bits)."""
 
 @final
 class StreamTee:
     """Copies a response body as it is forwarded, up to ``max_bytes``.
 
-    ``push`` never blocks and never raises on size: past the cap it stops copying and
-    sets ``overflowed``. When ``sse`` is true it also parses the stream as Server-Sent
-    Events across arbitrary chunk boundaries and tracks how the stream ended.
+    ``push`` never blocks and never raises on size: the first chunk that would pass the
+    cap sets ``overflowed`` and nothing more is copied (no partial copy: the stored body
+    is all or nothing). When ``sse`` is true it also parses the stream as Server-Sent
+    Events across arbitrary chunk boundaries and tracks how the stream ended; parsing
+    stops at the cap too, so memory stays bounded by ``max_bytes``.
+
+    Not thread-safe: meant for the one task that forwards a response (concurrent use from
+    several threads raises instead of corrupting state).
     """
 
-    def __init__(self, max_bytes: int, *, sse: bool = False) -> None: ...
+    def __new__(cls, max_bytes: int, *, sse: bool = False) -> Self:
+        """``ValueError`` when ``max_bytes`` is negative."""
+
     def push(self, chunk: bytes) -> bool:
-        """Copy (and parse) one chunk; ``False`` once the cap has been passed."""
+        """Copy (and parse) one chunk; ``False`` once the cap has been passed.
+
+        Raises ``ValueError`` after :meth:`close`. Releases the GIL for chunks over 64 KiB.
+        """
 
     def close(self) -> None:
-        """Mark the end of the body (an unterminated trailing event is discarded)."""
+        """Mark the end of the body (an unterminated trailing event is discarded and
+        makes the stream ``truncated`` unless it was already ``done``). Idempotent."""
 
     @property
     def overflowed(self) -> bool: ...
@@ -130,25 +156,29 @@ class StreamTee:
     @property
     def end_state(self) -> str:
         """How the event stream ended: ``"open"`` (not closed yet), ``"done"`` (a
-        ``data: [DONE]`` event), ``"finished"`` (every choice sent a finish_reason, no
-        [DONE]), ``"error"`` (an error event), ``"truncated"`` (closed otherwise), or
-        ``"not_sse"`` when ``sse`` is false."""
+        ``data: [DONE]`` event), ``"finished"`` (every choice index seen sent a non-null
+        finish_reason, no [DONE]), ``"error"`` (an ``error`` event, or a data object with a
+        non-null top-level ``error``), ``"truncated"`` (closed otherwise, including an
+        unterminated trailing event or a passed cap), or ``"not_sse"`` when ``sse`` is
+        false. The first of ``done`` / ``error`` wins; later events do not change it."""
 
     @property
     def complete(self) -> bool:
         """Closed cleanly (``done`` or ``finished``) with nothing lost to the cap."""
 
     def getvalue(self) -> bytes:
-        """The copied bytes (all of the body unless ``overflowed``)."""
+        """The copied bytes: the whole body, or ``b""`` once ``overflowed``."""
 
     def events(self) -> list[SseEvent]:
-        """Events dispatched so far."""
+        """Events dispatched so far (empty when ``sse`` is false)."""
 
     def assemble_chat_completion(self) -> bytes:
         """The non-streaming ``chat.completion`` JSON equivalent to the copied stream.
 
         Raises :class:`~semanticcache.errors.StreamFormatError` when the stream is not
-        complete or its chunks are not OpenAI ``chat.completion.chunk`` objects.
+        complete (kind ``not_complete``) or its chunks are not OpenAI
+        ``chat.completion.chunk`` objects (``no_chunks``, ``not_json``, ``bad_chunk``,
+        ``mixed_ids``).
         """
 
 def parse_sse(data: bytes) -> list[SseEvent]:
@@ -156,8 +186,17 @@ def parse_sse(data: bytes) -> list[SseEvent]:
 
 def assemble_chat_completion(sse_body: bytes) -> bytes:
     """Assemble a complete OpenAI chat-completion SSE body into the equivalent
-    non-streaming completion JSON (bytes). Raises ``StreamFormatError``."""
+    non-streaming completion JSON (bytes, keys sorted).
+
+    Only ``message`` events up to ``data: [DONE]`` count. Raises ``StreamFormatError``
+    with kind ``not_complete``, ``no_chunks``, ``not_json``, ``bad_chunk`` or
+    ``mixed_ids`` (``offset``: the byte where the offending event starts).
+    """
 
 def render_chat_completion_sse(completion: bytes, *, include_usage: bool = False) -> bytes:
     """Render a stored ``chat.completion`` JSON as the SSE body an OpenAI server would
-    stream for it, ending with ``data: [DONE]``. Raises ``StreamFormatError``."""
+    stream for it, ending with ``data: [DONE]``; ``assemble_chat_completion`` of the
+    result gives the completion back (without ``usage`` unless ``include_usage``).
+
+    Raises ``StreamFormatError`` with kind ``not_json`` or ``bad_completion``.
+    """

@@ -2,11 +2,20 @@
 //! `semcache-core`. No cache logic lives here.
 use pyo3::prelude::*;
 
+mod digest;
 mod errors;
+mod stream;
 
 #[pymodule]
 mod _native {
     use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::digest::{hmac_sha256, hmac_sha256_hex};
+    #[pymodule_export]
+    use crate::stream::{
+        SseEvent, StreamTee, assemble_chat_completion, parse_sse, render_chat_completion_sse,
+    };
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
