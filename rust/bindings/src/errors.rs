@@ -10,6 +10,7 @@ use pyo3::types::PyType;
 #[derive(Clone, Copy, Debug)]
 pub enum ErrorClass {
     RequestBody,
+    #[allow(dead_code, reason = "raised by the stream tee part")]
     StreamFormat,
 }
 
