@@ -64,9 +64,7 @@ class ScanResult:
         Built on first access only (the scan itself creates no Python objects for it).
         """
 
-def scan_request(
-    body: bytes, *, max_depth: int = ..., max_bytes: int = ...
-) -> ScanResult:
+def scan_request(body: bytes, *, max_depth: int = ..., max_bytes: int = ...) -> ScanResult:
     """Scan a JSON request body in one pass.
 
     Raises :class:`~semanticcache.errors.RequestBodyError` for invalid JSON or UTF-8, a
