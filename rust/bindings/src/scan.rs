@@ -135,7 +135,12 @@ impl ScanResult {
 
 /// Scan a JSON request body in one pass.
 #[pyfunction]
-#[pyo3(signature = (body, *, max_depth = None, max_bytes = None))]
+// `None` stands for the default so that any int can be checked (and refused with a
+// `ValueError`) here; the text signature shows the real defaults.
+#[pyo3(
+    signature = (body, *, max_depth = None, max_bytes = None),
+    text_signature = "(body, *, max_depth=128, max_bytes=10485760)"
+)]
 pub fn scan_request(
     py: Python<'_>,
     body: Bound<'_, PyBytes>,
@@ -158,7 +163,12 @@ pub fn scan_request(
 
 /// The canonical form of any JSON document.
 #[pyfunction]
-#[pyo3(signature = (body, *, max_depth = None, max_bytes = None))]
+// `None` stands for the default so that any int can be checked (and refused with a
+// `ValueError`) here; the text signature shows the real defaults.
+#[pyo3(
+    signature = (body, *, max_depth = None, max_bytes = None),
+    text_signature = "(body, *, max_depth=128, max_bytes=10485760)"
+)]
 pub fn canonical_json<'py>(
     py: Python<'py>,
     body: &Bound<'py, PyBytes>,
