@@ -10,7 +10,8 @@ from typing import Final, Self, final
 __version__: Final[str]
 
 DEFAULT_MAX_DEPTH: Final[int]
-"""Nesting bound of :func:`scan_request` and :func:`canonical_json` (objects + arrays)."""
+"""Nesting bound of :func:`scan_request` and :func:`canonical_json`: 128 levels of
+objects + arrays, the top-level container being level 1."""
 
 DEFAULT_MAX_BYTES: Final[int]
 """Input size bound of :func:`scan_request` and :func:`canonical_json` (10 MiB)."""
@@ -23,21 +24,26 @@ class ScanResult:
 
     Digests are 32-byte BLAKE3 hashes of canonical JSON (see docs/native.md); two bodies
     that differ only in key order, insignificant white space, string escapes or number
-    spelling (``1`` / ``1.0`` / ``1e0``) scan alike.
+    spelling (``1`` / ``1.0`` / ``1e0``) scan alike. The cache key (``model``,
+    ``params_digest``, ``context_digest``, ``query``) drops nothing else from the body
+    but a boolean ``stream``.
     """
 
     @property
     def query(self) -> str | None:
         """The lookup text: the latest user turn, or ``query`` / ``prompt`` / ``input``.
 
-        ``None`` when the lookup field is absent or has no text to match (for example the
-        last message is not a user turn); the request can then only be matched exactly.
+        Text parts (strings, and ``text`` / ``input_text`` / ``output_text`` blocks) are
+        joined with ``"\\n"``. ``None`` when the lookup field is absent or has no text to
+        match (for example the last message is not a user turn); the request can then
+        only be matched exactly.
         """
 
     @property
     def query_field(self) -> str | None:
-        """Which top-level key held the lookup text: ``query``, ``prompt``, ``input``,
-        ``messages``; ``None`` when none of them is present."""
+        """The lookup field: the first present of ``query``, ``prompt``, ``input``,
+        ``messages`` (in that priority order); ``None`` when none of them is present.
+        The others, when present, are ordinary parameters."""
 
     @property
     def model(self) -> str | None:
@@ -49,34 +55,36 @@ class ScanResult:
 
     @property
     def params_digest(self) -> bytes:
-        """Digest of every other top-level parameter (not the lookup field, ``system``,
-        ``model`` or ``stream``)."""
+        """Digest of the object of every other top-level member (not the lookup field,
+        ``system``, a string ``model`` or a boolean ``stream``)."""
 
     @property
     def context_digest(self) -> bytes:
-        """Digest of the conversation around the lookup text: ``system``, the earlier
-        turns, and the latest turn with its text taken out."""
+        """Digest of ``[query_field, system, lookup value with its query text taken
+        out]``: the system prompt, the earlier turns, and the latest turn minus its text."""
 
     @property
     def turns(self) -> list[tuple[str, str]]:
         """Role-tagged text of the conversation, oldest first, ``system`` first when given.
 
-        Built on first access only (the scan itself creates no Python objects for it).
+        Built on first access only (the scan keeps offsets into the body, not text).
+        Each turn's text is its text parts joined with ``"\\n"``, or ``""``.
         """
 
 def scan_request(body: bytes, *, max_depth: int = ..., max_bytes: int = ...) -> ScanResult:
     """Scan a JSON request body in one pass.
 
-    Raises :class:`~semanticcache.errors.RequestBodyError` for invalid JSON or UTF-8, a
-    lone surrogate escape, a top level that is not an object, nesting deeper than
-    ``max_depth``, a body over ``max_bytes``, or a duplicate key in any object.
-    Releases the GIL for large bodies.
+    Raises :class:`~semanticcache.errors.RequestBodyError` (``kind``, byte ``offset``)
+    for a body over ``max_bytes`` (checked first), invalid UTF-8, invalid JSON (RFC 8259
+    strict), a lone surrogate escape, nesting deeper than ``max_depth``, a duplicate key
+    in any object, or a top level that is not an object. ``ValueError`` when a limit is
+    below 1. Releases the GIL for bodies over 64 KiB.
     """
 
 def canonical_json(body: bytes, *, max_depth: int = ..., max_bytes: int = ...) -> bytes:
-    """The canonical form of any JSON document (sorted keys, minimal escapes, normalized
-    numbers, no white space), with the same errors as :func:`scan_request` except that
-    any top-level value is accepted."""
+    """The canonical form of any JSON document (keys sorted by code point, minimal
+    escapes, numbers as ``0`` or ``[-]<digits>e<exp>``, no white space), with the same
+    errors as :func:`scan_request` except that any top-level value is accepted."""
 
 # --- keyed digests for log fields ------------------------------------------------------
 

@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod digest;
 mod errors;
+mod scan;
 mod stream;
 
 #[pymodule]
@@ -13,6 +14,8 @@ mod _native {
     #[pymodule_export]
     use crate::digest::{hmac_sha256, hmac_sha256_hex};
     #[pymodule_export]
+    use crate::scan::{ScanResult, canonical_json, scan_request};
+    #[pymodule_export]
     use crate::stream::{
         SseEvent, StreamTee, assemble_chat_completion, parse_sse, render_chat_completion_sse,
     };
@@ -20,6 +23,7 @@ mod _native {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::scan::add_constants(m)?;
         Ok(())
     }
 }

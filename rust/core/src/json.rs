@@ -1,0 +1,470 @@
+//! Byte-level JSON lexing (RFC 8259, strict) shared by the canonicalizer and the scan.
+//!
+//! Nothing here builds a tree. Strings are found with `memchr` on `"` / `\`; the bytes
+//! between escapes are copied as they are (the whole input is UTF-8-validated once,
+//! before parsing), and escapes are decoded only where present. Numbers are read as
+//! decimal text and written in canonical form without going through `f64`.
+//!
+//! The second half ([`skip_value`], [`elements`], [`members`], [`decode`]) reads input
+//! that an earlier pass already validated: the lazy `turns` and text extraction use it.
+use memchr::memchr2;
+
+use crate::error::ScanError;
+
+/// Skips JSON white space (space, tab, LF, CR only) from `pos`.
+#[inline]
+pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
+    while let Some(&b) = input.get(pos) {
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            pos += 1;
+        } else {
+            break;
+        }
+    }
+    pos
+}
+
+/// Offset of the first control character (< U+0020) in `bytes`.
+///
+/// Blocks of 32 are tested with a branch-free fold the compiler vectorizes; only a block
+/// that has one is searched byte by byte.
+#[inline]
+fn first_ctrl(bytes: &[u8]) -> Option<usize> {
+    let mut blocks = bytes.chunks_exact(32);
+    let mut base = 0;
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |acc, &b| acc | u8::from(b < 0x20)) != 0 {
+            return block.iter().position(|&b| b < 0x20).map(|i| base + i);
+        }
+        base += 32;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20)
+        .map(|i| base + i)
+}
+
+/// Where the string whose contents start at `start` (just after the opening quote)
+/// stops being plain: the offset of its closing quote (`false`) or of its first
+/// backslash (`true`). Control characters before that point are an error.
+#[inline]
+pub(crate) fn find_plain(input: &[u8], start: usize) -> Result<(usize, bool), ScanError> {
+    let rest = input.get(start..).unwrap_or_default();
+    let Some(i) = memchr2(b'"', b'\\', rest) else {
+        return Err(ScanError::json(input.len(), "unterminated string"));
+    };
+    if let Some(c) = first_ctrl(&rest[..i]) {
+        return Err(ScanError::json(start + c, "control character in string"));
+    }
+    Ok((start + i, rest[i] == b'\\'))
+}
+
+/// Receives the decoded contents of a string: runs of bytes copied from the input (never
+/// containing `"`, `\` or control characters) and single decoded escape code points.
+pub(crate) trait Sink {
+    fn raw(&mut self, bytes: &[u8]);
+    fn ch(&mut self, c: u32);
+}
+
+/// Decodes to plain UTF-8.
+pub(crate) struct Decode<'v>(pub &'v mut Vec<u8>);
+
+impl Sink for Decode<'_> {
+    #[inline]
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn ch(&mut self, c: u32) {
+        push_utf8(self.0, c);
+    }
+}
+
+/// Writes the canonical escaped form (see [`canon_char`]).
+pub(crate) struct Canonical<'v>(pub &'v mut Vec<u8>);
+
+impl Sink for Canonical<'_> {
+    #[inline]
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn ch(&mut self, c: u32) {
+        canon_char(self.0, c);
+    }
+}
+
+#[inline]
+fn push_utf8(out: &mut Vec<u8>, c: u32) {
+    // Surrogates never reach here (the escape decoder pairs or rejects them).
+    if let Some(ch) = char::from_u32(c) {
+        let mut tmp = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends code point `c` in canonical string form: `\"`, `\\`, the short escapes for
+/// the control characters that have one, `\u00xx` (lowercase) for the other control
+/// characters, and literal UTF-8 for everything else.
+#[inline]
+pub(crate) fn canon_char(out: &mut Vec<u8>, c: u32) {
+    match c {
+        0x22 => out.extend_from_slice(b"\\\""),
+        0x5C => out.extend_from_slice(b"\\\\"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0C => out.extend_from_slice(b"\\f"),
+        0x0A => out.extend_from_slice(b"\\n"),
+        0x0D => out.extend_from_slice(b"\\r"),
+        0x09 => out.extend_from_slice(b"\\t"),
+        c if c < 0x20 => {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        }
+        c => push_utf8(out, c),
+    }
+}
+
+/// Appends already-decoded UTF-8 `bytes` in canonical string form.
+pub(crate) fn canon_decoded(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            canon_char(out, u32::from(b));
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+#[inline]
+fn hex4(input: &[u8], pos: usize) -> Option<u32> {
+    let digits = input.get(pos..pos + 4)?;
+    let mut v = 0u32;
+    for &d in digits {
+        let n = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u32::from(n);
+    }
+    Some(v)
+}
+
+/// Decodes the escape at `p` (a backslash) into `sink`; returns the offset after it.
+fn escape<S: Sink>(input: &[u8], p: usize, sink: &mut S) -> Result<usize, ScanError> {
+    let Some(&e) = input.get(p + 1) else {
+        return Err(ScanError::json(input.len(), "unterminated string"));
+    };
+    let c = match e {
+        b'"' => 0x22,
+        b'\\' => 0x5C,
+        b'/' => 0x2F,
+        b'b' => 0x08,
+        b'f' => 0x0C,
+        b'n' => 0x0A,
+        b'r' => 0x0D,
+        b't' => 0x09,
+        b'u' => {
+            let hi = hex4(input, p + 2).ok_or_else(|| ScanError::json(p, "invalid \\u escape"))?;
+            if (0xD800..0xDC00).contains(&hi) {
+                if input.get(p + 6) == Some(&b'\\') && input.get(p + 7) == Some(&b'u') {
+                    let lo = hex4(input, p + 8)
+                        .ok_or_else(|| ScanError::json(p + 6, "invalid \\u escape"))?;
+                    if (0xDC00..0xE000).contains(&lo) {
+                        sink.ch(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
+                        return Ok(p + 12);
+                    }
+                }
+                return Err(lone_surrogate(p));
+            }
+            if (0xDC00..0xE000).contains(&hi) {
+                return Err(lone_surrogate(p));
+            }
+            sink.ch(hi);
+            return Ok(p + 6);
+        }
+        _ => return Err(ScanError::json(p, "invalid escape")),
+    };
+    sink.ch(c);
+    Ok(p + 2)
+}
+
+fn lone_surrogate(p: usize) -> ScanError {
+    ScanError::new(
+        crate::error::ScanErrorKind::LoneSurrogate,
+        p,
+        "lone surrogate escape",
+    )
+}
+
+/// Decodes the rest of a string from `p` (inside the string, at or before its first
+/// backslash) into `sink`; returns the offset after the closing quote.
+pub(crate) fn string_tail<S: Sink>(
+    input: &[u8],
+    mut p: usize,
+    sink: &mut S,
+) -> Result<usize, ScanError> {
+    loop {
+        let (stop, is_escape) = find_plain(input, p)?;
+        sink.raw(&input[p..stop]);
+        if !is_escape {
+            return Ok(stop + 1);
+        }
+        p = escape(input, stop, sink)?;
+    }
+}
+
+/// Largest exponent magnitude kept exactly while reading; anything beyond is out of
+/// range whatever the digit count, and saturating here keeps the arithmetic in `i128`.
+const EXP_CAP: i128 = 1 << 100;
+/// Canonical exponents beyond this are refused, so that every consumer can hold them.
+pub const MAX_EXPONENT: i128 = 1_000_000_000;
+
+#[inline]
+fn digits_end(input: &[u8], mut p: usize) -> usize {
+    while input.get(p).is_some_and(u8::is_ascii_digit) {
+        p += 1;
+    }
+    p
+}
+
+/// Reads the number at `start` and appends its canonical form to `out`: `0` for any
+/// zero, else `[-]<d>e<e>` with `d` free of leading and trailing zeros. Returns the
+/// offset after the number.
+pub(crate) fn number(input: &[u8], start: usize, out: &mut Vec<u8>) -> Result<usize, ScanError> {
+    let mut p = start;
+    let neg = input.get(p) == Some(&b'-');
+    if neg {
+        p += 1;
+    }
+    let int_start = p;
+    match input.get(p) {
+        Some(b'0') => p += 1,
+        Some(b'1'..=b'9') => p = digits_end(input, p + 1),
+        _ => return Err(ScanError::json(p, "invalid number")),
+    }
+    let int = &input[int_start..p];
+    let mut frac: &[u8] = &[];
+    if input.get(p) == Some(&b'.') {
+        let fs = p + 1;
+        p = digits_end(input, fs);
+        if p == fs {
+            return Err(ScanError::json(
+                p,
+                "invalid number: digit expected after '.'",
+            ));
+        }
+        frac = &input[fs..p];
+    }
+    let mut exp: i128 = 0;
+    if matches!(input.get(p), Some(b'e' | b'E')) {
+        p += 1;
+        let eneg = match input.get(p) {
+            Some(b'-') => {
+                p += 1;
+                true
+            }
+            Some(b'+') => {
+                p += 1;
+                false
+            }
+            _ => false,
+        };
+        let es = p;
+        while let Some(&d) = input.get(p).filter(|d| d.is_ascii_digit()) {
+            exp = (exp * 10 + i128::from(d - b'0')).min(EXP_CAP);
+            p += 1;
+        }
+        if p == es {
+            return Err(ScanError::json(
+                p,
+                "invalid number: digit expected in exponent",
+            ));
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+
+    // Significant digits run from the first to the last non-zero digit of int ++ frac.
+    let first = if let Some(i) = int.iter().position(|&b| b != b'0') {
+        (false, i)
+    } else if let Some(i) = frac.iter().position(|&b| b != b'0') {
+        (true, i)
+    } else {
+        out.push(b'0');
+        return Ok(p);
+    };
+    let last = match frac.iter().rposition(|&b| b != b'0') {
+        Some(i) => (true, i),
+        // A non-zero digit exists, and frac has none, so it is in int.
+        None => (false, int.iter().rposition(|&b| b != b'0').unwrap_or(0)),
+    };
+    let trailing_zeros = if last.0 {
+        frac.len() - 1 - last.1
+    } else {
+        int.len() - 1 - last.1 + frac.len()
+    };
+    let e = exp - frac.len() as i128 + trailing_zeros as i128;
+    if e.abs() > MAX_EXPONENT {
+        return Err(ScanError::json(start, "number out of range"));
+    }
+    if neg {
+        out.push(b'-');
+    }
+    match (first, last) {
+        ((false, f), (false, l)) => out.extend_from_slice(&int[f..=l]),
+        ((false, f), (true, l)) => {
+            out.extend_from_slice(&int[f..]);
+            out.extend_from_slice(&frac[..=l]);
+        }
+        ((true, f), (true, l)) => out.extend_from_slice(&frac[f..=l]),
+        // The first significant digit cannot come after the last one.
+        ((true, _), (false, _)) => {}
+    }
+    out.push(b'e');
+    push_i64(out, e as i64);
+    Ok(p)
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Matches the literal `word` (`true`, `false`, `null`) at `p`.
+#[inline]
+pub(crate) fn literal(input: &[u8], p: usize, word: &[u8]) -> Result<usize, ScanError> {
+    if input.get(p..p + word.len()) == Some(word) {
+        Ok(p + word.len())
+    } else {
+        Err(ScanError::json(p, "invalid literal"))
+    }
+}
+
+// --- readers over input that was already validated ------------------------------------
+
+/// Offset just after the string whose opening quote is at `p`.
+fn skip_string(input: &[u8], p: usize) -> usize {
+    let mut q = p + 1;
+    loop {
+        match memchr2(b'"', b'\\', input.get(q..).unwrap_or_default()) {
+            Some(i) if input[q + i] == b'"' => return q + i + 1,
+            Some(i) => q += i + 2,
+            None => return input.len(),
+        }
+    }
+}
+
+/// Offset just after the (valid) value starting at `p`.
+pub(crate) fn skip_value(input: &[u8], p: usize) -> usize {
+    match input.get(p) {
+        Some(b'"') => skip_string(input, p),
+        Some(b'{' | b'[') => {
+            // Bracket counting is enough on valid input; strings are skipped whole so
+            // brackets inside them do not count. Iterative: depth is not bounded here.
+            let mut depth = 0usize;
+            let mut q = p;
+            while let Some(&b) = input.get(q) {
+                match b {
+                    b'"' => {
+                        q = skip_string(input, q);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return q + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                q += 1;
+            }
+            input.len()
+        }
+        _ => {
+            let mut q = p;
+            while input
+                .get(q)
+                .is_some_and(|b| !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                q += 1;
+            }
+            q
+        }
+    }
+}
+
+/// Spans of the elements of the (valid) array at `span`.
+pub(crate) fn elements(input: &[u8], span: (usize, usize)) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    if input.get(span.0) != Some(&b'[') {
+        return out;
+    }
+    let mut p = skip_ws(input, span.0 + 1);
+    while p < span.1 && input.get(p) != Some(&b']') {
+        let end = skip_value(input, p);
+        if end <= p {
+            // Only on input that was not validated: stop rather than spin.
+            break;
+        }
+        out.push((p, end));
+        p = skip_ws(input, end);
+        if input.get(p) == Some(&b',') {
+            p = skip_ws(input, p + 1);
+        }
+    }
+    out
+}
+
+/// Decoded keys and value spans of the members of the (valid) object at `span`.
+pub(crate) fn members(input: &[u8], span: (usize, usize)) -> Vec<(Vec<u8>, (usize, usize))> {
+    let mut out = Vec::new();
+    if input.get(span.0) != Some(&b'{') {
+        return out;
+    }
+    let mut p = skip_ws(input, span.0 + 1);
+    while p < span.1 && input.get(p) == Some(&b'"') {
+        let mut key = Vec::new();
+        let Ok(after) = string_tail(input, p + 1, &mut Decode(&mut key)) else {
+            break;
+        };
+        let vstart = skip_ws(input, skip_ws(input, after) + 1);
+        let vend = skip_value(input, vstart);
+        out.push((key, (vstart, vend)));
+        p = skip_ws(input, vend);
+        if input.get(p) == Some(&b',') {
+            p = skip_ws(input, p + 1);
+        }
+    }
+    out
+}
+
+/// The decoded text of the (valid) string at `span` (opening quote included).
+pub(crate) fn decode(input: &[u8], span: (usize, usize)) -> String {
+    let mut v = Vec::with_capacity(span.1.saturating_sub(span.0));
+    if string_tail(input, span.0 + 1, &mut Decode(&mut v)).is_err() {
+        v.clear();
+    }
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
