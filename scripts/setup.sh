@@ -28,7 +28,7 @@ export PYO3_PYTHON="$VIRTUAL_ENV/bin/python"
 echo "==> installing build tools"
 python -m pip install --quiet --disable-pip-version-check --upgrade pip "maturin>=1.9,<2"
 echo "==> building the native extension (release) and installing fastapi-semcache[$extras]"
-maturin develop --release --extras "$extras" --quiet
+maturin develop --release --extras "$extras" --quiet 2>&1 | { grep -v '^Requirement already satisfied' || true; }
 python -c 'import semanticcache, semanticcache._native' || {
     echo "error: the build finished but semanticcache._native does not import" >&2
     exit 1

@@ -7,6 +7,22 @@ Errors are the classes of :mod:`semanticcache.errors`.
 
 from typing import Final, Self, final
 
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "ScanResult",
+    "SseEvent",
+    "StreamTee",
+    "__version__",
+    "assemble_chat_completion",
+    "canonical_json",
+    "hmac_sha256",
+    "hmac_sha256_hex",
+    "parse_sse",
+    "render_chat_completion_sse",
+    "scan_request",
+]
+
 __version__: Final[str]
 
 DEFAULT_MAX_DEPTH: Final[int]
