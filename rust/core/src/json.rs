@@ -24,24 +24,43 @@ pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// Offset of the first control character (< U+0020) in `bytes`.
-///
-/// Blocks of 32 are tested with a branch-free fold the compiler vectorizes; only a block
-/// that has one is searched byte by byte.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Bit 7 of each byte of `word` (little-endian order) that is `"`, `\\` or a control
+/// character (< 0x20). Bytes above the lowest flagged one may be flagged falsely (a
+/// borrow runs upward), so only the lowest flag is meaningful.
 #[inline]
-fn first_ctrl(bytes: &[u8]) -> Option<usize> {
-    let mut blocks = bytes.chunks_exact(32);
-    let mut base = 0;
-    for block in &mut blocks {
-        if block.iter().fold(0u8, |acc, &b| acc | u8::from(b < 0x20)) != 0 {
-            return block.iter().position(|&b| b < 0x20).map(|i| base + i);
+fn special_bits(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    (zero(quote) | zero(backslash) | word.wrapping_sub(ONES * 0x20)) & !word & HIGHS
+}
+
+/// Offset of the first `"`, `\\` or control character at or after `start`.
+///
+/// One pass, eight bytes at a time (SWAR, no `unsafe`): strings in chat bodies have an
+/// escape every few dozen bytes, so a search that costs a call and a separate control
+/// character check per run was most of the scan.
+#[inline]
+pub(crate) fn find_special(input: &[u8], start: usize) -> Option<usize> {
+    let rest = input.get(start..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut base = start;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let bits = special_bits(u64::from_le_bytes(word));
+        if bits != 0 {
+            return Some(base + (bits.trailing_zeros() / 8) as usize);
         }
-        base += 32;
+        base += 8;
     }
-    blocks
+    words
         .remainder()
         .iter()
-        .position(|&b| b < 0x20)
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
         .map(|i| base + i)
 }
 
@@ -50,14 +69,16 @@ fn first_ctrl(bytes: &[u8]) -> Option<usize> {
 /// backslash (`true`). Control characters before that point are an error.
 #[inline]
 pub(crate) fn find_plain(input: &[u8], start: usize) -> Result<(usize, bool), ScanError> {
-    let rest = input.get(start..).unwrap_or_default();
-    let Some(i) = memchr2(b'"', b'\\', rest) else {
-        return Err(ScanError::json(input.len(), "unterminated string"));
-    };
-    if let Some(c) = first_ctrl(&rest[..i]) {
-        return Err(ScanError::json(start + c, "control character in string"));
+    match find_special(input, start).map(|i| (i, input[i])) {
+        Some((i, b'"')) => Ok((i, false)),
+        Some((i, b'\\')) => Ok((i, true)),
+        // With no quote or backslash anywhere after it, the string is unterminated
+        // rather than holding a control character (the error the offsets pin).
+        Some((i, _)) if memchr2(b'"', b'\\', &input[i..]).is_some() => {
+            Err(ScanError::json(i, "control character in string"))
+        }
+        _ => Err(ScanError::json(input.len(), "unterminated string")),
     }
-    Ok((start + i, rest[i] == b'\\'))
 }
 
 /// Receives the decoded contents of a string: runs of bytes copied from the input (never
@@ -467,4 +488,37 @@ pub(crate) fn decode(input: &[u8], span: (usize, usize)) -> String {
         v.clear();
     }
     String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(input: &[u8], start: usize) -> Option<usize> {
+        (start..input.len()).find(|&i| input[i] < 0x20 || input[i] == b'"' || input[i] == b'\\')
+    }
+
+    #[test]
+    fn find_special_matches_a_byte_loop() {
+        // Every byte value at every position of a word and of the tail, after every
+        // other byte value (a borrow from a lower byte must not hide or fake a match).
+        for len in [1usize, 7, 8, 9, 16, 23] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    for filler in [b'a', 0xFF, 0x80, 0x21, 0x5D, 0x20] {
+                        let mut v = vec![filler; len];
+                        v[pos] = b;
+                        if pos > 0 {
+                            v[pos - 1] = b.wrapping_add(1);
+                        }
+                        for start in [0, pos] {
+                            assert_eq!(find_special(&v, start), naive(&v, start), "{v:?} {start}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(find_special(b"abc", 3), None);
+        assert_eq!(find_special(b"abc", 9), None);
+    }
 }
