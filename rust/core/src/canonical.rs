@@ -13,7 +13,7 @@
 //! ended up, so that it can derive the lookup value with its text taken out by copying
 //! segment descriptors instead of parsing again.
 use crate::error::{Limits, ScanError, ScanErrorKind};
-use crate::json::{self, Canonical, Decode};
+use crate::json::{self, Decode};
 
 /// A run of canonical output bytes: `src[start..end]` where `src` is the input or the
 /// buffer.
@@ -302,29 +302,33 @@ impl<'a> Canon<'a> {
     /// Writes the string at `self.pos` (a quote); returns whether it had escapes.
     fn string_value(&mut self) -> Result<bool, ScanError> {
         let p = self.pos;
-        let (stop, escaped) = json::find_plain(self.input, p + 1)?;
-        if escaped {
-            let bstart = self.buf.len();
-            self.buf.push(b'"');
-            self.pos = json::string_tail(self.input, p + 1, &mut Canonical(&mut self.buf))?;
-            self.buf.push(b'"');
-            self.seal(bstart);
-        } else {
-            self.pos = stop + 1;
-            if stop - p > SHORT_STRING {
-                self.segs.push(Seg {
-                    start: p,
-                    end: stop + 1,
-                    input: true,
-                });
-                self.brk = false;
-            } else {
+        match json::verbatim(self.input, p + 1)? {
+            json::Verbatim::Whole { end, escaped } => {
+                // Canonical as written (quotes included): reference it or copy it whole.
+                self.pos = end + 1;
+                if end - p > SHORT_STRING {
+                    self.segs.push(Seg {
+                        start: p,
+                        end: end + 1,
+                        input: true,
+                    });
+                    self.brk = false;
+                } else {
+                    let bstart = self.buf.len();
+                    self.buf.extend_from_slice(&self.input[p..=end]);
+                    self.seal(bstart);
+                }
+                Ok(escaped)
+            }
+            json::Verbatim::Until { from } => {
                 let bstart = self.buf.len();
-                self.buf.extend_from_slice(&self.input[p..=stop]);
+                self.buf.extend_from_slice(&self.input[p..from]);
+                self.pos = json::canonical_tail(self.input, from, &mut self.buf)?;
+                self.buf.push(b'"');
                 self.seal(bstart);
+                Ok(true)
             }
         }
-        Ok(escaped)
     }
 
     fn check_depth(&self, base: usize) -> Result<(), ScanError> {

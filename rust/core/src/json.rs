@@ -1,8 +1,9 @@
 //! Byte-level JSON lexing (RFC 8259, strict) shared by the canonicalizer and the scan.
 //!
-//! Nothing here builds a tree. Strings are found with `memchr` on `"` / `\`; the bytes
-//! between escapes are copied as they are (the whole input is UTF-8-validated once,
-//! before parsing), and escapes are decoded only where present. Numbers are read as
+//! Nothing here builds a tree. String contents are searched eight bytes at a time for
+//! `"`, `\` and control characters; the bytes between escapes are kept as they are (the
+//! whole input is UTF-8-validated once, before parsing), a string whose escapes are all
+//! canonical already is kept whole, and only the other escapes are decoded. Numbers are read as
 //! decimal text and written in canonical form without going through `f64`.
 //!
 //! The second half ([`skip_value`], [`elements`], [`members`], [`decode`]) reads input
@@ -237,6 +238,74 @@ pub(crate) fn string_tail<S: Sink>(
             return Ok(stop + 1);
         }
         p = escape(input, stop, sink)?;
+    }
+}
+
+/// Where a string stops being its own canonical form.
+pub(crate) enum Verbatim {
+    /// The whole string is canonical as written: its closing quote is at `end`;
+    /// `escaped` says whether it holds (canonical) escapes.
+    Whole { end: usize, escaped: bool },
+    /// The backslash at `from` starts the first escape that is not canonical (or not
+    /// valid: decoding from there reports it).
+    Until { from: usize },
+}
+
+/// Whether the escape whose letter is `letter` is written as canonical JSON writes it.
+#[inline]
+fn is_canonical_escape(letter: Option<&u8>) -> bool {
+    matches!(
+        letter,
+        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't')
+    )
+}
+
+/// How much of the string whose contents start at `start` is canonical as written:
+/// raw UTF-8 and the escapes `\" \\ \b \f \n \r \t` are, so such a string can be
+/// referenced or copied whole instead of being decoded and re-escaped. `\/` and every
+/// `\u` escape are left to [`canonical_tail`] (a `\u00xx` control escape may already be
+/// canonical, but it is rare, and decoding re-writes it identically).
+#[inline]
+pub(crate) fn verbatim(input: &[u8], start: usize) -> Result<Verbatim, ScanError> {
+    let mut q = start;
+    let mut escaped = false;
+    loop {
+        let (stop, is_escape) = find_plain(input, q)?;
+        if !is_escape {
+            return Ok(Verbatim::Whole { end: stop, escaped });
+        }
+        if !is_canonical_escape(input.get(stop + 1)) {
+            return Ok(Verbatim::Until { from: stop });
+        }
+        escaped = true;
+        q = stop + 2;
+    }
+}
+
+/// Writes the canonical form of the rest of a string from `p` (inside the string, not
+/// inside an escape) to `out`, closing quote excluded; returns the offset after the
+/// closing quote. Canonical escapes stay in the run copied from the input, so only the
+/// others are decoded and re-written.
+pub(crate) fn canonical_tail(
+    input: &[u8],
+    p: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, ScanError> {
+    let mut run = p;
+    let mut q = p;
+    loop {
+        let (stop, is_escape) = find_plain(input, q)?;
+        if !is_escape {
+            out.extend_from_slice(&input[run..stop]);
+            return Ok(stop + 1);
+        }
+        if is_canonical_escape(input.get(stop + 1)) {
+            q = stop + 2;
+        } else {
+            out.extend_from_slice(&input[run..stop]);
+            q = escape(input, stop, &mut Canonical(out))?;
+            run = q;
+        }
     }
 }
 
@@ -520,5 +589,37 @@ mod tests {
         }
         assert_eq!(find_special(b"abc", 3), None);
         assert_eq!(find_special(b"abc", 9), None);
+    }
+
+    #[test]
+    fn verbatim_stops_at_the_first_non_canonical_escape() {
+        let s = br#""a\n\"\\\b\f\r\tz""#;
+        assert!(matches!(
+            verbatim(s, 1),
+            Ok(Verbatim::Whole { end, escaped: true }) if end == s.len() - 1
+        ));
+        assert!(matches!(
+            verbatim(br#""plain""#, 1),
+            Ok(Verbatim::Whole {
+                end: 6,
+                escaped: false
+            })
+        ));
+        for (s, from) in [
+            (&br#""ab\/""#[..], 3),
+            (br#""a\n\u00e9""#, 4),
+            (br#""\u0001""#, 1),
+        ] {
+            assert!(matches!(verbatim(s, 1), Ok(Verbatim::Until { from: f }) if f == from));
+        }
+    }
+
+    #[test]
+    fn canonical_tail_decodes_only_non_canonical_escapes() {
+        let s = br#""x\n\/\u00E9\"\u0001\u0008\ud83d\ude00y" "#;
+        let mut out = Vec::new();
+        let end = canonical_tail(s, 1, &mut out).map_err(|e| e.message);
+        assert_eq!(end, Ok(s.len() - 1));
+        assert_eq!(out, "x\\n/\u{e9}\\\"\\u0001\\b\u{1f600}y".as_bytes());
     }
 }
