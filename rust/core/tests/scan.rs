@@ -302,7 +302,7 @@ fn empty_object_and_empty_digests() {
 fn buffers_kept_between_scans_carry_nothing_over() {
     // Each scan reuses the buffers of the previous one on this thread: a large body, a
     // refused one (which stops mid-parse) and a small one must not leak into each other.
-    let small = r#"{"model":"m","b":[1,"x\u00e9"],"messages":[{"role":"user","content":"hi"}]}"#;
+    let small = r#"{"model":"m","b":[1,"x\u00e9"],"messages":[{"role":"user","content":["hi"]}]}"#;
     let first = scan(small);
     let big = format!(
         r#"{{"z":"{}","messages":[{{"role":"user","content":"{}"}}]}}"#,
