@@ -44,41 +44,52 @@ fn special_bits(word: u64) -> u64 {
 /// One pass, eight bytes at a time (SWAR, no `unsafe`): strings in chat bodies have an
 /// escape every few dozen bytes, so a search that costs a call and a separate control
 /// character check per run was most of the scan.
-#[inline]
+#[allow(
+    clippy::inline_always,
+    reason = "the per-escape loop of every string scan"
+)]
+#[inline(always)]
 pub(crate) fn find_special(input: &[u8], start: usize) -> Option<usize> {
-    let rest = input.get(start..)?;
-    let mut words = rest.chunks_exact(8);
-    let mut base = start;
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
+    let mut i = start;
+    while let Some(Ok(word)) = input.get(i..i + 8).map(<[u8; 8]>::try_from) {
         let bits = special_bits(u64::from_le_bytes(word));
         if bits != 0 {
-            return Some(base + (bits.trailing_zeros() / 8) as usize);
+            return Some(i + (bits.trailing_zeros() / 8) as usize);
         }
-        base += 8;
+        i += 8;
     }
-    words
-        .remainder()
+    input
+        .get(i..)?
         .iter()
         .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|i| base + i)
+        .map(|k| i + k)
 }
 
 /// Where the string whose contents start at `start` (just after the opening quote)
 /// stops being plain: the offset of its closing quote (`false`) or of its first
 /// backslash (`true`). Control characters before that point are an error.
-#[inline]
+// Inlined into each string loop: a call per escape (with its register saves) was a
+// good part of the cost of an escape-dense string.
+#[allow(clippy::inline_always, reason = "see above: measured, not guessed")]
+#[inline(always)]
 pub(crate) fn find_plain(input: &[u8], start: usize) -> Result<(usize, bool), ScanError> {
-    match find_special(input, start).map(|i| (i, input[i])) {
-        Some((i, b'"')) => Ok((i, false)),
-        Some((i, b'\\')) => Ok((i, true)),
+    match find_special(input, start) {
+        Some(i) if input[i] == b'"' => Ok((i, false)),
+        Some(i) if input[i] == b'\\' => Ok((i, true)),
+        found => Err(plain_error(input, found)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn plain_error(input: &[u8], found: Option<usize>) -> ScanError {
+    match found {
         // With no quote or backslash anywhere after it, the string is unterminated
         // rather than holding a control character (the error the offsets pin).
-        Some((i, _)) if memchr2(b'"', b'\\', &input[i..]).is_some() => {
-            Err(ScanError::json(i, "control character in string"))
+        Some(i) if memchr2(b'"', b'\\', &input[i..]).is_some() => {
+            ScanError::json(i, "control character in string")
         }
-        _ => Err(ScanError::json(input.len(), "unterminated string")),
+        _ => ScanError::json(input.len(), "unterminated string"),
     }
 }
 
@@ -120,9 +131,16 @@ impl Sink for Canonical<'_> {
 #[inline]
 fn push_utf8(out: &mut Vec<u8>, c: u32) {
     // Surrogates never reach here (the escape decoder pairs or rejects them).
+    // Byte pushes of a known count: a slice copy of 1-4 bytes became a memcpy call.
     if let Some(ch) = char::from_u32(c) {
         let mut tmp = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+        match *ch.encode_utf8(&mut tmp).as_bytes() {
+            [a] => out.push(a),
+            [a, b] => out.extend_from_slice(&[a, b]),
+            [a, b, c] => out.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => out.extend_from_slice(&[a, b, c, d]),
+            _ => {}
+        }
     }
 }
 
