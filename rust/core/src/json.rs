@@ -179,20 +179,31 @@ pub(crate) fn canon_decoded(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Value of each hex digit; 0xFF for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn hex4(input: &[u8], pos: usize) -> Option<u32> {
-    let digits = input.get(pos..pos + 4)?;
-    let mut v = 0u32;
-    for &d in digits {
-        let n = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            b'A'..=b'F' => d - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u32::from(n);
+    let [a, b, c, d] = *input.get(pos..pos + 4)?.first_chunk::<4>()?;
+    let [a, b, c, d] = [a, b, c, d].map(|x| HEX_VALUE[usize::from(x)]);
+    if (a | b | c | d) > 15 {
+        return None;
     }
-    Some(v)
+    Some(u32::from(a) << 12 | u32::from(b) << 8 | u32::from(c) << 4 | u32::from(d))
 }
 
 /// Decodes the escape at `p` (a backslash) into `sink`; returns the offset after it.
@@ -314,16 +325,58 @@ pub(crate) fn canonical_tail(
     loop {
         let (stop, is_escape) = find_plain(input, q)?;
         if !is_escape {
-            out.extend_from_slice(&input[run..stop]);
+            append(out, input, run, stop);
             return Ok(stop + 1);
         }
         if is_canonical_escape(input.get(stop + 1)) {
             q = stop + 2;
-        } else {
-            out.extend_from_slice(&input[run..stop]);
-            q = escape(input, stop, &mut Canonical(out))?;
-            run = q;
+            continue;
         }
+        append(out, input, run, stop);
+        q = match (input.get(stop + 1), hex4(input, stop + 2)) {
+            // The common non-canonical escape (`\u` of a BMP character that is not a
+            // surrogate half), written directly; everything else takes the general path.
+            (Some(b'u'), Some(c)) if !(0xD800..0xE000).contains(&c) => {
+                canon_bmp(out, c);
+                stop + 6
+            }
+            _ => escape(input, stop, &mut Canonical(out))?,
+        };
+        run = q;
+    }
+}
+
+/// Appends `input[from..to]`. Runs between escapes are mostly short, and a slice copy
+/// of unknown length is a `memcpy` call: a run of up to 16 bytes is copied as a fixed
+/// 16-byte block (read from the input, which usually has that many bytes left) and the
+/// excess cut off again.
+#[inline]
+fn append(out: &mut Vec<u8>, input: &[u8], from: usize, to: usize) {
+    let len = to - from;
+    if len <= 16
+        && let Some(Ok(block)) = input.get(from..from + 16).map(<&[u8; 16]>::try_from)
+    {
+        let keep = out.len() + len;
+        out.extend_from_slice(block);
+        out.truncate(keep);
+    } else {
+        out.extend_from_slice(&input[from..to]);
+    }
+}
+
+/// Appends the canonical form of `c` (< U+10000, not a surrogate).
+#[inline]
+fn canon_bmp(out: &mut Vec<u8>, c: u32) {
+    // `as u8` keeps the low bits on purpose: each arm has masked or range-checked `c`.
+    match c {
+        0x800.. => out.extend_from_slice(&[
+            0xE0 | (c >> 12) as u8,
+            0x80 | ((c >> 6) & 0x3F) as u8,
+            0x80 | (c & 0x3F) as u8,
+        ]),
+        0x80.. => out.extend_from_slice(&[0xC0 | (c >> 6) as u8, 0x80 | (c & 0x3F) as u8]),
+        0x20.. if c != 0x22 && c != 0x5C => out.push(c as u8),
+        _ => canon_char(out, c),
     }
 }
 
@@ -639,5 +692,17 @@ mod tests {
         let end = canonical_tail(s, 1, &mut out).map_err(|e| e.message);
         assert_eq!(end, Ok(s.len() - 1));
         assert_eq!(out, "x\\n/\u{e9}\\\"\\u0001\\b\u{1f600}y".as_bytes());
+    }
+
+    #[test]
+    fn canonical_tail_writes_bmp_escapes_in_every_utf8_length() {
+        let s = br#""\u0041\u0022\u005C\u007f\u0080\u07FF\u0800\uffff\u001F""#;
+        let mut out = Vec::new();
+        let end = canonical_tail(s, 1, &mut out).map_err(|e| e.message);
+        assert_eq!(end, Ok(s.len()));
+        assert_eq!(
+            out,
+            "A\\\"\\\\\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\\u001f".as_bytes()
+        );
     }
 }
