@@ -3,8 +3,8 @@
 //! Nothing here builds a tree. String contents are searched eight bytes at a time for
 //! `"`, `\` and control characters; the bytes between escapes are kept as they are (the
 //! whole input is UTF-8-validated once, before parsing), a string whose escapes are all
-//! canonical already is kept whole, and only the other escapes are decoded. Numbers are read as
-//! decimal text and written in canonical form without going through `f64`.
+//! canonical already is kept whole, and only the other escapes are decoded. Numbers are
+//! read as decimal text and written in canonical form without going through `f64`.
 //!
 //! The second half ([`skip_value`], [`elements`], [`members`], [`decode`]) reads input
 //! that an earlier pass already validated: the lazy `turns` and text extraction use it.
@@ -642,7 +642,7 @@ mod tests {
     fn find_special_matches_a_byte_loop() {
         // Every byte value at every position of a word and of the tail, after every
         // other byte value (a borrow from a lower byte must not hide or fake a match).
-        for len in [1usize, 7, 8, 9, 16, 23] {
+        for len in [1usize, 7, 8, 9, 16, 23, 40] {
             for pos in 0..len {
                 for b in 0..=255u8 {
                     for filler in [b'a', 0xFF, 0x80, 0x21, 0x5D, 0x20] {
