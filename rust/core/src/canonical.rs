@@ -13,7 +13,7 @@
 //! ended up, so that it can derive the lookup value with its text taken out by copying
 //! segment descriptors instead of parsing again.
 use crate::error::{Limits, ScanError, ScanErrorKind};
-use crate::json::{self, Canonical, Decode};
+use crate::json::{self, Decode};
 
 /// A run of canonical output bytes: `src[start..end]` where `src` is the input or the
 /// buffer.
@@ -142,8 +142,62 @@ pub(crate) struct Canon<'a> {
     pub elems: Vec<Elem>,
     last_obj: ObjMeta,
     tmp: Vec<u8>,
+    /// The flattened output that the scan hashes (kept between scans, see [`Spare`]).
+    pub hash_buf: Vec<u8>,
     /// A segment holding `null`.
     pub null_seg: Seg,
+}
+
+/// The growable buffers of a [`Canon`], kept per thread between scans.
+///
+/// A 1 MB body touches a few MB of buffers. Allocated fresh on every call they come
+/// from `mmap` (or a heap top the allocator trims on free) and every page faults in
+/// again: in a Python process that was about half the scan's time. Kept here, a thread
+/// that scans again reuses pages that are already mapped.
+#[derive(Default)]
+struct Spare {
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
+    members: Vec<Member>,
+    keys: Vec<u8>,
+    scratch: Vec<Seg>,
+    frames: Vec<Frame>,
+    tmp: Vec<u8>,
+    hash_buf: Vec<u8>,
+}
+
+/// Buffers larger than this many bytes are freed rather than kept for the next scan, so
+/// that one huge body does not pin its memory to the thread for good.
+const KEEP_BYTES: usize = 8 << 20;
+
+thread_local! {
+    static SPARE: std::cell::Cell<Spare> = std::cell::Cell::default();
+}
+
+/// `v`, emptied, if its allocation is small enough to keep; else a new empty vector.
+fn keep<T>(mut v: Vec<T>) -> Vec<T> {
+    if v.capacity() * std::mem::size_of::<T>() > KEEP_BYTES {
+        return Vec::new();
+    }
+    v.clear();
+    v
+}
+
+impl Drop for Canon<'_> {
+    fn drop(&mut self) {
+        let spare = Spare {
+            buf: keep(std::mem::take(&mut self.buf)),
+            segs: keep(std::mem::take(&mut self.segs)),
+            members: keep(std::mem::take(&mut self.members)),
+            keys: keep(std::mem::take(&mut self.keys)),
+            scratch: keep(std::mem::take(&mut self.scratch)),
+            frames: keep(std::mem::take(&mut self.frames)),
+            tmp: keep(std::mem::take(&mut self.tmp)),
+            hash_buf: keep(std::mem::take(&mut self.hash_buf)),
+        };
+        // During thread teardown the slot may be gone: the buffers are then just freed.
+        let _ = SPARE.try_with(|slot| slot.set(spare));
+    }
 }
 
 fn key_bytes<'k>(input: &'k [u8], keys: &'k [u8], m: &Member) -> &'k [u8] {
@@ -156,25 +210,37 @@ fn key_bytes<'k>(input: &'k [u8], keys: &'k [u8], m: &Member) -> &'k [u8] {
 
 impl<'a> Canon<'a> {
     pub fn new(input: &'a [u8], max_depth: usize) -> Self {
+        let Spare {
+            mut buf,
+            mut segs,
+            members,
+            keys,
+            scratch,
+            frames,
+            tmp,
+            hash_buf,
+        } = SPARE.try_with(std::cell::Cell::take).unwrap_or_default();
         // Canonical output is never much larger than the input outside of escapes; the
         // buffer holds short strings and punctuation, so a fraction of it is enough to
         // start with and growth is amortized.
-        let mut buf = Vec::with_capacity(input.len() / 2 + 64);
+        buf.reserve(input.len() / 2 + 64);
         buf.extend_from_slice(b"null");
+        segs.reserve(input.len() / 32 + 16);
         Self {
             input,
             pos: 0,
             buf,
-            segs: Vec::with_capacity(input.len() / 32 + 16),
+            segs,
             brk: true,
-            members: Vec::new(),
-            keys: Vec::new(),
-            scratch: Vec::new(),
-            frames: Vec::new(),
+            members,
+            keys,
+            scratch,
+            frames,
             max_depth,
             elems: Vec::new(),
             last_obj: ObjMeta::default(),
-            tmp: Vec::new(),
+            tmp,
+            hash_buf,
             null_seg: Seg {
                 start: 0,
                 end: 4,
@@ -302,29 +368,33 @@ impl<'a> Canon<'a> {
     /// Writes the string at `self.pos` (a quote); returns whether it had escapes.
     fn string_value(&mut self) -> Result<bool, ScanError> {
         let p = self.pos;
-        let (stop, escaped) = json::find_plain(self.input, p + 1)?;
-        if escaped {
-            let bstart = self.buf.len();
-            self.buf.push(b'"');
-            self.pos = json::string_tail(self.input, p + 1, &mut Canonical(&mut self.buf))?;
-            self.buf.push(b'"');
-            self.seal(bstart);
-        } else {
-            self.pos = stop + 1;
-            if stop - p > SHORT_STRING {
-                self.segs.push(Seg {
-                    start: p,
-                    end: stop + 1,
-                    input: true,
-                });
-                self.brk = false;
-            } else {
+        match json::verbatim(self.input, p + 1)? {
+            json::Verbatim::Whole { end, escaped } => {
+                // Canonical as written (quotes included): reference it or copy it whole.
+                self.pos = end + 1;
+                if end - p > SHORT_STRING {
+                    self.segs.push(Seg {
+                        start: p,
+                        end: end + 1,
+                        input: true,
+                    });
+                    self.brk = false;
+                } else {
+                    let bstart = self.buf.len();
+                    self.buf.extend_from_slice(&self.input[p..=end]);
+                    self.seal(bstart);
+                }
+                Ok(escaped)
+            }
+            json::Verbatim::Until { from } => {
                 let bstart = self.buf.len();
-                self.buf.extend_from_slice(&self.input[p..=stop]);
+                self.buf.extend_from_slice(&self.input[p..from]);
+                self.pos = json::canonical_tail(self.input, from, &mut self.buf)?;
+                self.buf.push(b'"');
                 self.seal(bstart);
+                Ok(true)
             }
         }
-        Ok(escaped)
     }
 
     fn check_depth(&self, base: usize) -> Result<(), ScanError> {

@@ -1,9 +1,10 @@
 //! Byte-level JSON lexing (RFC 8259, strict) shared by the canonicalizer and the scan.
 //!
-//! Nothing here builds a tree. Strings are found with `memchr` on `"` / `\`; the bytes
-//! between escapes are copied as they are (the whole input is UTF-8-validated once,
-//! before parsing), and escapes are decoded only where present. Numbers are read as
-//! decimal text and written in canonical form without going through `f64`.
+//! Nothing here builds a tree. String contents are searched eight bytes at a time for
+//! `"`, `\` and control characters; the bytes between escapes are kept as they are (the
+//! whole input is UTF-8-validated once, before parsing), a string whose escapes are all
+//! canonical already is kept whole, and only the other escapes are decoded. Numbers are
+//! read as decimal text and written in canonical form without going through `f64`.
 //!
 //! The second half ([`skip_value`], [`elements`], [`members`], [`decode`]) reads input
 //! that an earlier pass already validated: the lazy `turns` and text extraction use it.
@@ -24,40 +25,72 @@ pub(crate) fn skip_ws(input: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// Offset of the first control character (< U+0020) in `bytes`.
-///
-/// Blocks of 32 are tested with a branch-free fold the compiler vectorizes; only a block
-/// that has one is searched byte by byte.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Bit 7 of each byte of `word` (little-endian order) that is `"`, `\\` or a control
+/// character (< 0x20). Bytes above the lowest flagged one may be flagged falsely (a
+/// borrow runs upward), so only the lowest flag is meaningful.
 #[inline]
-fn first_ctrl(bytes: &[u8]) -> Option<usize> {
-    let mut blocks = bytes.chunks_exact(32);
-    let mut base = 0;
-    for block in &mut blocks {
-        if block.iter().fold(0u8, |acc, &b| acc | u8::from(b < 0x20)) != 0 {
-            return block.iter().position(|&b| b < 0x20).map(|i| base + i);
+fn special_bits(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    (zero(quote) | zero(backslash) | word.wrapping_sub(ONES * 0x20)) & !word & HIGHS
+}
+
+/// Offset of the first `"`, `\\` or control character at or after `start`.
+///
+/// One pass, eight bytes at a time (SWAR, no `unsafe`): strings in chat bodies have an
+/// escape every few dozen bytes, so a search that costs a call and a separate control
+/// character check per run was most of the scan.
+#[allow(
+    clippy::inline_always,
+    reason = "the per-escape loop of every string scan"
+)]
+#[inline(always)]
+pub(crate) fn find_special(input: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while let Some(Ok(word)) = input.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let bits = special_bits(u64::from_le_bytes(word));
+        if bits != 0 {
+            return Some(i + (bits.trailing_zeros() / 8) as usize);
         }
-        base += 32;
+        i += 8;
     }
-    blocks
-        .remainder()
+    input
+        .get(i..)?
         .iter()
-        .position(|&b| b < 0x20)
-        .map(|i| base + i)
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|k| i + k)
 }
 
 /// Where the string whose contents start at `start` (just after the opening quote)
 /// stops being plain: the offset of its closing quote (`false`) or of its first
 /// backslash (`true`). Control characters before that point are an error.
-#[inline]
+// Inlined into each string loop: a call per escape (with its register saves) was a
+// good part of the cost of an escape-dense string.
+#[allow(clippy::inline_always, reason = "see above: measured, not guessed")]
+#[inline(always)]
 pub(crate) fn find_plain(input: &[u8], start: usize) -> Result<(usize, bool), ScanError> {
-    let rest = input.get(start..).unwrap_or_default();
-    let Some(i) = memchr2(b'"', b'\\', rest) else {
-        return Err(ScanError::json(input.len(), "unterminated string"));
-    };
-    if let Some(c) = first_ctrl(&rest[..i]) {
-        return Err(ScanError::json(start + c, "control character in string"));
+    match find_special(input, start) {
+        Some(i) if input[i] == b'"' => Ok((i, false)),
+        Some(i) if input[i] == b'\\' => Ok((i, true)),
+        found => Err(plain_error(input, found)),
     }
-    Ok((start + i, rest[i] == b'\\'))
+}
+
+#[cold]
+#[inline(never)]
+fn plain_error(input: &[u8], found: Option<usize>) -> ScanError {
+    match found {
+        // With no quote or backslash anywhere after it, the string is unterminated
+        // rather than holding a control character (the error the offsets pin).
+        Some(i) if memchr2(b'"', b'\\', &input[i..]).is_some() => {
+            ScanError::json(i, "control character in string")
+        }
+        _ => ScanError::json(input.len(), "unterminated string"),
+    }
 }
 
 /// Receives the decoded contents of a string: runs of bytes copied from the input (never
@@ -98,9 +131,16 @@ impl Sink for Canonical<'_> {
 #[inline]
 fn push_utf8(out: &mut Vec<u8>, c: u32) {
     // Surrogates never reach here (the escape decoder pairs or rejects them).
+    // Byte pushes of a known count: a slice copy of 1-4 bytes became a memcpy call.
     if let Some(ch) = char::from_u32(c) {
         let mut tmp = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+        match *ch.encode_utf8(&mut tmp).as_bytes() {
+            [a] => out.push(a),
+            [a, b] => out.extend_from_slice(&[a, b]),
+            [a, b, c] => out.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => out.extend_from_slice(&[a, b, c, d]),
+            _ => {}
+        }
     }
 }
 
@@ -139,20 +179,31 @@ pub(crate) fn canon_decoded(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Value of each hex digit; 0xFF for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn hex4(input: &[u8], pos: usize) -> Option<u32> {
-    let digits = input.get(pos..pos + 4)?;
-    let mut v = 0u32;
-    for &d in digits {
-        let n = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            b'A'..=b'F' => d - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u32::from(n);
+    let [a, b, c, d] = *input.get(pos..pos + 4)?.first_chunk::<4>()?;
+    let [a, b, c, d] = [a, b, c, d].map(|x| HEX_VALUE[usize::from(x)]);
+    if (a | b | c | d) > 15 {
+        return None;
     }
-    Some(v)
+    Some(u32::from(a) << 12 | u32::from(b) << 8 | u32::from(c) << 4 | u32::from(d))
 }
 
 /// Decodes the escape at `p` (a backslash) into `sink`; returns the offset after it.
@@ -216,6 +267,116 @@ pub(crate) fn string_tail<S: Sink>(
             return Ok(stop + 1);
         }
         p = escape(input, stop, sink)?;
+    }
+}
+
+/// Where a string stops being its own canonical form.
+pub(crate) enum Verbatim {
+    /// The whole string is canonical as written: its closing quote is at `end`;
+    /// `escaped` says whether it holds (canonical) escapes.
+    Whole { end: usize, escaped: bool },
+    /// The backslash at `from` starts the first escape that is not canonical (or not
+    /// valid: decoding from there reports it).
+    Until { from: usize },
+}
+
+/// Whether the escape whose letter is `letter` is written as canonical JSON writes it.
+#[inline]
+fn is_canonical_escape(letter: Option<&u8>) -> bool {
+    matches!(
+        letter,
+        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't')
+    )
+}
+
+/// How much of the string whose contents start at `start` is canonical as written:
+/// raw UTF-8 and the escapes `\" \\ \b \f \n \r \t` are, so such a string can be
+/// referenced or copied whole instead of being decoded and re-escaped. `\/` and every
+/// `\u` escape are left to [`canonical_tail`] (a `\u00xx` control escape may already be
+/// canonical, but it is rare, and decoding re-writes it identically).
+#[inline]
+pub(crate) fn verbatim(input: &[u8], start: usize) -> Result<Verbatim, ScanError> {
+    let mut q = start;
+    let mut escaped = false;
+    loop {
+        let (stop, is_escape) = find_plain(input, q)?;
+        if !is_escape {
+            return Ok(Verbatim::Whole { end: stop, escaped });
+        }
+        if !is_canonical_escape(input.get(stop + 1)) {
+            return Ok(Verbatim::Until { from: stop });
+        }
+        escaped = true;
+        q = stop + 2;
+    }
+}
+
+/// Writes the canonical form of the rest of a string from `p` (inside the string, not
+/// inside an escape) to `out`, closing quote excluded; returns the offset after the
+/// closing quote. Canonical escapes stay in the run copied from the input, so only the
+/// others are decoded and re-written.
+pub(crate) fn canonical_tail(
+    input: &[u8],
+    p: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, ScanError> {
+    let mut run = p;
+    let mut q = p;
+    loop {
+        let (stop, is_escape) = find_plain(input, q)?;
+        if !is_escape {
+            append(out, input, run, stop);
+            return Ok(stop + 1);
+        }
+        if is_canonical_escape(input.get(stop + 1)) {
+            q = stop + 2;
+            continue;
+        }
+        append(out, input, run, stop);
+        q = match (input.get(stop + 1), hex4(input, stop + 2)) {
+            // The common non-canonical escape (`\u` of a BMP character that is not a
+            // surrogate half), written directly; everything else takes the general path.
+            (Some(b'u'), Some(c)) if !(0xD800..0xE000).contains(&c) => {
+                canon_bmp(out, c);
+                stop + 6
+            }
+            _ => escape(input, stop, &mut Canonical(out))?,
+        };
+        run = q;
+    }
+}
+
+/// Appends `input[from..to]`. Runs between escapes are mostly short, and a slice copy
+/// of unknown length is a `memcpy` call: a run of up to 16 bytes is copied as a fixed
+/// 16-byte block (read from the input, which usually has that many bytes left) and the
+/// excess cut off again.
+#[inline]
+fn append(out: &mut Vec<u8>, input: &[u8], from: usize, to: usize) {
+    let len = to - from;
+    if len <= 16
+        && let Some(Ok(block)) = input.get(from..from + 16).map(<&[u8; 16]>::try_from)
+    {
+        let keep = out.len() + len;
+        out.extend_from_slice(block);
+        out.truncate(keep);
+    } else {
+        out.extend_from_slice(&input[from..to]);
+    }
+}
+
+/// Appends the canonical form of `c` (< U+10000, not a surrogate).
+#[inline]
+fn canon_bmp(out: &mut Vec<u8>, c: u32) {
+    // `as u8` keeps the low bits on purpose: each arm has masked or range-checked `c`.
+    match c {
+        0x800.. => out.extend_from_slice(&[
+            0xE0 | (c >> 12) as u8,
+            0x80 | ((c >> 6) & 0x3F) as u8,
+            0x80 | (c & 0x3F) as u8,
+        ]),
+        0x80.. => out.extend_from_slice(&[0xC0 | (c >> 6) as u8, 0x80 | (c & 0x3F) as u8]),
+        0x20.. if c != 0x22 && c != 0x5C => out.push(c as u8),
+        _ => canon_char(out, c),
     }
 }
 
@@ -467,4 +628,81 @@ pub(crate) fn decode(input: &[u8], span: (usize, usize)) -> String {
         v.clear();
     }
     String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(input: &[u8], start: usize) -> Option<usize> {
+        (start..input.len()).find(|&i| input[i] < 0x20 || input[i] == b'"' || input[i] == b'\\')
+    }
+
+    #[test]
+    fn find_special_matches_a_byte_loop() {
+        // Every byte value at every position of a word and of the tail, after every
+        // other byte value (a borrow from a lower byte must not hide or fake a match).
+        for len in [1usize, 7, 8, 9, 16, 23, 40] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    for filler in [b'a', 0xFF, 0x80, 0x21, 0x5D, 0x20] {
+                        let mut v = vec![filler; len];
+                        v[pos] = b;
+                        if pos > 0 {
+                            v[pos - 1] = b.wrapping_add(1);
+                        }
+                        for start in [0, pos] {
+                            assert_eq!(find_special(&v, start), naive(&v, start), "{v:?} {start}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(find_special(b"abc", 3), None);
+        assert_eq!(find_special(b"abc", 9), None);
+    }
+
+    #[test]
+    fn verbatim_stops_at_the_first_non_canonical_escape() {
+        let s = br#""a\n\"\\\b\f\r\tz""#;
+        assert!(matches!(
+            verbatim(s, 1),
+            Ok(Verbatim::Whole { end, escaped: true }) if end == s.len() - 1
+        ));
+        assert!(matches!(
+            verbatim(br#""plain""#, 1),
+            Ok(Verbatim::Whole {
+                end: 6,
+                escaped: false
+            })
+        ));
+        for (s, from) in [
+            (&br#""ab\/""#[..], 3),
+            (br#""a\n\u00e9""#, 4),
+            (br#""\u0001""#, 1),
+        ] {
+            assert!(matches!(verbatim(s, 1), Ok(Verbatim::Until { from: f }) if f == from));
+        }
+    }
+
+    #[test]
+    fn canonical_tail_decodes_only_non_canonical_escapes() {
+        let s = br#""x\n\/\u00E9\"\u0001\u0008\ud83d\ude00y" "#;
+        let mut out = Vec::new();
+        let end = canonical_tail(s, 1, &mut out).map_err(|e| e.message);
+        assert_eq!(end, Ok(s.len() - 1));
+        assert_eq!(out, "x\\n/\u{e9}\\\"\\u0001\\b\u{1f600}y".as_bytes());
+    }
+
+    #[test]
+    fn canonical_tail_writes_bmp_escapes_in_every_utf8_length() {
+        let s = br#""\u0041\u0022\u005C\u007f\u0080\u07FF\u0800\uffff\u001F""#;
+        let mut out = Vec::new();
+        let end = canonical_tail(s, 1, &mut out).map_err(|e| e.message);
+        assert_eq!(end, Ok(s.len()));
+        assert_eq!(
+            out,
+            "A\\\"\\\\\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\\u001f".as_bytes()
+        );
+    }
 }

@@ -130,7 +130,8 @@ pub fn scan_request(input: &[u8], limits: Limits) -> Result<ScanResult, ScanErro
         None => (None, Derived::Null, None),
     };
 
-    let (params_digest, context_digest) = digests(&c, &params, winner, system.as_ref(), lookup_t);
+    let (params_digest, context_digest) =
+        digests(&mut c, &params, winner, system.as_ref(), lookup_t);
 
     Ok(ScanResult {
         query,
@@ -244,13 +245,16 @@ fn read_members(c: &mut Canon<'_>) -> Result<Top, ScanError> {
 
 /// BLAKE3 of the canonical parameters object and of the canonical context array.
 fn digests(
-    c: &Canon<'_>,
+    c: &mut Canon<'_>,
     params: &[Member],
     winner: Option<usize>,
     system: Option<&(Member, (usize, usize))>,
     lookup_t: Derived,
 ) -> ([u8; 32], [u8; 32]) {
-    let mut out = Vec::with_capacity(Canon::seg_len(&c.segs).min(c.input.len() * 2) + 64);
+    // One flat buffer and one-shot hashes: BLAKE3 runs widest over a whole message (a
+    // streaming hasher fed in pieces did more work). The buffer is kept per thread.
+    let mut out = std::mem::take(&mut c.hash_buf);
+    out.reserve(Canon::seg_len(&c.segs).min(c.input.len() * 2) + 64);
     out.push(b'{');
     for (i, m) in params.iter().enumerate() {
         let mut key_seg = c.segs[m.lo];
@@ -285,6 +289,7 @@ fn digests(
     }
     out.push(b']');
     let context_digest = *blake3::hash(&out).as_bytes();
+    c.hash_buf = out;
     (params_digest, context_digest)
 }
 

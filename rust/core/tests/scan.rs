@@ -297,3 +297,24 @@ fn empty_object_and_empty_digests() {
     assert_eq!(r.params_digest, h("{}"));
     assert_eq!(r.context_digest, h("[null,null,null]"));
 }
+
+#[test]
+fn buffers_kept_between_scans_carry_nothing_over() {
+    // Each scan reuses the buffers of the previous one on this thread: a large body, a
+    // refused one (which stops mid-parse) and a small one must not leak into each other.
+    let small = r#"{"model":"m","b":[1,"x\u00e9"],"messages":[{"role":"user","content":["hi"]}]}"#;
+    let first = scan(small);
+    let big = format!(
+        r#"{{"z":"{}","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "q\\n".repeat(50_000),
+        "w\\u00e9".repeat(50_000)
+    );
+    let big_result = scan(&big);
+    assert_eq!(
+        err(br#"{"a":[1,2,{"b":"\u00e9\/"#),
+        (ScanErrorKind::InvalidJson, 24)
+    );
+    assert_eq!(scan(small), first);
+    assert_eq!(scan(&big), big_result);
+    assert_eq!(first.params_digest, h(r#"{"b":[1e0,"xé"]}"#));
+}
