@@ -72,7 +72,7 @@ class PgVectorStore:
         dimension: int,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
-        ef_search: int = 40,
+        ef_search: int | None = None,
     ) -> None:
         if not 1 <= dimension <= _MAX_PGVECTOR_HNSW_DIM:
             raise ConfigurationError(
@@ -86,7 +86,7 @@ class PgVectorStore:
                 f"hnsw_ef_construction must be in 4..1000 and >= 2 * hnsw_m, "
                 f"not {hnsw_ef_construction}"
             )
-        if not 1 <= ef_search <= 1000:
+        if ef_search is not None and not 1 <= ef_search <= 1000:
             raise ConfigurationError(f"ef_search must be in 1..1000, not {ef_search}")
         self._pool = pool
         self._dimension = dimension
@@ -97,6 +97,19 @@ class PgVectorStore:
         """The table name (``semcache_entries_<slug>_<dim>``)."""
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
+        self._exact_query = self._build_exact_query()
+        self._search_query = self._build_search_query()
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connection pool the store uses."""
+        return self._pool
+
+    @property
+    def iterative_scan(self) -> bool:
+        """Whether searches use pgvector's iterative index scan (pgvector >= 0.8; known
+        after :meth:`ensure_schema`)."""
+        return self._iterative_scan
 
     async def ensure_schema(self) -> None:
         """Create the ``vector`` extension (if the role may), the table and its indexes."""
@@ -117,6 +130,7 @@ class PgVectorStore:
                             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                             partition bytea NOT NULL,
                             text_digest bytea NOT NULL,
+                            scope text NOT NULL DEFAULT '',
                             lookup_text text NOT NULL,
                             embedding vector({dim}) NOT NULL,
                             response bytea NOT NULL,
@@ -126,6 +140,12 @@ class PgVectorStore:
                         ) WITH (fillfactor = 70)
                         """
                     ).format(t=self._t, dim=sql.Literal(self._dimension))
+                )
+                # Tables created by earlier versions: add the newer columns in place.
+                await conn.execute(
+                    sql.SQL(
+                        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT ''"
+                    ).format(t=self._t)
                 )
                 await conn.execute(
                     sql.SQL(
@@ -138,6 +158,12 @@ class PgVectorStore:
                         efc=sql.Literal(self._ef_construction),
                     )
                 )
+                # purge(scope=...) and per-scope stats; scopes are short (MAX_SCOPE_BYTES).
+                await conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {idx} ON {t} (scope)").format(
+                        idx=sql.Identifier(f"{self.table[:55]}_scope"), t=self._t
+                    )
+                )
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
                 )
@@ -147,6 +173,7 @@ class PgVectorStore:
         # Iterative index scans (pgvector >= 0.8) keep a partition filter from starving
         # top-k; older servers get the plain scan.
         self._iterative_scan = row is not None and _version(str(row[0])) >= (0, 8)
+        self._search_query = self._build_search_query()
 
     async def _create_extension(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
@@ -173,18 +200,22 @@ class PgVectorStore:
         lookup_text: str,
         embedding: Sequence[float],
         response: bytes,
+        *,
+        scope: str = "",
     ) -> int:
         """Insert or replace the entry for (partition, text_digest); return its id.
 
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
-        and a hit count of zero.
+        and a hit count of zero. ``lookup_text`` and ``scope`` are stored as given (use
+        :func:`~semanticcache.key.db_text` for arbitrary strings: ``text`` holds no NUL).
         """
         vector = self._vector_literal(embedding)
         query = sql.SQL(
             """
-            INSERT INTO {t} (partition, text_digest, lookup_text, embedding, response)
-            VALUES (%s, %s, %s, %s::vector, %s)
+            INSERT INTO {t} (partition, text_digest, scope, lookup_text, embedding, response)
+            VALUES (%s, %s, %s, %s, %s::vector, %s)
             ON CONFLICT (partition, text_digest) DO UPDATE SET
+                scope = EXCLUDED.scope,
                 lookup_text = EXCLUDED.lookup_text,
                 embedding = EXCLUDED.embedding,
                 response = EXCLUDED.response,
@@ -196,7 +227,7 @@ class PgVectorStore:
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    query, (partition, text_digest, lookup_text, vector, response)
+                    query, (partition, text_digest, scope, lookup_text, vector, response)
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -207,13 +238,13 @@ class PgVectorStore:
         return entry_id
 
     async def get_exact(self, partition: bytes, text_digest: bytes) -> StoredEntry | None:
-        """The entry stored for exactly this (partition, text digest), or None."""
-        query = sql.SQL(
-            "SELECT id, response, created_at FROM {t} WHERE partition = %s AND text_digest = %s"
-        ).format(t=self._t)
+        """The entry stored for exactly this (partition, text digest), or None.
+
+        One statement, one index probe on the unique (partition, text_digest) btree.
+        """
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(query, (partition, text_digest))
+                cur = await conn.execute(self._exact_query, (partition, text_digest))
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
@@ -228,45 +259,48 @@ class PgVectorStore:
         threshold: float,
         k: int = 1,
     ) -> list[StoredEntry]:
-        """Up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``.
+        """Stage 1: up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``.
 
-        Best first. The HNSW index orders by cosine distance; the threshold is applied to
-        the top ``k`` (the index cannot use a distance bound).
+        Best first. The HNSW index returns the ``k`` nearest rows of the partition
+        (iterative scan, so a partition that holds a small share of the table still gets
+        its ``k``); the threshold is applied to them on the server. Only the best
+        candidate carries its response (the others have ``response == b""``), so a large
+        ``k`` does not ship ``k`` response bodies.
+
+        One round trip: ``SET LOCAL hnsw.ef_search`` / ``hnsw.iterative_scan`` and the
+        query go in one simple-protocol message, which Postgres runs as one implicit
+        transaction, so the settings end with it and pooled connections keep their
+        defaults.
         """
         if not 1 <= k <= 1000:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise ConfigurationError(f"threshold must be in [0, 1], not {threshold!r}")
         vector = self._vector_literal(embedding)
-        query = sql.SQL(
-            """
-            SELECT id, response, created_at, 1 - (embedding <=> %s::vector) AS similarity
-            FROM {t}
-            WHERE partition = %s
-            ORDER BY embedding <=> %s::vector
-            LIMIT %s
-            """
-        ).format(t=self._t)
+        params = {"v": vector, "p": partition, "k": k, "th": threshold}
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                # set_config(..., true) is SET LOCAL: it ends with this transaction, so
-                # pooled connections keep their defaults.
-                await conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true)", (str(self._ef_search),)
-                )
-                if self._iterative_scan:
-                    await conn.execute(
-                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-                    )
-                cur = await conn.execute(query, (vector, partition, vector, k))
+            async with self._pool.connection() as conn:
+                # Client-side binding: the only way to send several statements with
+                # parameters in one message (the extended protocol takes one).
+                cur = psycopg.AsyncClientCursor(conn)
+                await cur.execute(self._search_query, params)
+                while cur.pgresult is not None and cur.description is None:
+                    if not cur.nextset():
+                        break
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache similarity search failed: {exc}") from exc
-        # relaxed_order may return rows slightly out of order: sort them here.
         matches = [
-            StoredEntry(id=r[0], response=bytes(r[1]), created_at=r[2], similarity=float(r[3]))
+            StoredEntry(
+                id=r[0],
+                response=bytes(r[1]) if r[1] is not None else b"",
+                created_at=r[2],
+                similarity=float(r[3]),
+            )
             for r in rows
-            if r[3] is not None and float(r[3]) >= threshold
         ]
-        matches.sort(key=lambda e: e.similarity, reverse=True)
+        # The server sorted them, but relaxed_order and float ties deserve a stable order.
+        matches.sort(key=lambda e: (-e.similarity, e.id))
         return matches
 
     async def record_hit(self, entry_id: int) -> None:
@@ -277,6 +311,42 @@ class PgVectorStore:
                 await conn.execute(query, (entry_id,))
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
+
+    def _build_exact_query(self) -> sql.Composed:
+        return sql.SQL(
+            "SELECT id, response, created_at FROM {t} WHERE partition = %s AND text_digest = %s"
+        ).format(t=self._t)
+
+    def _build_search_query(self) -> sql.Composed:
+        settings: list[sql.Composable] = []
+        if self._ef_search is not None:
+            settings.append(
+                sql.SQL("SET LOCAL hnsw.ef_search = {};").format(sql.Literal(self._ef_search))
+            )
+        if self._iterative_scan:
+            settings.append(sql.SQL("SET LOCAL hnsw.iterative_scan = relaxed_order;"))
+        # The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
+        # one applies the threshold and keeps only the best candidate's response.
+        search = sql.SQL(
+            """
+            SELECT id,
+                   CASE WHEN row_number() OVER w = 1 THEN response END,
+                   created_at,
+                   similarity
+            FROM (
+                SELECT id, response, created_at,
+                       1 - (embedding <=> %(v)s::vector) AS similarity
+                FROM {t}
+                WHERE partition = %(p)s
+                ORDER BY embedding <=> %(v)s::vector
+                LIMIT %(k)s
+            ) AS candidates
+            WHERE similarity >= %(th)s
+            WINDOW w AS (ORDER BY similarity DESC, id)
+            ORDER BY similarity DESC, id
+            """
+        ).format(t=self._t)
+        return sql.SQL(" ").join([*settings, search])
 
     def _vector_literal(self, embedding: Sequence[float]) -> str:
         if len(embedding) != self._dimension:
