@@ -108,6 +108,7 @@ async def test_hits_are_counted(cache: SemanticCache, partition: bytes, pg_uri: 
     await cache.get(PROMPT, partition=partition)
     await cache.get(REWORDED, partition=partition)
     await cache.get(UNRELATED, partition=partition)
+    await cache.flush_hits()  # hit counts are batched, off the lookup path
     async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
         cur = await conn.execute(
             f"SELECT hit_count, lookup_text, text_digest FROM {cache.table} WHERE id = %s",

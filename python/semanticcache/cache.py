@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -16,10 +19,20 @@ from psycopg_pool import AsyncConnectionPool
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.key import CacheKey, db_text, lookup_digest
-from semanticcache.settings import CacheSettings
-from semanticcache.storage.pgvector import PgVectorStore
+from semanticcache.settings import SECONDS_PER_DAY, CacheSettings
+from semanticcache.storage.pgvector import PgVectorStore, ScopeStats
 
-__all__ = ["CacheHit", "CacheLookup", "LookupReason", "SemanticCache", "lookup_digest"]
+_log = logging.getLogger("semanticcache.cache")
+
+__all__ = [
+    "CacheHit",
+    "CacheLookup",
+    "CacheStats",
+    "LookupReason",
+    "ScopeStats",
+    "SemanticCache",
+    "lookup_digest",
+]
 
 LookupReason = Literal[
     "hit",
@@ -36,6 +49,13 @@ LookupReason = Literal[
 or the dependency failure that made it a miss."""
 
 _DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+_DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
+_DEFAULT_PURGE_INTERVAL: Final = 60.0
+_DEFAULT_PURGE_BATCH: Final = 1000
+_DEFAULT_PURGE_PAUSE: Final = 1.0
+# Distinct entries whose hits wait for a flush; past this, new ids are not counted
+# (a bound on memory if Postgres stays unreachable).
+_MAX_PENDING_HIT_IDS: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +86,24 @@ class CacheLookup:
     """Similarity of the best stage-1 candidate (also when stage 2 rejected it)."""
     candidates: int = 0
     """How many stage-1 candidates passed ``threshold`` (0 on the exact path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What :meth:`SemanticCache.stats` reports."""
+
+    rows: int
+    """Rows in this embedder's table (expired ones included until purged)."""
+    hits: int
+    """Hits counted on those rows, across all processes."""
+    expired_rows: int
+    """Rows past their expiry, not purged yet (never served)."""
+    table_bytes: int
+    """Size of the table with its indexes and TOAST, in bytes."""
+    scopes: dict[str, ScopeStats]
+    """Rows and hits per scope (``""`` is the unscoped bucket)."""
+    lookups: dict[str, int]
+    """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +150,10 @@ class SemanticCache:
         breaker_failures: int | None = None,
         breaker_cooldown: float | None = None,
         connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
+        hit_flush_interval: float = _DEFAULT_HIT_FLUSH_INTERVAL,
+        purge_interval: float = _DEFAULT_PURGE_INTERVAL,
+        purge_batch_size: int = _DEFAULT_PURGE_BATCH,
+        purge_pause: float = _DEFAULT_PURGE_PAUSE,
     ) -> None:
         overrides = {
             name: value
@@ -148,6 +190,28 @@ class SemanticCache:
             raise ConfigurationError(f"connect_timeout must be > 0 seconds, not {connect_timeout}")
         if not isinstance(embedder, BaseEmbedder):
             raise ConfigurationError("embedder must be a BaseEmbedder instance")
+        for name, seconds in (
+            ("hit_flush_interval", hit_flush_interval),
+            ("purge_interval", purge_interval),
+            ("purge_pause", purge_pause),
+        ):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigurationError(f"{name} must be > 0 seconds, not {seconds}")
+        if isinstance(purge_batch_size, bool) or not 1 <= purge_batch_size <= 1_000_000:
+            raise ConfigurationError(
+                f"purge_batch_size must be in 1..1000000, not {purge_batch_size}"
+            )
+        self._ttl_seconds = (
+            merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
+        )
+        self._hit_flush_interval = hit_flush_interval
+        self._purge_interval = purge_interval
+        self._purge_batch = purge_batch_size
+        self._purge_pause = purge_pause
+        self._pending_hits: Counter[int] = Counter()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
+        self._outcomes: Counter[str] = Counter()
         self._settings = merged
         self._embedder = embedder
         self._pg_uri = merged.pg_uri
@@ -242,9 +306,16 @@ class SemanticCache:
         target = self._target(key, partition)
         if not self._ready:
             await self.open()
+        result = await self._lookup(target)
+        self._outcomes[result.reason] += 1
+        if result.hit is not None:
+            self._count_hit(result.hit.entry_id)
+        return result
+
+    async def _lookup(self, target: _Target) -> CacheLookup:
+        self._start_purge()
         entry = await self._store.get_exact(target.partition, target.text_digest)
         if entry is not None:
-            await self._store.record_hit(entry.id)
             hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
             return CacheLookup(hit, "hit", best_similarity=1.0)
         vector = await self._embed(target.text)
@@ -259,7 +330,6 @@ class SemanticCache:
             return CacheLookup(
                 None, "rejected", best_similarity=best.similarity, candidates=len(candidates)
             )
-        await self._store.record_hit(best.id)
         hit = CacheHit(best.response, best.similarity, "semantic", best.id, best.created_at)
         return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
 
@@ -273,6 +343,7 @@ class SemanticCache:
             raise ConfigurationError("response must be bytes")
         if not self._ready:
             await self.open()
+        self._start_purge()
         vector = await self._embed(target.text)
         return await self._store.put(
             target.partition,
@@ -281,10 +352,86 @@ class SemanticCache:
             vector,
             response,
             scope=db_text(target.scope),
+            ttl_seconds=self._ttl_seconds,
         )
 
+    async def delete(self, entry_id: int) -> bool:
+        """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+            raise ConfigurationError("entry_id must be an int")
+        if not self._ready:
+            await self.open()
+        return await self._store.delete(entry_id)
+
+    async def purge(
+        self,
+        *,
+        scope: str | None = None,
+        partition: bytes | None = None,
+        expired: bool = False,
+        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+    ) -> int:
+        """Delete entries and return how many.
+
+        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
+        (a partition digest), ``expired=True`` (rows past their TTL). ``all=True`` empties
+        this embedder's table and takes no other selector. At least one selector is
+        required, so a bare ``purge()`` never deletes everything by accident.
+        """
+        if scope is not None and not isinstance(scope, str):
+            raise ConfigurationError("scope must be a str")
+        if partition is not None and not isinstance(partition, bytes):
+            raise ConfigurationError("partition must be bytes")
+        if not self._ready:
+            await self.open()
+        return await self._store.purge(
+            scope=db_text(scope) if scope is not None else None,
+            partition=partition,
+            expired=expired,
+            all=all,
+        )
+
+    async def stats(self) -> CacheStats:
+        """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
+        and this process's lookup outcomes."""
+        if not self._ready:
+            await self.open()
+        await self.flush_hits()
+        stored = await self._store.stats()
+        return CacheStats(
+            rows=stored.rows,
+            hits=stored.hits,
+            expired_rows=stored.expired_rows,
+            table_bytes=stored.table_bytes,
+            scopes=stored.scopes,
+            lookups=dict(self._outcomes),
+        )
+
+    async def flush_hits(self) -> None:
+        """Write the hit counts gathered since the last flush (done in the background
+        every ``hit_flush_interval`` seconds, and by :meth:`close`)."""
+        if not self._pending_hits:
+            return
+        pending, self._pending_hits = self._pending_hits, Counter()
+        try:
+            await self._store.add_hits(pending)
+        except StorageError as exc:
+            # Hit counts feed stats only: losing a second's worth beats piling them up.
+            _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
+
     async def close(self) -> None:
-        """Close the connection pool. Idempotent."""
+        """Stop the background tasks, write pending hit counts, close the pool. Idempotent."""
+        for task in (self._purge_task, self._flush_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._purge_task = self._flush_task = None
+        if self._ready:
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(self._connect_timeout):
+                    await self.flush_hits()
+        self._pending_hits.clear()
         self._ready = False
         await self._pool.close()
 
@@ -299,6 +446,39 @@ class SemanticCache:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _count_hit(self, entry_id: int) -> None:
+        # Hit counting is batched: a hit adds no round trip and no write to the lookup,
+        # and a popular entry is updated once per flush, not once per hit.
+        if entry_id in self._pending_hits or len(self._pending_hits) < _MAX_PENDING_HIT_IDS:
+            self._pending_hits[entry_id] += 1
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while self._pending_hits:
+            await asyncio.sleep(self._hit_flush_interval)
+            await self.flush_hits()
+
+    def _start_purge(self) -> None:
+        if self._ttl_seconds is None:
+            return
+        if self._purge_task is None or self._purge_task.done():
+            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop())
+
+    async def _purge_loop(self) -> None:
+        """Delete expired rows at a bounded rate: batches of ``purge_batch_size`` at least
+        ``purge_pause`` apart while there is a backlog, then every ``purge_interval``."""
+        while True:
+            try:
+                deleted = await self._store.purge_expired_batch(self._purge_batch)
+            except StorageError as exc:
+                _log.warning("background purge failed: %s", exc)
+                deleted = 0
+            if deleted:
+                _log.debug("purged %d expired cache rows from %s", deleted, self.table)
+            full = deleted >= self._purge_batch
+            await asyncio.sleep(self._purge_pause if full else self._purge_interval)
 
     def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
         if isinstance(key, CacheKey):

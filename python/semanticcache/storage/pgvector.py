@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
 
-__all__ = ["PgVectorStore", "StoredEntry", "table_name_for"]
+__all__ = ["PgVectorStore", "ScopeStats", "StoreStats", "StoredEntry", "table_name_for"]
 
 _TABLE_PREFIX: Final = "semcache_entries_"
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
@@ -38,6 +38,34 @@ class StoredEntry:
     created_at: datetime
     similarity: float
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStats:
+    """Row and hit counts of one scope."""
+
+    rows: int
+    """Rows stored (expired ones included until purged)."""
+    hits: int
+    """Hits counted on those rows (flushed counts)."""
+    expired_rows: int
+    """Rows past their ``expires_at`` and not purged yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What :meth:`PgVectorStore.stats` reports."""
+
+    rows: int
+    """All rows of the table."""
+    hits: int
+    """Sum of the hit counts."""
+    expired_rows: int
+    """Rows past their ``expires_at`` and not purged yet."""
+    table_bytes: int
+    """``pg_total_relation_size``: heap, indexes (HNSW included) and TOAST."""
+    scopes: dict[str, ScopeStats]
+    """Per scope (``""`` is the unscoped bucket)."""
 
 
 def table_name_for(model_id: str, dimension: int) -> str:
@@ -135,6 +163,7 @@ class PgVectorStore:
                             embedding vector({dim}) NOT NULL,
                             response bytea NOT NULL,
                             created_at timestamptz NOT NULL DEFAULT now(),
+                            expires_at timestamptz,
                             hit_count bigint NOT NULL DEFAULT 0,
                             UNIQUE (partition, text_digest)
                         ) WITH (fillfactor = 70)
@@ -144,7 +173,8 @@ class PgVectorStore:
                 # Tables created by earlier versions: add the newer columns in place.
                 await conn.execute(
                     sql.SQL(
-                        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT ''"
+                        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT '', "
+                        "ADD COLUMN IF NOT EXISTS expires_at timestamptz"
                     ).format(t=self._t)
                 )
                 await conn.execute(
@@ -163,6 +193,13 @@ class PgVectorStore:
                     sql.SQL("CREATE INDEX IF NOT EXISTS {idx} ON {t} (scope)").format(
                         idx=sql.Identifier(f"{self.table[:55]}_scope"), t=self._t
                     )
+                )
+                # The purge finds expired rows without a scan; rows without TTL stay out.
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at) "
+                        "WHERE expires_at IS NOT NULL"
+                    ).format(idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t)
                 )
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -202,24 +239,30 @@ class PgVectorStore:
         response: bytes,
         *,
         scope: str = "",
+        ttl_seconds: float | None = None,
     ) -> int:
         """Insert or replace the entry for (partition, text_digest); return its id.
 
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
         and a hit count of zero. ``lookup_text`` and ``scope`` are stored as given (use
         :func:`~semanticcache.key.db_text` for arbitrary strings: ``text`` holds no NUL).
+        ``ttl_seconds`` sets ``expires_at`` (``None``: never expires).
         """
+        if ttl_seconds is not None and not (math.isfinite(ttl_seconds) and ttl_seconds > 0):
+            raise ConfigurationError(f"ttl_seconds must be > 0, not {ttl_seconds!r}")
         vector = self._vector_literal(embedding)
         query = sql.SQL(
             """
-            INSERT INTO {t} (partition, text_digest, scope, lookup_text, embedding, response)
-            VALUES (%s, %s, %s, %s, %s::vector, %s)
+            INSERT INTO {t}
+                (partition, text_digest, scope, lookup_text, embedding, response, expires_at)
+            VALUES (%s, %s, %s, %s, %s::vector, %s, now() + make_interval(secs => %s))
             ON CONFLICT (partition, text_digest) DO UPDATE SET
                 scope = EXCLUDED.scope,
                 lookup_text = EXCLUDED.lookup_text,
                 embedding = EXCLUDED.embedding,
                 response = EXCLUDED.response,
                 created_at = now(),
+                expires_at = EXCLUDED.expires_at,
                 hit_count = 0
             RETURNING id
             """
@@ -227,7 +270,8 @@ class PgVectorStore:
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    query, (partition, text_digest, scope, lookup_text, vector, response)
+                    query,
+                    (partition, text_digest, scope, lookup_text, vector, response, ttl_seconds),
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -303,18 +347,111 @@ class PgVectorStore:
         matches.sort(key=lambda e: (-e.similarity, e.id))
         return matches
 
-    async def record_hit(self, entry_id: int) -> None:
-        """Count one hit on an entry (for stats and eviction policies)."""
-        query = sql.SQL("UPDATE {t} SET hit_count = hit_count + 1 WHERE id = %s").format(t=self._t)
+    async def add_hits(self, counts: Mapping[int, int]) -> None:
+        """Add ``counts[id]`` to the hit count of each entry, in one statement."""
+        if not counts:
+            return
+        ids, hits = list(counts), list(counts.values())
+        query = sql.SQL(
+            "UPDATE {t} SET hit_count = hit_count + v.n "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE {t}.id = v.id"
+        ).format(t=self._t)
         try:
             async with self._pool.connection() as conn:
-                await conn.execute(query, (entry_id,))
+                await conn.execute(query, (ids, hits))
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
 
+    async def delete(self, entry_id: int) -> bool:
+        """Delete one entry by id; whether it existed."""
+        query = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=self._t)
+        return await self._delete(query, (entry_id,)) > 0
+
+    async def purge(
+        self,
+        *,
+        scope: str | None = None,
+        partition: bytes | None = None,
+        expired: bool = False,
+        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+    ) -> int:
+        """Delete entries; return how many. See :meth:`SemanticCache.purge`."""
+        if all:
+            if scope is not None or partition is not None or expired:
+                raise ConfigurationError("purge(all=True) takes no other selector")
+            return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), ())
+        conditions: list[sql.Composable] = []
+        params: list[object] = []
+        if scope is not None:
+            conditions.append(sql.SQL("scope = %s"))
+            params.append(scope)
+        if partition is not None:
+            conditions.append(sql.SQL("partition = %s"))
+            params.append(partition)
+        if expired:
+            conditions.append(sql.SQL("expires_at <= now()"))
+        if not conditions:
+            raise ConfigurationError(
+                "purge needs a selector: scope=, partition=, expired=True or all=True"
+            )
+        query = sql.SQL("DELETE FROM {t} WHERE {c}").format(
+            t=self._t, c=sql.SQL(" AND ").join(conditions)
+        )
+        return await self._delete(query, tuple(params))
+
+    async def purge_expired_batch(self, limit: int) -> int:
+        """Delete up to ``limit`` expired rows; return how many.
+
+        ``SKIP LOCKED``: several processes purging at once take different rows instead of
+        queueing on the same ones.
+        """
+        query = sql.SQL(
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= now() "
+            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(t=self._t)
+        return await self._delete(query, (limit,))
+
+    async def stats(self) -> StoreStats:
+        """Rows, hits and expired rows per scope, and the table's size on disk."""
+        query = sql.SQL(
+            "SELECT scope, count(*), coalesce(sum(hit_count), 0)::bigint, "
+            "count(*) FILTER (WHERE expires_at <= now()) FROM {t} GROUP BY scope"
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query)
+                rows = await cur.fetchall()
+                cur = await conn.execute(
+                    "SELECT pg_total_relation_size(%s::regclass)", (self._t.as_string(conn),)
+                )
+                size_row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache stats failed: {exc}") from exc
+        scopes = {
+            str(r[0]): ScopeStats(rows=int(r[1]), hits=int(r[2]), expired_rows=int(r[3]))
+            for r in rows
+        }
+        return StoreStats(
+            rows=sum(v.rows for v in scopes.values()),
+            hits=sum(v.hits for v in scopes.values()),
+            expired_rows=sum(v.expired_rows for v in scopes.values()),
+            table_bytes=int(size_row[0]) if size_row is not None else 0,
+            scopes=scopes,
+        )
+
+    async def _delete(self, query: sql.Composed, params: tuple[object, ...]) -> int:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                return max(cur.rowcount, 0)
+        except psycopg.Error as exc:
+            raise StorageError(f"cache delete failed: {exc}") from exc
+
     def _build_exact_query(self) -> sql.Composed:
         return sql.SQL(
-            "SELECT id, response, created_at FROM {t} WHERE partition = %s AND text_digest = %s"
+            "SELECT id, response, created_at FROM {t} "
+            "WHERE partition = %s AND text_digest = %s "
+            "AND (expires_at IS NULL OR expires_at > now())"
         ).format(t=self._t)
 
     def _build_search_query(self) -> sql.Composed:
@@ -337,7 +474,7 @@ class PgVectorStore:
                 SELECT id, response, created_at,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
-                WHERE partition = %(p)s
+                WHERE partition = %(p)s AND (expires_at IS NULL OR expires_at > now())
                 ORDER BY embedding <=> %(v)s::vector
                 LIMIT %(k)s
             ) AS candidates
