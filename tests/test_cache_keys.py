@@ -150,6 +150,7 @@ def test_no_lookup_returns_an_entry_of_another_partition(
             owner: dict[int, bytes] = {}
             for key in stored:
                 entry_id = await c.put(key, key.partition)
+                assert entry_id is not None
                 owner[entry_id] = key.partition
             for key in [*probes, *stored]:
                 hit = await c.get(key)

@@ -174,7 +174,7 @@ class _WrongDimension(BaseEmbedder):
 
 async def test_an_embedder_returning_bad_vectors_raises_embedder_error(pg_uri: str) -> None:
     async with SemanticCache(pg_uri=pg_uri, embedder=_WrongDimension()) as c:
-        with pytest.raises(EmbedderError, match="expected one of 8"):
+        with pytest.raises(EmbedderError, match="dimension 4; expected 8"):
             await c.put("text", b"x")
 
 
@@ -186,7 +186,7 @@ def test_rejects_thresholds_outside_0_1(threshold: float) -> None:
         )
 
 
-async def test_unreachable_server_raises_storage_error() -> None:
+async def test_unreachable_server_open_raises_and_get_fails_open() -> None:
     import socket
 
     with socket.socket() as s:  # a port nothing listens on
@@ -198,7 +198,13 @@ async def test_unreachable_server_raises_storage_error() -> None:
         connect_timeout=2,
     )
     with pytest.raises(StorageError, match="could not connect"):
-        await cache.get("anything")
+        await cache.open()
+    result = await cache.lookup("anything")
+    assert (result.hit, result.reason) == (None, "store_error")
+    assert await cache.get("anything") is None
+    assert await cache.put("anything", b"x") is None
+    with pytest.raises(StorageError, match="store_error"):
+        await cache.put("anything", b"x", raise_errors=True)
     await cache.close()
 
 

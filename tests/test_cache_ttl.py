@@ -123,6 +123,7 @@ async def test_background_purge_deletes_expired_rows_in_batches(pg_uri: str) -> 
 async def test_delete_by_id(cache: SemanticCache) -> None:
     key = CacheKey(PROMPT, scope=secrets.token_hex(4))
     entry_id = await cache.put(key, b"x")
+    assert entry_id is not None
     assert await cache.delete(entry_id) is True
     assert await cache.delete(entry_id) is False
     assert await cache.get(key) is None

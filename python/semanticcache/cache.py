@@ -8,14 +8,16 @@ import dataclasses
 import logging
 import math
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Final, Literal, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.key import CacheKey, db_text, lookup_digest
@@ -106,6 +108,40 @@ class CacheStats:
     """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
 
 
+class _BadVector(EmbedderError):
+    """The embedder answered with vectors of the wrong shape or values."""
+
+
+class _Unavailable(Exception):
+    """A dependency call failed, timed out or was skipped; ``reason`` says which."""
+
+    def __init__(
+        self,
+        reason: LookupReason,
+        dependency: Literal["embed", "store"],
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason: LookupReason = reason
+        self.dependency = dependency
+        self.cause = cause
+
+    def describe(self) -> str:
+        # Exception type and SQLSTATE only: messages can quote inputs (prompt text).
+        if self.cause is None:
+            return f"{self.reason} ({'embedder' if self.dependency == 'embed' else 'postgres'})"
+        cause = self.cause
+        if isinstance(cause, StorageError) and cause.__cause__ is not None:
+            cause = cause.__cause__  # the driver's error says more than our wrapper
+        sqlstate = getattr(cause, "sqlstate", None)
+        detail = f" {sqlstate}" if sqlstate else ""
+        return f"{self.reason} ({type(cause).__name__}{detail})"
+
+
+# Store failures that fail open; anything else from the store is a bug and propagates.
+_STORE_ERRORS: Final = (StorageError, psycopg.Error, OSError)
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     partition: bytes
@@ -154,6 +190,7 @@ class SemanticCache:
         purge_interval: float = _DEFAULT_PURGE_INTERVAL,
         purge_batch_size: int = _DEFAULT_PURGE_BATCH,
         purge_pause: float = _DEFAULT_PURGE_PAUSE,
+        raise_errors: bool = False,
     ) -> None:
         overrides = {
             name: value
@@ -216,14 +253,20 @@ class SemanticCache:
         self._embedder = embedder
         self._pg_uri = merged.pg_uri
         self._connect_timeout = connect_timeout
-        self._pool: AsyncConnectionPool = AsyncConnectionPool(
-            merged.pg_uri,
-            min_size=merged.pg_pool_min_size,
-            max_size=merged.pg_pool_max_size,
-            kwargs={"autocommit": True},
-            open=False,
-            timeout=connect_timeout,
+        self._raise_errors = raise_errors
+        self._embed_timeout = merged.embed_timeout_seconds
+        self._store_timeout = merged.store_timeout_seconds
+        self._embed_breaker = CircuitBreaker(
+            f"embedder {embedder.model_id}",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
         )
+        self._store_breaker = CircuitBreaker(
+            "postgres",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
+        )
+        self._pool = self._new_pool()
         self._store = PgVectorStore(
             self._pool,
             model_id=embedder.model_id,
@@ -233,6 +276,7 @@ class SemanticCache:
             ef_search=merged.pgvector_hnsw_ef_search,
         )
         self._ready = False
+        self._pool_used = False
         self._open_lock = asyncio.Lock()
 
     @property
@@ -270,11 +314,27 @@ class SemanticCache:
         """The underlying pgvector store (low-level access)."""
         return self._store
 
+    def _new_pool(self) -> AsyncConnectionPool:
+        kwargs: dict[str, object] = {"autocommit": True}
+        if self._store_timeout is not None:
+            # The server gives up too, so a timed-out query does not keep running.
+            ms = max(1, math.ceil(self._store_timeout * 1000))
+            kwargs["options"] = f"-c statement_timeout={ms}"
+        return AsyncConnectionPool(
+            self._pg_uri,
+            min_size=self._settings.pg_pool_min_size,
+            max_size=self._settings.pg_pool_max_size,
+            kwargs=kwargs,
+            open=False,
+            timeout=self._store_timeout or self._connect_timeout,
+        )
+
     async def open(self) -> None:
         """Connect and create the schema; called by the first operation if not before.
 
         Raises :class:`~semanticcache.errors.StorageError` when Postgres cannot be reached
-        or the schema cannot be created.
+        or the schema cannot be created (``get`` / ``lookup`` turn that into a miss and
+        try again on a later call). A closed cache opens again with a new pool.
         """
         async with self._open_lock:
             if self._ready:
@@ -286,10 +346,17 @@ class SemanticCache:
                     self._pg_uri, connect_timeout=max(1, round(self._connect_timeout))
                 )
                 await probe.close()
-                await self._pool.open(wait=True, timeout=self._connect_timeout)
-            except (psycopg.Error, TimeoutError) as exc:
-                await self._pool.close()
+            except psycopg.Error as exc:
                 raise StorageError(f"could not connect to Postgres: {exc}") from exc
+            if self._pool.closed:
+                if self._pool_used:
+                    # psycopg pools cannot reopen once closed.
+                    self._pool = self._new_pool()
+                    self._store.rebind(self._pool)
+                # No wait: the probe showed the server is up, and the schema query
+                # below waits for the first connection anyway.
+                await self._pool.open(wait=False)
+                self._pool_used = True
             await self._store.ensure_schema()
             self._ready = True
 
@@ -302,25 +369,37 @@ class SemanticCache:
         return (await self.lookup(key, partition=partition)).hit
 
     async def lookup(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheLookup:
-        """Like :meth:`get`, with the reason for a miss and the stage-1 figures."""
+        """Like :meth:`get`, with the reason for a miss and the stage-1 figures.
+
+        Never raises for a dependency failure: an embedder or Postgres error, a timeout
+        (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
+        ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
+        """
         target = self._target(key, partition)
-        if not self._ready:
-            await self.open()
-        result = await self._lookup(target)
+        try:
+            result = await self._lookup(target)
+        except _Unavailable as exc:
+            if exc.reason != "breaker_open":
+                _log.warning("cache lookup failed open: %s", exc.describe())
+            result = CacheLookup(None, exc.reason)
         self._outcomes[result.reason] += 1
         if result.hit is not None:
             self._count_hit(result.hit.entry_id)
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
-        self._start_purge()
-        entry = await self._store.get_exact(target.partition, target.text_digest)
+        entry = await self._store_call(
+            lambda: self._store.get_exact(target.partition, target.text_digest)
+        )
         if entry is not None:
             hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
             return CacheLookup(hit, "hit", best_similarity=1.0)
-        vector = await self._embed(target.text)
-        candidates = await self._store.search(
-            target.partition, vector, self.threshold, k=self.top_k
+        try:
+            vector = await self._embed(target.text)
+        except _BadVector as exc:
+            raise _Unavailable("embed_error", "embed", exc) from exc
+        candidates = await self._store_call(
+            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
         )
         if not candidates:
             return CacheLookup(None, "miss")
@@ -334,33 +413,54 @@ class SemanticCache:
         return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
 
     async def put(
-        self, key: CacheKey | str, response: bytes, *, partition: bytes | None = None
-    ) -> int:
+        self,
+        key: CacheKey | str,
+        response: bytes,
+        *,
+        partition: bytes | None = None,
+        raise_errors: bool | None = None,
+    ) -> int | None:
         """Store ``response`` for ``key`` (replacing the entry of the same normalized
-        text in the same partition); return the entry id."""
+        text in the same partition); return the entry id.
+
+        A dependency failure (embedder or Postgres error, timeout, open breaker) is
+        logged without the prompt and gives ``None``, unless ``raise_errors`` (this call's
+        argument, else the constructor's) is true: then it raises
+        :class:`~semanticcache.errors.EmbedderError` or
+        :class:`~semanticcache.errors.StorageError`. An embedder that returns a vector of
+        the wrong dimension, or with NaN / infinite values, always raises
+        :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
+        """
         target = self._target(key, partition)
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
-        if not self._ready:
-            await self.open()
-        self._start_purge()
-        vector = await self._embed(target.text)
-        return await self._store.put(
-            target.partition,
-            target.text_digest,
-            db_text(target.text),
-            vector,
-            response,
-            scope=db_text(target.scope),
-            ttl_seconds=self._ttl_seconds,
-        )
+        loud = self._raise_errors if raise_errors is None else raise_errors
+        try:
+            vector = await self._embed(target.text)
+            return await self._store_call(
+                lambda: self._store.put(
+                    target.partition,
+                    target.text_digest,
+                    db_text(target.text),
+                    vector,
+                    response,
+                    scope=db_text(target.scope),
+                    ttl_seconds=self._ttl_seconds,
+                )
+            )
+        except _Unavailable as exc:
+            if loud:
+                error = EmbedderError if exc.dependency == "embed" else StorageError
+                raise error(f"cache put failed: {exc.describe()}") from exc.cause
+            if exc.reason != "breaker_open":
+                _log.warning("cache put failed, not stored: %s", exc.describe())
+            return None
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
-        if not self._ready:
-            await self.open()
+        await self._ensure_open()
         return await self._store.delete(entry_id)
 
     async def purge(
@@ -382,8 +482,7 @@ class SemanticCache:
             raise ConfigurationError("scope must be a str")
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
-        if not self._ready:
-            await self.open()
+        await self._ensure_open()
         return await self._store.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
@@ -394,8 +493,7 @@ class SemanticCache:
     async def stats(self) -> CacheStats:
         """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
         and this process's lookup outcomes."""
-        if not self._ready:
-            await self.open()
+        await self._ensure_open()
         await self.flush_hits()
         stored = await self._store.stats()
         return CacheStats(
@@ -495,15 +593,75 @@ class SemanticCache:
             raise ConfigurationError("partition must be bytes")
         return _Target(partition, lookup_digest(key), key, "")
 
+    async def _ensure_open(self) -> None:
+        if not self._ready:
+            await self.open()
+        self._start_purge()
+
+    async def _store_call[T](self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one store operation under the store breaker and ``store_timeout``."""
+
+        async def run() -> T:
+            await self._ensure_open()
+            return await make()
+
+        return await _guarded(self._store_breaker, self._store_timeout, "store", run)
+
     async def _embed(self, text: str) -> list[float]:
-        vectors = await self._embedder.embed([text])
-        if len(vectors) != 1 or len(vectors[0]) != self._embedder.dimension:
-            raise EmbedderError(
-                f"{self._embedder!r} returned {len(vectors)} vector(s) of length "
-                f"{len(vectors[0]) if vectors else 0} for 1 text; expected one of "
-                f"{self._embedder.dimension}"
-            )
-        vector = vectors[0]
-        if not all(math.isfinite(x) for x in vector) or not any(vector):
-            raise EmbedderError(f"{self._embedder!r} returned a zero or non-finite vector")
-        return vector
+        """Embed one text under the embedder breaker and ``embed_timeout``; check it."""
+        vectors = await _guarded(
+            self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
+        )
+        return _check_vector(vectors, self._embedder)
+
+
+async def _guarded[T](
+    breaker: CircuitBreaker,
+    budget: float | None,
+    dependency: Literal["embed", "store"],
+    make: Callable[[], Awaitable[T]],
+) -> T:
+    if not breaker.allow():
+        raise _Unavailable("breaker_open", dependency)
+    try:
+        async with asyncio.timeout(budget):
+            result = await make()
+    except asyncio.CancelledError:
+        breaker.release()
+        raise
+    except (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled) as exc:
+        breaker.failure()
+        reason: LookupReason = "embed_timeout" if dependency == "embed" else "store_timeout"
+        raise _Unavailable(reason, dependency, exc) from exc
+    except Exception as exc:
+        # Third-party embedders raise anything; the store only its own kinds.
+        if dependency == "store" and not isinstance(exc, _STORE_ERRORS):
+            breaker.release()
+            raise
+        breaker.failure()
+        failed: LookupReason = "embed_error" if dependency == "embed" else "store_error"
+        raise _Unavailable(failed, dependency, exc) from exc
+    breaker.success()
+    return result
+
+
+def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
+    """The single vector of a one-text batch, as floats; ``_BadVector`` otherwise."""
+    if not isinstance(vectors, Sequence) or len(vectors) != 1:
+        count = len(vectors) if isinstance(vectors, Sequence) else type(vectors).__name__
+        raise _BadVector(f"{embedder!r} returned {count} vectors for 1 text; expected 1")
+    raw = vectors[0]
+    if not isinstance(raw, Sequence) or len(raw) != embedder.dimension:
+        size = len(raw) if isinstance(raw, Sequence) else type(raw).__name__
+        raise _BadVector(
+            f"{embedder!r} returned a vector of dimension {size}; expected {embedder.dimension}"
+        )
+    try:
+        vector = [float(x) for x in raw]
+    except (TypeError, ValueError) as exc:
+        raise _BadVector(f"{embedder!r} returned a vector with non-numeric values") from exc
+    if not all(math.isfinite(x) for x in vector):
+        raise _BadVector(f"{embedder!r} returned a vector with NaN or infinite values")
+    if not any(vector):
+        raise _BadVector(f"{embedder!r} returned the zero vector (no cosine direction)")
+    return vector

@@ -133,6 +133,10 @@ class PgVectorStore:
         """The connection pool the store uses."""
         return self._pool
 
+    def rebind(self, pool: AsyncConnectionPool) -> None:
+        """Use ``pool`` from now on (the owner replaced a closed pool)."""
+        self._pool = pool
+
     @property
     def iterative_scan(self) -> bool:
         """Whether searches use pgvector's iterative index scan (pgvector >= 0.8; known
