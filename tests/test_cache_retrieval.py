@@ -7,6 +7,7 @@ import random
 import secrets
 from collections.abc import Sequence
 
+import psycopg
 import pytest
 
 from semanticcache import BaseEmbedder, SemanticCache
@@ -124,7 +125,7 @@ async def test_exact_path_skips_the_embedder(
         assert embedder.calls == calls
 
 
-async def test_search_settings_are_local_to_the_query(
+async def test_search_settings_are_session_settings_of_the_pool(
     pg_uri: str, embedder: TableEmbedder, seeded: bytes
 ) -> None:
     async with SemanticCache(pg_uri=pg_uri, embedder=embedder, ef_search=123, pool_max_size=1) as c:
@@ -134,7 +135,14 @@ async def test_search_settings_are_local_to_the_query(
             cur = await conn.execute(
                 "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
             )
-            assert await cur.fetchone() == ("40", "off")  # pgvector's defaults, untouched
+            assert await cur.fetchone() == ("123", "relaxed_order")
+    async with await psycopg.AsyncConnection.connect(pg_uri) as other:
+        # other sessions of the database keep pgvector's defaults
+        await other.execute("SELECT '[1]'::vector")  # loads the library
+        cur = await other.execute(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+        )
+        assert await cur.fetchone() == ("40", "off")
 
 
 async def test_a_small_partition_still_gets_its_top_k(pg_uri: str, embedder: TableEmbedder) -> None:
@@ -184,8 +192,10 @@ async def test_a_small_partition_still_gets_its_top_k(pg_uri: str, embedder: Tab
             cur = await conn.execute("EXPLAIN " + query, args)
             plan = "\n".join(r[0] for r in await cur.fetchall())
             assert "_hnsw" in plan
-            cur = await conn.execute(query, args)
-            assert len(await cur.fetchall()) < 5
+            async with conn.transaction():
+                await conn.execute("SET LOCAL hnsw.iterative_scan = off")
+                cur = await conn.execute(query, args)
+                assert len(await cur.fetchall()) < 5
         result = await c.lookup("the query", partition=small)
         assert result.reason == "hit"
         assert result.candidates == 5

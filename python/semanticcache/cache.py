@@ -22,7 +22,7 @@ from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.key import CacheKey, db_text, lookup_digest
 from semanticcache.settings import SECONDS_PER_DAY, CacheSettings
-from semanticcache.storage.pgvector import PgVectorStore, ScopeStats
+from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -315,11 +315,13 @@ class SemanticCache:
         return self._store
 
     def _new_pool(self) -> AsyncConnectionPool:
-        kwargs: dict[str, object] = {"autocommit": True}
+        # Session settings travel in the startup packet: no round trip per query.
+        options = [connection_options(self._settings.pgvector_hnsw_ef_search)]
         if self._store_timeout is not None:
             # The server gives up too, so a timed-out query does not keep running.
             ms = max(1, math.ceil(self._store_timeout * 1000))
-            kwargs["options"] = f"-c statement_timeout={ms}"
+            options.append(f"-c statement_timeout={ms}")
+        kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
         return AsyncConnectionPool(
             self._pg_uri,
             min_size=self._settings.pg_pool_min_size,

@@ -22,7 +22,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
 
-__all__ = ["PgVectorStore", "ScopeStats", "StoreStats", "StoredEntry", "table_name_for"]
+__all__ = [
+    "PgVectorStore",
+    "ScopeStats",
+    "StoreStats",
+    "StoredEntry",
+    "connection_options",
+    "table_name_for",
+]
 
 _TABLE_PREFIX: Final = "semcache_entries_"
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
@@ -214,7 +221,6 @@ class PgVectorStore:
         # Iterative index scans (pgvector >= 0.8) keep a partition filter from starving
         # top-k; older servers get the plain scan.
         self._iterative_scan = row is not None and _version(str(row[0])) >= (0, 8)
-        self._search_query = self._build_search_query()
 
     async def _create_extension(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
@@ -292,7 +298,7 @@ class PgVectorStore:
         """
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._exact_query, (partition, text_digest))
+                cur = await conn.execute(self._exact_query, (partition, text_digest), prepare=True)
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
@@ -315,10 +321,11 @@ class PgVectorStore:
         candidate carries its response (the others have ``response == b""``), so a large
         ``k`` does not ship ``k`` response bodies.
 
-        One round trip: ``SET LOCAL hnsw.ef_search`` / ``hnsw.iterative_scan`` and the
-        query go in one simple-protocol message, which Postgres runs as one implicit
-        transaction, so the settings end with it and pooled connections keep their
-        defaults.
+        One round trip, one prepared statement. ``hnsw.ef_search`` and
+        ``hnsw.iterative_scan`` are session settings of the pool's connections (see
+        :meth:`connection_options`), not ``SET LOCAL`` per query: a per-query ``SET`` needs
+        a multi-statement simple-protocol message, which cannot be prepared, and planning
+        the query every time cost more than the search itself on small tables.
         """
         if not 1 <= k <= 1000:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
@@ -328,13 +335,7 @@ class PgVectorStore:
         params = {"v": vector, "p": partition, "k": k, "th": threshold}
         try:
             async with self._pool.connection() as conn:
-                # Client-side binding: the only way to send several statements with
-                # parameters in one message (the extended protocol takes one).
-                cur = psycopg.AsyncClientCursor(conn)
-                await cur.execute(self._search_query, params)
-                while cur.pgresult is not None and cur.description is None:
-                    if not cur.nextset():
-                        break
+                cur = await conn.execute(self._search_query, params, prepare=True)
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache similarity search failed: {exc}") from exc
@@ -451,25 +452,27 @@ class PgVectorStore:
         except psycopg.Error as exc:
             raise StorageError(f"cache delete failed: {exc}") from exc
 
-    def _build_exact_query(self) -> sql.Composed:
-        return sql.SQL(
-            "SELECT id, response, created_at FROM {t} "
-            "WHERE partition = %s AND text_digest = %s "
-            "AND (expires_at IS NULL OR expires_at > now())"
-        ).format(t=self._t)
+    def connection_options(self) -> str:
+        """libpq ``options`` the pool's connections need: see :func:`connection_options`."""
+        return connection_options(self._ef_search)
 
-    def _build_search_query(self) -> sql.Composed:
-        settings: list[sql.Composable] = []
-        if self._ef_search is not None:
-            settings.append(
-                sql.SQL("SET LOCAL hnsw.ef_search = {};").format(sql.Literal(self._ef_search))
+    def _build_exact_query(self) -> bytes:
+        return (
+            sql.SQL(
+                "SELECT id, response, created_at FROM {t} "
+                "WHERE partition = %s AND text_digest = %s "
+                "AND (expires_at IS NULL OR expires_at > now())"
             )
-        if self._iterative_scan:
-            settings.append(sql.SQL("SET LOCAL hnsw.iterative_scan = relaxed_order;"))
+            .format(t=self._t)
+            .as_bytes()
+        )
+
+    def _build_search_query(self) -> bytes:
         # The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
         # one applies the threshold and keeps only the best candidate's response.
-        search = sql.SQL(
-            """
+        return (
+            sql.SQL(
+                """
             SELECT id,
                    CASE WHEN row_number() OVER w = 1 THEN response END,
                    created_at,
@@ -486,8 +489,10 @@ class PgVectorStore:
             WINDOW w AS (ORDER BY similarity DESC, id)
             ORDER BY similarity DESC, id
             """
-        ).format(t=self._t)
-        return sql.SQL(" ").join([*settings, search])
+            )
+            .format(t=self._t)
+            .as_bytes()
+        )
 
     def _vector_literal(self, embedding: Sequence[float]) -> str:
         if len(embedding) != self._dimension:
@@ -502,6 +507,21 @@ class PgVectorStore:
                 raise ConfigurationError("embedding contains NaN or infinity")
             parts.append(repr(value))
         return "[" + ",".join(parts) + "]"
+
+
+def connection_options(ef_search: int | None) -> str:
+    """libpq ``options`` for a store's pool connections: the HNSW search settings.
+
+    ``-c hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; older servers drop the
+    unknown setting with a warning in their log) and ``-c hnsw.ef_search=N`` when
+    ``ef_search`` is set. They apply to every query of the connection, so give the store a
+    pool of its own. Without them, searches still return correct rows, but a small
+    partition of a large table may get fewer than ``k``.
+    """
+    options = ["-c hnsw.iterative_scan=relaxed_order"]
+    if ef_search is not None:
+        options.append(f"-c hnsw.ef_search={ef_search}")
+    return " ".join(options)
 
 
 def _version(text: str) -> tuple[int, ...]:
