@@ -163,3 +163,33 @@ def test_no_lookup_returns_an_entry_of_another_partition(
                 await conn.execute(f"DROP TABLE {c.table}")
 
     asyncio.run(run())
+
+
+async def test_concurrent_puts_of_the_same_key_leave_one_row(
+    cache: SemanticCache, pg_uri: str
+) -> None:
+    key = CacheKey(PROMPT, scope=secrets.token_hex(4))
+    responses = {f"response {i}".encode() for i in range(20)}
+    ids = await asyncio.gather(*(cache.put(key, r) for r in responses))
+    assert len(set(ids)) == 1
+    assert None not in ids
+    async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
+        cur = await conn.execute(
+            f"SELECT count(*) FROM {cache.table} WHERE partition = %s", (key.partition,)
+        )
+        assert await cur.fetchone() == (1,)
+    hit = await cache.get(key)
+    assert hit is not None
+    assert hit.response in responses
+
+
+async def test_a_closed_cache_opens_again(pg_uri: str) -> None:
+    c = SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder())
+    key = CacheKey(PROMPT, scope=secrets.token_hex(4))
+    await c.put(key, b"before close")
+    await c.close()
+    hit = await c.get(key)  # a new pool: psycopg pools do not reopen
+    assert hit is not None
+    assert hit.response == b"before close"
+    await c.close()
+    await c.close()  # idempotent
