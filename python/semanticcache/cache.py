@@ -662,7 +662,7 @@ def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
         vector = [float(x) for x in raw]
     except (TypeError, ValueError) as exc:
         raise _BadVector(f"{embedder!r} returned a vector with non-numeric values") from exc
-    if not all(math.isfinite(x) for x in vector):
+    if not all(map(math.isfinite, vector)):
         raise _BadVector(f"{embedder!r} returned a vector with NaN or infinite values")
     if not any(vector):
         raise _BadVector(f"{embedder!r} returned the zero vector (no cosine direction)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Final
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
@@ -34,6 +37,39 @@ __all__ = [
 _TABLE_PREFIX: Final = "semcache_entries_"
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
 _MAX_PGVECTOR_HNSW_DIM: Final = 2000  # HNSW on vector(n) supports n <= 2000
+
+
+class BinaryVector:
+    """A vector in pgvector's binary wire format, sent as a binary query parameter.
+
+    ``vector_recv`` reads a 16-bit dimension, 16 unused bits and big-endian float32s:
+    packing that is one ``struct.pack`` (microseconds even at 1536 dimensions), where the
+    text form costs a ``repr`` per value on the client and a float parse per value on the
+    server.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @classmethod
+    def pack(cls, values: Sequence[float]) -> BinaryVector:
+        """Pack finite floats (``OverflowError`` beyond float32 range)."""
+        n = len(values)
+        return cls(struct.pack(f">HH{n}f", n, 0, *values))
+
+
+class _BinaryVectorDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: BinaryVector) -> bytes:
+        return obj.data
+
+
+# Global, but for a private class: no other type's adaptation changes. The parameter's
+# type is inferred from its ``::vector`` cast, so no OID lookup is needed.
+psycopg.adapters.register_dumper(BinaryVector, _BinaryVectorDumper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +296,7 @@ class PgVectorStore:
         """
         if ttl_seconds is not None and not (math.isfinite(ttl_seconds) and ttl_seconds > 0):
             raise ConfigurationError(f"ttl_seconds must be > 0, not {ttl_seconds!r}")
-        vector = self._vector_literal(embedding)
+        vector = self._vector_param(embedding)
         query = sql.SQL(
             """
             INSERT INTO {t}
@@ -331,7 +367,7 @@ class PgVectorStore:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise ConfigurationError(f"threshold must be in [0, 1], not {threshold!r}")
-        vector = self._vector_literal(embedding)
+        vector = self._vector_param(embedding)
         params = {"v": vector, "p": partition, "k": k, "th": threshold}
         try:
             async with self._pool.connection() as conn:
@@ -494,19 +530,22 @@ class PgVectorStore:
             .as_bytes()
         )
 
-    def _vector_literal(self, embedding: Sequence[float]) -> str:
+    def _vector_param(self, embedding: Sequence[float]) -> BinaryVector:
         if len(embedding) != self._dimension:
             raise ConfigurationError(
                 f"embedding has {len(embedding)} dimensions, the table {self.table} "
                 f"stores {self._dimension}"
             )
-        parts = []
-        for x in embedding:
-            value = float(x)
-            if not math.isfinite(value):
-                raise ConfigurationError("embedding contains NaN or infinity")
-            parts.append(repr(value))
-        return "[" + ",".join(parts) + "]"
+        try:
+            values = [float(x) for x in embedding]
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError("embedding contains a value that is not a number") from exc
+        if not all(map(math.isfinite, values)):
+            raise ConfigurationError("embedding contains NaN or infinity")
+        try:
+            return BinaryVector.pack(values)
+        except OverflowError as exc:
+            raise ConfigurationError("embedding holds a value beyond float32 range") from exc
 
 
 def connection_options(ef_search: int | None) -> str:
