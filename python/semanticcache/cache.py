@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Literal, Self
 
@@ -23,6 +23,7 @@ from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.key import CacheKey, db_text, lookup_digest
 from semanticcache.settings import SECONDS_PER_DAY, CacheSettings
 from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
+from semanticcache.storage.redis_tier import RedisBlobStore
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -172,6 +173,7 @@ class SemanticCache:
         embedder: BaseEmbedder,
         settings: CacheSettings | None = None,
         pg_uri: str | None = None,
+        redis_uri: str | None = None,
         threshold: float | None = None,
         top_k: int | None = None,
         rejection_threshold: float | None = None,
@@ -196,6 +198,7 @@ class SemanticCache:
             name: value
             for name, value in (
                 ("pg_uri", pg_uri),
+                ("redis_uri", redis_uri),
                 ("threshold", threshold),
                 ("top_k_candidates", top_k),
                 ("rejection_threshold", rejection_threshold),
@@ -275,6 +278,20 @@ class SemanticCache:
             hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
             ef_search=merged.pgvector_hnsw_ef_search,
         )
+        self._redis: RedisBlobStore | None = None
+        if merged.redis_uri is not None:
+            self._redis = RedisBlobStore(
+                merged.redis_uri,
+                namespace=self._store.table,
+                ttl_seconds=merged.effective_redis_ttl_seconds,
+                timeout=self._store_timeout,
+            )
+        self._redis_breaker = CircuitBreaker(
+            "redis",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
+        )
+        self._background: set[asyncio.Task[None]] = set()
         self._ready = False
         self._pool_used = False
         self._open_lock = asyncio.Lock()
@@ -390,12 +407,25 @@ class SemanticCache:
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
-        entry = await self._store_call(
-            lambda: self._store.get_exact(target.partition, target.text_digest)
-        )
-        if entry is not None:
-            hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
-            return CacheLookup(hit, "hit", best_similarity=1.0)
+        redis_answered = False
+        if self._redis is not None:
+            redis = self._redis
+            redis_answered, blob = await self._redis_call(
+                lambda: redis.get(target.partition, target.text_digest)
+            )
+            if blob is not None:
+                hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
+                return CacheLookup(hit, "hit", best_similarity=1.0)
+        if not redis_answered:
+            # Without Redis (or with Redis unreachable) Postgres answers the exact path.
+            # When Redis answered "absent", the exact row (if Redis lost it) is still found
+            # by the search below, at similarity 1: one Postgres query per hit either way.
+            entry = await self._store_call(
+                lambda: self._store.get_exact(target.partition, target.text_digest)
+            )
+            if entry is not None:
+                hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
+                return CacheLookup(hit, "hit", best_similarity=1.0)
         try:
             vector = await self._embed(target.text)
         except _BadVector as exc:
@@ -406,6 +436,12 @@ class SemanticCache:
         if not candidates:
             return CacheLookup(None, "miss")
         best = candidates[0]
+        if best.text_digest == target.text_digest:
+            # The exact row, found by the search because Redis had lost its blob: serve it
+            # as exact and give Redis the blob back, off the request's path.
+            hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
+            self._redis_backfill(target, hit)
+            return CacheLookup(hit, "hit", best_similarity=1.0, candidates=len(candidates))
         rejection = self.rejection_threshold
         if rejection is not None and best.similarity < rejection:
             return CacheLookup(
@@ -439,7 +475,7 @@ class SemanticCache:
         loud = self._raise_errors if raise_errors is None else raise_errors
         try:
             vector = await self._embed(target.text)
-            return await self._store_call(
+            entry_id = await self._store_call(
                 lambda: self._store.put(
                     target.partition,
                     target.text_digest,
@@ -457,13 +493,30 @@ class SemanticCache:
             if exc.reason != "breaker_open":
                 _log.warning("cache put failed, not stored: %s", exc.describe())
             return None
+        if self._redis is not None:
+            # Postgres has the row: a Redis failure only costs later exact hits a query.
+            redis = self._redis
+            created = datetime.now(UTC)
+            await self._redis_call(
+                lambda: redis.set(
+                    target.partition,
+                    target.text_digest,
+                    entry_id=entry_id,
+                    created_at=created,
+                    response=response,
+                )
+            )
+        return entry_id
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
         await self._ensure_open()
-        return await self._store.delete(entry_id)
+        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        existed = await self._store.delete(entry_id, keys=keys)
+        await self._forget_blobs(keys)
+        return existed
 
     async def purge(
         self,
@@ -485,12 +538,16 @@ class SemanticCache:
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
-        return await self._store.purge(
+        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        count = await self._store.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
             expired=expired,
             all=all,
+            keys=keys,
         )
+        await self._forget_blobs(keys)
+        return count
 
     async def stats(self) -> CacheStats:
         """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
@@ -520,8 +577,9 @@ class SemanticCache:
             _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
 
     async def close(self) -> None:
-        """Stop the background tasks, write pending hit counts, close the pool. Idempotent."""
-        for task in (self._purge_task, self._flush_task):
+        """Stop the background tasks, write pending hit counts, close the pool and the
+        Redis client. Idempotent."""
+        for task in (self._purge_task, self._flush_task, *self._background):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -533,6 +591,9 @@ class SemanticCache:
                     await self.flush_hits()
         self._pending_hits.clear()
         self._ready = False
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.close()
         await self._pool.close()
 
     async def __aenter__(self) -> Self:
@@ -594,6 +655,56 @@ class SemanticCache:
         elif not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         return _Target(partition, lookup_digest(key), key, "")
+
+    async def _redis_call[T](self, make: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        """``(True, result)``, or ``(False, None)`` when Redis failed, timed out or its
+        breaker is open: Redis is an optimisation, its failures only mean "ask Postgres"."""
+        breaker = self._redis_breaker
+        if not breaker.allow():
+            return False, None
+        try:
+            async with asyncio.timeout(self._store_timeout):
+                result = await make()
+        except asyncio.CancelledError:
+            breaker.release()
+            raise
+        except (StorageError, TimeoutError) as exc:
+            breaker.failure()
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            _log.warning("redis unavailable, using Postgres: %s", type(cause).__name__)
+            return False, None
+        breaker.success()
+        return True, result
+
+    def _redis_backfill(self, target: _Target, hit: CacheHit) -> None:
+        if self._redis is None:
+            return
+        redis = self._redis
+
+        async def backfill() -> None:
+            await self._redis_call(
+                lambda: redis.set(
+                    target.partition,
+                    target.text_digest,
+                    entry_id=hit.entry_id,
+                    created_at=hit.created_at,
+                    response=hit.response,
+                )
+            )
+
+        task = asyncio.get_running_loop().create_task(backfill())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _forget_blobs(self, keys: list[tuple[bytes, bytes]] | None) -> None:
+        if self._redis is None or not keys:
+            return
+        redis = self._redis
+        answered, _ = await self._redis_call(lambda: redis.delete(keys))
+        if not answered:
+            _log.warning(
+                "could not delete %d blobs from Redis: they stay until their TTL", len(keys)
+            )
 
     async def _ensure_open(self) -> None:
         if not self._ready:

@@ -81,6 +81,8 @@ class StoredEntry:
     created_at: datetime
     similarity: float
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
+    text_digest: bytes = b""
+    """The row's lookup-text digest (set by :meth:`PgVectorStore.search`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +383,7 @@ class PgVectorStore:
                 response=bytes(r[1]) if r[1] is not None else b"",
                 created_at=r[2],
                 similarity=float(r[3]),
+                text_digest=bytes(r[4]),
             )
             for r in rows
         ]
@@ -403,10 +406,11 @@ class PgVectorStore:
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
 
-    async def delete(self, entry_id: int) -> bool:
-        """Delete one entry by id; whether it existed."""
+    async def delete(self, entry_id: int, *, keys: list[tuple[bytes, bytes]] | None = None) -> bool:
+        """Delete one entry by id; whether it existed. ``keys`` (when given) receives the
+        deleted row's (partition, text digest)."""
         query = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=self._t)
-        return await self._delete(query, (entry_id,)) > 0
+        return await self._delete(query, (entry_id,), keys) > 0
 
     async def purge(
         self,
@@ -415,12 +419,14 @@ class PgVectorStore:
         partition: bytes | None = None,
         expired: bool = False,
         all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+        keys: list[tuple[bytes, bytes]] | None = None,
     ) -> int:
-        """Delete entries; return how many. See :meth:`SemanticCache.purge`."""
+        """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
+        (when given) receives each deleted row's (partition, text digest)."""
         if all:
             if scope is not None or partition is not None or expired:
                 raise ConfigurationError("purge(all=True) takes no other selector")
-            return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), ())
+            return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), (), keys)
         conditions: list[sql.Composable] = []
         params: list[object] = []
         if scope is not None:
@@ -438,7 +444,7 @@ class PgVectorStore:
         query = sql.SQL("DELETE FROM {t} WHERE {c}").format(
             t=self._t, c=sql.SQL(" AND ").join(conditions)
         )
-        return await self._delete(query, tuple(params))
+        return await self._delete(query, tuple(params), keys)
 
     async def purge_expired_batch(self, limit: int) -> int:
         """Delete up to ``limit`` expired rows; return how many.
@@ -480,13 +486,24 @@ class PgVectorStore:
             scopes=scopes,
         )
 
-    async def _delete(self, query: sql.Composed, params: tuple[object, ...]) -> int:
+    async def _delete(
+        self,
+        query: sql.Composed,
+        params: tuple[object, ...],
+        keys: list[tuple[bytes, bytes]] | None = None,
+    ) -> int:
+        if keys is not None:
+            query = query + sql.SQL(" RETURNING partition, text_digest")
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
-                return max(cur.rowcount, 0)
+                if keys is None:
+                    return max(cur.rowcount, 0)
+                rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache delete failed: {exc}") from exc
+        keys.extend((bytes(r[0]), bytes(r[1])) for r in rows)
+        return len(rows)
 
     def connection_options(self) -> str:
         """libpq ``options`` the pool's connections need: see :func:`connection_options`."""
@@ -512,9 +529,10 @@ class PgVectorStore:
             SELECT id,
                    CASE WHEN row_number() OVER w = 1 THEN response END,
                    created_at,
-                   similarity
+                   similarity,
+                   text_digest
             FROM (
-                SELECT id, response, created_at,
+                SELECT id, response, created_at, text_digest,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
                 WHERE partition = %(p)s AND (expires_at IS NULL OR expires_at > now())
