@@ -1,10 +1,12 @@
 """SemanticCache.get against the floor: one bare psycopg HNSW top-1 query, same table.
 
 Groups per table size: ``floor`` (hand-written ``ORDER BY embedding <=> $v LIMIT 1``),
-``get semantic`` (exact probe miss + embed + two-stage search, one round trip each) and
-``get exact`` (one index probe, no embedding). The embedder is a zero-cost table look-up,
-so the figures measure the cache, not a model. Rows are generated on the server (random
-unit-ish vectors, one partition: the floor needs no partition filter to be comparable).
+``get semantic`` (exact probe miss + embed + two-stage search, one round trip each),
+``get exact`` (one index probe, no embedding) and, with the Redis tier, ``get exact
+redis`` (one Redis GET) and ``get semantic redis`` (Redis GET miss + embed + search).
+The embedder is a zero-cost table look-up, so the figures measure the cache, not a
+model. Rows are generated on the server (random vectors, one partition: the floor needs
+no partition filter to be comparable).
 
 Default: 1,000 rows (also what the test run uses). ``SEMCACHE_BENCH_ROWS=1000,100000``
 adds sizes (100k rows take a minute or two to index on a small machine).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
+from tests.servers import RedisServer
 
 from semanticcache import BaseEmbedder, CacheHit, SemanticCache
 from semanticcache.key import lookup_digest
@@ -48,6 +51,7 @@ class Setup:
     loop: asyncio.AbstractEventLoop
     rows: int
     cache: SemanticCache
+    redis_cache: SemanticCache
     conn: psycopg.AsyncConnection[tuple[object, ...]]
     query_vector: str
     stored_text: str
@@ -58,7 +62,7 @@ def _literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(repr(x) for x in vector) + "]"
 
 
-async def _prepare(uri: str, rows: int) -> tuple[SemanticCache, Setup]:
+async def _prepare(uri: str, rows: int, redis_url: str) -> Setup:
     embedder = LookupEmbedder()
     cache = SemanticCache(pg_uri=uri, embedder=embedder, threshold=0.9, pool_max_size=2)
     await cache.open()
@@ -97,29 +101,37 @@ async def _prepare(uri: str, rows: int) -> tuple[SemanticCache, Setup]:
             (lookup_digest("row 1"),),
         )
     floor_conn = await psycopg.AsyncConnection.connect(uri, autocommit=True)
-    setup = Setup(
+    redis_cache = SemanticCache(
+        pg_uri=uri, redis_uri=redis_url, embedder=embedder, threshold=0.9, pool_max_size=2
+    )
+    # Same row, same response: the put also writes the blob to Redis.
+    await redis_cache.put("row 1", b'{"answer": "row 1"}', partition=PARTITION)
+    return Setup(
         loop=asyncio.get_running_loop(),
         rows=rows,
         cache=cache,
+        redis_cache=redis_cache,
         conn=floor_conn,
         query_vector=_literal(near),
         stored_text="row 1",
         near_text="near row 1",
     )
-    return cache, setup
 
 
 @pytest.fixture(scope="module", params=ROWS, ids=lambda n: f"{n}rows")
-def setup(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Iterator[Setup]:
+def setup(
+    pg_server: EmbeddedPostgres, redis_server: RedisServer, request: pytest.FixtureRequest
+) -> Iterator[Setup]:
     rows: int = request.param
     name = f"bench_cache_{rows}"
     uri = pg_server.create_database(name)
     loop = asyncio.new_event_loop()
     try:
-        cache, s = loop.run_until_complete(_prepare(uri, rows))
+        s = loop.run_until_complete(_prepare(uri, rows, redis_server.url))
         yield s
         loop.run_until_complete(s.conn.close())
-        loop.run_until_complete(cache.close())
+        loop.run_until_complete(s.cache.close())
+        loop.run_until_complete(s.redis_cache.close())
     finally:
         loop.close()
         pg_server.drop_database(name)
@@ -163,3 +175,30 @@ def test_get_exact_hit(benchmark: BenchmarkFixture, setup: Setup) -> None:
     hit = benchmark(run)
     assert hit is not None
     assert hit.match == "exact"
+
+
+def test_get_exact_hit_redis(benchmark: BenchmarkFixture, setup: Setup) -> None:
+    benchmark.group = f"cache get, {setup.rows} rows"
+
+    def run() -> CacheHit | None:
+        return setup.loop.run_until_complete(
+            setup.redis_cache.get(setup.stored_text, partition=PARTITION)
+        )
+
+    hit = benchmark(run)
+    assert hit is not None
+    assert hit.match == "exact"
+    assert hit.response == b'{"answer": "row 1"}'
+
+
+def test_get_semantic_hit_redis(benchmark: BenchmarkFixture, setup: Setup) -> None:
+    benchmark.group = f"cache get, {setup.rows} rows"
+
+    def run() -> CacheHit | None:
+        return setup.loop.run_until_complete(
+            setup.redis_cache.get(setup.near_text, partition=PARTITION)
+        )
+
+    hit = benchmark(run)
+    assert hit is not None
+    assert hit.match == "semantic"
