@@ -212,7 +212,7 @@ class PgVectorStore:
                             embedding vector({dim}) NOT NULL,
                             response bytea NOT NULL,
                             created_at timestamptz NOT NULL DEFAULT now(),
-                            expires_at timestamptz,
+                            expires_at timestamptz NOT NULL DEFAULT 'infinity',
                             hit_count bigint NOT NULL DEFAULT 0,
                             UNIQUE (partition, text_digest)
                         ) WITH (fillfactor = 70)
@@ -223,7 +223,8 @@ class PgVectorStore:
                 await conn.execute(
                     sql.SQL(
                         "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT '', "
-                        "ADD COLUMN IF NOT EXISTS expires_at timestamptz"
+                        "ADD COLUMN IF NOT EXISTS expires_at timestamptz NOT NULL "
+                        "DEFAULT 'infinity'"
                     ).format(t=self._t)
                 )
                 await conn.execute(
@@ -243,12 +244,11 @@ class PgVectorStore:
                         idx=sql.Identifier(f"{self.table[:55]}_scope"), t=self._t
                     )
                 )
-                # The purge finds expired rows without a scan; rows without TTL stay out.
+                # The purge finds expired rows without a scan.
                 await conn.execute(
-                    sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at) "
-                        "WHERE expires_at IS NOT NULL"
-                    ).format(idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t)
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at)").format(
+                        idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t
+                    )
                 )
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -294,7 +294,7 @@ class PgVectorStore:
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
         and a hit count of zero. ``lookup_text`` and ``scope`` are stored as given (use
         :func:`~semanticcache.key.db_text` for arbitrary strings: ``text`` holds no NUL).
-        ``ttl_seconds`` sets ``expires_at`` (``None``: never expires).
+        ``ttl_seconds`` sets ``expires_at`` (``None``: ``'infinity'``, never expires).
         """
         if ttl_seconds is not None and not (math.isfinite(ttl_seconds) and ttl_seconds > 0):
             raise ConfigurationError(f"ttl_seconds must be > 0, not {ttl_seconds!r}")
@@ -303,7 +303,8 @@ class PgVectorStore:
             """
             INSERT INTO {t}
                 (partition, text_digest, scope, lookup_text, embedding, response, expires_at)
-            VALUES (%s, %s, %s, %s, %s::vector, %s, now() + make_interval(secs => %s))
+            VALUES (%s, %s, %s, %s, %s::vector, %s,
+                    coalesce(now() + make_interval(secs => %s), 'infinity'))
             ON CONFLICT (partition, text_digest) DO UPDATE SET
                 scope = EXCLUDED.scope,
                 lookup_text = EXCLUDED.lookup_text,
@@ -514,7 +515,7 @@ class PgVectorStore:
             sql.SQL(
                 "SELECT id, response, created_at FROM {t} "
                 "WHERE partition = %s AND text_digest = %s "
-                "AND (expires_at IS NULL OR expires_at > now())"
+                "AND expires_at > now()"
             )
             .format(t=self._t)
             .as_bytes()
@@ -535,7 +536,7 @@ class PgVectorStore:
                 SELECT id, response, created_at, text_digest,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
-                WHERE partition = %(p)s AND (expires_at IS NULL OR expires_at > now())
+                WHERE partition = %(p)s AND expires_at > now()
                 ORDER BY embedding <=> %(v)s::vector
                 LIMIT %(k)s
             ) AS candidates
