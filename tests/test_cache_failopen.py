@@ -49,6 +49,12 @@ class FlakyEmbedder(BaseEmbedder):
             return [[1.0] * (self.dimension - 1) for _ in texts]
         if self.mode == "zero":
             return [[0.0] * self.dimension for _ in texts]
+        if self.mode == "strings":
+            return [["x"] * self.dimension for _ in texts]  # type: ignore[list-item]
+        if self.mode == "scalar":
+            return 3.0  # type: ignore[return-value]
+        if self.mode == "tuple":
+            return (tuple([0.5] * self.dimension),)  # type: ignore[return-value]
         if self.mode == "many":
             return [[1.0] * self.dimension for _ in range(len(texts) + 1)]
         return await self._inner.embed(texts)
@@ -138,6 +144,8 @@ async def test_raise_errors_on_the_constructor(pg_uri: str) -> None:
         ("short", "dimension 95; expected 96"),
         ("zero", "zero vector"),
         ("many", "2 vectors for 1 text"),
+        ("strings", "not a list of numbers"),
+        ("scalar", "not a list of vectors"),
     ],
 )
 async def test_bad_vectors_raise_on_put_and_miss_on_get(
@@ -150,6 +158,15 @@ async def test_bad_vectors_raise_on_put_and_miss_on_get(
             await c.put("q", b"x")  # even without raise_errors: a misconfigured embedder
         result = await c.lookup("q")
         assert (result.hit, result.reason) == (None, "embed_error")
+
+
+async def test_any_sequence_of_numbers_is_a_vector(pg_uri: str) -> None:
+    embedder = FlakyEmbedder(dimension=96)
+    embedder.mode = "tuple"
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder) as c:
+        assert await c.put("tuples", b"x") is not None
+        hit = await c.get("tuples")
+        assert hit is not None
 
 
 async def test_a_blocked_query_is_a_store_timeout(pg_uri: str) -> None:

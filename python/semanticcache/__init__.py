@@ -6,7 +6,7 @@ The public API is what ``__all__`` lists; everything else is private.
 from __future__ import annotations
 
 from semanticcache import _native
-from semanticcache.cache import CacheHit, CacheLookup, SemanticCache
+from semanticcache.cache import CacheHit, CacheLookup, CacheStats, SemanticCache
 from semanticcache.embedders import BaseEmbedder, HashingEmbedder
 from semanticcache.errors import (
     ConfigurationError,
@@ -27,6 +27,7 @@ __all__ = [
     "CacheHit",
     "CacheKey",
     "CacheLookup",
+    "CacheStats",
     "ConfigurationError",
     "EmbeddedPostgresError",
     "EmbedderError",

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -759,20 +759,27 @@ async def _guarded[T](
 
 
 def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
-    """The single vector of a one-text batch, as floats; ``_BadVector`` otherwise."""
-    if not isinstance(vectors, Sequence) or len(vectors) != 1:
-        count = len(vectors) if isinstance(vectors, Sequence) else type(vectors).__name__
-        raise _BadVector(f"{embedder!r} returned {count} vectors for 1 text; expected 1")
-    raw = vectors[0]
-    if not isinstance(raw, Sequence) or len(raw) != embedder.dimension:
-        size = len(raw) if isinstance(raw, Sequence) else type(raw).__name__
-        raise _BadVector(
-            f"{embedder!r} returned a vector of dimension {size}; expected {embedder.dimension}"
-        )
+    """The single vector of a one-text batch, as floats; ``_BadVector`` otherwise.
+
+    Lenient about containers (lists, tuples, numpy arrays), strict about content.
+    """
     try:
-        vector = [float(x) for x in raw]
-    except (TypeError, ValueError) as exc:
-        raise _BadVector(f"{embedder!r} returned a vector with non-numeric values") from exc
+        rows = list(vectors)  # type: ignore[call-overload]
+    except TypeError:
+        raise _BadVector(
+            f"{embedder!r} returned a {type(vectors).__name__}, not a list of vectors"
+        ) from None
+    if len(rows) != 1:
+        raise _BadVector(f"{embedder!r} returned {len(rows)} vectors for 1 text; expected 1")
+    try:
+        vector = [float(x) for x in rows[0]]
+    except (TypeError, ValueError):
+        raise _BadVector(f"{embedder!r} returned a vector that is not a list of numbers") from None
+    if len(vector) != embedder.dimension:
+        raise _BadVector(
+            f"{embedder!r} returned a vector of dimension {len(vector)}; "
+            f"expected {embedder.dimension}"
+        )
     if not all(map(math.isfinite, vector)):
         raise _BadVector(f"{embedder!r} returned a vector with NaN or infinite values")
     if not any(vector):
