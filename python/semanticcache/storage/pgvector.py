@@ -172,6 +172,7 @@ class PgVectorStore:
         self._iterative_scan = False
         self._exact_query = self._build_exact_query()
         self._search_query = self._build_search_query()
+        self._search_top1_query = self._build_search_top1_query()
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -374,7 +375,8 @@ class PgVectorStore:
         params = {"v": vector, "p": partition, "k": k, "th": threshold}
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._search_query, params, prepare=True)
+                query = self._search_top1_query if k == 1 else self._search_query
+                cur = await conn.execute(query, params, prepare=True)
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache similarity search failed: {exc}") from exc
@@ -543,6 +545,27 @@ class PgVectorStore:
             WHERE similarity >= %(th)s
             WINDOW w AS (ORDER BY similarity DESC, id)
             ORDER BY similarity DESC, id
+            """
+            )
+            .format(t=self._t)
+            .as_bytes()
+        )
+
+    def _build_search_top1_query(self) -> bytes:
+        # k = 1 (the default): no window and no sort above the index scan.
+        return (
+            sql.SQL(
+                """
+            SELECT id, response, created_at, similarity, text_digest
+            FROM (
+                SELECT id, response, created_at, text_digest,
+                       1 - (embedding <=> %(v)s::vector) AS similarity
+                FROM {t}
+                WHERE partition = %(p)s AND expires_at > now()
+                ORDER BY embedding <=> %(v)s::vector
+                LIMIT %(k)s
+            ) AS candidates
+            WHERE similarity >= %(th)s
             """
             )
             .format(t=self._t)
