@@ -193,3 +193,19 @@ async def test_a_closed_cache_opens_again(pg_uri: str) -> None:
     assert hit.response == b"before close"
     await c.close()
     await c.close()  # idempotent
+
+
+async def test_concurrent_first_use_creates_the_schema_once(pg_uri: str) -> None:
+    # Separate caches, separate pools: as several workers starting at once.
+    caches = [
+        SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(dimension=200)) for _ in range(4)
+    ]
+    try:
+        await asyncio.gather(*(c.open() for c in caches))
+        ids = await asyncio.gather(
+            *(c.put(CacheKey(f"q{i}", scope="race"), b"x") for i, c in enumerate(caches))
+        )
+        assert None not in ids
+        assert len(set(ids)) == 4
+    finally:
+        await asyncio.gather(*(c.close() for c in caches))
