@@ -82,13 +82,16 @@ class RedisServer:
         """PID of the running server, None when stopped."""
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> str:
-        """Start the server and wait until it answers PING; return its URL."""
+    def start(self, *, port: int | None = None) -> str:
+        """Start the server and wait until it answers PING; return its URL.
+
+        ``port``: listen there (to restart on the same URL), else on a free port.
+        """
         binary = find_redis_server()
         self._workdir.mkdir(parents=True, exist_ok=True)
         log = self._workdir / "redis.log"
         for _ in range(3):  # a free port can be taken between the probe and the bind
-            self.port = _free_port()
+            self.port = port if port is not None else _free_port()
             self._proc = subprocess.Popen(
                 [
                     str(binary),

@@ -6,7 +6,7 @@ The public API is what ``__all__`` lists; everything else is private.
 from __future__ import annotations
 
 from semanticcache import _native
-from semanticcache.cache import CacheHit, SemanticCache
+from semanticcache.cache import CacheHit, CacheLookup, CacheStats, SemanticCache
 from semanticcache.embedders import BaseEmbedder, HashingEmbedder
 from semanticcache.errors import (
     ConfigurationError,
@@ -18,12 +18,16 @@ from semanticcache.errors import (
     StorageError,
     StreamFormatError,
 )
+from semanticcache.key import CacheKey
 
 __version__: str = _native.__version__
 
 __all__ = [
     "BaseEmbedder",
     "CacheHit",
+    "CacheKey",
+    "CacheLookup",
+    "CacheStats",
     "ConfigurationError",
     "EmbeddedPostgresError",
     "EmbedderError",

@@ -3,26 +3,62 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import dataclasses
+import logging
 import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
-from semanticcache.storage.pgvector import PgVectorStore
+from semanticcache.key import CacheKey, db_text, lookup_digest
+from semanticcache.settings import SECONDS_PER_DAY, CacheSettings
+from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
+from semanticcache.storage.redis_tier import RedisBlobStore
 
-__all__ = ["CacheHit", "SemanticCache", "lookup_digest"]
+_log = logging.getLogger("semanticcache.cache")
 
+__all__ = [
+    "CacheHit",
+    "CacheLookup",
+    "CacheStats",
+    "LookupReason",
+    "ScopeStats",
+    "SemanticCache",
+    "lookup_digest",
+]
 
-def lookup_digest(text: str) -> bytes:
-    """The 32-byte digest that keys a lookup text (BLAKE2b-256 of its UTF-8 bytes)."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).digest()
+LookupReason = Literal[
+    "hit",
+    "miss",
+    "rejected",
+    "embed_timeout",
+    "embed_error",
+    "store_timeout",
+    "store_error",
+    "breaker_open",
+]
+"""Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
+``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
+or the dependency failure that made it a miss."""
+
+_DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+_DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
+_DEFAULT_PURGE_INTERVAL: Final = 60.0
+_DEFAULT_PURGE_BATCH: Final = 1000
+_DEFAULT_PURGE_PAUSE: Final = 1.0
+# Distinct entries whose hits wait for a flush; past this, new ids are not counted
+# (a bound on memory if Postgres stays unreachable).
+_MAX_PENDING_HIT_IDS: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,60 +70,251 @@ class CacheHit:
     similarity: float
     """Cosine similarity between the lookup and the stored text (1.0 for exact)."""
     match: Literal["exact", "semantic"]
-    """``exact``: same lookup text; ``semantic``: a similar one above the threshold."""
+    """``exact``: same (normalized) lookup text; ``semantic``: a similar one."""
     entry_id: int
     """Id of the stored entry."""
     created_at: datetime
     """When the entry was stored (timezone-aware)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """The full outcome of :meth:`SemanticCache.lookup`: the hit, or why there was none."""
+
+    hit: CacheHit | None
+    """The hit, or ``None``."""
+    reason: LookupReason
+    """``hit``, or why the lookup missed (see :data:`LookupReason`)."""
+    best_similarity: float | None = None
+    """Similarity of the best stage-1 candidate (also when stage 2 rejected it)."""
+    candidates: int = 0
+    """How many stage-1 candidates passed ``threshold`` (0 on the exact path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What :meth:`SemanticCache.stats` reports."""
+
+    rows: int
+    """Rows in this embedder's table (expired ones included until purged)."""
+    hits: int
+    """Hits counted on those rows, across all processes."""
+    expired_rows: int
+    """Rows past their expiry, not purged yet (never served)."""
+    table_bytes: int
+    """Size of the table with its indexes and TOAST, in bytes."""
+    scopes: dict[str, ScopeStats]
+    """Rows and hits per scope (``""`` is the unscoped bucket)."""
+    lookups: dict[str, int]
+    """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
+
+
+class _BadVector(EmbedderError):
+    """The embedder answered with vectors of the wrong shape or values."""
+
+
+class _Unavailable(Exception):
+    """A dependency call failed, timed out or was skipped; ``reason`` says which."""
+
+    def __init__(
+        self,
+        reason: LookupReason,
+        dependency: Literal["embed", "store"],
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason: LookupReason = reason
+        self.dependency = dependency
+        self.cause = cause
+
+    def describe(self) -> str:
+        # Exception type and SQLSTATE only: messages can quote inputs (prompt text).
+        if self.cause is None:
+            return f"{self.reason} ({'embedder' if self.dependency == 'embed' else 'postgres'})"
+        cause = self.cause
+        if isinstance(cause, StorageError) and cause.__cause__ is not None:
+            cause = cause.__cause__  # the driver's error says more than our wrapper
+        sqlstate = getattr(cause, "sqlstate", None)
+        detail = f" {sqlstate}" if sqlstate else ""
+        return f"{self.reason} ({type(cause).__name__}{detail})"
+
+
+# Store failures that fail open; anything else from the store is a bug and propagates.
+_STORE_ERRORS: Final = (StorageError, psycopg.Error, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    partition: bytes
+    text_digest: bytes
+    text: str
+    scope: str
+
+
 class SemanticCache:
     """A semantic response cache on Postgres + pgvector.
 
-    ``get`` looks up the exact text first (by digest), then the most similar stored text
-    of the same ``partition`` with cosine similarity >= ``threshold``. Partitions never
-    mix: put everything that must match exactly (tenant, route, model, parameters) into
-    the partition digest. Use ``async with`` or call :meth:`close`.
+    A lookup checks the exact (normalized) text of the key's partition first, by digest
+    and without calling the embedder; then embeds the text and asks pgvector for the
+    ``top_k`` nearest entries *of the same partition* with cosine similarity >=
+    ``threshold`` (stage 1); the best of them is served if it also reaches the optional
+    ``rejection_threshold`` (stage 2). Partitions never mix: isolation is an SQL
+    equality filter, never an embedding distance.
+
+    Configuration comes from ``settings`` (a :class:`~semanticcache.settings.CacheSettings`,
+    default: all defaults); a keyword argument that is not ``None`` overrides the
+    setting of the same meaning. The pool and the schema are created on first use (or by
+    :meth:`open`). Use ``async with`` or call :meth:`close`.
     """
 
     def __init__(
         self,
         *,
-        pg_uri: str,
         embedder: BaseEmbedder,
-        threshold: float = 0.95,
-        pool_min_size: int = 1,
-        pool_max_size: int = 10,
-        connect_timeout: float = 10.0,
+        settings: CacheSettings | None = None,
+        pg_uri: str | None = None,
+        redis_uri: str | None = None,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        rejection_threshold: float | None = None,
+        hnsw_m: int | None = None,
+        hnsw_ef_construction: int | None = None,
+        ef_search: int | None = None,
+        ttl_days: float | None = None,
+        embed_timeout: float | None = None,
+        store_timeout: float | None = None,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+        breaker_failures: int | None = None,
+        breaker_cooldown: float | None = None,
+        connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
+        hit_flush_interval: float = _DEFAULT_HIT_FLUSH_INTERVAL,
+        purge_interval: float = _DEFAULT_PURGE_INTERVAL,
+        purge_batch_size: int = _DEFAULT_PURGE_BATCH,
+        purge_pause: float = _DEFAULT_PURGE_PAUSE,
+        raise_errors: bool = False,
     ) -> None:
-        if not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
-            raise ConfigurationError(
-                f"threshold is a cosine similarity in (0, 1], not {threshold!r}"
+        overrides = {
+            name: value
+            for name, value in (
+                ("pg_uri", pg_uri),
+                ("redis_uri", redis_uri),
+                ("threshold", threshold),
+                ("top_k_candidates", top_k),
+                ("rejection_threshold", rejection_threshold),
+                ("pgvector_hnsw_m", hnsw_m),
+                ("pgvector_hnsw_ef_construction", hnsw_ef_construction),
+                ("pgvector_hnsw_ef_search", ef_search),
+                ("pg_ttl_days", ttl_days),
+                ("embed_timeout_seconds", embed_timeout),
+                ("store_timeout_seconds", store_timeout),
+                ("pg_pool_min_size", pool_min_size),
+                ("pg_pool_max_size", pool_max_size),
+                ("breaker_failures", breaker_failures),
+                ("breaker_cooldown_seconds", breaker_cooldown),
             )
-        if not 1 <= pool_min_size <= pool_max_size:
-            raise ConfigurationError("pool sizes need 1 <= pool_min_size <= pool_max_size")
+            if value is not None
+        }
+        base = settings if settings is not None else CacheSettings()
+        try:
+            # replace() runs the settings' validation on the merged values.
+            merged = dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"invalid SemanticCache argument: {exc}") from None
+        if merged.pg_uri is None:
+            raise ConfigurationError(
+                "SemanticCache needs a Postgres URI: pass pg_uri= or set "
+                "SEMANTIC_CACHE_PG_URI in the settings"
+            )
+        if not (math.isfinite(connect_timeout) and connect_timeout > 0):
+            raise ConfigurationError(f"connect_timeout must be > 0 seconds, not {connect_timeout}")
+        if not isinstance(embedder, BaseEmbedder):
+            raise ConfigurationError("embedder must be a BaseEmbedder instance")
+        for name, seconds in (
+            ("hit_flush_interval", hit_flush_interval),
+            ("purge_interval", purge_interval),
+            ("purge_pause", purge_pause),
+        ):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigurationError(f"{name} must be > 0 seconds, not {seconds}")
+        if isinstance(purge_batch_size, bool) or not 1 <= purge_batch_size <= 1_000_000:
+            raise ConfigurationError(
+                f"purge_batch_size must be in 1..1000000, not {purge_batch_size}"
+            )
+        self._ttl_seconds = (
+            merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
+        )
+        self._hit_flush_interval = hit_flush_interval
+        self._purge_interval = purge_interval
+        self._purge_batch = purge_batch_size
+        self._purge_pause = purge_pause
+        self._pending_hits: Counter[int] = Counter()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
+        self._outcomes: Counter[str] = Counter()
+        self._settings = merged
         self._embedder = embedder
-        self._threshold = threshold
-        self._pg_uri = pg_uri
+        self._pg_uri = merged.pg_uri
         self._connect_timeout = connect_timeout
-        self._pool: AsyncConnectionPool = AsyncConnectionPool(
-            pg_uri,
-            min_size=pool_min_size,
-            max_size=pool_max_size,
-            kwargs={"autocommit": True},
-            open=False,
-            timeout=connect_timeout,
+        self._raise_errors = raise_errors
+        self._embed_timeout = merged.embed_timeout_seconds
+        self._store_timeout = merged.store_timeout_seconds
+        self._embed_breaker = CircuitBreaker(
+            f"embedder {embedder.model_id}",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
         )
+        self._store_breaker = CircuitBreaker(
+            "postgres",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
+        )
+        self._pool = self._new_pool()
         self._store = PgVectorStore(
-            self._pool, model_id=embedder.model_id, dimension=embedder.dimension
+            self._pool,
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            hnsw_m=merged.pgvector_hnsw_m,
+            hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
+            ef_search=merged.pgvector_hnsw_ef_search,
         )
+        self._redis: RedisBlobStore | None = None
+        if merged.redis_uri is not None:
+            self._redis = RedisBlobStore(
+                merged.redis_uri,
+                namespace=self._store.table,
+                ttl_seconds=merged.effective_redis_ttl_seconds,
+                timeout=self._store_timeout,
+            )
+        self._redis_breaker = CircuitBreaker(
+            "redis",
+            failures=merged.breaker_failures,
+            cooldown=merged.breaker_cooldown_seconds,
+        )
+        self._background: set[asyncio.Task[None]] = set()
         self._ready = False
+        self._pool_used = False
         self._open_lock = asyncio.Lock()
 
     @property
+    def settings(self) -> CacheSettings:
+        """The effective settings (``settings`` with the keyword overrides applied)."""
+        return self._settings
+
+    @property
     def threshold(self) -> float:
-        """Minimum cosine similarity of a semantic hit."""
-        return self._threshold
+        """Stage-1 minimum cosine similarity of a semantic hit."""
+        return self._settings.threshold
+
+    @property
+    def top_k(self) -> int:
+        """How many nearest neighbours stage 1 fetches."""
+        return self._settings.top_k_candidates
+
+    @property
+    def rejection_threshold(self) -> float | None:
+        """Stage-2 cutoff the best candidate must also reach, or ``None``."""
+        return self._settings.rejection_threshold
 
     @property
     def embedder(self) -> BaseEmbedder:
@@ -99,8 +326,35 @@ class SemanticCache:
         """The Postgres table holding this embedder's entries."""
         return self._store.table
 
+    @property
+    def store(self) -> PgVectorStore:
+        """The underlying pgvector store (low-level access)."""
+        return self._store
+
+    def _new_pool(self) -> AsyncConnectionPool:
+        # Session settings travel in the startup packet: no round trip per query.
+        options = [connection_options(self._settings.pgvector_hnsw_ef_search)]
+        if self._store_timeout is not None:
+            # The server gives up too, so a timed-out query does not keep running.
+            ms = max(1, math.ceil(self._store_timeout * 1000))
+            options.append(f"-c statement_timeout={ms}")
+        kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
+        return AsyncConnectionPool(
+            self._pg_uri,
+            min_size=self._settings.pg_pool_min_size,
+            max_size=self._settings.pg_pool_max_size,
+            kwargs=kwargs,
+            open=False,
+            timeout=self._store_timeout or self._connect_timeout,
+        )
+
     async def open(self) -> None:
-        """Connect and create the schema; called by the first operation if not before."""
+        """Connect and create the schema; called by the first operation if not before.
+
+        Raises :class:`~semanticcache.errors.StorageError` when Postgres cannot be reached
+        or the schema cannot be created (``get`` / ``lookup`` turn that into a miss and
+        try again on a later call). A closed cache opens again with a new pool.
+        """
         async with self._open_lock:
             if self._ready:
                 return
@@ -111,39 +365,235 @@ class SemanticCache:
                     self._pg_uri, connect_timeout=max(1, round(self._connect_timeout))
                 )
                 await probe.close()
-                await self._pool.open(wait=True, timeout=self._connect_timeout)
-            except (psycopg.Error, TimeoutError) as exc:
-                await self._pool.close()
+            except psycopg.Error as exc:
                 raise StorageError(f"could not connect to Postgres: {exc}") from exc
+            if self._pool.closed:
+                if self._pool_used:
+                    # psycopg pools cannot reopen once closed.
+                    self._pool = self._new_pool()
+                    self._store.rebind(self._pool)
+                # No wait: the probe showed the server is up, and the schema query
+                # below waits for the first connection anyway.
+                await self._pool.open(wait=False)
+                self._pool_used = True
             await self._store.ensure_schema()
             self._ready = True
 
-    async def get(self, text: str, *, partition: bytes = b"") -> CacheHit | None:
-        """The cached response for ``text`` in ``partition``, or None on a miss."""
-        if not self._ready:
-            await self.open()
-        entry = await self._store.get_exact(partition, lookup_digest(text))
-        if entry is not None:
-            await self._store.record_hit(entry.id)
-            return CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
-        vector = await self._embed(text)
-        matches = await self._store.search(partition, vector, self._threshold, k=1)
-        if not matches:
-            return None
-        best = matches[0]
-        await self._store.record_hit(best.id)
-        return CacheHit(best.response, best.similarity, "semantic", best.id, best.created_at)
+    async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:
+        """The cached response for ``key``, or None on a miss.
 
-    async def put(self, text: str, response: bytes, *, partition: bytes = b"") -> int:
-        """Store ``response`` for ``text`` in ``partition`` (replacing any); return its id."""
-        if not self._ready:
-            await self.open()
-        vector = await self._embed(text)
-        return await self._store.put(partition, lookup_digest(text), text, vector, response)
+        ``key`` is a :class:`~semanticcache.key.CacheKey`, or (low level) a lookup text
+        with an explicit ``partition`` digest (default ``b""``).
+        """
+        return (await self.lookup(key, partition=partition)).hit
+
+    async def lookup(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheLookup:
+        """Like :meth:`get`, with the reason for a miss and the stage-1 figures.
+
+        Never raises for a dependency failure: an embedder or Postgres error, a timeout
+        (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
+        ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
+        """
+        target = self._target(key, partition)
+        try:
+            result = await self._lookup(target)
+        except _Unavailable as exc:
+            if exc.reason != "breaker_open":
+                _log.warning("cache lookup failed open: %s", exc.describe())
+            result = CacheLookup(None, exc.reason)
+        self._outcomes[result.reason] += 1
+        if result.hit is not None:
+            self._count_hit(result.hit.entry_id)
+        return result
+
+    async def _lookup(self, target: _Target) -> CacheLookup:
+        redis_answered = False
+        if self._redis is not None:
+            redis = self._redis
+            redis_answered, blob = await self._redis_call(
+                lambda: redis.get(target.partition, target.text_digest)
+            )
+            if blob is not None:
+                hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
+                return CacheLookup(hit, "hit", best_similarity=1.0)
+        if not redis_answered:
+            # Without Redis (or with Redis unreachable) Postgres answers the exact path.
+            # When Redis answered "absent", the exact row (if Redis lost it) is still found
+            # by the search below, at similarity 1: one Postgres query per hit either way.
+            entry = await self._store_call(
+                lambda: self._store.get_exact(target.partition, target.text_digest)
+            )
+            if entry is not None:
+                hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
+                return CacheLookup(hit, "hit", best_similarity=1.0)
+        try:
+            vector = await self._embed(target.text)
+        except _BadVector as exc:
+            raise _Unavailable("embed_error", "embed", exc) from exc
+        candidates = await self._store_call(
+            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
+        )
+        if not candidates:
+            return CacheLookup(None, "miss")
+        best = candidates[0]
+        if best.text_digest == target.text_digest:
+            # The exact row, found by the search because Redis had lost its blob: serve it
+            # as exact and give Redis the blob back, off the request's path.
+            hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
+            self._redis_backfill(target, hit)
+            return CacheLookup(hit, "hit", best_similarity=1.0, candidates=len(candidates))
+        rejection = self.rejection_threshold
+        if rejection is not None and best.similarity < rejection:
+            return CacheLookup(
+                None, "rejected", best_similarity=best.similarity, candidates=len(candidates)
+            )
+        hit = CacheHit(best.response, best.similarity, "semantic", best.id, best.created_at)
+        return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
+
+    async def put(
+        self,
+        key: CacheKey | str,
+        response: bytes,
+        *,
+        partition: bytes | None = None,
+        raise_errors: bool | None = None,
+    ) -> int | None:
+        """Store ``response`` for ``key`` (replacing the entry of the same normalized
+        text in the same partition); return the entry id.
+
+        A dependency failure (embedder or Postgres error, timeout, open breaker) is
+        logged without the prompt and gives ``None``, unless ``raise_errors`` (this call's
+        argument, else the constructor's) is true: then it raises
+        :class:`~semanticcache.errors.EmbedderError` or
+        :class:`~semanticcache.errors.StorageError`. An embedder that returns a vector of
+        the wrong dimension, or with NaN / infinite values, always raises
+        :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
+        """
+        target = self._target(key, partition)
+        if not isinstance(response, bytes):
+            raise ConfigurationError("response must be bytes")
+        loud = self._raise_errors if raise_errors is None else raise_errors
+        try:
+            vector = await self._embed(target.text)
+            entry_id = await self._store_call(
+                lambda: self._store.put(
+                    target.partition,
+                    target.text_digest,
+                    db_text(target.text),
+                    vector,
+                    response,
+                    scope=db_text(target.scope),
+                    ttl_seconds=self._ttl_seconds,
+                )
+            )
+        except _Unavailable as exc:
+            if loud:
+                error = EmbedderError if exc.dependency == "embed" else StorageError
+                raise error(f"cache put failed: {exc.describe()}") from exc.cause
+            if exc.reason != "breaker_open":
+                _log.warning("cache put failed, not stored: %s", exc.describe())
+            return None
+        if self._redis is not None:
+            # Postgres has the row: a Redis failure only costs later exact hits a query.
+            redis = self._redis
+            created = datetime.now(UTC)
+            await self._redis_call(
+                lambda: redis.set(
+                    target.partition,
+                    target.text_digest,
+                    entry_id=entry_id,
+                    created_at=created,
+                    response=response,
+                )
+            )
+        return entry_id
+
+    async def delete(self, entry_id: int) -> bool:
+        """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+            raise ConfigurationError("entry_id must be an int")
+        await self._ensure_open()
+        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        existed = await self._store.delete(entry_id, keys=keys)
+        await self._forget_blobs(keys)
+        return existed
+
+    async def purge(
+        self,
+        *,
+        scope: str | None = None,
+        partition: bytes | None = None,
+        expired: bool = False,
+        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+    ) -> int:
+        """Delete entries and return how many.
+
+        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
+        (a partition digest), ``expired=True`` (rows past their TTL). ``all=True`` empties
+        this embedder's table and takes no other selector. At least one selector is
+        required, so a bare ``purge()`` never deletes everything by accident.
+        """
+        if scope is not None and not isinstance(scope, str):
+            raise ConfigurationError("scope must be a str")
+        if partition is not None and not isinstance(partition, bytes):
+            raise ConfigurationError("partition must be bytes")
+        await self._ensure_open()
+        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        count = await self._store.purge(
+            scope=db_text(scope) if scope is not None else None,
+            partition=partition,
+            expired=expired,
+            all=all,
+            keys=keys,
+        )
+        await self._forget_blobs(keys)
+        return count
+
+    async def stats(self) -> CacheStats:
+        """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
+        and this process's lookup outcomes."""
+        await self._ensure_open()
+        await self.flush_hits()
+        stored = await self._store.stats()
+        return CacheStats(
+            rows=stored.rows,
+            hits=stored.hits,
+            expired_rows=stored.expired_rows,
+            table_bytes=stored.table_bytes,
+            scopes=stored.scopes,
+            lookups=dict(self._outcomes),
+        )
+
+    async def flush_hits(self) -> None:
+        """Write the hit counts gathered since the last flush (done in the background
+        every ``hit_flush_interval`` seconds, and by :meth:`close`)."""
+        if not self._pending_hits:
+            return
+        pending, self._pending_hits = self._pending_hits, Counter()
+        try:
+            await self._store.add_hits(pending)
+        except StorageError as exc:
+            # Hit counts feed stats only: losing a second's worth beats piling them up.
+            _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
 
     async def close(self) -> None:
-        """Close the connection pool. Idempotent."""
+        """Stop the background tasks, write pending hit counts, close the pool and the
+        Redis client. Idempotent."""
+        for task in (self._purge_task, self._flush_task, *self._background):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._purge_task = self._flush_task = None
+        if self._ready:
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(self._connect_timeout):
+                    await self.flush_hits()
+        self._pending_hits.clear()
         self._ready = False
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.close()
         await self._pool.close()
 
     async def __aenter__(self) -> Self:
@@ -158,15 +608,180 @@ class SemanticCache:
     ) -> None:
         await self.close()
 
-    async def _embed(self, text: str) -> list[float]:
-        vectors = await self._embedder.embed([text])
-        if len(vectors) != 1 or len(vectors[0]) != self._embedder.dimension:
-            raise EmbedderError(
-                f"{self._embedder!r} returned {len(vectors)} vector(s) of length "
-                f"{len(vectors[0]) if vectors else 0} for 1 text; expected one of "
-                f"{self._embedder.dimension}"
+    def _count_hit(self, entry_id: int) -> None:
+        # Hit counting is batched: a hit adds no round trip and no write to the lookup,
+        # and a popular entry is updated once per flush, not once per hit.
+        if entry_id in self._pending_hits or len(self._pending_hits) < _MAX_PENDING_HIT_IDS:
+            self._pending_hits[entry_id] += 1
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while self._pending_hits:
+            await asyncio.sleep(self._hit_flush_interval)
+            await self.flush_hits()
+
+    def _start_purge(self) -> None:
+        if self._ttl_seconds is None:
+            return
+        if self._purge_task is None or self._purge_task.done():
+            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop())
+
+    async def _purge_loop(self) -> None:
+        """Delete expired rows at a bounded rate: batches of ``purge_batch_size`` at least
+        ``purge_pause`` apart while there is a backlog, then every ``purge_interval``."""
+        while True:
+            try:
+                deleted = await self._store.purge_expired_batch(self._purge_batch)
+            except StorageError as exc:
+                _log.warning("background purge failed: %s", exc)
+                deleted = 0
+            if deleted:
+                _log.debug("purged %d expired cache rows from %s", deleted, self.table)
+            full = deleted >= self._purge_batch
+            await asyncio.sleep(self._purge_pause if full else self._purge_interval)
+
+    def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
+        if isinstance(key, CacheKey):
+            if partition is not None:
+                raise ConfigurationError(
+                    "pass either a CacheKey or a text with partition=, not both"
+                )
+            return _Target(key.partition, key.text_digest, key.text, key.scope)
+        if not isinstance(key, str):
+            raise ConfigurationError("key must be a CacheKey or a str")
+        if partition is None:
+            partition = b""
+        elif not isinstance(partition, bytes):
+            raise ConfigurationError("partition must be bytes")
+        return _Target(partition, lookup_digest(key), key, "")
+
+    async def _redis_call[T](self, make: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        """``(True, result)``, or ``(False, None)`` when Redis failed, timed out or its
+        breaker is open: Redis is an optimisation, its failures only mean "ask Postgres"."""
+        breaker = self._redis_breaker
+        if not breaker.allow():
+            return False, None
+        try:
+            async with asyncio.timeout(self._store_timeout):
+                result = await make()
+        except asyncio.CancelledError:
+            breaker.release()
+            raise
+        except (StorageError, TimeoutError) as exc:
+            breaker.failure()
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            _log.warning("redis unavailable, using Postgres: %s", type(cause).__name__)
+            return False, None
+        breaker.success()
+        return True, result
+
+    def _redis_backfill(self, target: _Target, hit: CacheHit) -> None:
+        if self._redis is None:
+            return
+        redis = self._redis
+
+        async def backfill() -> None:
+            await self._redis_call(
+                lambda: redis.set(
+                    target.partition,
+                    target.text_digest,
+                    entry_id=hit.entry_id,
+                    created_at=hit.created_at,
+                    response=hit.response,
+                )
             )
-        vector = vectors[0]
-        if not all(math.isfinite(x) for x in vector) or not any(vector):
-            raise EmbedderError(f"{self._embedder!r} returned a zero or non-finite vector")
-        return vector
+
+        task = asyncio.get_running_loop().create_task(backfill())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _forget_blobs(self, keys: list[tuple[bytes, bytes]] | None) -> None:
+        if self._redis is None or not keys:
+            return
+        redis = self._redis
+        answered, _ = await self._redis_call(lambda: redis.delete(keys))
+        if not answered:
+            _log.warning(
+                "could not delete %d blobs from Redis: they stay until their TTL", len(keys)
+            )
+
+    async def _ensure_open(self) -> None:
+        if not self._ready:
+            await self.open()
+        self._start_purge()
+
+    async def _store_call[T](self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one store operation under the store breaker and ``store_timeout``."""
+
+        async def run() -> T:
+            await self._ensure_open()
+            return await make()
+
+        return await _guarded(self._store_breaker, self._store_timeout, "store", run)
+
+    async def _embed(self, text: str) -> list[float]:
+        """Embed one text under the embedder breaker and ``embed_timeout``; check it."""
+        vectors = await _guarded(
+            self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
+        )
+        return _check_vector(vectors, self._embedder)
+
+
+async def _guarded[T](
+    breaker: CircuitBreaker,
+    budget: float | None,
+    dependency: Literal["embed", "store"],
+    make: Callable[[], Awaitable[T]],
+) -> T:
+    if not breaker.allow():
+        raise _Unavailable("breaker_open", dependency)
+    try:
+        async with asyncio.timeout(budget):
+            result = await make()
+    except asyncio.CancelledError:
+        breaker.release()
+        raise
+    except (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled) as exc:
+        breaker.failure()
+        reason: LookupReason = "embed_timeout" if dependency == "embed" else "store_timeout"
+        raise _Unavailable(reason, dependency, exc) from exc
+    except Exception as exc:
+        # Third-party embedders raise anything; the store only its own kinds.
+        if dependency == "store" and not isinstance(exc, _STORE_ERRORS):
+            breaker.release()
+            raise
+        breaker.failure()
+        failed: LookupReason = "embed_error" if dependency == "embed" else "store_error"
+        raise _Unavailable(failed, dependency, exc) from exc
+    breaker.success()
+    return result
+
+
+def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
+    """The single vector of a one-text batch, as floats; ``_BadVector`` otherwise.
+
+    Lenient about containers (lists, tuples, numpy arrays), strict about content.
+    """
+    try:
+        rows = list(vectors)  # type: ignore[call-overload]
+    except TypeError:
+        raise _BadVector(
+            f"{embedder!r} returned a {type(vectors).__name__}, not a list of vectors"
+        ) from None
+    if len(rows) != 1:
+        raise _BadVector(f"{embedder!r} returned {len(rows)} vectors for 1 text; expected 1")
+    try:
+        vector = [float(x) for x in rows[0]]
+    except (TypeError, ValueError):
+        raise _BadVector(f"{embedder!r} returned a vector that is not a list of numbers") from None
+    if len(vector) != embedder.dimension:
+        raise _BadVector(
+            f"{embedder!r} returned a vector of dimension {len(vector)}; "
+            f"expected {embedder.dimension}"
+        )
+    if not all(map(math.isfinite, vector)):
+        raise _BadVector(f"{embedder!r} returned a vector with NaN or infinite values")
+    if not any(vector):
+        raise _BadVector(f"{embedder!r} returned the zero vector (no cosine direction)")
+    return vector

@@ -1,0 +1,223 @@
+"""Two-stage retrieval: top-k inside the partition (iterative scan), threshold, rejection."""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from collections.abc import Sequence
+
+import psycopg
+import pytest
+
+from semanticcache import BaseEmbedder, SemanticCache
+from semanticcache.key import lookup_digest
+
+DIM = 32
+
+
+def unit(i: int) -> list[float]:
+    v = [0.0] * DIM
+    v[i] = 1.0
+    return v
+
+
+def at_similarity(sim: float, direction: list[float]) -> list[float]:
+    """A unit vector with cosine ``sim`` to e0, leaning towards ``direction`` (orthogonal
+    to e0, unit length)."""
+    s = math.sqrt(1.0 - sim * sim)
+    return [sim * e + s * d for e, d in zip(unit(0), direction, strict=True)]
+
+
+def random_orthogonal(rng: random.Random) -> list[float]:
+    v = [0.0] + [rng.gauss(0.0, 1.0) for _ in range(DIM - 1)]
+    norm = math.sqrt(sum(x * x for x in v))
+    return [x / norm for x in v]
+
+
+class TableEmbedder(BaseEmbedder):
+    """Looks vectors up in a table (unknown texts: e0); vectors are set by the test."""
+
+    def __init__(self) -> None:
+        self.model_id = "table-embedder-test"
+        self.dimension = DIM
+        self.vectors: dict[str, list[float]] = {}
+        self.calls = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        return [self.vectors.get(t, unit(0)) for t in texts]
+
+
+@pytest.fixture
+def embedder() -> TableEmbedder:
+    return TableEmbedder()
+
+
+@pytest.fixture
+async def seeded(pg_uri: str, embedder: TableEmbedder) -> bytes:
+    """A fresh partition holding entries at similarity 0.99, 0.97, 0.93 and 0.80 to e0."""
+    partition = secrets.token_bytes(32)
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.5) as c:
+        for i, sim in enumerate((0.99, 0.97, 0.93, 0.80), start=1):
+            text = f"stored {sim}"
+            embedder.vectors[text] = at_similarity(sim, unit(i))
+            await c.put(text, f"answer {sim}".encode(), partition=partition)
+    return partition
+
+
+@pytest.mark.parametrize(
+    ("threshold", "top_k", "rejection", "reason", "candidates", "best"),
+    [
+        (0.9, 3, None, "hit", 3, 0.99),
+        (0.9, 10, None, "hit", 3, 0.99),  # 0.80 is below the threshold
+        (0.5, 10, None, "hit", 4, 0.99),
+        (0.9, 1, None, "hit", 1, 0.99),
+        (0.995, 5, None, "miss", 0, None),
+        (0.9, 3, 0.98, "hit", 3, 0.99),
+        (0.9, 3, 0.995, "rejected", 3, 0.99),  # stage 1 passes, stage 2 refuses
+    ],
+)
+async def test_two_stage_retrieval(
+    pg_uri: str,
+    embedder: TableEmbedder,
+    seeded: bytes,
+    threshold: float,
+    top_k: int,
+    rejection: float | None,
+    reason: str,
+    candidates: int,
+    best: float | None,
+) -> None:
+    async with SemanticCache(
+        pg_uri=pg_uri,
+        embedder=embedder,
+        threshold=threshold,
+        top_k=top_k,
+        rejection_threshold=rejection,
+    ) as c:
+        result = await c.lookup("the query", partition=seeded)
+        assert result.reason == reason
+        assert result.candidates == candidates
+        if best is None:
+            assert result.best_similarity is None
+        else:
+            assert result.best_similarity == pytest.approx(best, abs=1e-5)
+        if reason == "hit":
+            assert result.hit is not None
+            assert result.hit.match == "semantic"
+            assert result.hit.response == b"answer 0.99"
+            assert result.hit.similarity == pytest.approx(0.99, abs=1e-5)
+        else:
+            assert result.hit is None
+        assert await c.get("the query", partition=seeded) == result.hit
+
+
+async def test_exact_path_skips_the_embedder(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes
+) -> None:
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        calls = embedder.calls
+        result = await c.lookup("stored 0.8", partition=seeded)
+        assert result.hit is not None
+        assert (result.reason, result.hit.match, result.hit.similarity) == ("hit", "exact", 1.0)
+        assert result.hit.response == b"answer 0.8"  # exact wins over the 0.99 neighbour
+        assert embedder.calls == calls
+
+
+async def test_search_settings_are_session_settings_of_the_pool(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes
+) -> None:
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, ef_search=123, pool_max_size=1) as c:
+        assert c.store.iterative_scan
+        await c.lookup("the query", partition=seeded)
+        async with c.store.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+            )
+            assert await cur.fetchone() == ("123", "relaxed_order")
+    async with await psycopg.AsyncConnection.connect(pg_uri) as other:
+        # other sessions of the database keep pgvector's defaults
+        await other.execute("SELECT '[1]'::vector")  # loads the library
+        cur = await other.execute(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+        )
+        assert await cur.fetchone() == ("40", "off")
+
+
+async def test_a_small_partition_still_gets_its_top_k(pg_uri: str, embedder: TableEmbedder) -> None:
+    """2% of 5,000 rows in the partition, the other 98% nearer to the query: without
+    pgvector's iterative scan the HNSW candidates would all be filtered away.
+
+    For so small a partition the planner rightly prefers the (partition, text_digest)
+    btree and a sort; ``enable_sort = off`` on the cache's one pooled connection makes it
+    take the HNSW index, the plan a partition of a large table gets.
+    """
+    rng = random.Random(7)
+    small, crowd = secrets.token_bytes(32), secrets.token_bytes(32)
+    rows = []
+    for i in range(5000):
+        in_small = i % 50 == 0
+        sim = rng.uniform(0.6, 0.9) if in_small else rng.uniform(0.97, 0.999)
+        vector = at_similarity(sim, random_orthogonal(rng))
+        text = f"row {i}"
+        rows.append((small if in_small else crowd, lookup_digest(text), text, vector, sim))
+    async with SemanticCache(
+        pg_uri=pg_uri,
+        embedder=embedder,
+        threshold=0.5,
+        top_k=5,
+        ef_search=40,
+        pool_min_size=1,
+        pool_max_size=1,
+    ) as c:
+        async with c.store.pool.connection() as conn:
+            await conn.execute("SET enable_sort = off")  # session level: kept by the pool
+            cur = conn.cursor()
+            copy_sql = (
+                f"COPY {c.table} (partition, text_digest, lookup_text, embedding, response) "
+                "FROM STDIN"
+            )
+            async with cur.copy(copy_sql) as copy:
+                for partition, digest, text, vector, _ in rows:
+                    literal = "[" + ",".join(repr(x) for x in vector) + "]"
+                    await copy.write_row((partition, digest, text, literal, text.encode()))
+            await conn.execute(f"ANALYZE {c.table}")
+            # The control: the same filtered query without the iterative scan starves.
+            query = (
+                f"SELECT id FROM {c.table} WHERE partition = %s "
+                "ORDER BY embedding <=> %s::vector LIMIT 5"
+            )
+            args = (small, "[" + ",".join(repr(x) for x in unit(0)) + "]")
+            cur = await conn.execute("EXPLAIN " + query, args)
+            plan = "\n".join(r[0] for r in await cur.fetchall())
+            assert "_hnsw" in plan
+            async with conn.transaction():
+                await conn.execute("SET LOCAL hnsw.iterative_scan = off")
+                cur = await conn.execute(query, args)
+                assert len(await cur.fetchall()) < 5
+        result = await c.lookup("the query", partition=small)
+        assert result.reason == "hit"
+        assert result.candidates == 5
+        expected_best = max(r[4] for r in rows if r[0] == small)
+        assert result.best_similarity == pytest.approx(expected_best, abs=0.05)
+        assert result.hit is not None
+        assert result.hit.response.startswith(b"row ")
+        assert int(result.hit.response.split()[1]) % 50 == 0  # from the small partition
+
+
+async def test_relaxed_order_results_are_sorted(pg_uri: str, embedder: TableEmbedder) -> None:
+    partition = secrets.token_bytes(32)
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.0, top_k=20) as c:
+        rng = random.Random(3)
+        for i in range(20):
+            text = f"sorted {i}"
+            embedder.vectors[text] = at_similarity(rng.uniform(0.1, 0.95), random_orthogonal(rng))
+            await c.put(text, b"x", partition=partition)
+        vector = unit(0)
+        matches = await c.store.search(partition, vector, 0.0, k=20)
+        sims = [m.similarity for m in matches]
+        assert len(sims) == 20
+        assert sims == sorted(sims, reverse=True)
+        # only the best candidate ships its response
+        assert [bool(m.response) for m in matches] == [True] + [False] * 19

@@ -1,0 +1,153 @@
+"""CacheKey: the partition digest covers every exact field and nothing else collides."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from semanticcache import CacheKey, ConfigurationError
+from semanticcache._native import scan_request
+from semanticcache.key import (
+    MAX_SCOPE_BYTES,
+    db_text,
+    lookup_digest,
+    normalize_lookup_text,
+    partition_digest,
+)
+
+D1 = hashlib.blake2b(b"params-1", digest_size=32).digest()
+D2 = hashlib.blake2b(b"params-2", digest_size=32).digest()
+
+BASE = {
+    "scope": "tenant-a",
+    "route": "/v1/chat/completions",
+    "model": "gpt-x",
+    "params_digest": D1,
+    "context_digest": D2,
+}
+
+
+def test_same_fields_same_partition_and_text_is_not_part_of_it() -> None:
+    a = CacheKey("What is the capital of France?", **BASE)  # type: ignore[arg-type]
+    b = CacheKey("How do I bake bread?", **BASE)  # type: ignore[arg-type]
+    assert a.partition == b.partition
+    assert len(a.partition) == 32
+    assert a.text_digest != b.text_digest
+
+
+@pytest.mark.parametrize(
+    ("field", "other"),
+    [
+        ("scope", "tenant-b"),
+        ("route", "/v1/completions"),
+        ("model", "gpt-y"),
+        ("model", None),
+        ("params_digest", D2),
+        ("context_digest", D1),
+    ],
+)
+def test_every_exact_field_splits_the_partition(field: str, other: object) -> None:
+    base = CacheKey("q", **BASE)  # type: ignore[arg-type]
+    changed = CacheKey("q", **{**BASE, field: other})  # type: ignore[arg-type]
+    assert base.partition != changed.partition
+
+
+def test_length_prefix_keeps_field_boundaries() -> None:
+    assert partition_digest(scope="ab", route="c") != partition_digest(scope="a", route="bc")
+    assert partition_digest(params_digest=b"\x01", context_digest=b"") != partition_digest(
+        params_digest=b"", context_digest=b"\x01"
+    )
+
+
+def test_missing_model_and_empty_model_partition_apart() -> None:
+    assert partition_digest(model=None) != partition_digest(model="")
+
+
+_field = st.text(max_size=12)
+_digest = st.binary(max_size=8)
+_fields = st.tuples(_field, _field, st.none() | _field, _digest, _digest)
+
+
+@given(_fields, _fields)
+def test_distinct_fields_never_share_a_partition(
+    a: tuple[str, str, str | None, bytes, bytes], b: tuple[str, str, str | None, bytes, bytes]
+) -> None:
+    def digest(f: tuple[str, str, str | None, bytes, bytes]) -> bytes:
+        return partition_digest(
+            scope=f[0], route=f[1], model=f[2], params_digest=f[3], context_digest=f[4]
+        )
+
+    assert (digest(a) == digest(b)) == (a == b)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("  What is\tthe  capital\n of France? ", "What is the capital of France?"),
+        ("Cafe\u0301", "Caf\u00e9"),  # NFD -> NFC
+        ("Case Kept", "Case Kept"),
+    ],
+)
+def test_lookup_text_normalization(raw: str, normalized: str) -> None:
+    assert normalize_lookup_text(raw) == normalized
+    assert lookup_digest(raw) == lookup_digest(normalized)
+
+
+def test_case_changes_the_exact_digest() -> None:
+    assert lookup_digest("Paris") != lookup_digest("paris")
+
+
+@given(st.text())
+def test_any_text_has_a_digest_and_a_db_form(text: str) -> None:
+    assert len(lookup_digest(text)) == 32
+    stored = db_text(text)
+    assert "\x00" not in stored
+    stored.encode("utf-8")  # never raises: lone surrogates are replaced
+
+
+def test_lone_surrogates_digest_apart() -> None:
+    assert lookup_digest("a\ud800") != lookup_digest("a\ud801")
+
+
+def test_scope_too_long_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="scope"):
+        CacheKey("q", scope="x" * (MAX_SCOPE_BYTES + 1))
+    assert CacheKey("q", scope="x" * MAX_SCOPE_BYTES).scope
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"scope": b"bytes"}, {"route": 1}, {"model": 3}, {"params_digest": "str"}],
+)
+def test_wrong_field_types_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError, match="CacheKey"):
+        CacheKey("q", **kwargs)  # type: ignore[arg-type]
+
+
+def test_from_scan_uses_the_native_digests() -> None:
+    scan = scan_request(
+        b'{"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]}'
+    )
+    key = CacheKey.from_scan(scan, scope="t", route="/chat")
+    assert key is not None
+    assert key.text == "Hi"
+    assert key.partition == partition_digest(
+        scope="t",
+        route="/chat",
+        model="m",
+        params_digest=scan.params_digest,
+        context_digest=scan.context_digest,
+    )
+    hotter = scan_request(
+        b'{"model": "m", "temperature": 1, "messages": [{"role": "user", "content": "Hi"}]}'
+    )
+    other = CacheKey.from_scan(hotter, scope="t", route="/chat")
+    assert other is not None
+    assert other.partition != key.partition
+
+
+def test_from_scan_without_lookup_text_is_none() -> None:
+    assert CacheKey.from_scan(scan_request(b'{"model": "m"}')) is None
