@@ -19,21 +19,21 @@ from semanticcache.embedders.openai import (
     OpenAIEmbedder,
 )
 from semanticcache.settings import CacheSettings
-from tests.embedders.fake_openai import FakeOpenAI, Reply, vector_for
+from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
 
 KEY = "sk-test-loopback-key"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
+async def server() -> AsyncIterator[FakeProvider]:
+    fake = FakeProvider()
     await fake.start()
     yield fake
     await fake.stop()
 
 
 @pytest.fixture
-async def make(server: FakeOpenAI) -> AsyncIterator[Callable[..., OpenAIEmbedder]]:
+async def make(server: FakeProvider) -> AsyncIterator[Callable[..., OpenAIEmbedder]]:
     made: list[OpenAIEmbedder] = []
 
     def build(**kwargs: Any) -> OpenAIEmbedder:
@@ -60,7 +60,7 @@ def byte_encoding() -> tiktoken.Encoding:
 
 
 async def test_round_trip_through_the_sdk(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     embedder = make()
     texts = ["What is the capital of France?", "", "third"]
@@ -76,7 +76,7 @@ async def test_round_trip_through_the_sdk(
 
 
 async def test_shortened_vectors_are_requested(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     embedder = make(model="text-embedding-3-large", dimensions=256)
     (vector,) = await embedder.embed(["hello"])
@@ -85,7 +85,7 @@ async def test_shortened_vectors_are_requested(
 
 
 async def test_a_429_with_retry_after_is_retried(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     server.replies = [Reply(status=429, headers={"retry-after": "0.05"})]
     assert await make(max_retries=2).embed(["x"]) == [vector_for("x", 1536)]
@@ -93,7 +93,7 @@ async def test_a_429_with_retry_after_is_retried(
 
 
 async def test_a_429_without_retries_left_is_an_embedder_error(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     server.replies = [Reply(status=429, headers={"retry-after": "0.05"})]
     with pytest.raises(EmbedderError, match="HTTP 429"):
@@ -101,7 +101,7 @@ async def test_a_429_without_retries_left_is_an_embedder_error(
 
 
 async def test_a_retry_after_past_the_deadline_gives_up_at_the_deadline(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     server.replies = [Reply(status=429, headers={"retry-after": "30"})]
     with pytest.raises(EmbedderError, match=r"did not answer within 0.3 s \(retries included\)"):
@@ -110,7 +110,7 @@ async def test_a_retry_after_past_the_deadline_gives_up_at_the_deadline(
 
 
 async def test_500s_are_retried_then_reported(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     fast = {"retry-after-ms": "10"}
     server.replies = [Reply(status=500, headers=fast), Reply(status=500, headers=fast)]
@@ -120,7 +120,7 @@ async def test_500s_are_retried_then_reported(
 
 
 async def test_a_401_is_not_retried_and_the_key_is_not_shown(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     server.replies = [Reply(status=401)]
     with pytest.raises(EmbedderError, match="HTTP 401") as caught:
@@ -130,7 +130,7 @@ async def test_a_401_is_not_retried_and_the_key_is_not_shown(
 
 
 async def test_a_slow_answer_past_the_timeout_is_an_embedder_error(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     server.replies = [Reply(delay=1.0), Reply(delay=1.0), Reply(delay=1.0)]
     with pytest.raises(EmbedderError, match=r"within 0.2 s|timed out"):
@@ -190,7 +190,7 @@ def _drop_last(answer: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 async def test_malformed_bodies_are_embedder_errors(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder], reply: Reply, message: str
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder], reply: Reply, message: str
 ) -> None:
     server.replies = [reply]
     with pytest.raises(EmbedderError, match=message):
@@ -198,7 +198,7 @@ async def test_malformed_bodies_are_embedder_errors(
 
 
 async def test_float_answers_are_accepted_too(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     # A gateway that ignores encoding_format and answers plain floats.
     def as_floats(answer: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +211,7 @@ async def test_float_answers_are_accepted_too(
 
 
 async def test_requests_respect_the_batch_size_and_keep_order(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     texts = [f"text {i}" for i in range(5)]
     vectors = await make(batch_size=2).embed(texts)
@@ -220,7 +220,7 @@ async def test_requests_respect_the_batch_size_and_keep_order(
 
 
 async def test_requests_stay_within_the_summed_token_limit(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     texts = [chr(ord("a") + i % 26) * MAX_INPUT_TOKENS for i in range(40)]
     vectors = await make(encoding=byte_encoding()).embed(texts)
@@ -232,7 +232,7 @@ async def test_requests_stay_within_the_summed_token_limit(
 
 
 async def test_long_inputs_are_truncated_to_8191_tokens(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     encoding = byte_encoding()
     ascii_text = "a" * 20_000
@@ -249,7 +249,7 @@ async def test_long_inputs_are_truncated_to_8191_tokens(
 
 
 async def test_without_an_encoding_inputs_are_cut_at_8191_bytes(
-    server: FakeOpenAI,
+    server: FakeProvider,
     make: Callable[..., OpenAIEmbedder],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -266,7 +266,7 @@ async def test_without_an_encoding_inputs_are_cut_at_8191_bytes(
 
 
 async def test_short_inputs_never_load_the_encoding(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder], monkeypatch: pytest.MonkeyPatch
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def forbidden(name: str) -> tiktoken.Encoding:
         raise AssertionError("the encoding was loaded for a short input")
@@ -277,7 +277,7 @@ async def test_short_inputs_never_load_the_encoding(
 
 
 async def test_an_empty_batch_sends_nothing(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     assert await make().embed([]) == []
     assert server.requests == []
@@ -307,7 +307,7 @@ def test_refuses_bad_configuration(kwargs: dict[str, Any], message: str) -> None
 
 
 async def test_an_unknown_model_with_dimensions_works(
-    server: FakeOpenAI, make: Callable[..., OpenAIEmbedder]
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
     embedder = make(model="gateway-embedder", dimensions=8)
     (vector,) = await embedder.embed(["x"])
@@ -315,7 +315,7 @@ async def test_an_unknown_model_with_dimensions_works(
     assert server.requests[0]["dimensions"] == 8
 
 
-async def test_the_factory_builds_it_from_settings(server: FakeOpenAI) -> None:
+async def test_the_factory_builds_it_from_settings(server: FakeProvider) -> None:
     settings = CacheSettings(
         embedder_type="openai",
         openai_api_key=KEY,
@@ -337,7 +337,7 @@ async def test_the_factory_builds_it_from_settings(server: FakeOpenAI) -> None:
 
 
 @pytest.fixture
-async def ollama(server: FakeOpenAI) -> AsyncIterator[Callable[..., OllamaEmbedder]]:
+async def ollama(server: FakeProvider) -> AsyncIterator[Callable[..., OllamaEmbedder]]:
     made: list[OllamaEmbedder] = []
 
     def build(**kwargs: Any) -> OllamaEmbedder:
@@ -351,7 +351,9 @@ async def ollama(server: FakeOpenAI) -> AsyncIterator[Callable[..., OllamaEmbedd
         await embedder.aclose()
 
 
-async def test_ollama_round_trip(server: FakeOpenAI, ollama: Callable[..., OllamaEmbedder]) -> None:
+async def test_ollama_round_trip(
+    server: FakeProvider, ollama: Callable[..., OllamaEmbedder]
+) -> None:
     embedder = ollama()
     assert (embedder.model_id, embedder.dimension) == ("ollama:nomic-embed-text", 768)
     vectors = await embedder.embed(["a", "b"])
@@ -362,7 +364,7 @@ async def test_ollama_round_trip(server: FakeOpenAI, ollama: Callable[..., Ollam
 
 
 async def test_ollama_sends_long_text_uncounted_but_capped(
-    server: FakeOpenAI, ollama: Callable[..., OllamaEmbedder], monkeypatch: pytest.MonkeyPatch
+    server: FakeProvider, ollama: Callable[..., OllamaEmbedder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def forbidden(name: str) -> tiktoken.Encoding:
         raise AssertionError("Ollama inputs are not tokenized here")
@@ -373,7 +375,7 @@ async def test_ollama_sends_long_text_uncounted_but_capped(
 
 
 async def test_ollama_unknown_models_need_their_dimension(
-    server: FakeOpenAI, ollama: Callable[..., OllamaEmbedder]
+    server: FakeProvider, ollama: Callable[..., OllamaEmbedder]
 ) -> None:
     with pytest.raises(ConfigurationError, match="set SEMANTIC_CACHE_OLLAMA_DIMENSIONS"):
         ollama(model="my-model")
@@ -383,14 +385,14 @@ async def test_ollama_unknown_models_need_their_dimension(
 
 
 async def test_ollama_errors_are_embedder_errors(
-    server: FakeOpenAI, ollama: Callable[..., OllamaEmbedder]
+    server: FakeProvider, ollama: Callable[..., OllamaEmbedder]
 ) -> None:
     server.replies = [Reply(status=500), Reply(status=500)]
     with pytest.raises(EmbedderError, match="HTTP 500"):
         await ollama(max_retries=0).embed(["x"])
 
 
-async def test_the_factory_builds_ollama(server: FakeOpenAI) -> None:
+async def test_the_factory_builds_ollama(server: FakeProvider) -> None:
     settings = CacheSettings(embedder_type="ollama", ollama_base_url=server.base_url)
     embedder = get_embedder(settings)
     try:

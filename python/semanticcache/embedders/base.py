@@ -9,7 +9,7 @@ from itertools import batched
 
 from semanticcache.errors import EmbedderError
 
-__all__ = ["BaseEmbedder", "check_embeddings"]
+__all__ = ["BaseEmbedder", "check_embeddings", "pack_requests"]
 
 
 class BaseEmbedder(abc.ABC):
@@ -94,3 +94,42 @@ def batches(texts: Sequence[str], size: int) -> Iterator[list[str]]:
     """``texts`` in order, in lists of at most ``size`` (a provider's per-request limit)."""
     for chunk in batched(texts, size):
         yield list(chunk)
+
+
+def pack_requests(
+    items: Sequence[tuple[str, int]], *, max_items: int, max_tokens: int
+) -> list[list[str]]:
+    """Split ``(text, token bound)`` pairs, in order, into requests of at most
+    ``max_items`` texts whose bounds sum to at most ``max_tokens`` (a single text over
+    ``max_tokens`` still gets a request of its own)."""
+    requests: list[list[str]] = []
+    current: list[str] = []
+    tokens = 0
+    for text, count in items:
+        if current and (len(current) >= max_items or tokens + count > max_tokens):
+            requests.append(current)
+            current, tokens = [], 0
+        current.append(text)
+        tokens += count
+    if current:
+        requests.append(current)
+    return requests
+
+
+def sendable_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by ``?``.
+
+    A Python ``str`` may hold them (JSON's ``"\\ud800"`` decodes to one), but they cannot
+    be encoded as UTF-8, so neither JSON bodies nor Rust tokenizers accept them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def shorten(message: object, limit: int = 200) -> str:
+    """``str(message)`` cut to ``limit`` characters, for error messages quoting a body."""
+    text = str(message)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -79,11 +79,35 @@ def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
     )
 
 
+def _build_voyage(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.voyage import VoyageEmbedder
+
+    return VoyageEmbedder(
+        model=settings.voyage_model,
+        dimensions=settings.voyage_dimensions,
+        api_key=settings.voyage_api_key or "",
+        base_url=settings.voyage_base_url,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
+
+
+def _build_cohere(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.cohere import CohereEmbedder
+
+    return CohereEmbedder(
+        model=settings.cohere_model,
+        dimensions=settings.cohere_dimensions,
+        api_key=settings.cohere_api_key or "",
+        base_url=settings.cohere_base_url,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
+
+
 def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
     def build(settings: CacheSettings) -> BaseEmbedder:
         raise ConfigurationError(
             f"{ENV_PREFIX}EMBEDDER_TYPE={name} is not available in this version yet; "
-            "accepted today: local, hashing, openai, ollama"
+            "accepted today: local, hashing, openai, ollama, voyage, cohere"
         )
 
     return build
@@ -96,8 +120,8 @@ _PROVIDERS: Final[dict[str, _Provider]] = {
     ),
     "openai": _Provider(("openai", "tiktoken"), "embed-openai", "openai_api_key", _build_openai),
     "ollama": _Provider(("openai",), "embed-ollama", None, _build_ollama),
-    "voyage": _Provider(("voyageai",), "embed-voyage", "voyage_api_key", _not_yet("voyage")),
-    "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _not_yet("cohere")),
+    "voyage": _Provider(("voyageai", "aiohttp"), "embed-voyage", "voyage_api_key", _build_voyage),
+    "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _build_cohere),
     "huggingface": _Provider(
         ("sentence_transformers",), "embed-huggingface", None, _not_yet("huggingface")
     ),

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-from semanticcache.embedders.base import BaseEmbedder
+from semanticcache.embedders.base import BaseEmbedder, sendable_text
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -162,7 +162,7 @@ class LocalEmbedder(BaseEmbedder):
         out: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            vectors = self._run([_clean(texts[i]) for i in chunk])
+            vectors = self._run([sendable_text(texts[i][:MAX_CHARS]) for i in chunk])
             for i, vector in zip(chunk, vectors, strict=True):
                 out[i] = vector
         return self.check_output(len(texts), out)
@@ -195,14 +195,3 @@ class LocalEmbedder(BaseEmbedder):
     async def aclose(self) -> None:
         """Same as :meth:`close`."""
         self.close()
-
-
-def _clean(text: str) -> str:
-    text = text[:MAX_CHARS]
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (legal in a Python str, from JSON "\ud800") cannot cross into
-        # the Rust tokenizer: replace them, as a UTF-8 decoder would.
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text

@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from semanticcache.embedders.base import BaseEmbedder
+from semanticcache.embedders.base import BaseEmbedder, pack_requests, sendable_text, shorten
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -154,7 +154,10 @@ class OpenAIEmbedder(BaseEmbedder):
             async with asyncio.timeout(self.timeout_seconds):
                 prepared = await self._prepare(list(texts))
                 vectors: list[list[float]] = []
-                for batch in self._requests(prepared):
+                requests = pack_requests(
+                    prepared, max_items=self.batch_size, max_tokens=MAX_TOKENS_PER_REQUEST
+                )
+                for batch in requests:
                     vectors.extend(await self._request(batch))
         except TimeoutError as exc:
             raise EmbedderError(
@@ -164,6 +167,7 @@ class OpenAIEmbedder(BaseEmbedder):
 
     async def _prepare(self, texts: list[str]) -> list[tuple[str, int]]:
         """Each text, truncated to the token limit, with an upper bound of its tokens."""
+        texts = [sendable_text(text) for text in texts]
         if all(len(text) <= _SAFE_CHARS for text in texts):
             # Short texts (the usual lookup): no tokenizer, no thread hop.
             return [(text, 4 * len(text) + 1) for text in texts]
@@ -196,22 +200,6 @@ class OpenAIEmbedder(BaseEmbedder):
             self._encoding = _load_encoding(self.model)
         return self._encoding
 
-    def _requests(self, prepared: list[tuple[str, int]]) -> list[list[str]]:
-        """Split into requests within the input-count and summed-token limits."""
-        requests: list[list[str]] = []
-        current: list[str] = []
-        tokens = 0
-        for text, count in prepared:
-            if current and (
-                len(current) >= self.batch_size or tokens + count > MAX_TOKENS_PER_REQUEST
-            ):
-                requests.append(current)
-                current, tokens = [], 0
-            current.append(text)
-            tokens += count
-        requests.append(current)
-        return requests
-
     async def _request(self, batch: list[str]) -> list[list[float]]:
         try:
             if self._send_dimensions is None:
@@ -235,16 +223,16 @@ class OpenAIEmbedder(BaseEmbedder):
             raise
         except openai.APIStatusError as exc:
             raise EmbedderError(
-                f"{self!r} failed: HTTP {exc.status_code} {_short(exc.message)}"
+                f"{self!r} failed: HTTP {exc.status_code} {shorten(exc.message)}"
             ) from exc
         except openai.APITimeoutError as exc:
             raise EmbedderError(f"{self!r} timed out") from exc
         except openai.APIConnectionError as exc:
-            raise EmbedderError(f"{self!r} could not connect: {_short(str(exc))}") from exc
+            raise EmbedderError(f"{self!r} could not connect: {shorten(str(exc))}") from exc
         except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
             # Malformed bodies surface as validation, base64 or attribute errors.
             raise EmbedderError(
-                f"{self!r} returned a malformed answer: {_short(str(exc))}"
+                f"{self!r} returned a malformed answer: {shorten(str(exc))}"
             ) from exc
 
     async def aclose(self) -> None:
@@ -304,7 +292,7 @@ class OllamaEmbedder(OpenAIEmbedder):
         return dimensions, dimensions
 
     async def _prepare(self, texts: list[str]) -> list[tuple[str, int]]:
-        return [(text[: self.max_input_chars], 1) for text in texts]
+        return [(sendable_text(text[: self.max_input_chars]), 1) for text in texts]
 
 
 def _load_encoding(model: str) -> tiktoken.Encoding | None:
@@ -337,7 +325,3 @@ def _cut_utf8(text: str, max_bytes: int) -> str:
     if len(data) <= max_bytes:
         return text
     return data[:max_bytes].decode("utf-8", "ignore")
-
-
-def _short(message: str, limit: int = 200) -> str:
-    return message if len(message) <= limit else message[:limit] + "..."

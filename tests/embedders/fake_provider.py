@@ -1,6 +1,8 @@
-"""A loopback server speaking the OpenAI embeddings wire format (``POST /v1/embeddings``).
+"""A loopback server speaking the providers' embeddings wire formats.
 
-The real ``openai`` SDK talks to it over HTTP on 127.0.0.1. Answers are deterministic
+``POST /v1/embeddings`` answers as OpenAI (and Ollama's compatible API) does, or as Voyage
+does when the body carries Voyage's ``input_type``; ``POST /v2/embed`` answers as Cohere
+does. The real SDKs talk to it over HTTP on 127.0.0.1. Answers are deterministic
 vectors derived from each input (float32, as the API sends them), in the format the request
 asks for (``float`` lists or ``base64`` of little-endian float32). Tests script failures by
 queueing :class:`Reply` objects: a status with headers and an OpenAI error body, a delay,
@@ -19,13 +21,17 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeOpenAI", "Reply", "vector_for"]
+__all__ = ["FakeProvider", "Reply", "vector_for"]
 
 NATIVE = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
     "nomic-embed-text": 768,
+    "voyage-3.5": 1024,
+    "voyage-3-lite": 512,
+    "embed-v4.0": 1536,
+    "embed-english-v3.0": 1024,
 }
 
 
@@ -60,8 +66,9 @@ _ERROR_TYPES = {429: "rate_limit_error", 500: "server_error", 401: "invalid_requ
 
 
 @dataclass
-class FakeOpenAI:
-    """The server; ``base_url`` is what the SDK's ``base_url`` should be."""
+class FakeProvider:
+    """The server; ``base_url`` is what OpenAI's and Voyage's SDKs take as ``base_url``,
+    ``root_url`` what Cohere's takes."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -73,9 +80,14 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v2/embed", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -100,17 +112,14 @@ class FakeOpenAI:
                 headers=reply.headers,
                 content_type="application/json",
             )
+        cohere = request.path == "/v2/embed"
         if reply.status != 200:
-            error = {
-                "error": {
-                    "message": f"scripted {reply.status}",
-                    "type": _ERROR_TYPES.get(reply.status, "api_error"),
-                    "param": None,
-                    "code": None,
-                }
-            }
-            return web.json_response(error, status=reply.status, headers=reply.headers)
-        answer = self._answer(body)
+            return web.json_response(
+                _error_body(body, reply.status, cohere=cohere),
+                status=reply.status,
+                headers=reply.headers,
+            )
+        answer = self._cohere_answer(body) if cohere else self._answer(body)
         if reply.mangle is not None:
             answer = reply.mangle(answer)
         return web.json_response(answer, headers=reply.headers)
@@ -119,7 +128,9 @@ class FakeOpenAI:
         inputs = body["input"]
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
-        dimension = body.get("dimensions") or NATIVE.get(body["model"], 8)
+        dimension = (
+            body.get("dimensions") or body.get("output_dimension") or NATIVE.get(body["model"], 8)
+        )
         data = []
         for index, item in enumerate(inputs):
             vector = vector_for(item, dimension)
@@ -134,3 +145,31 @@ class FakeOpenAI:
             "model": body["model"],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+    def _cohere_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = body["texts"]
+        dimension = body.get("output_dimension") or NATIVE.get(body["model"], 8)
+        tokens = sum(len(text) for text in texts)
+        return {
+            "id": "5807ee2e-0cda-445a-9ec8-864c60a06606",
+            "embeddings": {"float": [vector_for(text, dimension) for text in texts]},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+            "response_type": "embeddings_by_type",
+        }
+
+
+def _error_body(body: dict[str, Any], status: int, *, cohere: bool) -> dict[str, Any]:
+    message = f"scripted {status}"
+    if cohere:
+        return {"message": message}
+    if "input_type" in body:  # Voyage
+        return {"detail": message}
+    return {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "api_error"),
+            "param": None,
+            "code": None,
+        }
+    }
