@@ -103,14 +103,12 @@ def _build_cohere(settings: CacheSettings) -> BaseEmbedder:
     )
 
 
-def _not_yet(name: str) -> Callable[[CacheSettings], BaseEmbedder]:
-    def build(settings: CacheSettings) -> BaseEmbedder:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}EMBEDDER_TYPE={name} is not available in this version yet; "
-            "accepted today: local, hashing, openai, ollama, voyage, cohere"
-        )
+def _build_huggingface(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache.embedders.huggingface import HuggingFaceEmbedder
 
-    return build
+    return HuggingFaceEmbedder(
+        model=settings.huggingface_model, dimensions=settings.huggingface_dimensions
+    )
 
 
 _PROVIDERS: Final[dict[str, _Provider]] = {
@@ -123,7 +121,7 @@ _PROVIDERS: Final[dict[str, _Provider]] = {
     "voyage": _Provider(("voyageai", "aiohttp"), "embed-voyage", "voyage_api_key", _build_voyage),
     "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _build_cohere),
     "huggingface": _Provider(
-        ("sentence_transformers",), "embed-huggingface", None, _not_yet("huggingface")
+        ("sentence_transformers", "torch"), "embed-huggingface", None, _build_huggingface
     ),
 }
 
