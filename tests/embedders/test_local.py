@@ -194,3 +194,75 @@ def test_importing_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delitem(sys.modules, "semanticcache.embedders.local")
     with pytest.raises(ConfigurationError, match=r'pip install "fastapi-semcache\[embed-local\]"'):
         importlib.import_module("semanticcache.embedders.local")
+
+
+async def test_calls_queued_behind_a_busy_worker_run_as_one_batch() -> None:
+    runs: list[list[str]] = []
+    release = threading.Event()
+    started = threading.Event()
+
+    class Gated(LocalEmbedder):
+        def _run(self, texts: list[str]) -> list[list[float]]:
+            runs.append(texts)
+            if texts == ["first"]:
+                # Hold the worker, so that the next calls queue up behind this one.
+                started.set()
+                release.wait(timeout=30)
+            return super()._run(texts)
+
+    local = Gated(threads=1)
+    try:
+        runs.clear()
+        first = asyncio.ensure_future(local.embed(["first"]))
+        assert await asyncio.to_thread(started.wait, 30)
+        later_texts = [[f"queued {i}"] for i in range(7)] + [["two", "texts"]]
+        later = [asyncio.ensure_future(local.embed(t)) for t in later_texts]
+        await asyncio.sleep(0.01)  # let every call reach the queue
+        release.set()
+        (first_vector,) = await first
+        results = await asyncio.gather(*later)
+        # One run for the first call, one for all the calls queued behind it (sorted by
+        # length inside the run, so compare as sets).
+        assert len(runs) == 2
+        assert sorted(runs[1]) == sorted(t for texts in later_texts for t in texts)
+        for texts, vectors in zip(later_texts, results, strict=True):
+            assert len(vectors) == len(texts)
+            for text, vector in zip(texts, vectors, strict=True):
+                assert _cos(local.embed_sync([text])[0], vector) > 0.999
+        assert _cos(local.embed_sync(["first"])[0], first_vector) > 0.999
+    finally:
+        release.set()
+        local.close()
+
+
+async def test_a_cancelled_queued_call_is_skipped() -> None:
+    runs: list[list[str]] = []
+    release = threading.Event()
+    started = threading.Event()
+
+    class Gated(LocalEmbedder):
+        def _run(self, texts: list[str]) -> list[list[float]]:
+            runs.append(texts)
+            if texts == ["first"]:
+                started.set()
+                release.wait(timeout=30)
+            return super()._run(texts)
+
+    local = Gated(threads=1)
+    try:
+        runs.clear()
+        first = asyncio.ensure_future(local.embed(["first"]))
+        assert await asyncio.to_thread(started.wait, 30)
+        doomed = asyncio.ensure_future(local.embed(["cancelled"]))
+        kept = asyncio.ensure_future(local.embed(["kept"]))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        release.set()
+        await first
+        assert len(await kept) == 1
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        assert runs[1:] == [["kept"]]
+    finally:
+        release.set()
+        local.close()

@@ -133,3 +133,10 @@ def shorten(message: object, limit: int = 200) -> str:
     """``str(message)`` cut to ``limit`` characters, for error messages quoting a body."""
     text = str(message)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_types(texts: Sequence[object]) -> None:
+    """Raise ``TypeError`` naming the first item of ``texts`` that is not a ``str``."""
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {index} is {type(text).__name__}, not str")

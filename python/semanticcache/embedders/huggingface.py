@@ -12,14 +12,13 @@ Inference runs on one worker thread of the embedder's own, never on the event lo
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
-from semanticcache.embedders.base import BaseEmbedder, sendable_text
+from semanticcache.embedders._worker import BatchingWorker
+from semanticcache.embedders.base import BaseEmbedder, check_types, sendable_text
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -31,6 +30,8 @@ except ModuleNotFoundError as exc:
 __all__ = ["PACKAGED_MODEL", "HuggingFaceEmbedder", "packaged_model_path"]
 
 PACKAGED_MODEL: Final = "all-MiniLM-L6-v2"
+# Concurrent calls merged into one worker run, at most (two batches of 32).
+COALESCE_MAX_TEXTS: Final = 64
 # Characters past this are never tokenized: more than the longest model window needs.
 MAX_CHARS: Final = 100_000
 
@@ -93,27 +94,26 @@ class HuggingFaceEmbedder(BaseEmbedder):
         self.model_id = f"huggingface:{name}"
         self.dimension = native if dimensions is None else dimensions
         self.batch_size = batch_size
-        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="semcache-hf-embed"
+        self._worker = BatchingWorker(
+            lambda texts: self.embed_sync(texts),
+            max_texts=COALESCE_MAX_TEXTS,
+            thread_name="semcache-hf-embed",
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the embedder's worker thread; one unit vector per text."""
+        """Embed ``texts`` on the embedder's worker thread; one unit vector per text.
+
+        Calls that arrive while the worker is busy are run together as one batch."""
         if not texts:
             return []
-        executor = self._executor
-        if executor is None:
-            raise EmbedderError(f"{self!r} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.embed_sync, list(texts))
+        check_types(texts)
+        return await self._worker.submit(list(texts), self)
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed ``texts`` on the calling thread (blocking: not for the event loop)."""
         if not texts:
             return []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, not str")
+        check_types(texts)
         try:
             array = self._model.encode(
                 [sendable_text(text[:MAX_CHARS]) for text in texts],
@@ -129,9 +129,7 @@ class HuggingFaceEmbedder(BaseEmbedder):
 
     def close(self) -> None:
         """Stop the worker thread (after the runs already queued); idempotent."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False)
+        self._worker.close()
 
     async def aclose(self) -> None:
         """Same as :meth:`close`."""

