@@ -365,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument(
+        "--scores", type=Path, default=None, help="write every pair's similarity (JSONL)"
+    )
     args = parser.parse_args(argv)
     pairs = load_pairs(args.data, args.limit)
     names = [n.strip() for n in args.embedders.split(",") if n.strip()]
@@ -389,6 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(_as_json(results), indent=1) + "\n")
     if args.plot:
         plot(results, args.plot)
+    if args.scores:
+        with args.scores.open("w") as f:
+            for r in results:
+                if r.name in names:  # the plain rows; stage 2 reuses the same scores
+                    for pair, score in zip(pairs, r.scores, strict=True):
+                        f.write(json.dumps({"embedder": r.name, "id": pair.id, "score": score}))
+                        f.write("\n")
     return 0
 
 

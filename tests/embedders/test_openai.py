@@ -276,6 +276,14 @@ async def test_short_inputs_never_load_the_encoding(
     assert len(server.requests) == 1
 
 
+async def test_lone_surrogates_are_replaced_before_sending(
+    server: FakeProvider, make: Callable[..., OpenAIEmbedder]
+) -> None:
+    (vector,) = await make().embed(["lone \ud800 surrogate"])
+    assert server.requests[0]["input"] == ["lone ? surrogate"]
+    assert vector == vector_for("lone ? surrogate", 1536)
+
+
 async def test_an_empty_batch_sends_nothing(
     server: FakeProvider, make: Callable[..., OpenAIEmbedder]
 ) -> None:
