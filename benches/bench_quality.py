@@ -59,9 +59,12 @@ def test_rates_and_the_one_percent_threshold() -> None:
         ("Is Python slow?", "Is Python not slow?", False),
         ("Why can't I sleep?", "Why don't I sleep?", True),
         ("Best phone under 200 dollars?", "Best phone under 200 dollars in 2017?", False),
+        ("How do I learn Java?", "How do I learn Python?", False),
+        ("How do I learn Python?", "how can i learn python", True),
+        ("What is it like to live in New York?", "How is life in new york?", True),
     ],
 )
-def test_stage2_wants_the_same_numbers_and_negation(a: str, b: str, agrees: bool) -> None:
+def test_stage2_wants_the_same_numbers_negation_and_names(a: str, b: str, agrees: bool) -> None:
     assert stage2_agrees(a, b) is agrees
 
 

@@ -10,7 +10,8 @@ false-hit rate on the others and the precision of hits; plus the lowest threshol
 false-hit rate is at most 1 %.
 
 Lever: a stage-2 check (:func:`stage2_agrees`) that serves a hit only when the two texts
-agree on their numbers and negations; its effect is reported as extra rows.
+agree on their numbers, negations and names; its effect is reported as extra rows.
+``--from-scores`` re-evaluates a saved run (``--scores``) without embedding again.
 
     python -m benches.quality.run --embedders local,hashing \\
         [--data ../shared/evaldata/qqp_gptcache/dev.jsonl] [--limit N] \\
@@ -180,16 +181,71 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NEGATION = re.compile(
     r"\b(?:not|no|never|without|cannot|none|nobody|nothing|neither|nor)\b|n't\b", re.IGNORECASE
 )
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'.&-]*")
+# Capitalised words that are not names: question words and other sentence openers.
+_NOT_NAMES = frozenset(
+    [
+        "i",
+        "what",
+        "how",
+        "why",
+        "who",
+        "when",
+        "where",
+        "which",
+        "whom",
+        "whose",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "could",
+        "do",
+        "does",
+        "did",
+        "should",
+        "shall",
+        "will",
+        "would",
+        "may",
+        "might",
+        "must",
+        "have",
+        "has",
+        "had",
+        "the",
+        "a",
+        "an",
+        "in",
+        "on",
+        "of",
+        "to",
+        "and",
+        "or",
+        "for",
+        "my",
+        "if",
+        "it",
+    ]
+)
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words after the first (a cheap stand-in for names), lower-cased."""
+    words = _WORD.findall(text)
+    return {w.lower() for w in words[1:] if w[0].isupper() and w.lower() not in _NOT_NAMES}
 
 
 def stage2_agrees(a: str, b: str) -> bool:
-    """Whether two questions agree on what a paraphrase must keep: the same numbers, and
-    both negated or both not."""
-    numbers_a = set(_NUMBER.findall(a))
-    numbers_b = set(_NUMBER.findall(b))
-    if numbers_a != numbers_b:
+    """Whether two questions agree on what a paraphrase must keep: the same numbers, both
+    negated or both not, and every name of one present (in any case) in the other."""
+    if set(_NUMBER.findall(a)) != set(_NUMBER.findall(b)):
         return False
-    return bool(_NEGATION.search(a)) == bool(_NEGATION.search(b))
+    if bool(_NEGATION.search(a)) != bool(_NEGATION.search(b)):
+        return False
+    lower_a, lower_b = a.lower(), b.lower()
+    return all(n in lower_b for n in _names(a)) and all(n in lower_a for n in _names(b))
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -281,7 +337,8 @@ def markdown(results: Sequence[Result], data: str) -> str:
         m = r.at_max_fhr
         lines.append(
             f"| {r.name} | {r.auc:.3f} | {m.threshold:.3f} | {100 * m.hit_rate:.1f} % | "
-            f"{100 * m.precision:.1f} % | {r.seconds:.0f} s |"
+            f"{100 * m.precision:.1f} % | "
+            f"{f'{r.seconds:.0f} s' if math.isfinite(r.seconds) else 'n/a'} |"
         )
     for r in results:
         lines += [
@@ -354,6 +411,21 @@ def vars_of(row: Row) -> dict[str, float]:
     }
 
 
+def from_scores(path: Path, pairs: Sequence[Pair]) -> list[Result]:
+    """Results for the similarities of a ``--scores`` file (no run time: ``nan``)."""
+    by_embedder: dict[str, dict[str, float]] = {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            by_embedder.setdefault(row["embedder"], {})[row["id"]] = float(row["score"])
+    results: list[Result] = []
+    for name, scores in by_embedder.items():
+        ordered = [scores[p.id] for p in pairs]
+        results.append(evaluate(name, ordered, pairs, math.nan))
+        results.append(evaluate(f"{name} + stage 2", ordered, pairs, math.nan, stage2_agrees))
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -368,10 +440,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scores", type=Path, default=None, help="write every pair's similarity (JSONL)"
     )
+    parser.add_argument(
+        "--from-scores",
+        type=Path,
+        default=None,
+        help="evaluate the similarities a --scores file holds instead of running the cache",
+    )
     args = parser.parse_args(argv)
     pairs = load_pairs(args.data, args.limit)
     names = [n.strip() for n in args.embedders.split(",") if n.strip()]
-    if args.pg_uri:
+    if args.from_scores:
+        results = from_scores(args.from_scores, pairs)
+        names = [r.name for r in results if "+" not in r.name]
+    elif args.pg_uri:
         results = asyncio.run(run(args.pg_uri, names, pairs, args.concurrency))
     else:
         from semanticcache.storage.embedded import EmbeddedPostgres
