@@ -400,6 +400,15 @@ async def test_ollama_errors_are_embedder_errors(
         await ollama(max_retries=0).embed(["x"])
 
 
+async def test_the_factory_gives_providers_a_deadline_by_default() -> None:
+    embedder = get_embedder(CacheSettings(embedder_type="openai", openai_api_key=KEY))
+    try:
+        assert isinstance(embedder, OpenAIEmbedder)
+        assert embedder.timeout_seconds == 30.0
+    finally:
+        await embedder.aclose()
+
+
 async def test_the_factory_builds_ollama(server: FakeProvider) -> None:
     settings = CacheSettings(embedder_type="ollama", ollama_base_url=server.base_url)
     embedder = get_embedder(settings)

@@ -36,6 +36,17 @@ def missing_extra_error(module: str | None, extra: str, what: str) -> Configurat
     )
 
 
+# A provider call with no deadline at all can stall a request for minutes (the SDKs'
+# own defaults are 60 s to 10 min): when SEMANTIC_CACHE_EMBED_TIMEOUT_SECONDS is unset,
+# provider embedders still give up after this long.
+DEFAULT_PROVIDER_TIMEOUT_SECONDS: Final = 30.0
+
+
+def _deadline(settings: CacheSettings) -> float:
+    configured = settings.embed_timeout_seconds
+    return DEFAULT_PROVIDER_TIMEOUT_SECONDS if configured is None else configured
+
+
 @dataclass(frozen=True, slots=True)
 class _Provider:
     modules: tuple[str, ...]
@@ -64,7 +75,7 @@ def _build_openai(settings: CacheSettings) -> BaseEmbedder:
         dimensions=settings.openai_dimensions,
         api_key=settings.openai_api_key or "",
         base_url=settings.openai_base_url,
-        timeout_seconds=settings.embed_timeout_seconds,
+        timeout_seconds=_deadline(settings),
     )
 
 
@@ -75,7 +86,7 @@ def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
         model=settings.ollama_model,
         dimensions=settings.ollama_dimensions,
         base_url=settings.ollama_base_url,
-        timeout_seconds=settings.embed_timeout_seconds,
+        timeout_seconds=_deadline(settings),
     )
 
 
@@ -87,7 +98,7 @@ def _build_voyage(settings: CacheSettings) -> BaseEmbedder:
         dimensions=settings.voyage_dimensions,
         api_key=settings.voyage_api_key or "",
         base_url=settings.voyage_base_url,
-        timeout_seconds=settings.embed_timeout_seconds,
+        timeout_seconds=_deadline(settings),
     )
 
 
@@ -99,7 +110,7 @@ def _build_cohere(settings: CacheSettings) -> BaseEmbedder:
         dimensions=settings.cohere_dimensions,
         api_key=settings.cohere_api_key or "",
         base_url=settings.cohere_base_url,
-        timeout_seconds=settings.embed_timeout_seconds,
+        timeout_seconds=_deadline(settings),
     )
 
 
