@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from semanticcache import _native
 from semanticcache.cache import CacheHit, CacheLookup, CacheStats, SemanticCache
-from semanticcache.embedders import BaseEmbedder, HashingEmbedder
+from semanticcache.embedders import BaseEmbedder, HashingEmbedder, get_embedder
 from semanticcache.errors import (
     ConfigurationError,
     EmbeddedPostgresError,
@@ -39,4 +39,5 @@ __all__ = [
     "StorageError",
     "StreamFormatError",
     "__version__",
+    "get_embedder",
 ]

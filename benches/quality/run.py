@@ -1,0 +1,487 @@
+"""Answer-quality benchmark: labelled question pairs through the real ``SemanticCache``.
+
+For each pair (``a``, ``b``, ``same_answer``) of a JSONL file, ``a`` is stored in a cache
+partition of its own (an empty cache as far as ``b`` can see) and ``b`` is looked up
+there, through ``SemanticCache.put`` / ``get`` on Postgres + pgvector. The cache runs with
+a threshold near zero, so every lookup reports the similarity pgvector computed; a hit at
+threshold ``t`` is then ``similarity >= t``, exactly the cache's own rule. Reported per
+embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs, the
+false-hit rate on the others and the precision of hits; plus the lowest threshold whose
+false-hit rate is at most 1 %.
+
+Lever: a stage-2 check (:func:`stage2_agrees`) that serves a hit only when the two texts
+agree on their numbers, negations and names; its effect is reported as extra rows.
+``--from-scores`` re-evaluates a saved run (``--scores``) without embedding again.
+
+    python -m benches.quality.run --embedders local,hashing \\
+        [--data ../shared/evaldata/qqp_gptcache/dev.jsonl] [--limit N] \\
+        [--pg-uri postgresql://...] [--json out.json] [--markdown out.md] [--plot out.png]
+
+Without ``--pg-uri`` an embedded Postgres is started in a temporary folder and stopped
+after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import re
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata"
+DEFAULT_DATA = DEFAULT_DATA / "qqp_gptcache" / "dev.jsonl"
+THRESHOLDS = [round(0.80 + 0.01 * i, 2) for i in range(18)]  # 0.80 .. 0.97
+MAX_FALSE_HIT_RATE = 0.01
+# The cache refuses a threshold of 0; this is below any cosine similarity of interest.
+NEAR_ZERO = 1e-6
+MISS = -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One labelled pair."""
+
+    id: str
+    a: str
+    b: str
+    same_answer: bool
+
+
+def load_pairs(path: Path, limit: int | None = None) -> list[Pair]:
+    """The pairs of a JSONL file (fields id, a, b, same_answer), the first ``limit``."""
+    pairs: list[Pair] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            pairs.append(Pair(str(row["id"]), row["a"], row["b"], bool(row["same_answer"])))
+            if limit is not None and len(pairs) >= limit:
+                break
+    return pairs
+
+
+async def score_pairs(
+    cache: SemanticCache,
+    pairs: Sequence[Pair],
+    *,
+    pg_uri: str | None = None,
+    concurrency: int = 32,
+) -> list[float]:
+    """The similarity the cache reports for each pair's ``b`` after storing its ``a``
+    (``MISS`` when nothing came back, i.e. a negative cosine)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def store(pair: Pair) -> None:
+        async with gate:
+            await cache.put(pair.a, b"answer to a", partition=pair.id.encode())
+
+    async def look_up(pair: Pair) -> float:
+        async with gate:
+            hit = await cache.get(pair.b, partition=pair.id.encode())
+        return MISS if hit is None else hit.similarity
+
+    await asyncio.gather(*(store(p) for p in pairs))
+    if pg_uri is not None:
+        # Fresh statistics let the planner see that a partition holds one row, so the
+        # lookup reads it by the (partition, digest) btree instead of filtering an HNSW
+        # scan: every lookup then sees its pair's `a`, whatever the index would return.
+        async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+            await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cache.table)))
+    return list(await asyncio.gather(*(look_up(p) for p in pairs)))
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Row:
+    """Outcome at one threshold."""
+
+    threshold: float
+    hit_rate: float
+    false_hit_rate: float
+    precision: float
+
+
+def rates(
+    scores: Sequence[float], labels: Sequence[bool], threshold: float, keep: Sequence[bool]
+) -> Row:
+    """Hit rate on positives, false-hit rate on negatives and precision of hits when a hit
+    is ``score >= threshold`` and ``keep`` (the stage-2 verdict) is true."""
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    tp = sum(1 for s, y, k in zip(scores, labels, keep, strict=True) if y and k and s >= threshold)
+    fp = sum(
+        1 for s, y, k in zip(scores, labels, keep, strict=True) if not y and k and s >= threshold
+    )
+    return Row(
+        threshold=threshold,
+        hit_rate=tp / positives if positives else 0.0,
+        false_hit_rate=fp / negatives if negatives else 0.0,
+        precision=tp / (tp + fp) if tp + fp else 1.0,
+    )
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Probability that a random positive scores above a random negative (ties: half)."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1  # average rank of a tie group, 1-based
+        i = j + 1
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return math.nan
+    rank_sum = math.fsum(r for r, y in zip(ranks, labels, strict=True) if y)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def threshold_for_false_hit_rate(
+    scores: Sequence[float],
+    labels: Sequence[bool],
+    keep: Sequence[bool],
+    max_rate: float = MAX_FALSE_HIT_RATE,
+) -> Row:
+    """The lowest threshold (to 0.001) whose false-hit rate is at most ``max_rate``."""
+    low, high = 0, 1000
+    # The false-hit rate only falls as the threshold rises: binary search on the grid.
+    while low < high:
+        mid = (low + high) // 2
+        if rates(scores, labels, mid / 1000, keep).false_hit_rate <= max_rate:
+            high = mid
+        else:
+            low = mid + 1
+    return rates(scores, labels, low / 1000, keep)
+
+
+# --- stage 2: a cheap check before a hit is served ------------------------------------------
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|without|cannot|none|nobody|nothing|neither|nor)\b|n't\b", re.IGNORECASE
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'.&-]*")
+# Capitalised words that are not names: question words and other sentence openers.
+_NOT_NAMES = frozenset(
+    [
+        "i",
+        "what",
+        "how",
+        "why",
+        "who",
+        "when",
+        "where",
+        "which",
+        "whom",
+        "whose",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "could",
+        "do",
+        "does",
+        "did",
+        "should",
+        "shall",
+        "will",
+        "would",
+        "may",
+        "might",
+        "must",
+        "have",
+        "has",
+        "had",
+        "the",
+        "a",
+        "an",
+        "in",
+        "on",
+        "of",
+        "to",
+        "and",
+        "or",
+        "for",
+        "my",
+        "if",
+        "it",
+    ]
+)
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words after the first (a cheap stand-in for names), lower-cased."""
+    words = _WORD.findall(text)
+    return {w.lower() for w in words[1:] if w[0].isupper() and w.lower() not in _NOT_NAMES}
+
+
+def stage2_agrees(a: str, b: str) -> bool:
+    """Whether two questions agree on what a paraphrase must keep: the same numbers, both
+    negated or both not, and every name of one present (in any case) in the other."""
+    if set(_NUMBER.findall(a)) != set(_NUMBER.findall(b)):
+        return False
+    if bool(_NEGATION.search(a)) != bool(_NEGATION.search(b)):
+        return False
+    lower_a, lower_b = a.lower(), b.lower()
+    return all(n in lower_b for n in _names(a)) and all(n in lower_a for n in _names(b))
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Result:
+    """One embedder's outcome (with or without stage 2)."""
+
+    name: str
+    pairs: int
+    auc: float
+    rows: list[Row]
+    at_max_fhr: Row
+    seconds: float
+    scores: list[float] = field(repr=False, default_factory=list)
+
+
+def evaluate(
+    name: str,
+    scores: Sequence[float],
+    pairs: Sequence[Pair],
+    seconds: float,
+    check: Callable[[str, str], bool] | None = None,
+) -> Result:
+    """Metrics for ``scores`` (optionally with a stage-2 ``check`` gating every hit)."""
+    labels = [p.same_answer for p in pairs]
+    keep = [True] * len(pairs) if check is None else [check(p.a, p.b) for p in pairs]
+    # A refused hit is a miss: for the ROC curve it ranks below every served one.
+    effective = [s if k else MISS for s, k in zip(scores, keep, strict=True)]
+    return Result(
+        name=name,
+        pairs=len(pairs),
+        auc=roc_auc(effective, labels),
+        rows=[rates(scores, labels, t, keep) for t in THRESHOLDS],
+        at_max_fhr=threshold_for_false_hit_rate(scores, labels, keep),
+        seconds=seconds,
+        scores=list(scores),
+    )
+
+
+def build_embedder(name: str) -> BaseEmbedder:
+    """An embedder by short name: ``local``, ``hashing`` or ``huggingface``."""
+    if name == "hashing":
+        return HashingEmbedder()
+    if name == "local":
+        from semanticcache.embedders.local import LocalEmbedder
+
+        return LocalEmbedder()
+    if name == "huggingface":
+        from semanticcache.embedders.huggingface import HuggingFaceEmbedder
+
+        return HuggingFaceEmbedder()
+    raise SystemExit(f"unknown embedder {name!r}: local, hashing or huggingface")
+
+
+async def run(
+    pg_uri: str, embedder_names: Iterable[str], pairs: Sequence[Pair], concurrency: int = 32
+) -> list[Result]:
+    """Score ``pairs`` with each embedder, then add a stage-2 row set for each."""
+    results: list[Result] = []
+    for name in embedder_names:
+        embedder = build_embedder(name)
+        started = time.perf_counter()
+        try:
+            async with SemanticCache(
+                pg_uri=pg_uri, embedder=embedder, threshold=NEAR_ZERO, pool_max_size=8
+            ) as cache:
+                scores = await score_pairs(cache, pairs, pg_uri=pg_uri, concurrency=concurrency)
+        finally:
+            await embedder.aclose()
+        seconds = time.perf_counter() - started
+        results.append(evaluate(name, scores, pairs, seconds))
+        results.append(evaluate(f"{name} + stage 2", scores, pairs, seconds, stage2_agrees))
+    return results
+
+
+def markdown(results: Sequence[Result], data: str) -> str:
+    """The results as Markdown tables."""
+    lines = [
+        f"Data: `{data}`, {results[0].pairs} pairs "
+        f"({sum(1 for _ in results[0].scores)} lookups per embedder).",
+        "",
+        "| Embedder | ROC-AUC | Threshold for false hits <= 1 % | Hit rate there | "
+        "Precision there | Run time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r.at_max_fhr
+        lines.append(
+            f"| {r.name} | {r.auc:.3f} | {m.threshold:.3f} | {100 * m.hit_rate:.1f} % | "
+            f"{100 * m.precision:.1f} % | "
+            f"{f'{r.seconds:.0f} s' if math.isfinite(r.seconds) else 'n/a'} |"
+        )
+    for r in results:
+        lines += [
+            "",
+            f"**{r.name}**: hit rate on same-answer pairs / false-hit rate on the others / "
+            "precision of hits",
+            "",
+            "| Threshold | Hit rate | False-hit rate | Precision |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row.threshold:.2f} | {100 * row.hit_rate:.1f} % | "
+            f"{100 * row.false_hit_rate:.2f} % | {100 * row.precision:.1f} % |"
+            for row in r.rows
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: Sequence[Result], path: Path) -> None:
+    """Hit rate and false-hit rate against the threshold, one colour per embedder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for index, r in enumerate(results):
+        colour = f"C{index}"
+        xs = [row.threshold for row in r.rows]
+        ax.plot(xs, [100 * row.hit_rate for row in r.rows], color=colour, label=f"{r.name}: hits")
+        ax.plot(
+            xs,
+            [100 * row.false_hit_rate for row in r.rows],
+            color=colour,
+            linestyle="--",
+            label=f"{r.name}: false hits",
+        )
+    ax.axhline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
+    ax.set_xlabel("similarity threshold")
+    ax.set_ylabel("% of same-answer pairs hit (solid) / other pairs hit (dashed)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _as_json(results: Sequence[Result]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "pairs": r.pairs,
+            "roc_auc": r.auc,
+            "at_max_false_hit_rate": vars_of(r.at_max_fhr),
+            "rows": [vars_of(row) for row in r.rows],
+            "seconds": r.seconds,
+        }
+        for r in results
+    ]
+
+
+def vars_of(row: Row) -> dict[str, float]:
+    """A row as a dict."""
+    return {
+        "threshold": row.threshold,
+        "hit_rate": row.hit_rate,
+        "false_hit_rate": row.false_hit_rate,
+        "precision": row.precision,
+    }
+
+
+def from_scores(path: Path, pairs: Sequence[Pair]) -> list[Result]:
+    """Results for the similarities of a ``--scores`` file (no run time: ``nan``)."""
+    by_embedder: dict[str, dict[str, float]] = {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            by_embedder.setdefault(row["embedder"], {})[row["id"]] = float(row["score"])
+    results: list[Result] = []
+    for name, scores in by_embedder.items():
+        ordered = [scores[p.id] for p in pairs]
+        results.append(evaluate(name, ordered, pairs, math.nan))
+        results.append(evaluate(f"{name} + stage 2", ordered, pairs, math.nan, stage2_agrees))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--embedders", default="local,hashing")
+    parser.add_argument("--pg-uri", default=None)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument(
+        "--scores", type=Path, default=None, help="write every pair's similarity (JSONL)"
+    )
+    parser.add_argument(
+        "--from-scores",
+        type=Path,
+        default=None,
+        help="evaluate the similarities a --scores file holds instead of running the cache",
+    )
+    args = parser.parse_args(argv)
+    pairs = load_pairs(args.data, args.limit)
+    names = [n.strip() for n in args.embedders.split(",") if n.strip()]
+    if args.from_scores:
+        results = from_scores(args.from_scores, pairs)
+        names = [r.name for r in results if "+" not in r.name]
+    elif args.pg_uri:
+        results = asyncio.run(run(args.pg_uri, names, pairs, args.concurrency))
+    else:
+        from semanticcache.storage.embedded import EmbeddedPostgres
+
+        with tempfile.TemporaryDirectory(prefix="semcache-quality-") as folder:
+            server = EmbeddedPostgres(Path(folder) / "data")
+            server.start()
+            try:
+                uri = server.create_database(f"quality_{secrets.token_hex(4)}")
+                results = asyncio.run(run(uri, names, pairs, args.concurrency))
+            finally:
+                server.stop()
+    text = markdown(results, str(args.data))
+    sys.stdout.write(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps(_as_json(results), indent=1) + "\n")
+    if args.plot:
+        plot(results, args.plot)
+    if args.scores:
+        with args.scores.open("w") as f:
+            for r in results:
+                if r.name in names:  # the plain rows; stage 2 reuses the same scores
+                    for pair, score in zip(pairs, r.scores, strict=True):
+                        f.write(json.dumps({"embedder": r.name, "id": pair.id, "score": score}))
+                        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
