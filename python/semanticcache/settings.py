@@ -34,6 +34,7 @@ __all__ = [
     "EmbedderType",
     "HitResponseMode",
     "ResponseMode",
+    "default_embedded_data_dir",
     "get_cache_settings",
     "mask_connection_string",
     "reset_cache_settings",
@@ -626,6 +627,16 @@ _PARSERS: Final[dict[str, _Parser]] = {
 
 _lock = threading.Lock()
 _cached: CacheSettings | None = None
+
+
+def default_embedded_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded development Postgres's default data folder:
+    ``$XDG_CACHE_HOME/fastapi-semcache/postgres``, or ``~/.cache/...`` when
+    ``XDG_CACHE_HOME`` is unset or empty. ``environ`` defaults to ``os.environ``."""
+    env = os.environ if environ is None else environ
+    cache_home = env.get("XDG_CACHE_HOME", "")
+    base = Path(cache_home) if cache_home else Path.home() / ".cache"
+    return base / "fastapi-semcache" / "postgres"
 
 
 def get_cache_settings() -> CacheSettings:

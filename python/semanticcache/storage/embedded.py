@@ -55,6 +55,7 @@ import psycopg
 from psycopg import sql
 
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError
+from semanticcache.settings import default_embedded_data_dir
 
 __all__ = [
     "PG_SYSTEM_USER",
@@ -91,11 +92,9 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     """The product's default data folder: ``$XDG_CACHE_HOME/fastapi-semcache/postgres``.
 
     Falls back to ``~/.cache`` when ``XDG_CACHE_HOME`` is unset or empty. The caller
-    passes the environment (the CLI passes ``os.environ``): classes read no env.
+    passes the environment: classes read no env.
     """
-    cache_home = environ.get("XDG_CACHE_HOME", "")
-    base = Path(cache_home) if cache_home else Path.home() / ".cache"
-    return base / "fastapi-semcache" / "postgres"
+    return default_embedded_data_dir(environ)
 
 
 def find_pg_bin_dir() -> Path:
