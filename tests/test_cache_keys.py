@@ -68,11 +68,6 @@ def test_overrides_are_validated_with_the_settings() -> None:
         SemanticCache(embedder=HashingEmbedder(), settings=s, top_k=0)
 
 
-def test_a_postgres_uri_is_required() -> None:
-    with pytest.raises(ConfigurationError, match="SEMANTIC_CACHE_PG_URI"):
-        SemanticCache(embedder=HashingEmbedder())
-
-
 async def test_key_and_partition_together_are_refused(cache: SemanticCache) -> None:
     with pytest.raises(ConfigurationError, match="not both"):
         await cache.get(CacheKey(PROMPT), partition=b"x")
