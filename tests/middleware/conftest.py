@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 
@@ -103,3 +108,78 @@ def calls() -> Calls:
 @pytest.fixture
 def mw(cache: SemanticCache, calls: Calls) -> SemanticCacheMiddleware:
     return SemanticCacheMiddleware(make_app(calls), cache=cache)
+
+
+def sse_chunks(content: str, cid: str = "chatcmpl-s", model: str = "gpt-test") -> list[bytes]:
+    """An OpenAI-style chat-completion stream for ``content``, one event per chunk."""
+    head = {"id": cid, "object": "chat.completion.chunk", "created": 1700000000, "model": model}
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in re.findall(r"\S+\s*", content)]
+    events = [
+        {**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
+    ]
+    events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    out = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """``app`` under a real uvicorn on a free 127.0.0.1 port, in this event loop; yields
+    the base URL. Stopped (and awaited) on exit."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+URL = "/v1/chat/completions"
+
+
+@dataclass
+class Stream:
+    """Controls of the streaming app."""
+
+    end: str = "done"
+    gate: asyncio.Event | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def chat_app(calls: Calls, stream: Stream) -> FastAPI:
+    app = FastAPI()
+
+    @app.post(URL)
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        calls.count += 1
+        content = f"answer number {calls.count}"
+        if not body.get("stream"):
+            return JSONResponse(completion(content))
+        chunks = sse_chunks(content)
+        if stream.end == "truncated":
+            chunks = chunks[:-2]
+        elif stream.end == "error":
+            chunks = [*chunks[:2], b'data: {"error": {"message": "overloaded"}}\n\n']
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                for i, chunk in enumerate(chunks):
+                    yield chunk
+                    if i == 1 and stream.gate is not None:
+                        await stream.gate.wait()
+            finally:
+                stream.finished.set()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app

@@ -297,7 +297,9 @@ class _Flow:
         self.request_id = self._request_id()
         self.scope_digest = "-"
         self.text_digest = "-"
+        # The client went away before the response was complete (an aborted response).
         self.disconnected = False
+        self.response_done = False
         # Body chunks read so far, replayed to the app before the real receive().
         self.chunks: list[bytes] = []
         self.body_complete = False
@@ -438,7 +440,7 @@ class _Flow:
             if disconnected:
                 return {"type": "http.disconnect"}
             message = await self.receive()
-            if message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect" and not self.response_done:
                 self.disconnected = True
             return message
 
@@ -568,6 +570,7 @@ class _Responder:
         more = bool(message.get("more_body", False))
         if not more:
             self.complete = True
+            self.flow.response_done = True
         if self.tee_buffer is not None:
             self.tee_buffer.push(chunk)
             if not more:
