@@ -342,6 +342,8 @@ class _Flow:
             if hit is None and lookup.reason not in ("miss", "rejected"):
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
+            elif hit is None:
+                _log.debug("semantic cache: miss %s", self.log_fields(lookup.reason))
             if (
                 hit is not None
                 and self._fresh_enough(hit, control)
