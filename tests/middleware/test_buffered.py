@@ -402,3 +402,39 @@ async def test_damaged_entry_is_a_miss(
     again = await post(mw, chat_body(model, PROMPT))
     assert again.headers["x-cache"] == "MISS"
     assert again.status_code == 200
+
+
+async def test_failing_extractor_or_validator_fails_open(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    def bad_scope(request: Request, body: bytes) -> str | None:
+        raise RuntimeError("boom")
+
+    def bad_validator(status: int, headers: Any, body: bytes) -> bool:
+        raise RuntimeError("boom")
+
+    mw = SemanticCacheMiddleware(make_app(calls), cache=cache, extract_scope=bad_scope)
+    got = await post(mw, chat_body(model, PROMPT))
+    assert got.status_code == 200
+    assert got.headers["x-cache"] == "BYPASS"
+    mw2 = SemanticCacheMiddleware(make_app(calls), cache=cache, validate_response=bad_validator)
+    assert (await post(mw2, chat_body(model, PROMPT))).status_code == 200
+    await mw2.drain()
+    assert (await post(mw2, chat_body(model, PROMPT))).headers["x-cache"] == "MISS"
+
+
+async def test_custom_query_and_model_extractors(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    async def query(request: Request, body: bytes) -> str | None:
+        return "fixed lookup text"
+
+    mw = SemanticCacheMiddleware(
+        make_app(calls), cache=cache, extract_query=query, extract_model=lambda r, b: model
+    )
+    await post(mw, chat_body("ignored", "first wording"))
+    await mw.drain()
+    # Another message text, same extracted query and model: a hit.
+    hit = await post(mw, chat_body("ignored", "second wording"))
+    assert hit.headers["x-cache"] == "HIT"
+    assert calls.count == 1

@@ -267,11 +267,17 @@ class SemanticCacheMiddleware:
 
 
 async def _call_extractor(extractor: Extractor, request: Request, body: bytes) -> str | None:
-    result = extractor(request, body)
-    if inspect.isawaitable(result):
-        result = await result
+    """The extractor's answer; a failing extractor makes the request a bypass (fail
+    open: the app still answers), logged by exception type only (messages may quote
+    the body)."""
+    try:
+        result = extractor(request, body)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        raise _Bypass(f"extractor_error ({type(exc).__name__})") from None
     if result is not None and not isinstance(result, str):
-        raise ConfigurationError(f"extractor {extractor!r} returned {type(result).__name__}")
+        raise _Bypass(f"extractor_error (returned {type(result).__name__})")
     return result
 
 
@@ -525,9 +531,16 @@ class _Flow:
         if stored is None or control.no_store or self.disconnected:
             return
         if mw.validate_response is not None:
-            verdict = mw.validate_response(stored.status, stored.headers, stored.body)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
+            try:
+                verdict = mw.validate_response(stored.status, stored.headers, stored.body)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+            except Exception as exc:
+                # The client has its answer already; a failing validator only means
+                # "do not store".
+                reason = f"validator_error ({type(exc).__name__})"
+                _log.warning("semantic cache: not stored %s", self.log_fields(reason))
+                return
             if not verdict:
                 return
         mw._store_later(key, encode_record(stored), self.log_fields())
