@@ -26,6 +26,7 @@ from semanticcache.errors import ConfigurationError, RequestBodyError, StreamFor
 from semanticcache.key import MAX_SCOPE_BYTES, CacheKey
 from semanticcache.middleware.core.extractors import Extractor, client_extract_scope
 from semanticcache.middleware.record import StoredResponse, decode_record, encode_record
+from semanticcache.middleware.singleflight import Lease, SingleFlight
 from semanticcache.settings import CacheSettings, HitResponseMode, ResponseMode
 
 __all__ = ["ResponseValidator", "SemanticCacheMiddleware"]
@@ -171,6 +172,8 @@ class SemanticCacheMiddleware:
         credential_key: bytes | None = None,
         max_pending_stores: int = _DEFAULT_MAX_PENDING_STORES,
         drain_timeout: float = _DEFAULT_DRAIN_TIMEOUT,
+        single_flight: bool = True,
+        single_flight_wait: float | None = None,
     ) -> None:
         if not isinstance(cache, SemanticCache):
             raise ConfigurationError("cache must be a SemanticCache")
@@ -206,6 +209,14 @@ class SemanticCacheMiddleware:
         self.max_pending_stores = max_pending_stores
         self.drain_timeout = drain_timeout
         self._stores: set[asyncio.Task[None]] = set()
+        self.single_flight: SingleFlight | None = None
+        if single_flight:
+            # A lease outlives the longest app call it guards (then it expires alone).
+            upstream = self.settings.upstream_timeout_seconds
+            lease = max(30.0, 2 * upstream) if upstream is not None else 60.0
+            self.single_flight = SingleFlight(
+                cache, lease_seconds=lease, wait_seconds=single_flight_wait
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -248,18 +259,29 @@ class SemanticCacheMiddleware:
             _log.warning("semantic cache: %d stores cancelled at shutdown", len(pending))
             await asyncio.wait(pending)
 
-    def _store_later(self, key: CacheKey, record: bytes, log_fields: str) -> bool:
+    def _store_later(
+        self, key: CacheKey, record: bytes, log_fields: str, lease: Lease | None
+    ) -> bool:
+        """Start storing ``record``; the store task releases ``lease`` when done.
+        ``False`` (nothing started, ``lease`` untouched) when too many are in flight."""
         if len(self._stores) >= self.max_pending_stores:
             _log.warning("semantic cache: store skipped, too many in flight %s", log_fields)
             return False
-        task = asyncio.get_running_loop().create_task(self._store(key, record, log_fields))
+        task = asyncio.get_running_loop().create_task(self._store(key, record, log_fields, lease))
         self._stores.add(task)
         task.add_done_callback(self._stores.discard)
         return True
 
-    async def _store(self, key: CacheKey, record: bytes, log_fields: str) -> None:
-        # SemanticCache.put fails open (logs, returns None) on dependency errors.
-        entry_id = await self.cache.put(key, record)
+    async def _store(
+        self, key: CacheKey, record: bytes, log_fields: str, lease: Lease | None
+    ) -> None:
+        try:
+            # SemanticCache.put fails open (logs, returns None) on dependency errors.
+            entry_id = await self.cache.put(key, record)
+        finally:
+            # Waiters look the cache up once the lease is gone: store first.
+            if lease is not None and self.single_flight is not None:
+                await self.single_flight.release(lease)
         if entry_id is None:
             _log.info("semantic cache: response not stored %s", log_fields)
         else:
@@ -342,6 +364,7 @@ class _Flow:
             return
         mw = self.mw
         outcome: XCache = "MISS"
+        lease: Lease | None = None
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
             hit = lookup.hit
@@ -356,7 +379,19 @@ class _Flow:
                 and await self._replay(hit, stream)
             ):
                 return
-        await self._call_app(key, control, outcome)
+            if outcome == "MISS" and mw.single_flight is not None:
+                lease = await mw.single_flight.acquire(key)
+                if lease.role == "waited":
+                    # The leader has finished: its answer is stored now, or it gave up.
+                    hit = (await mw.cache.lookup(key)).hit
+                    if (
+                        hit is not None
+                        and self._fresh_enough(hit, control)
+                        and await self._replay(hit, stream)
+                    ):
+                        return
+                    lease = None
+        await self._call_app(key, control, outcome, lease)
 
     async def _prepare(self) -> tuple[CacheKey, _CacheControl, bool]:
         mw = self.mw
@@ -515,7 +550,22 @@ class _Flow:
 
     # --- misses ---------------------------------------------------------------------
 
-    async def _call_app(self, key: CacheKey, control: _CacheControl, outcome: XCache) -> None:
+    async def _call_app(
+        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
+    ) -> None:
+        mw = self.mw
+        handed_over = False
+        try:
+            handed_over = await self._call_app_and_store(key, control, outcome, lease)
+        finally:
+            if lease is not None and not handed_over and mw.single_flight is not None:
+                await mw.single_flight.release(lease)
+
+    async def _call_app_and_store(
+        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
+    ) -> bool:
+        """Call the app, send its answer, start the store; whether a store task took
+        over ``lease``."""
         mw = self.mw
         responder = _Responder(self, outcome, tee=mw.response_mode == "tee")
         timeout = mw.settings.upstream_timeout_seconds
@@ -525,11 +575,11 @@ class _Flow:
         except TimeoutError:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
             await responder.timed_out()
-            return
+            return False
         await responder.finish()
         stored = responder.stored_response()
         if stored is None or control.no_store or self.disconnected:
-            return
+            return False
         if mw.validate_response is not None:
             try:
                 verdict = mw.validate_response(stored.status, stored.headers, stored.body)
@@ -540,10 +590,10 @@ class _Flow:
                 # "do not store".
                 reason = f"validator_error ({type(exc).__name__})"
                 _log.warning("semantic cache: not stored %s", self.log_fields(reason))
-                return
+                return False
             if not verdict:
-                return
-        mw._store_later(key, encode_record(stored), self.log_fields())
+                return False
+        return mw._store_later(key, encode_record(stored), self.log_fields(), lease)
 
 
 class _Responder:
