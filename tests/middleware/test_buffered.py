@@ -14,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
 from semanticcache.middleware.core.extractors import trusted_extract_scope_from_server_side
+from semanticcache.settings import ResponseMode
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 
 URL = "/v1/chat/completions"
@@ -438,3 +439,30 @@ async def test_custom_query_and_model_extractors(
     hit = await post(mw, chat_body("ignored", "second wording"))
     assert hit.headers["x-cache"] == "HIT"
     assert calls.count == 1
+
+
+@pytest.mark.parametrize("mode", ["buffered", "tee"])
+async def test_response_over_the_cap_is_forwarded_whole_and_not_stored(
+    cache: SemanticCache, model: str, mode: ResponseMode
+) -> None:
+    big = json.dumps({"text": "y" * 300}).encode()
+    calls = Calls()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        calls.count += 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(0, len(big), 40):
+            chunk = big[i : i + 40]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    settings = dataclasses.replace(cache.settings, max_body_bytes=200)
+    mw = SemanticCacheMiddleware(app, cache=cache, settings=settings, response_mode=mode)
+    small = {"model": model, "query": "q"}
+    first = await post(mw, small)
+    await mw.drain()
+    second = await post(mw, small)
+    assert first.content == second.content == big
+    assert first.headers["x-cache"] == second.headers["x-cache"] == "MISS"
+    assert calls.count == 2
