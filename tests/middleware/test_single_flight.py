@@ -97,6 +97,8 @@ def two_servers(pg_uri: str, tmp_path: Path) -> Iterator[tuple[list[str], Path]]
                         str(port),
                         "--log-level",
                         "warning",
+                        "--timeout-graceful-shutdown",
+                        "5",
                     ],
                     cwd=ROOT,
                     env=env,
@@ -165,3 +167,28 @@ async def test_waiters_are_bounded_then_call_the_app(cache: SemanticCache, model
         release.set()
         await leader
     assert calls.count == 2
+
+
+async def test_a_cancelled_candidate_leaves_no_stale_registration(
+    cache: SemanticCache, model: str
+) -> None:
+    from semanticcache.key import CacheKey
+    from semanticcache.middleware.singleflight import SingleFlight
+
+    key = CacheKey(text=PROMPT, model=model)
+    other_process = SingleFlight(cache)
+    held = await other_process.acquire(key)
+    assert held.role == "leader"
+    here = SingleFlight(cache, wait_seconds=30)
+    waiting = asyncio.create_task(here.acquire(key))
+    # Yield until the candidate has registered and is polling the other lease.
+    while not here._local:  # noqa: ASYNC110 (no event to wait on inside acquire)
+        await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # Nothing left behind for the next identical request of this process to wait on.
+    assert not here._local
+    await other_process.release(held)
+    again = await here.acquire(key)
+    assert again.role == "waited"  # the released lease is "done": look the cache up

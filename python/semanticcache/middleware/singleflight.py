@@ -104,6 +104,11 @@ class SingleFlight:
         except (psycopg.Error, OSError, StorageError) as exc:
             _log.warning("semantic cache: single-flight unavailable (%s)", type(exc).__name__)
             return lease  # lead without a lease: the app is called, as without single-flight
+        except BaseException:
+            # Cancelled (the client left): let local waiters go. A row taken just before
+            # expires on its own.
+            self._finish_local(lease)
+            raise
         self._finish_local(lease)
         return Lease("waited")
 
