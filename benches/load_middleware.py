@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def request(port: int, payload: bytes) -> bytes:
 
 
 async def client(
-    port: int, make: Callable[[], bytes], until: float, latencies: list[float], seen: set[bytes]
+    port: int,
+    make: Callable[[], bytes],
+    until: float,
+    latencies: list[float],
+    seen: Counter[bytes],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -71,7 +76,7 @@ async def client(
                 if lowered == b"content-length":
                     length = int(value)
                 elif lowered == b"x-cache":
-                    seen.add(value.strip())
+                    seen[value.strip()] += 1
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
     finally:
@@ -80,9 +85,9 @@ async def client(
 
 async def run_load(
     port: int, make: Callable[[], bytes], concurrency: int, seconds: float
-) -> tuple[float, list[float], set[bytes]]:
+) -> tuple[float, list[float], Counter[bytes]]:
     latencies: list[float] = []
-    seen: set[bytes] = set()
+    seen: Counter[bytes] = Counter()
     until = time.perf_counter() + seconds
     started = time.perf_counter()
     await asyncio.gather(*(client(port, make, until, latencies, seen) for _ in range(concurrency)))
@@ -175,8 +180,11 @@ def main() -> None:
         try:
             uri = pg.create_database("load")
             asyncio.run(seed(uri, args.rows))
-            print("| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms |")
-            print("|---|---|---|---|---|---|---|")
+            print(
+                "| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms "
+                "| expected X-Cache |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
             for scenario in args.scenarios.split(","):
                 proc, port = start_server(None if scenario == "baseline" else uri)
                 try:
@@ -201,17 +209,19 @@ def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> No
             return request(port, body(f"new question {secrets.token_hex(8)}"))
         return fixed[scenario]
 
-    expected = {"baseline": set(), "exact": {b"HIT"}, "semantic": {b"HIT"}, "miss": {b"MISS"}}
+    expected = {"baseline": b"", "exact": b"HIT", "semantic": b"HIT", "miss": b"MISS"}
     # Warm-up: connections, prepared statements, the first lookups.
     asyncio.run(run_load(port, make, level, 0.5))
     rps_runs: list[float] = []
     p50s: list[float] = []
     p90s: list[float] = []
     p99s: list[float] = []
+    shares: list[float] = []
     for _ in range(args.runs):
         rps, latencies, seen = asyncio.run(run_load(port, make, level, args.seconds))
-        if seen != expected[scenario]:
-            raise RuntimeError(f"{scenario}: X-Cache {seen}, expected {expected[scenario]}")
+        want = expected[scenario]
+        share = 1.0 if not want else seen[want] / max(1, len(latencies))
+        shares.append(share)
         latencies.sort()
         rps_runs.append(rps)
         p50s.append(percentile(latencies, 0.50) * 1000)
@@ -220,7 +230,7 @@ def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> No
     med = statistics.median
     print(
         f"| {scenario} | {args.rows} | {level} | {med(rps_runs):,.0f} | {med(p50s):.2f} "
-        f"| {med(p90s):.2f} | {med(p99s):.2f} |",
+        f"| {med(p90s):.2f} | {med(p99s):.2f} | {min(shares):.1%} |",
         flush=True,
     )
 
