@@ -70,13 +70,19 @@ async def client(
             writer.write(make())
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
+            outcome = match = b""
             for line in head.split(b"\r\n"):
                 name, _, value = line.partition(b":")
                 lowered = name.strip().lower()
                 if lowered == b"content-length":
                     length = int(value)
                 elif lowered == b"x-cache":
-                    seen[value.strip()] += 1
+                    outcome = value.strip()
+                elif lowered == b"x-cache-match":
+                    match = value.strip()
+            seen[outcome] += 1
+            if match:
+                seen[outcome + b"/" + match] += 1
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
     finally:
@@ -223,7 +229,10 @@ def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> No
             return request(port, body(f"new question {secrets.token_hex(8)}"))
         return fixed[scenario]
 
+    # X-Cache, with X-Cache-Match where the server sends one (the original does not).
     expected = {"baseline": b"", "exact": b"HIT", "semantic": b"HIT", "miss": b"MISS"}
+    if args.original is None:
+        expected.update(exact=b"HIT/exact", semantic=b"HIT/semantic")
     # Warm-up: connections, prepared statements, the first lookups.
     asyncio.run(run_load(port, make, level, 0.5))
     rps_runs: list[float] = []
