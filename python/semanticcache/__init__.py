@@ -19,6 +19,7 @@ from semanticcache.errors import (
     StreamFormatError,
 )
 from semanticcache.key import CacheKey
+from semanticcache.middleware import SemanticCacheMiddleware
 
 __version__: str = _native.__version__
 
@@ -36,6 +37,7 @@ __all__ = [
     "RequestBodyError",
     "SemanticCache",
     "SemanticCacheError",
+    "SemanticCacheMiddleware",
     "StorageError",
     "StreamFormatError",
     "__version__",

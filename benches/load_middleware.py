@@ -1,0 +1,262 @@
+"""HTTP load benchmark of the middleware: one uvicorn worker on loopback.
+
+Scenarios: ``baseline`` (the same app without the cache), ``exact`` (one stored question
+repeated), ``semantic`` (a paraphrase of a stored question, a semantic hit every time),
+``miss`` (every request a new question, stored). Each at the given concurrencies, each
+run ``--runs`` times; the table reports medians of requests per second and of p50 / p90 /
+p99 latency. The server is pinned to core 0, this load generator and the embedded
+Postgres to core 1 (``taskset``), when the machine has two cores or more.
+
+The load generator is a minimal HTTP/1.1 keep-alive client on raw asyncio streams (one
+connection per concurrent client), so that the client costs less than the server.
+
+    .venv/bin/python benches/load_middleware.py --rows 1000 --concurrency 1,16,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from semanticcache import HashingEmbedder, SemanticCache  # noqa: E402
+from semanticcache._native import scan_request  # noqa: E402
+from semanticcache.key import CacheKey  # noqa: E402
+from semanticcache.middleware.record import StoredResponse, encode_record  # noqa: E402
+from semanticcache.storage.embedded import EmbeddedPostgres  # noqa: E402
+
+PATH = "/v1/chat/completions"
+STORED = "What is the capital of France?"
+PARAPHRASE = "what is the capital of France, please"
+MODEL = "load"
+
+
+def body(text: str) -> bytes:
+    return json.dumps({"model": MODEL, "messages": [{"role": "user", "content": text}]}).encode()
+
+
+def request(port: int, payload: bytes) -> bytes:
+    return (
+        f"POST {PATH} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+async def client(
+    port: int,
+    make: Callable[[], bytes],
+    until: float,
+    latencies: list[float],
+    seen: Counter[bytes],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            writer.write(make())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            outcome = match = b""
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                lowered = name.strip().lower()
+                if lowered == b"content-length":
+                    length = int(value)
+                elif lowered == b"x-cache":
+                    outcome = value.strip()
+                elif lowered == b"x-cache-match":
+                    match = value.strip()
+            seen[outcome] += 1
+            if match:
+                seen[outcome + b"/" + match] += 1
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def run_load(
+    port: int, make: Callable[[], bytes], concurrency: int, seconds: float
+) -> tuple[float, list[float], Counter[bytes]]:
+    latencies: list[float] = []
+    seen: Counter[bytes] = Counter()
+    until = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(client(port, make, until, latencies, seen) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies, seen
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_server(
+    uri: str | None, *, original: str | None = None, rows: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving ``load_app`` (``uri`` ``None``: no cache), or ``orig_app`` under
+    the ``original`` interpreter (which seeds ``rows`` itself at start-up)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOAD_SEED_ROWS": str(rows)}
+    env.pop("LOAD_PG_URI", None)
+    if uri is not None:
+        env["LOAD_PG_URI"] = uri
+    cmd = [
+        original or sys.executable,
+        "-m",
+        "uvicorn",
+        "benches.orig_app:app" if original else "benches.load_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    if (os.cpu_count() or 1) >= 2:
+        cmd = ["taskset", "-c", "0", *cmd]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 600
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("uvicorn exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def key_of(text: str) -> CacheKey:
+    """The key the middleware computes for a request asking ``text``."""
+    key = CacheKey.from_scan(scan_request(body(text)), route=PATH)
+    if key is None:
+        raise RuntimeError("no lookup text")
+    return key
+
+
+async def seed(uri: str, rows: int) -> None:
+    """``rows`` entries in the benchmark's partition: the stored question plus fillers."""
+    answer = json.dumps(
+        {"id": "chatcmpl-load", "object": "chat.completion", "created": 1, "model": MODEL}
+    ).encode()
+    record = encode_record(
+        StoredResponse(200, ((b"content-type", b"application/json"),), answer, False)
+    )
+    async with SemanticCache(pg_uri=uri, embedder=HashingEmbedder(), threshold=0.9) as cache:
+        texts = [STORED] + [f"filler question {secrets.token_hex(6)}" for _ in range(rows - 1)]
+        for i in range(0, len(texts), 64):
+            await asyncio.gather(*(cache.put(key_of(t), record) for t in texts[i : i + 64]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenarios", default="baseline,exact,semantic,miss")
+    parser.add_argument(
+        "--original",
+        help="python of a venv with fastapi-semcache 0.4.6: measure it instead (own database)",
+    )
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})  # this process and the Postgres it starts: core 1
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "data")
+        pg.start()
+        try:
+            uri = pg.create_database("load")
+            if args.original is None:
+                asyncio.run(seed(uri, args.rows))
+            print(
+                "| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms "
+                "| expected X-Cache |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+            seed_rows = args.rows  # the original seeds at its first start only
+            for scenario in args.scenarios.split(","):
+                if scenario == "baseline":
+                    proc, port = start_server(None)
+                else:
+                    proc, port = start_server(uri, original=args.original, rows=seed_rows)
+                    seed_rows = 0
+                try:
+                    for level in levels:
+                        report(scenario, args, level, port)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+        finally:
+            pg.stop()
+
+
+def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> None:
+    fixed = {
+        "baseline": request(port, body(STORED)),
+        "exact": request(port, body(STORED)),
+        "semantic": request(port, body(PARAPHRASE)),
+    }
+
+    def make() -> bytes:
+        if scenario == "miss":
+            return request(port, body(f"new question {secrets.token_hex(8)}"))
+        return fixed[scenario]
+
+    # X-Cache, with X-Cache-Match where the server sends one (the original does not).
+    expected = {"baseline": b"", "exact": b"HIT", "semantic": b"HIT", "miss": b"MISS"}
+    if args.original is None:
+        expected.update(exact=b"HIT/exact", semantic=b"HIT/semantic")
+    # Warm-up: connections, prepared statements, the first lookups.
+    asyncio.run(run_load(port, make, level, 0.5))
+    rps_runs: list[float] = []
+    p50s: list[float] = []
+    p90s: list[float] = []
+    p99s: list[float] = []
+    shares: list[float] = []
+    for _ in range(args.runs):
+        rps, latencies, seen = asyncio.run(run_load(port, make, level, args.seconds))
+        want = expected[scenario]
+        share = 1.0 if not want else seen[want] / max(1, len(latencies))
+        shares.append(share)
+        latencies.sort()
+        rps_runs.append(rps)
+        p50s.append(percentile(latencies, 0.50) * 1000)
+        p90s.append(percentile(latencies, 0.90) * 1000)
+        p99s.append(percentile(latencies, 0.99) * 1000)
+    med = statistics.median
+    print(
+        f"| {scenario} | {args.rows} | {level} | {med(rps_runs):,.0f} | {med(p50s):.2f} "
+        f"| {med(p90s):.2f} | {med(p99s):.2f} | {min(shares):.1%} |",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Request-side building blocks of the middleware (extractors)."""

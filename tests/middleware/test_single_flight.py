@@ -1,0 +1,194 @@
+"""Single-flight: concurrent identical misses make exactly one app call, in one process
+and across two uvicorn server processes sharing the Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from semanticcache import SemanticCache, SemanticCacheMiddleware
+from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
+
+PROMPT = "How many moons does Jupiter have?"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_concurrent_identical_misses_call_the_app_once(
+    cache: SemanticCache, model: str
+) -> None:
+    calls = Calls()
+    release = asyncio.Event()
+    called = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        calls.count += 1
+        called.set()
+        await release.wait()
+        body = b'{"answer": "95"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    mw = SemanticCacheMiddleware(app, cache=cache)
+    async with client_for(mw) as client:
+        tasks = [
+            asyncio.create_task(client.post(URL, json=chat_body(model, PROMPT))) for _ in range(8)
+        ]
+        await called.wait()
+        release.set()
+        responses = await asyncio.gather(*tasks)
+    assert calls.count == 1
+    assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * 7 + ["MISS"]
+    assert {r.content for r in responses} == {b'{"answer": "95"}'}
+
+
+async def test_single_flight_can_be_switched_off(cache: SemanticCache, model: str) -> None:
+    calls = Calls()
+    mw = SemanticCacheMiddleware(make_app(calls), cache=cache, single_flight=False)
+    assert mw.single_flight is None
+    async with client_for(mw) as client:
+        await client.post(URL, json=chat_body(model, PROMPT))
+    assert calls.count == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def two_servers(pg_uri: str, tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
+    count = tmp_path / "calls.txt"
+    count.touch()
+    env = {**os.environ, "SF_PG_URI": pg_uri, "SF_COUNT_FILE": str(count), "PYTHONPATH": str(ROOT)}
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for _ in range(2):
+            port = _free_port()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "tests.middleware.sf_app:app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                        "--timeout-graceful-shutdown",
+                        "5",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for proc, url in zip(procs, urls, strict=True):
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, "uvicorn exited"
+                try:
+                    httpx.get(url + "/docs", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        yield urls, count
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def test_single_flight_across_two_server_processes(
+    two_servers: tuple[list[str], Path], model: str
+) -> None:
+    urls, count = two_servers
+    body = chat_body(model, PROMPT)
+    async with httpx.AsyncClient(timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post(urls[i % 2] + URL, json=body) for i in range(8))
+        )
+    assert [r.status_code for r in responses] == [200] * 8
+    assert len(count.read_text().splitlines()) == 1
+    assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * 7 + ["MISS"]
+    assert len({r.content for r in responses}) == 1
+
+
+async def test_waiters_are_bounded_then_call_the_app(cache: SemanticCache, model: str) -> None:
+    calls = Calls()
+    release = asyncio.Event()
+    called = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        calls.count += 1
+        called.set()
+        if calls.count == 1:
+            await release.wait()  # the leader hangs until the end of the test
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"n": %d}' % calls.count})
+
+    mw = SemanticCacheMiddleware(app, cache=cache, single_flight_wait=0.1)
+    async with client_for(mw) as client:
+        leader = asyncio.create_task(client.post(URL, json=chat_body(model, PROMPT)))
+        await called.wait()
+        waiter = await client.post(URL, json=chat_body(model, PROMPT))
+        assert waiter.content == b'{"n": 2}'
+        assert waiter.headers["x-cache"] == "MISS"
+        release.set()
+        await leader
+    assert calls.count == 2
+
+
+async def test_a_cancelled_candidate_leaves_no_stale_registration(
+    cache: SemanticCache, model: str
+) -> None:
+    from semanticcache.key import CacheKey
+    from semanticcache.middleware.singleflight import SingleFlight
+
+    key = CacheKey(text=PROMPT, model=model)
+    other_process = SingleFlight(cache)
+    held = await other_process.acquire(key)
+    assert held.role == "leader"
+    here = SingleFlight(cache, wait_seconds=30)
+    waiting = asyncio.create_task(here.acquire(key))
+    # Yield until the candidate has registered and is polling the other lease.
+    while not here._local:  # noqa: ASYNC110 (no event to wait on inside acquire)
+        await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # Nothing left behind for the next identical request of this process to wait on.
+    assert not here._local
+    await other_process.release(held)
+    again = await here.acquire(key)
+    assert again.role == "waited"  # the released lease is "done": look the cache up

@@ -1,0 +1,176 @@
+"""Streaming: tee and buffered SSE misses, hits replayed in the client's shape, aborted
+and unfinished streams never stored. Disconnects go through a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Message
+
+from semanticcache import SemanticCache, SemanticCacheMiddleware, _native
+from semanticcache.middleware.record import decode_record
+from tests.middleware.conftest import (
+    URL,
+    Calls,
+    Stream,
+    chat_app,
+    chat_body,
+    client_for,
+    serve,
+    sse_chunks,
+)
+
+PROMPT = "Tell me a short story about a lighthouse"
+
+
+def middleware(
+    cache: SemanticCache, calls: Calls, stream: Stream, **kwargs: Any
+) -> SemanticCacheMiddleware:
+    return SemanticCacheMiddleware(chat_app(calls, stream), cache=cache, **kwargs)
+
+
+async def stored(cache: SemanticCache, mw: SemanticCacheMiddleware, body: Any) -> bytes | None:
+    """The stored body for this request, or ``None``; looked up without the middleware."""
+    await mw.drain()
+    async with client_for(mw) as client:
+        got = await client.post(URL, json=body, headers={"cache-control": "max-age=0, no-store"})
+    if got.headers["x-cache"] != "HIT":
+        return None
+    return got.content
+
+
+@pytest.mark.parametrize("mode", ["tee", "buffered"])
+async def test_streamed_miss_is_stored_and_replayed_in_both_shapes(
+    cache: SemanticCache, calls: Calls, model: str, mode: str
+) -> None:
+    mw = middleware(cache, calls, Stream(), response_mode=mode)
+    body = chat_body(model, PROMPT, stream=True)
+    async with client_for(mw) as client:
+        first = await client.post(URL, json=body)
+        assert first.headers["x-cache"] == "MISS"
+        assert first.headers["content-type"].startswith("text/event-stream")
+        await mw.drain()
+        sse_hit = await client.post(URL, json=body)
+        json_hit = await client.post(URL, json={**body, "stream": False})
+    assert calls.count == 1
+    assert sse_hit.headers["x-cache"] == "HIT"
+    assert sse_hit.content == first.content  # the stream as the app sent it
+    assert sse_hit.headers["content-length"] == str(len(first.content))
+    assert json_hit.headers["x-cache"] == "HIT"
+    assert json_hit.headers["content-type"] == "application/json"
+    answer = json_hit.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == "answer number 1"
+    assert json_hit.headers["content-length"] == str(len(json_hit.content))
+
+
+async def test_json_entry_is_rendered_as_sse_for_a_streaming_client(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    mw = middleware(cache, calls, Stream())
+    async with client_for(mw) as client:
+        first = await client.post(URL, json=chat_body(model, PROMPT))
+        await mw.drain()
+        hit = await client.post(URL, json=chat_body(model, PROMPT, stream=True))
+    assert calls.count == 1
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["content-type"].startswith("text/event-stream")
+    assert hit.content.endswith(b"data: [DONE]\n\n")
+    assembled = json.loads(_native.assemble_chat_completion(hit.content))
+    assert assembled["choices"][0]["message"] == first.json()["choices"][0]["message"]
+
+
+@pytest.mark.parametrize("mode", ["tee", "buffered"])
+@pytest.mark.parametrize("end", ["truncated", "error"])
+async def test_unfinished_or_error_streams_are_not_stored(
+    cache: SemanticCache, calls: Calls, model: str, mode: str, end: str
+) -> None:
+    mw = middleware(cache, calls, Stream(end=end), response_mode=mode)
+    body = chat_body(model, PROMPT, stream=True)
+    async with client_for(mw) as client:
+        got = await client.post(URL, json=body)
+    assert got.headers["x-cache"] == "MISS"
+    assert await stored(cache, mw, body) is None
+
+
+async def test_stream_hit_mode_sends_one_event_per_message(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    mw = middleware(cache, calls, Stream(), response_mode="tee")
+    assert mw.hit_response_mode == "stream"
+    body = json.dumps(chat_body(model, PROMPT, stream=True)).encode()
+    async with client_for(mw) as client:
+        await client.post(URL, content=body, headers={"content-type": "application/json"})
+    await mw.drain()
+    sent: list[Message] = []
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": URL, "query_string": b"", "headers": []}
+    await mw(scope, receive, send)
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    assert len(bodies) == len(sse_chunks("answer number 1"))
+    assert all(b.endswith(b"\n\n") for b in bodies)
+    assert [m.get("more_body", False) for m in sent[1:]] == [True] * (len(bodies) - 1) + [False]
+
+
+async def test_aborted_stream_over_uvicorn_is_never_stored(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    control = Stream(gate=asyncio.Event())
+    mw = middleware(cache, calls, control, response_mode="tee")
+    body = chat_body(model, PROMPT, stream=True)
+    async with serve(mw) as base, httpx.AsyncClient(base_url=base) as client:
+        async with client.stream("POST", URL, json=body) as response:
+            assert response.headers["x-cache"] == "MISS"
+            received = b""
+            async for piece in response.aiter_bytes():
+                received += piece
+                if received.count(b"\n\n") >= 2:
+                    break  # the client goes away mid-stream
+        # Closing the response closed the connection: the app sees the disconnect.
+        await control.finished.wait()
+        await mw.drain()
+        control.gate = None
+        entry = await cache.lookup(
+            _key_for(mw, body),
+        )
+    assert entry.hit is None
+
+
+def _key_for(mw: SemanticCacheMiddleware, body: Any) -> Any:
+    from semanticcache.key import CacheKey
+
+    scan = _native.scan_request(json.dumps(body).encode())
+    key = CacheKey.from_scan(scan, route=URL)
+    assert key is not None
+    return key
+
+
+async def test_complete_stream_over_uvicorn_is_stored(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    mw = middleware(cache, calls, Stream(), response_mode="tee")
+    body = chat_body(model, PROMPT, stream=True)
+    async with serve(mw) as base, httpx.AsyncClient(base_url=base) as client:
+        first = await client.post(URL, json=body)
+        await mw.drain()
+        hit = await client.post(URL, json=body)
+    assert first.headers["x-cache"] == "MISS"
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.content == first.content
+    found = await cache.lookup(_key_for(mw, body))
+    assert found.hit is not None
+    record = decode_record(found.hit.response)
+    assert record is not None
+    assert record.sse
+    assert record.body == first.content
