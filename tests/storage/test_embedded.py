@@ -285,3 +285,9 @@ def test_runs_as_a_normal_user(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["vector", "False"]
     assert (data / "pg" / "pgdata").stat().st_uid == entry.pw_uid
+
+
+def test_stop_of_a_folder_never_initialized_is_a_no_op(tmp_path: Path) -> None:
+    # Tear-down code stops by folder; a start that never happened must not make it fail.
+    EmbeddedPostgres(tmp_path / "never-started").stop(force=True)
+    assert not (tmp_path / "never-started").exists()

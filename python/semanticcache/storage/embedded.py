@@ -244,8 +244,8 @@ class EmbeddedPostgres:
         self._uri_host = None
         self._uri_port = None
         self._started_here = False
-        if not (owned or force):
-            return
+        if not (owned or force) or not self._data_dir.is_dir():
+            return  # nothing of ours to stop (a folder never initialized has no server)
         bin_dir = find_pg_bin_dir()
         run_as = _run_as_for_this_process()
         with _file_lock(self._lock_file, _LOCK_TIMEOUT_S):
