@@ -14,11 +14,16 @@ retries, which honour ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Final
 
-from semanticcache.embedders.base import BaseEmbedder, batches, sendable_text, shorten
+from semanticcache.embedders.base import (
+    BaseEmbedder,
+    batches,
+    check_provider_args,
+    sendable_text,
+    shorten,
+)
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -63,20 +68,15 @@ class CohereEmbedder(BaseEmbedder):
         max_retries: int = 2,
         batch_size: int = MAX_TEXTS_PER_REQUEST,
     ) -> None:
-        if not api_key:
-            raise ConfigurationError(
-                "CohereEmbedder needs an API key (SEMANTIC_CACHE_COHERE_API_KEY)"
-            )
-        if timeout_seconds is not None and not (
-            math.isfinite(timeout_seconds) and timeout_seconds > 0
-        ):
-            raise ConfigurationError(f"timeout_seconds must be > 0, not {timeout_seconds}")
-        if not 1 <= batch_size <= MAX_TEXTS_PER_REQUEST:
-            raise ConfigurationError(
-                f"batch_size must be in 1..{MAX_TEXTS_PER_REQUEST}, not {batch_size}"
-            )
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, not {max_retries}")
+        check_provider_args(
+            "CohereEmbedder",
+            api_key=api_key,
+            api_key_variable="SEMANTIC_CACHE_COHERE_API_KEY",
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            batch_size=batch_size,
+            max_batch_size=MAX_TEXTS_PER_REQUEST,
+        )
         self.model = model
         self.dimension, self._output_dimension = _resolve_dimension(model, dimensions)
         self.model_id = f"cohere:{model}"

@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from semanticcache.embedders.base import BaseEmbedder, pack_requests, sendable_text, shorten
+from semanticcache.embedders.base import (
+    BaseEmbedder,
+    check_provider_args,
+    pack_requests,
+    sendable_text,
+    shorten,
+)
 from semanticcache.embedders.factory import missing_extra_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -94,20 +99,15 @@ class OpenAIEmbedder(BaseEmbedder):
         batch_size: int = MAX_INPUTS_PER_REQUEST,
         encoding: tiktoken.Encoding | None = None,
     ) -> None:
-        if not api_key:
-            raise ConfigurationError(
-                f"{type(self).__name__} needs an API key (SEMANTIC_CACHE_OPENAI_API_KEY)"
-            )
-        if timeout_seconds is not None and not (
-            math.isfinite(timeout_seconds) and timeout_seconds > 0
-        ):
-            raise ConfigurationError(f"timeout_seconds must be > 0, not {timeout_seconds}")
-        if not 1 <= batch_size <= MAX_INPUTS_PER_REQUEST:
-            raise ConfigurationError(
-                f"batch_size must be in 1..{MAX_INPUTS_PER_REQUEST}, not {batch_size}"
-            )
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, not {max_retries}")
+        check_provider_args(
+            type(self).__name__,
+            api_key=api_key,
+            api_key_variable="SEMANTIC_CACHE_OPENAI_API_KEY",
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            batch_size=batch_size,
+            max_batch_size=MAX_INPUTS_PER_REQUEST,
+        )
         self.model = model
         self.dimension, self._send_dimensions = self._resolve_dimension(model, dimensions)
         self.model_id = f"{self.provider}:{model}"
