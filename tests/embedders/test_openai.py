@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,34 +19,17 @@ from semanticcache.embedders.openai import (
     OpenAIEmbedder,
 )
 from semanticcache.settings import CacheSettings
+from tests.embedders.conftest import EmbedderFactory
 from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
 
 KEY = "sk-test-loopback-key"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def make(server: FakeProvider) -> AsyncIterator[Callable[..., OpenAIEmbedder]]:
-    made: list[OpenAIEmbedder] = []
-
-    def build(**kwargs: Any) -> OpenAIEmbedder:
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("timeout_seconds", 5.0)
-        embedder = OpenAIEmbedder(**kwargs)
-        made.append(embedder)
-        return embedder
-
-    yield build
-    for embedder in made:
-        await embedder.aclose()
+def make(server: FakeProvider, embedder_factory: EmbedderFactory) -> Callable[..., OpenAIEmbedder]:
+    return embedder_factory(
+        OpenAIEmbedder, api_key=KEY, base_url=server.base_url, timeout_seconds=5.0
+    )
 
 
 def byte_encoding() -> tiktoken.Encoding:
@@ -345,18 +328,10 @@ async def test_the_factory_builds_it_from_settings(server: FakeProvider) -> None
 
 
 @pytest.fixture
-async def ollama(server: FakeProvider) -> AsyncIterator[Callable[..., OllamaEmbedder]]:
-    made: list[OllamaEmbedder] = []
-
-    def build(**kwargs: Any) -> OllamaEmbedder:
-        kwargs.setdefault("base_url", server.base_url)
-        embedder = OllamaEmbedder(**kwargs)
-        made.append(embedder)
-        return embedder
-
-    yield build
-    for embedder in made:
-        await embedder.aclose()
+def ollama(
+    server: FakeProvider, embedder_factory: EmbedderFactory
+) -> Callable[..., OllamaEmbedder]:
+    return embedder_factory(OllamaEmbedder, base_url=server.base_url)
 
 
 async def test_ollama_round_trip(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,34 +10,17 @@ import pytest
 from semanticcache import ConfigurationError, EmbedderError, get_embedder
 from semanticcache.embedders.voyage import MAX_BYTES_PER_REQUEST, VoyageEmbedder
 from semanticcache.settings import CacheSettings
+from tests.embedders.conftest import EmbedderFactory
 from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
 
 KEY = "pa-test-loopback-key"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def make(server: FakeProvider) -> AsyncIterator[Callable[..., VoyageEmbedder]]:
-    made: list[VoyageEmbedder] = []
-
-    def build(**kwargs: Any) -> VoyageEmbedder:
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("timeout_seconds", 10.0)
-        embedder = VoyageEmbedder(**kwargs)
-        made.append(embedder)
-        return embedder
-
-    yield build
-    for embedder in made:
-        await embedder.aclose()
+def make(server: FakeProvider, embedder_factory: EmbedderFactory) -> Callable[..., VoyageEmbedder]:
+    return embedder_factory(
+        VoyageEmbedder, api_key=KEY, base_url=server.base_url, timeout_seconds=10.0
+    )
 
 
 async def test_round_trip_through_the_sdk(
