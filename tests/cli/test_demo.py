@@ -193,7 +193,8 @@ def test_demo_live_table_redraws_on_a_terminal(pg_uri: str) -> None:
             break
         chunks.append(chunk)
     os.close(controller)
-    assert process.wait(timeout=120) == 0
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 0, errors
     screen = b"".join(chunks).decode()
     assert "\x1b[" in screen  # cursor movement and colours
     assert re.search(r"\[#{30}\] 5/5  hits \d+  misses \d+", screen)

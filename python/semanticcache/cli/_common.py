@@ -96,14 +96,19 @@ def postgres(
     args: argparse.Namespace,
     settings: CacheSettings,
     environ: Mapping[str, str],
-    out: TextIO,
+    out: TextIO | None,
 ) -> Iterator[Postgres]:
     """The configured Postgres, or the embedded one (reused if running, else started
-    and stopped on exit); one line on ``out`` says which."""
+    and stopped on exit); one line on ``out`` (unless ``None``) says which."""
+
+    def say(line: str) -> None:
+        if out is not None:
+            print(line, file=out, flush=True)
+
     if settings.pg_uri is not None:
         source = "--pg-uri" if getattr(args, "pg_uri", None) else PG_URI_ENV
         shown = mask_connection_string(settings.pg_uri)
-        print(f"postgres: {shown} (from {source})", file=out, flush=True)
+        say(f"postgres: {shown} (from {source})")
         yield Postgres(settings.pg_uri, shown, embedded=False, started_here=False)
         return
     # Imported here: the embedded launcher is development-only, POSIX-only machinery.
@@ -125,12 +130,10 @@ def postgres(
     try:
         verb = "started" if server.started_here else "reusing the running"
         ms = (time.perf_counter() - started) * 1000
-        print(
+        say(
             f"postgres: {verb} embedded development Postgres at {mask_connection_string(uri)} "
             f"(data {server.data_dir}, {ms:.0f} ms; {PG_URI_ENV} is unset, "
-            "never use it in production)",
-            file=out,
-            flush=True,
+            "never use it in production)"
         )
         yield Postgres(
             uri, mask_connection_string(uri), embedded=True, started_here=server.started_here
@@ -139,7 +142,7 @@ def postgres(
         owned = server.started_here
         server.stop()
         if owned:
-            print("postgres: stopped the embedded Postgres", file=out, flush=True)
+            say("postgres: stopped the embedded Postgres")
 
 
 _DURATION: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)

@@ -168,7 +168,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         settings, rejection_threshold=None, pg_ttl_days=None, redis_uri=None
     )
     embedder_name = settings.embedder_type
-    with postgres(args, settings, environ, sys.stderr) as pg:
+    with postgres(args, settings, environ, sys.stdout) as pg:
         bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
         scores, table = asyncio.run(_score(settings, pg.uri, pairs, bar))
     lines, best, curve = _report(embedder_name, table, pairs, scores, args.target_fhr)

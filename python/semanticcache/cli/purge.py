@@ -152,5 +152,5 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``semcache purge``."""
     _check_selectors(args)
     settings = load_settings(args, environ)
-    with postgres(args, settings, environ, sys.stderr) as pg:
+    with postgres(args, settings, environ, sys.stdout) as pg:
         return asyncio.run(_purge(args, settings, pg.uri, pg.shown, sys.stdout, sys.stderr))

@@ -24,7 +24,7 @@ def add_parser(commands: Any) -> None:
         help="rows, hit counts, scopes and sizes of every cache table",
         description="Rows, hit counts (flushed ones), expired rows, per-scope figures and "
         "on-disk size (with indexes) of every cache table (semcache_entries_*) in the "
-        "database. The 'postgres:' line goes to stderr, so --json output is clean.",
+        "database.",
     )
     add_postgres_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -101,10 +101,11 @@ def as_text(rows: list[tuple[str, int, StoreStats]]) -> str:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``semcache stats``."""
     settings = load_settings(args, environ)
-    with postgres(args, settings, environ, sys.stderr) as pg:
+    # With --json, stdout is the document alone: the server is one of its fields.
+    with postgres(args, settings, environ, None if args.json else sys.stdout) as pg:
         rows = asyncio.run(collect(pg.uri, args.table))
     if args.json:
-        print(json.dumps(as_json(rows), indent=2))
+        print(json.dumps({"postgres": pg.shown, **as_json(rows)}, indent=2))
     else:
         sys.stdout.write(as_text(rows))
     return 0
