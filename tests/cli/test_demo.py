@@ -102,6 +102,8 @@ def test_summary_counts_false_hits_and_savings() -> None:
     assert "false hits      1  (#3 got a)" in text
     assert "p50 latency     hit 15 ms, miss 600 ms (40x faster)" in text
     assert "upstream calls  2 of 4: 2 saved (50.0 %), about 0.9 s of LLM time" in text
+    # #4 asked group b again after #3 and still missed: a paraphrase below the threshold.
+    assert "missed          1 paraphrases of earlier questions" in text
 
 
 def _rows(stdout: str) -> list[re.Match[str]]:
@@ -130,8 +132,9 @@ def test_demo_run_matches_its_summary_and_cleans_up(pg_uri: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "threshold 0.965 (recommended for this embedder in docs/BENCHMARKS.md)" in out
-    assert "all-MiniLM-L6-v2-int8 (384 dimensions, offline)" in out
+    assert "threshold: 0.965 (docs/BENCHMARKS.md's recommendation for this embedder)" in out
+    assert "embedder: all-MiniLM-L6-v2-int8 (384 dimensions), runs offline" in out
+    assert re.search(r"cache scope demo-[0-9a-f]{8}", out)
     rows = _rows(out)
     assert [int(m.group(1)) for m in rows] == list(range(1, 41))
     hits = [m for m in rows if m.group(3).startswith("HIT")]
@@ -147,6 +150,22 @@ def test_demo_run_matches_its_summary_and_cleans_up(pg_uri: str) -> None:
     # Every miss went to the stand-in; every hit was a call saved.
     assert _summary_int(out, r"upstream calls\s+(\d+) of 40") == len(misses)
     assert _summary_int(out, r"of 40: (\d+) saved") == len(hits)
+    # Misses of a group asked before: paraphrases that scored below the threshold.
+    group_of = {q: g.id for g in load_groups() for q in g.questions}
+    seen: set[str] = set()
+    missed = 0
+    for m in rows:
+        shown = m.group(2).strip()  # long questions are clipped with "..."
+        clipped = shown.endswith("...")
+        (group,) = {
+            g for q, g in group_of.items() if q == shown or (clipped and q.startswith(shown[:-3]))
+        }
+        missed += m.group(3) == "MISS" and group in seen
+        seen.add(group)
+    if missed:
+        assert _summary_int(out, r"missed\s+(\d+) paraphrases") == missed
+    else:
+        assert "paraphrases of earlier questions" not in out
     # The run's scope is gone afterwards: each miss stored one entry, all removed.
     scope = re.search(r"cache scope (demo-[0-9a-f]{8})", out)
     assert scope is not None
@@ -217,7 +236,7 @@ def test_demo_on_the_embedded_defaults(tmp_path: Path) -> None:
         "postgres: started embedded development Postgres at postgresql://postgres@127.0.0.1:"
         in (done.stdout)
     )
-    assert f"(data {data_dir}," in done.stdout
+    assert f"data {data_dir}, " in done.stdout
     assert len(_rows(done.stdout)) == 6
     assert done.stdout.rstrip().splitlines()[-1] == "postgres: stopped the embedded Postgres"
     assert (data_dir / "pgdata" / "PG_VERSION").is_file()
