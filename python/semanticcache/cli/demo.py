@@ -528,6 +528,10 @@ async def _demo(
             if o.hit
         )
         print("", file=out)
+        interrupted = len(outcomes) < len(stream)
+        if interrupted:
+            # uvicorn took the Ctrl-C (it stops the server): summarise what was sent.
+            print(f"interrupted after {len(outcomes)} of {len(stream)} questions", file=out)
         for line in summary(outcomes, llm.calls, seconds, saved_ms):
             print(line, file=out)
         if args.keep:
@@ -542,7 +546,7 @@ async def _demo(
                 f"\nremoved the run's {removed} cache entries (scope {scope}; --keep keeps them)",
                 file=out,
             )
-    return 0
+    return 130 if interrupted else 0
 
 
 def _imports() -> None:
