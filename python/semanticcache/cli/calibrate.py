@@ -171,8 +171,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     with postgres(args, settings, environ, sys.stdout) as pg:
         bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
         scores, table = asyncio.run(_score(settings, pg.uri, pairs, bar))
-    lines, best, curve = _report(embedder_name, table, pairs, scores, args.target_fhr)
-    print("\n".join(lines))
+        lines, best, curve = _report(embedder_name, table, pairs, scores, args.target_fhr)
+        print("\n".join(lines), flush=True)
     if args.plot is not None:
         plot_rates(
             [(embedder_name, curve)],
@@ -180,5 +180,5 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             max_rate=args.target_fhr,
             chosen=best.threshold,
         )
-        print(f"plot: {args.plot}", file=sys.stderr)
+        print(f"plot: {args.plot}")
     return 0

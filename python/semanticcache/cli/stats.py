@@ -104,8 +104,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # With --json, stdout is the document alone: the server is one of its fields.
     with postgres(args, settings, environ, None if args.json else sys.stdout) as pg:
         rows = asyncio.run(collect(pg.uri, args.table))
-    if args.json:
-        print(json.dumps({"postgres": pg.shown, **as_json(rows)}, indent=2))
-    else:
-        sys.stdout.write(as_text(rows))
+        if args.json:
+            print(json.dumps({"postgres": pg.shown, **as_json(rows)}, indent=2))
+        else:
+            sys.stdout.write(as_text(rows))
     return 0
