@@ -236,7 +236,7 @@ def test_demo_on_the_embedded_defaults(tmp_path: Path) -> None:
         "postgres: started embedded development Postgres at postgresql://postgres@127.0.0.1:"
         in (done.stdout)
     )
-    assert f"data {data_dir}, " in done.stdout
+    assert f"data {data_dir} (" in done.stdout
     assert len(_rows(done.stdout)) == 6
     assert done.stdout.rstrip().splitlines()[-1] == "postgres: stopped the embedded Postgres"
     assert (data_dir / "pgdata" / "PG_VERSION").is_file()

@@ -131,7 +131,7 @@ def postgres(
         verb = "started" if server.started_here else "reusing the running"
         ms = (time.perf_counter() - started) * 1000
         say(f"postgres: {verb} embedded development Postgres at {mask_connection_string(uri)}")
-        say(f"          data {server.data_dir}, {ms:.0f} ms; development only ({PG_URI_ENV} unset)")
+        say(f"          data {server.data_dir} ({ms:.0f} ms); for development only")
         yield Postgres(
             uri, mask_connection_string(uri), embedded=True, started_here=server.started_here
         )
