@@ -66,6 +66,10 @@ PATH: Final = "/v1/chat/completions"
 _ID_PREFIX: Final = "chatcmpl-demo-"
 _WINDOW: Final = 14  # rows of the live table kept on screen
 _TEXT_WIDTH: Final = 50
+# Characters of a row besides the request text: number, outcome, similarity, latency.
+_FIXED_WIDTH: Final = 44
+# Narrower terminals get plain lines: a wrapped row would break the in-place redraw.
+MIN_LIVE_COLUMNS: Final = 70
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,21 +308,29 @@ class _Table:
         self._rows: list[str] = []
         self._drawn = 0
         self._started = time.perf_counter()
-        height = shutil.get_terminal_size((100, 40)).lines
-        self._window = max(3, min(_WINDOW, height - 14))
+        size = shutil.get_terminal_size((100, 40))
+        self._window = max(3, min(_WINDOW, size.lines - 14))
+        # Live rows must fit on one terminal line (the redraw counts lines); plain lines
+        # keep the full width.
+        self._columns = size.columns - 1 if live else None
 
-    @staticmethod
-    def header() -> str:
-        return (
-            f"{'#':>4}  {'request':<{_TEXT_WIDTH}}  {'cache':<13}  {'similarity':>10}  "
-            f"{'latency':>9}"
-        )
+    def _text_width(self, suffix: str) -> int:
+        if self._columns is None:
+            return _TEXT_WIDTH
+        return max(12, min(_TEXT_WIDTH, self._columns - _FIXED_WIDTH - len(suffix)))
+
+    def header(self) -> str:
+        """The column titles."""
+        width = self._text_width("")
+        return f"{'#':>4}  {'request':<{width}}  {'cache':<13}  {'similarity':>10}  {'latency':>9}"
 
     def start(self) -> None:
+        """Print the column titles (live mode draws them with each redraw)."""
         if not self._live:
             print(self.header(), file=self._out, flush=True)
 
     def add(self, outcome: Outcome, hits: int) -> None:
+        """Show one more outcome (``hits`` so far, for the progress line)."""
         c = self._colour
         if outcome.hit:
             cache = c(f"HIT {outcome.match or ''}".ljust(13), "32")
@@ -327,12 +339,15 @@ class _Table:
         else:
             cache = c(outcome.cache.ljust(13), "31")
         similarity = f"{outcome.similarity:.4f}" if outcome.similarity is not None else "-"
+        suffix = f"  FALSE HIT (answer for {outcome.served_group})" if outcome.false_hit else ""
+        if self._columns is not None:
+            suffix = suffix[: max(0, self._columns - _FIXED_WIDTH - 12)]
+        width = self._text_width(suffix)
+        flag = c(suffix, "1;31") if suffix else ""
         row = (
-            f"{outcome.index:>4}  {_clip(outcome.question.text, _TEXT_WIDTH):<{_TEXT_WIDTH}}  "
-            f"{cache}  {similarity:>10}  {outcome.latency_ms:>6.0f} ms"
+            f"{outcome.index:>4}  {_clip(outcome.question.text, width):<{width}}  "
+            f"{cache}  {similarity:>10}  {outcome.latency_ms:>6.0f} ms{flag}"
         )
-        if outcome.false_hit:
-            row += c(f"  FALSE HIT (answer for {outcome.served_group})", "1;31")
         if not self._live:
             print(row, file=self._out, flush=True)
             return
@@ -489,7 +504,11 @@ async def _demo(
         return scope
 
     middleware = SemanticCacheMiddleware(llm.app, cache=cache, extract_scope=run_scope)
-    live = out.isatty() and not args.no_live
+    live = (
+        out.isatty()
+        and not args.no_live
+        and shutil.get_terminal_size((100, 40)).columns >= MIN_LIVE_COLUMNS
+    )
     async with cache:
         print(
             f"embedder: {cache.embedder.model_id} ({cache.embedder.dimension} dimensions), "
