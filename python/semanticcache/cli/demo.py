@@ -412,13 +412,13 @@ def summary(
     seen: set[str] = set()
     missed = 0
     for o in outcomes:
-        if not o.hit and o.question.group in seen:
+        if o.cache == "MISS" and o.question.group in seen:
             missed += 1
         seen.add(o.question.group)
     if missed:
         lines.append(
-            f"  missed          {missed} paraphrases of earlier questions scored below the "
-            "threshold"
+            f"  missed          {missed} paraphrase{'s' if missed != 1 else ''} of earlier "
+            "questions scored below the threshold"
         )
     saved = n - upstream_calls
     lines.append(
@@ -460,14 +460,23 @@ async def _serving(app: Any) -> AsyncIterator[tuple[str, uvicorn.Server]]:
 async def _send(
     client: httpx.AsyncClient, middleware: SemanticCacheMiddleware, index: int, q: Question
 ) -> Outcome:
+    import httpx
+
     started = time.perf_counter()
-    response = await client.post(
-        PATH, json={"model": MODEL, "messages": [{"role": "user", "content": q.text}]}
-    )
+    try:
+        response = await client.post(
+            PATH, json={"model": MODEL, "messages": [{"role": "user", "content": q.text}]}
+        )
+    except httpx.HTTPError as exc:
+        raise SemanticCacheError(f"demo request {index} failed: {exc!r}") from exc
     latency = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
         raise SemanticCacheError(f"the demo endpoint answered HTTP {response.status_code}")
-    served = str(response.json().get("id", "")).removeprefix(_ID_PREFIX)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise SemanticCacheError(f"demo request {index}: the answer is not JSON") from exc
+    served = str(body.get("id", "") if isinstance(body, dict) else "").removeprefix(_ID_PREFIX)
     similarity = response.headers.get("x-cache-similarity")
     # Stores run after the response: let this one finish before the next question, as
     # it would have in traffic with any gap between requests.
