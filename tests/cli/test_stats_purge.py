@@ -183,3 +183,30 @@ def test_purge_unknown_table_is_one_line(seeded: str) -> None:
     done = semcache("purge", "--expired", "--table", "semcache_entries_nope_3", "--pg-uri", seeded)
     line = assert_one_error_line(done, 1)
     assert "no cache table named 'semcache_entries_nope_3'" in line
+
+
+def test_purge_deletes_the_redis_blobs_too(seeded: str, redis_url: str) -> None:
+    import asyncio
+
+    import redis
+
+    async def put() -> str:
+        async with SemanticCache(
+            pg_uri=seeded, redis_uri=redis_url, embedder=HashingEmbedder(32), threshold=0.9
+        ) as cache:
+            await cache.put(CacheKey("cached in redis", scope="r"), b"{}", raise_errors=True)
+            await cache.put(CacheKey("kept in redis", scope="other"), b"{}", raise_errors=True)
+            return cache.table
+
+    table = asyncio.run(put())
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert len(client.keys(f"semcache:{table}:*")) == 2
+        done = semcache(
+            "purge", "--scope", "r", "--pg-uri", seeded, env={"SEMANTIC_CACHE_REDIS_URI": redis_url}
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{table}: deleted 1" in done.stdout
+        assert len(client.keys(f"semcache:{table}:*")) == 1
+    finally:
+        client.close()
