@@ -11,17 +11,13 @@ import math
 
 import pytest
 
-from benches.quality.run import (
-    DEFAULT_DATA,
+from benches.quality.run import DEFAULT_DATA, evaluate, markdown, run, stage2_agrees
+from semanticcache.calibration import (
     MISS,
     Pair,
-    evaluate,
     load_pairs,
-    markdown,
     rates,
     roc_auc,
-    run,
-    stage2_agrees,
     threshold_for_false_hit_rate,
 )
 from semanticcache.embedders.local import LocalEmbedder

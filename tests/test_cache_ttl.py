@@ -180,3 +180,25 @@ async def test_close_flushes_pending_hits(pg_uri: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
         cur = await conn.execute(f"SELECT hit_count FROM {c.table} WHERE id = %s", (entry_id,))
         assert await cur.fetchone() == (2,)
+
+
+async def test_purge_older_than(pg_uri: str) -> None:
+    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(dimension=20)) as c:
+        ids = [await c.put(CacheKey(f"aged {i}", scope=f"s{i % 2}"), b"r") for i in range(6)]
+        async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+            await conn.execute(
+                f"UPDATE {c.table} SET created_at = now() - interval '3 days' WHERE id = ANY(%s)",
+                (ids[:4],),
+            )
+        with pytest.raises(ConfigurationError, match="older_than"):
+            await c.purge(older_than=-1)
+        with pytest.raises(ConfigurationError, match="all=True"):
+            await c.purge(all=True, older_than=60)
+        assert await c.purge(older_than=4 * 86400) == 0
+        # Combined with a scope: only the aged rows of s0 (ids 0 and 2).
+        assert await c.purge(older_than=2 * 86400, scope="s0") == 2
+        assert await c.purge(older_than=2 * 86400) == 2
+        # A replaced entry is young again: age counts from the last put.
+        assert await c.put(CacheKey("aged 5", scope="s1"), b"new") == ids[5]
+        assert await c.purge(older_than=3600) == 0
+        assert (await c.stats()).rows == 2

@@ -1,11 +1,9 @@
 """Answer-quality benchmark: labelled question pairs through the real ``SemanticCache``.
 
-For each pair (``a``, ``b``, ``same_answer``) of a JSONL file, ``a`` is stored in a cache
-partition of its own (an empty cache as far as ``b`` can see) and ``b`` is looked up
-there, through ``SemanticCache.put`` / ``get`` on Postgres + pgvector. The cache runs with
-a threshold near zero, so every lookup reports the similarity pgvector computed; a hit at
-threshold ``t`` is then ``similarity >= t``, exactly the cache's own rule. Reported per
-embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs, the
+The scoring and the metrics live in :mod:`semanticcache.calibration` (shared with
+``semcache calibrate``): each pair's ``a`` is stored in a partition of its own and its
+``b`` looked up there, through the real ``SemanticCache`` on Postgres + pgvector. Reported
+per embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs, the
 false-hit rate on the others and the precision of hits; plus the lowest threshold whose
 false-hit rate is at most 1 %.
 
@@ -37,142 +35,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
+from semanticcache.calibration import (
+    MAX_FALSE_HIT_RATE,
+    MISS,
+    NEAR_ZERO,
+    THRESHOLDS,
+    Pair,
+    Row,
+    load_pairs,
+    plot_rates,
+    rates,
+    roc_auc,
+    score_pairs,
+    threshold_for_false_hit_rate,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata"
 DEFAULT_DATA = DEFAULT_DATA / "qqp_gptcache" / "dev.jsonl"
-THRESHOLDS = [round(0.80 + 0.01 * i, 2) for i in range(18)]  # 0.80 .. 0.97
-MAX_FALSE_HIT_RATE = 0.01
-# The cache refuses a threshold of 0; this is below any cosine similarity of interest.
-NEAR_ZERO = 1e-6
-MISS = -1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """One labelled pair."""
-
-    id: str
-    a: str
-    b: str
-    same_answer: bool
-
-
-def load_pairs(path: Path, limit: int | None = None) -> list[Pair]:
-    """The pairs of a JSONL file (fields id, a, b, same_answer), the first ``limit``."""
-    pairs: list[Pair] = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            pairs.append(Pair(str(row["id"]), row["a"], row["b"], bool(row["same_answer"])))
-            if limit is not None and len(pairs) >= limit:
-                break
-    return pairs
-
-
-async def score_pairs(
-    cache: SemanticCache,
-    pairs: Sequence[Pair],
-    *,
-    pg_uri: str | None = None,
-    concurrency: int = 32,
-) -> list[float]:
-    """The similarity the cache reports for each pair's ``b`` after storing its ``a``
-    (``MISS`` when nothing came back, i.e. a negative cosine)."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def store(pair: Pair) -> None:
-        async with gate:
-            await cache.put(pair.a, b"answer to a", partition=pair.id.encode())
-
-    async def look_up(pair: Pair) -> float:
-        async with gate:
-            hit = await cache.get(pair.b, partition=pair.id.encode())
-        return MISS if hit is None else hit.similarity
-
-    await asyncio.gather(*(store(p) for p in pairs))
-    if pg_uri is not None:
-        # Fresh statistics let the planner see that a partition holds one row, so the
-        # lookup reads it by the (partition, digest) btree instead of filtering an HNSW
-        # scan: every lookup then sees its pair's `a`, whatever the index would return.
-        async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
-            await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cache.table)))
-    return list(await asyncio.gather(*(look_up(p) for p in pairs)))
-
-
-# --- metrics ----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Row:
-    """Outcome at one threshold."""
-
-    threshold: float
-    hit_rate: float
-    false_hit_rate: float
-    precision: float
-
-
-def rates(
-    scores: Sequence[float], labels: Sequence[bool], threshold: float, keep: Sequence[bool]
-) -> Row:
-    """Hit rate on positives, false-hit rate on negatives and precision of hits when a hit
-    is ``score >= threshold`` and ``keep`` (the stage-2 verdict) is true."""
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    tp = sum(1 for s, y, k in zip(scores, labels, keep, strict=True) if y and k and s >= threshold)
-    fp = sum(
-        1 for s, y, k in zip(scores, labels, keep, strict=True) if not y and k and s >= threshold
-    )
-    return Row(
-        threshold=threshold,
-        hit_rate=tp / positives if positives else 0.0,
-        false_hit_rate=fp / negatives if negatives else 0.0,
-        precision=tp / (tp + fp) if tp + fp else 1.0,
-    )
-
-
-def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Probability that a random positive scores above a random negative (ties: half)."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # average rank of a tie group, 1-based
-        i = j + 1
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    if not positives or not negatives:
-        return math.nan
-    rank_sum = math.fsum(r for r, y in zip(ranks, labels, strict=True) if y)
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-def threshold_for_false_hit_rate(
-    scores: Sequence[float],
-    labels: Sequence[bool],
-    keep: Sequence[bool],
-    max_rate: float = MAX_FALSE_HIT_RATE,
-) -> Row:
-    """The lowest threshold (to 0.001) whose false-hit rate is at most ``max_rate``."""
-    low, high = 0, 1000
-    # The false-hit rate only falls as the threshold rises: binary search on the grid.
-    while low < high:
-        mid = (low + high) // 2
-        if rates(scores, labels, mid / 1000, keep).false_hit_rate <= max_rate:
-            high = mid
-        else:
-            low = mid + 1
-    return rates(scores, labels, low / 1000, keep)
 
 
 # --- stage 2: a cheap check before a hit is served ------------------------------------------
@@ -359,32 +239,7 @@ def markdown(results: Sequence[Result], data: str) -> str:
 
 def plot(results: Sequence[Result], path: Path) -> None:
     """Hit rate and false-hit rate against the threshold, one colour per embedder."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for index, r in enumerate(results):
-        colour = f"C{index}"
-        xs = [row.threshold for row in r.rows]
-        ax.plot(xs, [100 * row.hit_rate for row in r.rows], color=colour, label=f"{r.name}: hits")
-        ax.plot(
-            xs,
-            [100 * row.false_hit_rate for row in r.rows],
-            color=colour,
-            linestyle="--",
-            label=f"{r.name}: false hits",
-        )
-    ax.axhline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
-    ax.set_xlabel("similarity threshold")
-    ax.set_ylabel("% of same-answer pairs hit (solid) / other pairs hit (dashed)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plot_rates([(r.name, r.rows) for r in results], path, max_rate=MAX_FALSE_HIT_RATE)
 
 
 def _as_json(results: Sequence[Result]) -> list[dict[str, Any]]:

@@ -563,14 +563,16 @@ class SemanticCache:
         scope: str | None = None,
         partition: bytes | None = None,
         expired: bool = False,
+        older_than: float | None = None,
         all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
     ) -> int:
         """Delete entries and return how many.
 
         Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
-        (a partition digest), ``expired=True`` (rows past their TTL). ``all=True`` empties
-        this embedder's table and takes no other selector. At least one selector is
-        required, so a bare ``purge()`` never deletes everything by accident.
+        (a partition digest), ``expired=True`` (rows past their TTL), ``older_than=``
+        (seconds since the entry was stored or last replaced). ``all=True`` empties this
+        embedder's table and takes no other selector. At least one selector is required,
+        so a bare ``purge()`` never deletes everything by accident.
         """
         if scope is not None and not isinstance(scope, str):
             raise ConfigurationError("scope must be a str")
@@ -582,6 +584,7 @@ class SemanticCache:
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
             expired=expired,
+            older_than=older_than,
             all=all,
             keys=keys,
         )

@@ -26,11 +26,13 @@ from psycopg_pool import AsyncConnectionPool
 from semanticcache.errors import ConfigurationError, StorageError
 
 __all__ = [
+    "CacheTable",
     "PgVectorStore",
     "ScopeStats",
     "StoreStats",
     "StoredEntry",
     "connection_options",
+    "find_cache_tables",
     "table_name_for",
 ]
 
@@ -146,7 +148,13 @@ class PgVectorStore:
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
         ef_search: int | None = None,
+        table: str | None = None,
     ) -> None:
+        if table is not None and not _is_cache_table_name(table):
+            raise ConfigurationError(
+                f"table must be a cache table name ({_TABLE_PREFIX}<model>_<dimension>, "
+                f"at most {_MAX_IDENTIFIER} bytes), not {table!r}"
+            )
         if not 1 <= dimension <= _MAX_PGVECTOR_HNSW_DIM:
             raise ConfigurationError(
                 f"embedding dimension must be in 1..{_MAX_PGVECTOR_HNSW_DIM} "
@@ -166,13 +174,20 @@ class PgVectorStore:
         self._m = hnsw_m
         self._ef_construction = hnsw_ef_construction
         self._ef_search = ef_search
-        self.table = table_name_for(model_id, dimension)
+        # An explicit table serves tools that work on every cache table of a database
+        # (``semcache stats`` / ``purge``), found by :func:`find_cache_tables`.
+        self.table = table if table is not None else table_name_for(model_id, dimension)
         """The table name (``semcache_entries_<slug>_<dim>``)."""
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
         self._exact_query = self._build_exact_query()
         self._search_query = self._build_search_query()
         self._search_top1_query = self._build_search_top1_query()
+
+    @property
+    def dimension(self) -> int:
+        """The dimension of the table's vectors."""
+        return self._dimension
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -421,13 +436,16 @@ class PgVectorStore:
         scope: str | None = None,
         partition: bytes | None = None,
         expired: bool = False,
+        older_than: float | None = None,
         all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
         keys: list[tuple[bytes, bytes]] | None = None,
     ) -> int:
         """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
         (when given) receives each deleted row's (partition, text digest)."""
+        if older_than is not None and not (math.isfinite(older_than) and older_than >= 0):
+            raise ConfigurationError(f"older_than must be >= 0 seconds, not {older_than!r}")
         if all:
-            if scope is not None or partition is not None or expired:
+            if scope is not None or partition is not None or expired or older_than is not None:
                 raise ConfigurationError("purge(all=True) takes no other selector")
             return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), (), keys)
         conditions: list[sql.Composable] = []
@@ -440,9 +458,13 @@ class PgVectorStore:
             params.append(partition)
         if expired:
             conditions.append(sql.SQL("expires_at <= now()"))
+        if older_than is not None:
+            # created_at is reset when an entry is replaced: age counts from the last put.
+            conditions.append(sql.SQL("created_at < now() - make_interval(secs => %s)"))
+            params.append(older_than)
         if not conditions:
             raise ConfigurationError(
-                "purge needs a selector: scope=, partition=, expired=True or all=True"
+                "purge needs a selector: scope=, partition=, expired=True, older_than= or all=True"
             )
         query = sql.SQL("DELETE FROM {t} WHERE {c}").format(
             t=self._t, c=sql.SQL(" AND ").join(conditions)
@@ -588,6 +610,61 @@ class PgVectorStore:
             return BinaryVector.pack(values)
         except OverflowError as exc:
             raise ConfigurationError("embedding holds a value beyond float32 range") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTable:
+    """A cache table found in a database by :func:`find_cache_tables`."""
+
+    name: str
+    """Table name (``semcache_entries_<slug>_<dim>``)."""
+    dimension: int
+    """Dimension of its ``embedding vector(n)`` column."""
+
+
+def _is_cache_table_name(name: str) -> bool:
+    return (
+        isinstance(name, str)
+        and name.startswith(_TABLE_PREFIX)
+        and len(name.encode()) <= _MAX_IDENTIFIER
+        and re.fullmatch(r"[a-z0-9_]+_[0-9]+", name) is not None
+    )
+
+
+async def find_cache_tables(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[CacheTable]:
+    """The cache tables :class:`PgVectorStore` made in the schemas on the search path.
+
+    The naming rule (``semcache_entries_<slug>_<dim>``) and the columns every store
+    table has (``partition``, ``text_digest``, ``embedding vector(n)``) identify them;
+    pgvector keeps the dimension in the column's type modifier.
+    """
+    query = """
+        SELECT c.relname, e.atttypmod
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute e ON e.attrelid = c.oid AND e.attname = 'embedding'
+        JOIN pg_type t ON t.oid = e.atttypid AND t.typname = 'vector'
+        WHERE c.relkind IN ('r', 'p')
+          AND n.nspname = ANY (current_schemas(false))
+          AND c.relname LIKE %s
+          AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                      AND a.attname = 'partition' AND NOT a.attisdropped)
+          AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                      AND a.attname = 'text_digest' AND NOT a.attisdropped)
+        ORDER BY c.relname
+    """
+    # LIKE treats "_" as a wildcard: escape the prefix's underscores.
+    pattern = _TABLE_PREFIX.replace("_", r"\_") + "%"
+    try:
+        cur = await conn.execute(query, (pattern,))
+        rows = await cur.fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"could not list the cache tables: {exc}") from exc
+    return [
+        CacheTable(str(name), int(str(typmod)))
+        for name, typmod in rows
+        if _is_cache_table_name(str(name)) and 1 <= int(str(typmod)) <= _MAX_PGVECTOR_HNSW_DIM
+    ]
 
 
 def connection_options(ef_search: int | None) -> str:

@@ -1,0 +1,82 @@
+"""Bad arguments and unreachable servers: one line on stderr, exit 2 (usage) or 1."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import PG_URI_ENV, assert_one_error_line, semcache
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((), "the following arguments are required: COMMAND"),
+        (("nonsense",), "invalid choice: 'nonsense'"),
+        (("stats", "--bogus"), "unrecognized arguments: --bogus"),
+        (("stats", "--pg-uri", "not a uri"), "--pg-uri is not a Postgres connection string"),
+        (("purge",), "say what to delete: --scope, --older-than, --expired or --all"),
+        (("purge", "--all", "--scope", "x"), "--all takes no other selector"),
+        (("purge", "--older-than", "7x"), "not a duration: '7x'"),
+        (("demo", "--count", "0"), "--count must be in 1..10000"),
+        (("demo", "--latency-ms", "fast"), "not a latency: 'fast'"),
+        (("demo", "--threshold", "1.5"), "--threshold must be in (0, 1]"),
+        (("calibrate",), "the following arguments are required: --pairs"),
+        (("calibrate", "--pairs", "/nonexistent/pairs.jsonl"), "--pairs: no such file"),
+        (("calibrate", "--pairs", "x", "--target-fhr", "2"), "--target-fhr must be in [0, 1)"),
+        (("serve",), "no upstream to forward to: pass --upstream URL or set"),
+        (("serve", "--upstream", "ftp://example.org"), "must be an http:// or https:// URL"),
+        (("serve", "--upstream", "http://127.0.0.1:9", "--port", "70000"), "not a TCP port"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...], needle: str) -> None:
+    line = assert_one_error_line(semcache(*args), 2)
+    assert line.startswith("semcache")
+    assert needle in line
+
+
+@pytest.mark.parametrize("command", ["stats", "purge --expired", "demo --count 1"])
+def test_unreachable_postgres_is_one_line_exit_1(command: str) -> None:
+    uri = f"postgresql://u:secret@127.0.0.1:{_closed_port()}/x"
+    done = semcache(*command.split(), "--pg-uri", uri)
+    line = assert_one_error_line(done, 1)
+    assert line.startswith(f"semcache {command.split()[0]}: error: could not connect to Postgres")
+    assert "secret" not in done.stderr + done.stdout
+    # Which server it tried is said first, password masked.
+    assert "postgresql://u:***@127.0.0.1:" in done.stdout + done.stderr
+
+
+def test_invalid_uri_in_the_environment_is_exit_1() -> None:
+    done = semcache("stats", env={PG_URI_ENV: "not a uri"})
+    line = assert_one_error_line(done, 1)
+    assert "SEMANTIC_CACHE_PG_URI is not a Postgres connection string" in line
+
+
+def test_malformed_pairs_file_names_the_line(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"a": "x", "b": "y", "same_answer": true}\n\n{"a": "x", "b": 3}\n')
+    done = semcache("calibrate", "--pairs", str(pairs), "--pg-uri", "postgresql://u@127.0.0.1/x")
+    line = assert_one_error_line(done, 1)
+    assert f"{pairs}:3: 'a' and 'b' must be non-empty strings" in line
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "semcache"
+    import subprocess
+
+    done = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0
+    for command in ("demo", "serve", "stats", "purge", "calibrate"):
+        assert command in done.stdout
