@@ -274,3 +274,14 @@ async def test_client_disconnect_cancels_the_upstream_request(
         await writer.wait_closed()
         await asyncio.wait_for(upstream.cancelled.wait(), 30)
     assert upstream.calls[path] == 1
+
+
+async def test_head_gets_the_headers_and_no_body(proxy: FastAPI, upstream: Upstream) -> None:
+    async with serve(proxy) as base, httpx.AsyncClient(base_url=base) as http:
+        head = await http.head("/echo")
+    assert head.status_code == 200
+    assert head.content == b""
+    # The length of the body a GET would have had, as the upstream said.
+    expected = json.dumps({"path": "/echo", "method": "HEAD"}).encode()
+    assert head.headers["content-length"] == str(len(expected))
+    assert upstream.calls["/echo"] == 1
