@@ -150,9 +150,11 @@ class Upstream:
             await request.read()
             return await self._forever(request)
         if path == "/cut":
-            # Promises 1000 bytes, sends 10, closes: a broken upstream.
+            # A chunked body cut after 10 bytes by a closed connection: a broken
+            # upstream (chunked, so only the missing last chunk tells it is cut).
             await request.read()
-            cut = web.StreamResponse(headers={"Content-Length": "1000"})
+            cut = web.StreamResponse()
+            cut.enable_chunked_encoding()
             cut.content_type = "application/json"
             await cut.prepare(request)
             await cut.write(b'{"n": 1234')
