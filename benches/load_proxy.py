@@ -7,7 +7,9 @@ proxy, an exact cache hit every time: the upstream is not called) and ``proxy-se
 (a paraphrase: a semantic hit every time). Each at the given concurrencies, each run
 ``--runs`` times; the table reports medians of requests per second and of p50 / p99
 latency. With two cores or more the proxy is pinned to core 0, the upstream, this load
-generator and the embedded Postgres to core 1 (``taskset``).
+generator and the embedded Postgres to core 1 (``taskset``); the ``direct`` scenarios
+call a second upstream instance pinned to core 0, so the server measured always runs
+on core 0. The rounds interleave the scenarios.
 
 The load generator is load_middleware's: a minimal HTTP/1.1 keep-alive client on raw
 asyncio streams, one connection per concurrent client.
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,25 +95,22 @@ def constant(payload: bytes) -> Callable[[], bytes]:
     return make
 
 
-def measure(
-    port: int, make: Callable[[], bytes], level: int, seconds: float, runs: int
-) -> tuple[float, float, float, float]:
-    """Medians over ``runs`` of req/s, p50 ms, p99 ms; and the smallest share of
-    answers that were hits (``X-Cache: HIT``)."""
-    asyncio.run(run_load(port, make, level, 0.5))  # warm-up: connections, first lookups
-    rps: list[float] = []
-    p50: list[float] = []
-    p99: list[float] = []
-    hits: list[float] = []
-    for _ in range(runs):
+@dataclass
+class Cell:
+    """One (scenario, concurrency) cell: a run's figures appended per round."""
+
+    rps: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    hits: list[float] = field(default_factory=list)
+
+    def add(self, port: int, make: Callable[[], bytes], level: int, seconds: float) -> None:
         rate, latencies, seen = asyncio.run(run_load(port, make, level, seconds))
         latencies.sort()
-        rps.append(rate)
-        p50.append(percentile(latencies, 0.50) * 1000)
-        p99.append(percentile(latencies, 0.99) * 1000)
-        hits.append(seen[b"HIT"] / max(1, len(latencies)))
-    med = statistics.median
-    return med(rps), med(p50), med(p99), min(hits)
+        self.rps.append(rate)
+        self.p50.append(percentile(latencies, 0.50) * 1000)
+        self.p99.append(percentile(latencies, 0.99) * 1000)
+        self.hits.append(seen[b"HIT"] / max(1, len(latencies)))
 
 
 def main() -> None:
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=SCENARIOS)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    scenarios = args.scenarios.split(",")
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})  # this process and the Postgres it starts: core 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,31 +132,41 @@ def main() -> None:
         try:
             uri = pg.create_database("load")
             asyncio.run(seed(uri, args.rows))
-            up, up_port = start("upstream", {}, core=1)
-            procs.append(up)
-            px, px_port = start(
-                "app", {"LOAD_PG_URI": uri, "LOAD_UPSTREAM": f"http://127.0.0.1:{up_port}"}, 0
-            )
-            procs.append(px)
-            print("| scenario | concurrency | req/s | p50 ms | p99 ms | X-Cache: HIT |")
-            print("|---|---|---|---|---|---|")
-            for scenario in args.scenarios.split(","):
-                port = up_port if scenario.startswith("direct") else px_port
-                payloads = {
+            # The server measured is on core 0 in every scenario: the upstream clients
+            # call directly, or the proxy (whose own upstream is a second instance
+            # on core 1, next to the load generator and Postgres).
+            direct, direct_port = start("upstream", {}, core=0)
+            behind, behind_port = start("upstream", {}, core=1)
+            upstream = f"http://127.0.0.1:{behind_port}"
+            proxy, proxy_port = start("app", {"LOAD_PG_URI": uri, "LOAD_UPSTREAM": upstream}, 0)
+            procs += [direct, behind, proxy]
+            makers: dict[str, tuple[int, Callable[[], bytes]]] = {}
+            for scenario in scenarios:
+                port = direct_port if scenario.startswith("direct") else proxy_port
+                payload = {
                     "direct": get_request(port),
                     "proxy-get": get_request(port),
                     "direct-post": request(port, body(STORED)),
                     "proxy-hit": request(port, body(STORED)),
                     "proxy-semantic": request(port, body(PARAPHRASE)),
-                }
-                payload = payloads[scenario]
-                for level in levels:
-                    rps, p50, p99, hit = measure(
-                        port, constant(payload), level, args.seconds, args.runs
-                    )
+                }[scenario]
+                makers[scenario] = (port, constant(payload))
+            print("| scenario | concurrency | req/s | p50 ms | p99 ms | X-Cache: HIT |")
+            print("|---|---|---|---|---|---|")
+            for level in levels:
+                cells = {scenario: Cell() for scenario in scenarios}
+                for port, make in makers.values():
+                    asyncio.run(run_load(port, make, level, 0.5))  # warm-up
+                # Rounds interleave the scenarios, so the other load on the machine
+                # weighs on all of them alike; the medians are per scenario.
+                for _ in range(args.runs):
+                    for scenario, (port, make) in makers.items():
+                        cells[scenario].add(port, make, level, args.seconds)
+                med = statistics.median
+                for scenario, cell in cells.items():
                     print(
-                        f"| {scenario} | {level} | {rps:,.0f} | {p50:.2f} | {p99:.2f} "
-                        f"| {hit:.0%} |",
+                        f"| {scenario} | {level} | {med(cell.rps):,.0f} | {med(cell.p50):.2f} "
+                        f"| {med(cell.p99):.2f} | {min(cell.hits):.0%} |",
                         flush=True,
                     )
         finally:
