@@ -142,10 +142,6 @@ def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
     }
 
 
-class _ClientGone(Exception):
-    """The client disconnected while its request body was being read."""
-
-
 class _Upstream(Exception):
     """The upstream failed before its response head: answered with ``status``."""
 
@@ -342,7 +338,7 @@ class _Exchange:
                 if not task.done():
                     task.cancel()
             for task in (pump, work):
-                with contextlib.suppress(asyncio.CancelledError, _ClientGone):
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
 
     async def _pump(self, has_body: bool) -> None:
@@ -351,7 +347,7 @@ class _Exchange:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                await self._end_body()
+                self._end_body()
                 return
             chunk: bytes = message.get("body", b"")
             if chunk and has_body:
@@ -362,7 +358,7 @@ class _Exchange:
         while (await self.receive())["type"] != "http.disconnect":
             pass
 
-    async def _end_body(self) -> None:
+    def _end_body(self) -> None:
         # Wake the body iterator if it waits (it then fails the upload).
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
