@@ -285,3 +285,22 @@ async def test_head_gets_the_headers_and_no_body(proxy: FastAPI, upstream: Upstr
     expected = json.dumps({"path": "/echo", "method": "HEAD"}).encode()
     assert head.headers["content-length"] == str(len(expected))
     assert upstream.calls["/echo"] == 1
+
+
+async def test_client_disconnect_mid_upload_cancels_the_upstream_request(
+    proxy: FastAPI, upstream: Upstream
+) -> None:
+    async with serve(proxy) as base:
+        port = int(base.rsplit(":", 1)[1])
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"PUT /upload HTTP/1.1\r\nhost: proxy\r\ncontent-length: {BIG}\r\n\r\n".encode()
+        )
+        for piece in stream_of(1024 * 1024):
+            writer.write(piece)
+        await writer.drain()
+        await asyncio.wait_for(upstream.upload_started.wait(), 30)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(upstream.cancelled.wait(), 30)
+    assert upstream.upload_size == 0  # the upstream never saw a complete upload
