@@ -5,6 +5,8 @@ The public API is what ``__all__`` lists; everything else is private.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from semanticcache import _native
 from semanticcache.cache import CacheHit, CacheLookup, CacheStats, SemanticCache
 from semanticcache.embedders import BaseEmbedder, HashingEmbedder, get_embedder
@@ -20,6 +22,9 @@ from semanticcache.errors import (
 )
 from semanticcache.key import CacheKey
 from semanticcache.middleware import SemanticCacheMiddleware
+
+if TYPE_CHECKING:
+    from semanticcache.proxy import create_semantic_cache_proxy_app
 
 __version__: str = _native.__version__
 
@@ -41,5 +46,16 @@ __all__ = [
     "StorageError",
     "StreamFormatError",
     "__version__",
+    "create_semantic_cache_proxy_app",
     "get_embedder",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The proxy needs FastAPI and aiohttp (the ``proxy`` extra): imported on first use
+    # only, so ``import semanticcache`` never pulls them in.
+    if name == "create_semantic_cache_proxy_app":
+        from semanticcache.proxy import create_semantic_cache_proxy_app
+
+        return create_semantic_cache_proxy_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ from semanticcache.middleware.record import StoredResponse, decode_record, encod
 from semanticcache.middleware.singleflight import Lease, SingleFlight
 from semanticcache.settings import CacheSettings, HitResponseMode, ResponseMode
 
-__all__ = ["ResponseValidator", "SemanticCacheMiddleware"]
+__all__ = ["STORABLE_EXTENSION", "ResponseValidator", "SemanticCacheMiddleware"]
 
 _log = logging.getLogger("semanticcache.middleware")
 
@@ -38,6 +38,12 @@ ResponseValidator = Callable[[int, Sequence[tuple[bytes, bytes]], bytes], "bool 
 be stored (sync or async)."""
 
 XCache = Literal["HIT", "MISS", "BYPASS", "ERROR"]
+
+STORABLE_EXTENSION: Final = "semanticcache.storable"
+"""Key the middleware adds to ``scope["extensions"]`` (value ``{}``) when it calls the app
+for a response it may store. Stored responses must be identity-encoded (one with a
+``Content-Encoding`` is never stored), so an app that can choose, such as the proxy's
+forwarder, answers those requests uncompressed."""
 
 # RFC 9110 7.6.1 hop-by-hop fields, plus what a replay must never carry: cookies and
 # credentials (they belong to the first client), the length (recomputed), and our own.
@@ -569,9 +575,10 @@ class _Flow:
         mw = self.mw
         responder = _Responder(self, outcome, tee=mw.response_mode == "tee")
         timeout = mw.settings.upstream_timeout_seconds
+        scope = self.scope if control.no_store else _storable(self.scope)
         try:
             async with asyncio.timeout(timeout):
-                await mw.app(self.scope, self._replay_receive(), responder.send)
+                await mw.app(scope, self._replay_receive(), responder.send)
         except TimeoutError:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
             await responder.timed_out()
@@ -677,8 +684,14 @@ class _Responder:
         if self.tee_buffer is not None or self.forwarding or self.start is None:
             return
         await self._send_start()
+        # An app that returned mid-body leaves the response unfinished here too: the
+        # server then aborts it, and the client never takes a cut body for the whole.
         await self.flow.send(
-            {"type": "http.response.body", "body": b"".join(self.chunks), "more_body": False}
+            {
+                "type": "http.response.body",
+                "body": b"".join(self.chunks),
+                "more_body": not self.complete,
+            }
         )
 
     async def timed_out(self) -> None:
@@ -716,6 +729,11 @@ class _Responder:
         headers: list[tuple[bytes, bytes]] = list(start.get("headers", []))
         if _header_values(headers, b"set-cookie"):
             return None
+        for value in _header_values(headers, b"content-encoding"):
+            # Replays carry the stored bytes as they are: only identity bodies, so a
+            # hit can never be a decoded body with an encoding header (or the reverse).
+            if any(c.strip().lower() not in (b"", b"identity") for c in value.split(b",")):
+                return None
         for value in _header_values(headers, b"cache-control"):
             directives = {d.strip().split(b"=", 1)[0].lower() for d in value.split(b",")}
             if b"no-store" in directives or b"private" in directives:
@@ -759,6 +777,12 @@ def _split_events(body: bytes) -> list[bytes]:
 
 def _age_seconds(hit: CacheHit) -> float:
     return max(0.0, (datetime.now(UTC) - hit.created_at).total_seconds())
+
+
+def _storable(scope: Scope) -> Scope:
+    extensions = dict(scope.get("extensions") or {})
+    extensions[STORABLE_EXTENSION] = {}
+    return {**scope, "extensions": extensions}
 
 
 def _with_headers(message: Message, extra: list[tuple[bytes, bytes]]) -> Message:
