@@ -118,3 +118,62 @@ def test_missing_proxy_names_the_extra(
     assert err.count("\n") == 1
     assert err.startswith("semcache serve: error: semcache serve (the proxy) needs")
     assert 'pip install "fastapi-semcache[proxy]"' in err
+
+
+async def test_serve_end_to_end_through_the_real_proxy(pg_uri: str) -> None:
+    """``semcache serve`` as a subprocess in front of a loopback upstream: a miss goes
+    upstream, the repeat is a hit, the client's X-Forwarded-For is not trusted."""
+    import asyncio
+    import os
+    import signal
+
+    import httpx
+
+    from tests.proxy.conftest import CHAT, chat_body, free_port, run_upstream
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMANTIC_CACHE_")}
+    env["SEMANTIC_CACHE_EMBEDDER_TYPE"] = "hashing"
+    async with run_upstream() as upstream:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "semanticcache",
+            "serve",
+            "--upstream",
+            upstream.url,
+            "--pg-uri",
+            pg_uri,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                async with asyncio.timeout(120):  # start-up bound, not a timing assertion
+                    while True:
+                        try:
+                            await client.get("/ready-probe")
+                            break
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.1)
+                body = chat_body("serve-e2e", "How tall is Mount Everest?")
+                headers = {"x-forwarded-for": "6.6.6.6"}
+                first = await client.post(CHAT, json=body, headers=headers)
+                second = await client.post(CHAT, json=body)
+            assert first.status_code == second.status_code == 200
+            assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+            assert second.json() == first.json()
+            assert upstream.calls[CHAT] == 1
+            forwarded = [v for n, v in upstream.headers[-1] if n.lower() == "x-forwarded-for"]
+            assert forwarded == ["6.6.6.6, 127.0.0.1"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err

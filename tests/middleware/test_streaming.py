@@ -174,3 +174,54 @@ async def test_complete_stream_over_uvicorn_is_stored(
     assert record is not None
     assert record.sse
     assert record.body == first.content
+
+
+async def test_tee_timeout_after_the_headers_leaves_the_response_unfinished(
+    cache: SemanticCache, model: str
+) -> None:
+    """The upstream sent headers and a first event, then hung past the timeout: the
+    response is left unfinished (the server aborts it), never ended as if complete."""
+    import dataclasses
+
+    never = asyncio.Event()
+
+    async def hangs(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        await never.wait()
+
+    settings = dataclasses.replace(cache.settings, upstream_timeout_seconds=0.05)
+    mw = SemanticCacheMiddleware(hangs, cache=cache, settings=settings, response_mode="tee")
+    prompt = "Tell me about a lighthouse keeper who never slept"
+    body = json.dumps(chat_body(model, prompt, stream=True)).encode()
+    sent: list[Message] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        if chunks:
+            return chunks.pop(0)
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await mw(scope, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[-1]["more_body"] is True
+    await mw.drain()
+    async with cache.store.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT count(*) FROM {cache.table} WHERE lookup_text = %s", (prompt,)
+        )
+        assert await cur.fetchone() == (0,)

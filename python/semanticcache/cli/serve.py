@@ -84,7 +84,17 @@ def _run_uvicorn(app: Any, host: str, port: int, log_level: str) -> None:
         import uvicorn
     except ImportError as exc:
         raise missing_extra_error(exc.name, "proxy", "semcache serve") from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # The proxy adds X-Forwarded-* itself: uvicorn must not rewrite the client address
+    # from a client-sent header, nor add a second Server / Date pair to forwarded ones.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
 
 
 def _make_cache(settings: Any, uri: str) -> SemanticCache:

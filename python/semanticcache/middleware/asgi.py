@@ -7,7 +7,6 @@ middleware (one middleware instance serves every request concurrently).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import re
@@ -697,11 +696,9 @@ class _Responder:
     async def timed_out(self) -> None:
         self.cacheable = False
         if self.started:
-            # Headers already went out: end the body; the client sees a short response.
-            with contextlib.suppress(OSError):
-                await self.flow.send(
-                    {"type": "http.response.body", "body": b"", "more_body": False}
-                )
+            # Headers (and maybe part of the body) already went out: leave the response
+            # unfinished so that the server aborts it; ending it here would pass a cut
+            # body off as the whole answer.
             return
         await self.flow.send(
             {
