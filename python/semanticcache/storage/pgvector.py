@@ -82,7 +82,11 @@ class StoredEntry:
     similarity: float
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
     text_digest: bytes = b""
-    """The row's lookup-text digest (set by :meth:`PgVectorStore.search`)."""
+    """The row's lookup-text digest (set by :meth:`PgVectorStore.search` and
+    :meth:`PgVectorStore.lookup`)."""
+    lookup_text: str | None = None
+    """The row's stored lookup text, for the best candidate of a search only (like
+    ``response``); ``None`` for the others and for :meth:`PgVectorStore.get_exact`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +175,10 @@ class PgVectorStore:
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
         self._exact_query = self._build_exact_query()
-        self._search_query = self._build_search_query()
-        self._search_top1_query = self._build_search_top1_query()
+        self._search_query = self._build_search_query(top1=False, with_exact=False)
+        self._search_top1_query = self._build_search_query(top1=True, with_exact=False)
+        self._lookup_query = self._build_search_query(top1=False, with_exact=True)
+        self._lookup_top1_query = self._build_search_query(top1=True, with_exact=True)
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -338,13 +344,15 @@ class PgVectorStore:
         """
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._exact_query, (partition, text_digest), prepare=True)
+                cur = await conn.execute(
+                    self._exact_query, (partition, text_digest), prepare=True, binary=True
+                )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
         if row is None:
             return None
-        return StoredEntry(id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0)
+        return StoredEntry(row[0], row[1], row[2], 1.0, text_digest)
 
     async def search(
         self,
@@ -367,27 +375,58 @@ class PgVectorStore:
         a multi-statement simple-protocol message, which cannot be prepared, and planning
         the query every time cost more than the search itself on small tables.
         """
+        vector = self._search_params(embedding, threshold, k)
+        query = self._search_top1_query if k == 1 else self._search_query
+        params = {"v": vector, "p": partition, "k": k, "th": threshold}
+        return await self._run_search(query, params, "similarity search")
+
+    async def lookup(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        embedding: Sequence[float],
+        threshold: float,
+        k: int = 1,
+    ) -> list[StoredEntry]:
+        """The exact row and stage 1 in one statement: ``[entry]`` when (partition,
+        text_digest) holds a live row (``similarity == 1.0``, ``text_digest`` equal to
+        the argument), else what :meth:`search` returns.
+
+        One round trip for a semantic hit, where :meth:`get_exact` then :meth:`search`
+        take two; but the caller must have the embedding first, so this suits embedders
+        that embed cheaply (:attr:`~semanticcache.embedders.base.BaseEmbedder.embeds_cheaply`).
+        The exact probe is a CTE; the HNSW scan sits under a one-time filter on its
+        emptiness, so an exact hit never runs the vector search.
+        """
+        vector = self._search_params(embedding, threshold, k)
+        query = self._lookup_top1_query if k == 1 else self._lookup_query
+        params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
+        return await self._run_search(query, params, "lookup")
+
+    def _search_params(self, embedding: Sequence[float], threshold: float, k: int) -> BinaryVector:
         if not 1 <= k <= 1000:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise ConfigurationError(f"threshold must be in [0, 1], not {threshold!r}")
-        vector = self._vector_param(embedding)
-        params = {"v": vector, "p": partition, "k": k, "th": threshold}
+        return self._vector_param(embedding)
+
+    async def _run_search(
+        self, query: bytes, params: dict[str, object], what: str
+    ) -> list[StoredEntry]:
         try:
             async with self._pool.connection() as conn:
-                query = self._search_top1_query if k == 1 else self._search_query
-                cur = await conn.execute(query, params, prepare=True)
+                # Binary results: bytea arrives as raw bytes and timestamps as integers,
+                # not hex and ISO text to parse.
+                cur = await conn.execute(query, params, prepare=True, binary=True)
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
-            raise StorageError(f"cache similarity search failed: {exc}") from exc
+            raise StorageError(f"cache {what} failed: {exc}") from exc
+        if len(rows) == 1:
+            # The common case (top-1, or an exact row): no sort, one object.
+            r = rows[0]
+            return [StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])]
         matches = [
-            StoredEntry(
-                id=r[0],
-                response=bytes(r[1]) if r[1] is not None else b"",
-                created_at=r[2],
-                similarity=float(r[3]),
-                text_digest=bytes(r[4]),
-            )
+            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])
             for r in rows
         ]
         # The server sorted them, but relaxed_order and float ties deserve a stable order.
@@ -523,54 +562,66 @@ class PgVectorStore:
             .as_bytes()
         )
 
-    def _build_search_query(self) -> bytes:
-        # The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
-        # one applies the threshold and keeps only the best candidate's response.
-        return (
-            sql.SQL(
-                """
-            SELECT id,
-                   CASE WHEN row_number() OVER w = 1 THEN response END,
-                   created_at,
-                   similarity,
-                   text_digest
-            FROM (
-                SELECT id, response, created_at, text_digest,
-                       1 - (embedding <=> %(v)s::vector) AS similarity
-                FROM {t}
-                WHERE partition = %(p)s AND expires_at > now()
-                ORDER BY embedding <=> %(v)s::vector
-                LIMIT %(k)s
-            ) AS candidates
-            WHERE similarity >= %(th)s
-            WINDOW w AS (ORDER BY similarity DESC, id)
-            ORDER BY similarity DESC, id
-            """
-            )
-            .format(t=self._t)
-            .as_bytes()
-        )
+    def _build_search_query(self, *, top1: bool, with_exact: bool) -> bytes:
+        """The stage-1 statement; ``with_exact`` puts the exact probe in front of it.
 
-    def _build_search_top1_query(self) -> bytes:
-        # k = 1 (the default): no window and no sort above the index scan.
-        return (
-            sql.SQL(
-                """
-            SELECT id, response, created_at, similarity, text_digest
+        The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
+        one applies the threshold. With k > 1 a window keeps only the best candidate's
+        response and lookup text, so a large k does not ship k bodies; with k = 1 there
+        is no window and no sort above the index scan.
+
+        ``with_exact``: ``NOT EXISTS (SELECT 1 FROM exact)`` refers to nothing of the
+        outer row, so the planner makes it a one-time filter (a gating Result node) that
+        is evaluated once, before the HNSW scan starts: an exact hit never runs the scan.
+        The CTE is referenced twice, hence materialized: the probe runs once.
+        """
+        if top1:
+            columns = sql.SQL("id, response, created_at, similarity, text_digest, lookup_text")
+            window = sql.SQL("")
+        else:
+            columns = sql.SQL(
+                "id, CASE WHEN row_number() OVER w = 1 THEN response END, created_at, "
+                "similarity, text_digest, CASE WHEN row_number() OVER w = 1 THEN lookup_text END"
+            )
+            window = sql.SQL(
+                "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
+            )
+        search = sql.SQL(
+            """
+            SELECT {columns}
             FROM (
-                SELECT id, response, created_at, text_digest,
+                SELECT id, response, created_at, text_digest, lookup_text,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
                 WHERE partition = %(p)s AND expires_at > now()
                 ORDER BY embedding <=> %(v)s::vector
                 LIMIT %(k)s
             ) AS candidates
-            WHERE similarity >= %(th)s
+            WHERE similarity >= %(th)s {gate}
+            {window}
             """
-            )
-            .format(t=self._t)
-            .as_bytes()
         )
+        if not with_exact:
+            query = search.format(columns=columns, t=self._t, gate=sql.SQL(""), window=window)
+            return query.as_bytes()
+        gated = search.format(
+            columns=columns,
+            t=self._t,
+            gate=sql.SQL("AND NOT EXISTS (SELECT 1 FROM exact)"),
+            window=window,
+        )
+        query = sql.SQL(
+            """
+            WITH exact AS (
+                SELECT id, response, created_at, text_digest, lookup_text
+                FROM {t}
+                WHERE partition = %(p)s AND text_digest = %(d)s AND expires_at > now()
+            )
+            SELECT id, response, created_at, 1.0::float8, text_digest, lookup_text FROM exact
+            UNION ALL ({gated})
+            """
+        ).format(t=self._t, gated=gated)
+        return query.as_bytes()
 
     def _vector_param(self, embedding: Sequence[float]) -> BinaryVector:
         if len(embedding) != self._dimension:
