@@ -30,7 +30,12 @@ from semanticcache.settings import (
     default_embedded_data_dir,
     get_cache_settings,
 )
-from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
+from semanticcache.storage.pgvector import (
+    PgVectorStore,
+    ScopeStats,
+    StoredEntry,
+    connection_options,
+)
 from semanticcache.storage.redis_tier import RedisBlobStore
 
 _log = logging.getLogger("semanticcache.cache")
@@ -64,6 +69,10 @@ _DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
 _DEFAULT_PURGE_INTERVAL: Final = 60.0
 _DEFAULT_PURGE_BATCH: Final = 1000
 _DEFAULT_PURGE_PAUSE: Final = 1.0
+# Longer lookup texts take the exact-first path even with a cheap embedder: embedding
+# grows with the text (a hashing embedder spends about 1 ms per 4,000 characters), the
+# exact probe does not.
+_EMBED_FIRST_MAX_CHARS: Final = 4096
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
@@ -285,6 +294,7 @@ class SemanticCache:
         self._outcomes: Counter[str] = Counter()
         self._settings = merged
         self._embedder = embedder
+        self._embed_first = embedder.embeds_cheaply
         self._pg_uri = merged.pg_uri
         self._connect_timeout = connect_timeout
         self._raise_errors = raise_errors
@@ -455,6 +465,8 @@ class SemanticCache:
             if blob is not None:
                 hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
                 return CacheLookup(hit, "hit", best_similarity=1.0)
+        if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
+            return await self._lookup_embed_first(target, redis_answered=redis_answered)
         if not redis_answered:
             # Without Redis (or with Redis unreachable) Postgres answers the exact path.
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
@@ -472,15 +484,49 @@ class SemanticCache:
         candidates = await self._store_call(
             lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
         )
+        return self._judge(target, candidates, backfill=True)
+
+    async def _lookup_embed_first(self, target: _Target, *, redis_answered: bool) -> CacheLookup:
+        """Embed, then the exact probe and the search as one statement (cheap embedders)."""
+        try:
+            vector = await self._embed(target.text)
+        except _BadVector as exc:
+            failure = _Unavailable("embed_error", "embed", exc)
+        except _Unavailable as exc:
+            failure = exc
+        else:
+            candidates = await self._store_call(
+                lambda: self._store.lookup(
+                    target.partition, target.text_digest, vector, self.threshold, k=self.top_k
+                )
+            )
+            # Redis answered "absent" for an exact row Postgres has: it lost the blob.
+            return self._judge(target, candidates, backfill=redis_answered)
+        # No vector (embedder error, timeout, open breaker): an exact repeat is still
+        # served, as it is on the exact-first path.
+        entry = await self._store_call(
+            lambda: self._store.get_exact(target.partition, target.text_digest)
+        )
+        if entry is None:
+            raise failure
+        hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
+        return CacheLookup(hit, "hit", best_similarity=1.0)
+
+    def _judge(
+        self, target: _Target, candidates: list[StoredEntry], *, backfill: bool
+    ) -> CacheLookup:
+        """Stage 2 on the stage-1 candidates (or the exact row)."""
         if not candidates:
             return CacheLookup(None, "miss")
         best = candidates[0]
         if best.text_digest == target.text_digest:
-            # The exact row, found by the search because Redis had lost its blob: serve it
-            # as exact and give Redis the blob back, off the request's path.
+            # The exact row: served as exact whatever the thresholds.
             hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
-            self._redis_backfill(target, hit)
-            return CacheLookup(hit, "hit", best_similarity=1.0, candidates=len(candidates))
+            if backfill:
+                # Found by the search because Redis had lost its blob: give Redis the
+                # blob back, off the request's path.
+                self._redis_backfill(target, hit)
+            return CacheLookup(hit, "hit", best_similarity=1.0)
         rejection = self.rejection_threshold
         if rejection is not None and best.similarity < rejection:
             return CacheLookup(
