@@ -586,16 +586,24 @@ class PgVectorStore:
             window = sql.SQL(
                 "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
             )
+        # The distance is computed once per row: ORDER BY its alias is still the index's
+        # ordering operator (HNSW), and the similarity is derived from it after the
+        # LIMIT. (Selecting `1 - (embedding <=> v)` next to `ORDER BY embedding <=> v`
+        # computed it twice per row scanned, a third more execution time on a seq scan.)
         search = sql.SQL(
             """
             SELECT {columns}
             FROM (
                 SELECT id, response, created_at, text_digest, lookup_text,
-                       1 - (embedding <=> %(v)s::vector) AS similarity
-                FROM {t}
-                WHERE partition = %(p)s AND expires_at > now()
-                ORDER BY embedding <=> %(v)s::vector
-                LIMIT %(k)s
+                       1 - distance AS similarity
+                FROM (
+                    SELECT id, response, created_at, text_digest, lookup_text,
+                           embedding <=> %(v)s::vector AS distance
+                    FROM {t}
+                    WHERE partition = %(p)s AND expires_at > now()
+                    ORDER BY distance
+                    LIMIT %(k)s
+                ) AS nearest
             ) AS candidates
             WHERE similarity >= %(th)s {gate}
             {window}
