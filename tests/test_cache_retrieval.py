@@ -136,6 +136,27 @@ async def test_exact_match_wins_and_exact_first_skips_the_embedder(
         assert embedder.calls == calls + (1 if embedder.embeds_cheaply else 0)
 
 
+async def test_long_texts_are_probed_before_they_are_embedded(
+    pg_uri: str, embedder: TableEmbedder
+) -> None:
+    # Embedding cost grows with the text, the exact probe's does not: past a bound even
+    # a cheap embedder waits for the exact probe to miss.
+    partition = secrets.token_bytes(32)
+    long_text = "why " * 1000
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        await c.put(long_text, b"long", partition=partition)
+        await c.put("short", b"short", partition=partition)
+        calls = embedder.calls
+        long_hit = await c.get(long_text, partition=partition)
+        assert long_hit is not None
+        assert (long_hit.match, long_hit.response) == ("exact", b"long")
+        assert embedder.calls == calls
+        short_hit = await c.get("short", partition=partition)
+        assert short_hit is not None
+        assert short_hit.match == "exact"
+        assert embedder.calls == calls + (1 if embedder.embeds_cheaply else 0)
+
+
 async def test_store_statements_per_lookup(
     pg_uri: str, embedder: TableEmbedder, seeded: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
