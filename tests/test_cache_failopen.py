@@ -48,6 +48,8 @@ class FlakyEmbedder(BaseEmbedder):
             return [[math.nan] * self.dimension for _ in texts]
         if self.mode == "short":
             return [[1.0] * (self.dimension - 1) for _ in texts]
+        if self.mode == "huge":
+            return [[1e39] * self.dimension for _ in texts]
         if self.mode == "zero":
             return [[0.0] * self.dimension for _ in texts]
         if self.mode == "strings":
@@ -159,6 +161,7 @@ async def test_raise_errors_on_the_constructor(pg_uri: str) -> None:
         ("nan", "NaN or infinite"),
         ("short", "dimension 95; expected 96"),
         ("zero", "zero vector"),
+        ("huge", "beyond float32 range"),
         ("many", "2 vectors for 1 text"),
         ("strings", "not a list of numbers"),
         ("scalar", "not a list of vectors"),

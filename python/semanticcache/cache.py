@@ -31,6 +31,7 @@ from semanticcache.settings import (
     get_cache_settings,
 )
 from semanticcache.storage.pgvector import (
+    BinaryVector,
     PgVectorStore,
     ScopeStats,
     StoredEntry,
@@ -805,7 +806,7 @@ class SemanticCache:
 
         return await _guarded(self._store_breaker, self._store_timeout, "store", run)
 
-    async def _embed(self, text: str) -> list[float]:
+    async def _embed(self, text: str) -> BinaryVector:
         """Embed one text under the embedder breaker and ``embed_timeout``; check it."""
         vectors = await _guarded(
             self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
@@ -843,8 +844,9 @@ async def _guarded[T](
     return result
 
 
-def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
-    """The single vector of a one-text batch, as floats; ``_BadVector`` otherwise.
+def _check_vector(vectors: object, embedder: BaseEmbedder) -> BinaryVector:
+    """The single vector of a one-text batch, packed for pgvector; ``_BadVector``
+    otherwise (the store then takes it without checking it again).
 
     Lenient about containers (lists, tuples, numpy arrays), strict about content.
     """
@@ -869,4 +871,7 @@ def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
         raise _BadVector(f"{embedder!r} returned a vector with NaN or infinite values")
     if not any(vector):
         raise _BadVector(f"{embedder!r} returned the zero vector (no cosine direction)")
-    return vector
+    try:
+        return BinaryVector.pack(vector)
+    except OverflowError:
+        raise _BadVector(f"{embedder!r} returned a value beyond float32 range") from None

@@ -53,6 +53,11 @@ class BinaryVector:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
+    @property
+    def dimension(self) -> int:
+        """How many values the vector holds."""
+        return (len(self.data) - 4) // 4
+
     @classmethod
     def pack(cls, values: Sequence[float]) -> BinaryVector:
         """Pack finite floats (``OverflowError`` beyond float32 range)."""
@@ -290,7 +295,7 @@ class PgVectorStore:
         partition: bytes,
         text_digest: bytes,
         lookup_text: str,
-        embedding: Sequence[float],
+        embedding: Sequence[float] | BinaryVector,
         response: bytes,
         *,
         scope: str = "",
@@ -357,7 +362,7 @@ class PgVectorStore:
     async def search(
         self,
         partition: bytes,
-        embedding: Sequence[float],
+        embedding: Sequence[float] | BinaryVector,
         threshold: float,
         k: int = 1,
     ) -> list[StoredEntry]:
@@ -384,7 +389,7 @@ class PgVectorStore:
         self,
         partition: bytes,
         text_digest: bytes,
-        embedding: Sequence[float],
+        embedding: Sequence[float] | BinaryVector,
         threshold: float,
         k: int = 1,
     ) -> list[StoredEntry]:
@@ -403,7 +408,9 @@ class PgVectorStore:
         params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
         return await self._run_search(query, params, "lookup")
 
-    def _search_params(self, embedding: Sequence[float], threshold: float, k: int) -> BinaryVector:
+    def _search_params(
+        self, embedding: Sequence[float] | BinaryVector, threshold: float, k: int
+    ) -> BinaryVector:
         if not 1 <= k <= 1000:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -631,7 +638,15 @@ class PgVectorStore:
         ).format(t=self._t, gated=gated)
         return query.as_bytes()
 
-    def _vector_param(self, embedding: Sequence[float]) -> BinaryVector:
+    def _vector_param(self, embedding: Sequence[float] | BinaryVector) -> BinaryVector:
+        if isinstance(embedding, BinaryVector):
+            # Packed by a caller that has checked the values (SemanticCache does).
+            if embedding.dimension != self._dimension:
+                raise ConfigurationError(
+                    f"embedding has {embedding.dimension} dimensions, the table "
+                    f"{self.table} stores {self._dimension}"
+                )
+            return embedding
         if len(embedding) != self._dimension:
             raise ConfigurationError(
                 f"embedding has {len(embedding)} dimensions, the table {self.table} "
