@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.key import lookup_digest
-from semanticcache.storage.pgvector import BinaryVector, PgVectorStore, connection_options
+from semanticcache.storage.pgvector import PgVectorStore, connection_options
 
 DIM = 8
 
@@ -96,34 +94,14 @@ async def test_partitions_and_expiry_hold_for_both_halves(store: PgVectorStore) 
     assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == []
 
 
-async def plan(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], query: bytes, params: dict[str, object]
-) -> dict[str, object]:
-    # Explain the statement exactly as the store sends it (bound parameters).
-    cur = await conn.execute(b"EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON) " + query, params)
-    row = await cur.fetchone()
-    assert row is not None
-    doc: list[dict[str, dict[str, object]]] = (
-        json.loads(row[0]) if isinstance(row[0], str) else row[0]  # type: ignore[assignment]
-    )
-    return doc[0]["Plan"]
-
-
-def nodes(node: dict[str, object]) -> list[dict[str, object]]:
-    children = node.get("Plans", [])
-    assert isinstance(children, list)
-    return [node, *(n for child in children for n in nodes(child))]
-
-
-async def test_plan_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
-    """The exact probe gates the HNSW scan (a one-time filter), and without an exact row
-    the scan is pgvector's index scan under the partition filter."""
+async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
+    """auto_explain shows the plans of the lookup function's queries: without an exact
+    row, the search is pgvector's HNSW index scan under the partition filter; with one,
+    the search never starts."""
     partition = secrets.token_bytes(32)
     await put(store, partition, "the exact one", vec(1.0))
+    plans: list[str] = []
     async with store.pool.connection() as conn:
-        # A table where HNSW is the planner's choice, as in production; with few rows
-        # it would rather sort (see test_a_small_partition_still_gets_its_top_k).
-        await conn.execute("SET enable_sort = off")
         await conn.execute(
             f"""
             INSERT INTO {store.table} (partition, text_digest, lookup_text, embedding, response)
@@ -135,24 +113,24 @@ async def test_plan_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> 
             (partition,),
         )
         await conn.execute(f"ANALYZE {store.table}")
-        params: dict[str, object] = {
-            "v": BinaryVector.pack(vec(1.0, 0.5)),
-            "p": partition,
-            "k": 1,
-            "th": 0.0,
-        }
-        query = store._lookup_top1_query  # the statement under test, as the store sends it
-
-        hit = await plan(conn, query, {**params, "d": lookup_digest("the exact one")})
-        scans = [n for n in nodes(hit) if str(n.get("Index Name", "")).endswith("_hnsw")]
-        assert scans, "the HNSW index is the search's access path"
-        assert all(n["Actual Loops"] == 0 for n in scans)  # "never executed"
-        gates = [n for n in nodes(hit) if "One-Time Filter" in n]
-        assert gates
-
-        miss = await plan(conn, query, {**params, "d": lookup_digest("not stored")})
-        scans = [n for n in nodes(miss) if str(n.get("Index Name", "")).endswith("_hnsw")]
-        assert scans
-        assert all(n["Actual Loops"] == 1 for n in scans)
-        assert any("partition" in str(n.get("Filter", "")) for n in scans)
-        await conn.execute("RESET enable_sort")
+        # A table where HNSW is the planner's choice, as for a large partition in
+        # production; with so few rows it would rather sort (see
+        # test_a_small_partition_still_gets_its_top_k).
+        await conn.execute("SET enable_sort = off")
+        await conn.execute("LOAD 'auto_explain'")
+        await conn.execute("SET auto_explain.log_min_duration = 0")
+        await conn.execute("SET auto_explain.log_nested_statements = on")
+        await conn.execute("SET client_min_messages = log")  # the plans come as notices
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    # The pool holds one connection: the lookups below run on the one set up above.
+    semantic = await store.lookup(partition, lookup_digest("not stored"), vec(1.0, 0.5), 0.0)
+    assert semantic
+    assert semantic[0].text_digest != lookup_digest("the exact one") or len(semantic) == 1
+    searched = [p for p in plans if "_hnsw" in p]
+    assert searched, plans
+    assert all("partition" in p for p in searched)
+    plans.clear()
+    exact = await store.lookup(partition, lookup_digest("the exact one"), vec(1.0, 0.5), 0.0)
+    assert [e.similarity for e in exact] == [1.0]
+    assert plans, "auto_explain logged the probe"
+    assert not [p for p in plans if "_hnsw" in p or "embedding" in p]
