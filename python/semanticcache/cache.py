@@ -71,9 +71,10 @@ _DEFAULT_PURGE_INTERVAL: Final = 60.0
 _DEFAULT_PURGE_BATCH: Final = 1000
 _DEFAULT_PURGE_PAUSE: Final = 1.0
 # Longer lookup texts take the exact-first path even with a cheap embedder: embedding
-# grows with the text (HashingEmbedder: about 2.5 us a character, so 1.3 ms at this
-# bound, where a short question costs about one round trip), the exact probe does not.
-_EMBED_FIRST_MAX_CHARS: Final = 512
+# grows with the text (HashingEmbedder: 4 to 5 us a character on a loaded 2-core VM, so
+# about 1 ms at this bound, where a 40-character question costs 0.15 ms, about one round
+# trip), while the exact probe does not.
+_EMBED_FIRST_MAX_CHARS: Final = 256
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
