@@ -15,7 +15,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -362,15 +362,12 @@ class PgVectorStore:
         One statement, one index probe on the unique (partition, text_digest) btree.
         """
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    self._exact_query, (partition, text_digest), prepare=True, binary=True
-                )
-                row = await cur.fetchone()
+            rows = await self._fetch(self._exact_query, (partition, text_digest))
         except psycopg.Error as exc:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         return StoredEntry(row[0], row[1], row[2], 1.0, text_digest)
 
     async def search(
@@ -434,11 +431,7 @@ class PgVectorStore:
         self, query: bytes, params: dict[str, object], what: str
     ) -> list[StoredEntry]:
         try:
-            async with self._pool.connection() as conn:
-                # Binary results: bytea arrives as raw bytes and timestamps as integers,
-                # not hex and ISO text to parse.
-                cur = await conn.execute(query, params, prepare=True, binary=True)
-                rows = await cur.fetchall()
+            rows = await self._fetch(query, params)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         if len(rows) == 1:
@@ -452,6 +445,26 @@ class PgVectorStore:
         # The server sorted them, but relaxed_order and float ties deserve a stable order.
         matches.sort(key=lambda e: (-e.similarity, e.id))
         return matches
+
+    async def _fetch(
+        self, query: bytes, params: Sequence[object] | Mapping[str, object]
+    ) -> list[tuple[Any, ...]]:
+        """Run one prepared read statement of the lookup path; its rows, in binary.
+
+        ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
+        also enters the connection's own context (a commit step under the connection
+        lock, for an autocommit connection), which made a checkout cost three times as
+        much; one autocommit statement needs none of it. ``putconn`` discards a
+        connection returned mid-query (a lookup cancelled by its timeout), as the
+        context manager does. Binary results: bytea arrives as raw bytes and timestamps
+        as integers, not hex and ISO text to parse.
+        """
+        conn = await self._pool.getconn()
+        try:
+            cur = await conn.execute(query, params, prepare=True, binary=True)
+            return await cur.fetchall()
+        finally:
+            await self._pool.putconn(conn)
 
     async def add_hits(self, counts: Mapping[int, int]) -> None:
         """Add ``counts[id]`` to the hit count of each entry, in one statement."""
