@@ -179,7 +179,9 @@ class PgVectorStore:
         """The table name (``semcache_entries_<slug>_<dim>``)."""
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
-        self._lookup_function = sql.Identifier(f"{self.table[:55]}_lookup")
+        # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
+        # columns, so a later version that does gets a name of its own.
+        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v1")
         self._exact_query = self._build_exact_query()
         statement_params = {
             "v": sql.SQL("%(v)s::vector"),
@@ -647,7 +649,7 @@ class PgVectorStore:
         ).format(columns=columns, window=window, t=self._t, v=v, p=p, k=k, th=th)
 
     def _lookup_function_ddl(self) -> sql.Composed:
-        """``CREATE OR REPLACE FUNCTION <table>_lookup(...)``: the exact probe, then,
+        """``CREATE OR REPLACE FUNCTION <table>_lookup_v1(...)``: the exact probe, then,
         only if it found nothing, the stage-1 search; one round trip from the client.
 
         Why a function and not one statement (a CTE for the probe and the search under
