@@ -195,8 +195,11 @@ class SemanticCache:
     and without calling the embedder; then embeds the text and asks pgvector for the
     ``top_k`` nearest entries *of the same partition* with cosine similarity >=
     ``threshold`` (stage 1); the best of them is served if it also reaches the optional
-    ``rejection_threshold`` (stage 2). Partitions never mix: isolation is an SQL
-    equality filter, never an embedding distance.
+    ``rejection_threshold`` (stage 2). With an embedder that declares
+    :attr:`~semanticcache.embedders.base.BaseEmbedder.embeds_cheaply`, a short text is
+    embedded first and the exact check and stage 1 take one round trip together.
+    Partitions never mix: isolation is an SQL equality filter, never an embedding
+    distance.
 
     Configuration comes from ``settings`` (a :class:`~semanticcache.settings.CacheSettings`,
     default: all defaults); a keyword argument that is not ``None`` overrides the
@@ -489,7 +492,7 @@ class SemanticCache:
         return self._judge(target, candidates, backfill=True)
 
     async def _lookup_embed_first(self, target: _Target, *, redis_answered: bool) -> CacheLookup:
-        """Embed, then the exact probe and the search as one statement (cheap embedders)."""
+        """Embed, then the exact probe and the search in one round trip (cheap embedders)."""
         try:
             vector = await self._embed(target.text)
         except _BadVector as exc:
