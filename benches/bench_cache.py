@@ -160,20 +160,24 @@ async def _prepare(uri: str, rows: int, redis_url: str) -> Setup:
     await cache.open()
     table = cache.table
     build_seconds: float | None = None
-    async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
-        loaded, indexed = await _table_state(conn, table, rows)
-        if not loaded:
-            await _load(conn, table, rows)
-        if not (loaded and indexed):
-            build_seconds = await _build_index(conn, table, rows)
-            print(
-                f"\nbench_cache: {rows} rows, HNSW index built in {build_seconds:.1f} s",
-                file=sys.stderr,
+    try:
+        async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
+            loaded, indexed = await _table_state(conn, table, rows)
+            if not loaded:
+                await _load(conn, table, rows)
+            if not (loaded and indexed):
+                build_seconds = await _build_index(conn, table, rows)
+                print(
+                    f"\nbench_cache: {rows} rows, HNSW index built in {build_seconds:.1f} s",
+                    file=sys.stderr,
+                )
+            cur = await conn.execute(
+                f"SELECT embedding::text FROM {table} WHERE lookup_text = %s", (STORED,)
             )
-        cur = await conn.execute(
-            f"SELECT embedding::text FROM {table} WHERE lookup_text = %s", (STORED,)
-        )
-        row = await cur.fetchone()
+            row = await cur.fetchone()
+    except BaseException:
+        await cache.close()  # a failed or cancelled build leaves no pool behind
+        raise
     assert row is not None
     stored = [float(x) for x in str(row[0]).strip("[]").split(",")]
     rng = random.Random(1)
