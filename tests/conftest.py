@@ -6,11 +6,13 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from semanticcache import HashingEmbedder
 from semanticcache.storage.embedded import EmbeddedPostgres
 from tests.servers import RedisServer, start_postgres
 
@@ -64,3 +66,17 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+class ExactFirstHashingEmbedder(HashingEmbedder):
+    """The hashing embedder declared costly: the cache probes exact matches before it
+    embeds, as it does for a hosted model (same model id, same vectors)."""
+
+    embeds_cheaply: ClassVar[bool] = False
+
+
+@pytest.fixture(params=["embed_first", "exact_first"])
+def hashing_cls(request: pytest.FixtureRequest) -> type[HashingEmbedder]:
+    """Both lookup paths of ``SemanticCache``: ``HashingEmbedder`` (cheap: embed, then
+    the exact probe and the search in one statement) and its exact-first twin."""
+    return HashingEmbedder if request.param == "embed_first" else ExactFirstHashingEmbedder

@@ -9,6 +9,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -47,6 +48,8 @@ class FlakyEmbedder(BaseEmbedder):
             return [[math.nan] * self.dimension for _ in texts]
         if self.mode == "short":
             return [[1.0] * (self.dimension - 1) for _ in texts]
+        if self.mode == "huge":
+            return [[1e39] * self.dimension for _ in texts]
         if self.mode == "zero":
             return [[0.0] * self.dimension for _ in texts]
         if self.mode == "strings":
@@ -60,6 +63,17 @@ class FlakyEmbedder(BaseEmbedder):
         return await self._inner.embed(texts)
 
 
+class CheapFlakyEmbedder(FlakyEmbedder):
+    """The same, declared cheap: the cache embeds before the exact probe."""
+
+    embeds_cheaply: ClassVar[bool] = True
+
+
+both_paths = pytest.mark.parametrize(
+    "flaky_cls", [FlakyEmbedder, CheapFlakyEmbedder], ids=["exact_first", "embed_first"]
+)
+
+
 async def within[T](seconds: float, coro: Awaitable[T]) -> T:
     """Liveness bound: a generous ceiling (many times the configured timeout) so that a
     hang fails the test instead of stalling it; not a timing assertion."""
@@ -67,8 +81,11 @@ async def within[T](seconds: float, coro: Awaitable[T]) -> T:
         return await coro
 
 
-async def test_slow_embedder_times_out_trips_the_breaker_and_recovers(pg_uri: str) -> None:
-    embedder = FlakyEmbedder()
+@both_paths
+async def test_slow_embedder_times_out_trips_the_breaker_and_recovers(
+    pg_uri: str, flaky_cls: type[FlakyEmbedder]
+) -> None:
+    embedder = flaky_cls()
     scope = secrets.token_hex(4)
     async with SemanticCache(
         pg_uri=pg_uri,
@@ -112,10 +129,11 @@ async def test_embed_timeout_reason(pg_uri: str) -> None:
             await within(10, c.put("some question", b"x", raise_errors=True))
 
 
+@both_paths
 async def test_failing_embedder_is_a_miss_and_put_is_swallowed(
-    pg_uri: str, caplog: pytest.LogCaptureFixture
+    pg_uri: str, caplog: pytest.LogCaptureFixture, flaky_cls: type[FlakyEmbedder]
 ) -> None:
-    embedder = FlakyEmbedder(dimension=80)
+    embedder = flaky_cls(dimension=80)
     secret_prompt = f"my secret prompt {secrets.token_hex(8)}"
     async with SemanticCache(pg_uri=pg_uri, embedder=embedder) as c:
         embedder.mode = "fail"
@@ -143,21 +161,40 @@ async def test_raise_errors_on_the_constructor(pg_uri: str) -> None:
         ("nan", "NaN or infinite"),
         ("short", "dimension 95; expected 96"),
         ("zero", "zero vector"),
+        ("huge", "beyond float32 range"),
         ("many", "2 vectors for 1 text"),
         ("strings", "not a list of numbers"),
         ("scalar", "not a list of vectors"),
     ],
 )
+@both_paths
 async def test_bad_vectors_raise_on_put_and_miss_on_get(
-    pg_uri: str, mode: str, message: str
+    pg_uri: str, mode: str, message: str, flaky_cls: type[FlakyEmbedder]
 ) -> None:
-    embedder = FlakyEmbedder(dimension=96)
+    embedder = flaky_cls(dimension=96)
     async with SemanticCache(pg_uri=pg_uri, embedder=embedder) as c:
         embedder.mode = mode
         with pytest.raises(EmbedderError, match=message):
             await c.put("q", b"x")  # even without raise_errors: a misconfigured embedder
         result = await c.lookup("q")
         assert (result.hit, result.reason) == (None, "embed_error")
+
+
+@both_paths
+async def test_a_failing_embedder_still_serves_exact_repeats(
+    pg_uri: str, flaky_cls: type[FlakyEmbedder]
+) -> None:
+    embedder = flaky_cls(dimension=112)
+    scope = secrets.token_hex(4)
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        await c.put(CacheKey(PROMPT, scope=scope), b"paris")
+        for mode in ("fail", "nan"):
+            embedder.mode = mode
+            exact = await c.lookup(CacheKey(PROMPT, scope=scope))
+            assert exact.hit is not None
+            assert (exact.reason, exact.hit.match, exact.hit.response) == ("hit", "exact", b"paris")
+            semantic = await c.lookup(CacheKey(REWORDED, scope=scope))
+            assert (semantic.hit, semantic.reason) == (None, "embed_error")
 
 
 async def test_any_sequence_of_numbers_is_a_vector(pg_uri: str) -> None:
@@ -194,13 +231,15 @@ def _free_port() -> int:
         return port
 
 
-async def test_stopped_postgres_fails_open_and_recovers(tmp_path: Path) -> None:
+async def test_stopped_postgres_fails_open_and_recovers(
+    tmp_path: Path, hashing_cls: type[HashingEmbedder]
+) -> None:
     server = EmbeddedPostgres(tmp_path / "pg", port=_free_port())
     uri = await asyncio.to_thread(server.start)
     try:
         cache = SemanticCache(
             pg_uri=uri,
-            embedder=HashingEmbedder(),
+            embedder=hashing_cls(),
             threshold=0.9,
             store_timeout=0.5,
             breaker_failures=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -35,9 +36,15 @@ class SameVector(BaseEmbedder):
         return [[1.0] + [0.0] * 7 for _ in texts]
 
 
+class CheapSameVector(SameVector):
+    """The same, on the embed-first path (exact probe and search in one statement)."""
+
+    embeds_cheaply: ClassVar[bool] = True
+
+
 @pytest.fixture
-async def cache(pg_uri: str) -> AsyncIterator[SemanticCache]:
-    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(), threshold=0.9) as c:
+async def cache(pg_uri: str, hashing_cls: type[HashingEmbedder]) -> AsyncIterator[SemanticCache]:
+    async with SemanticCache(pg_uri=pg_uri, embedder=hashing_cls(), threshold=0.9) as c:
         yield c
 
 
@@ -133,14 +140,15 @@ _keys = st.builds(
 )
 
 
+@pytest.mark.parametrize("embedder_cls", [SameVector, CheapSameVector])
 @settings(max_examples=20)
 @given(stored=st.lists(_keys, min_size=1, max_size=6), probes=st.lists(_keys, max_size=6))
 def test_no_lookup_returns_an_entry_of_another_partition(
-    pg_uri: str, stored: list[CacheKey], probes: list[CacheKey]
+    pg_uri: str, embedder_cls: type[SameVector], stored: list[CacheKey], probes: list[CacheKey]
 ) -> None:
     async def run() -> None:
         # A model id per example: a table of its own, empty at the start.
-        embedder = SameVector(f"iso-{secrets.token_hex(6)}")
+        embedder = embedder_cls(f"iso-{secrets.token_hex(6)}")
         async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.0) as c:
             owner: dict[int, bytes] = {}
             for key in stored:

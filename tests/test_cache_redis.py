@@ -20,11 +20,13 @@ REWORDED = "what is the capital of France, please"
 
 
 @pytest.fixture
-async def cache(pg_uri: str, redis_url: str) -> AsyncIterator[SemanticCache]:
+async def cache(
+    pg_uri: str, redis_url: str, hashing_cls: type[HashingEmbedder]
+) -> AsyncIterator[SemanticCache]:
     async with SemanticCache(
         pg_uri=pg_uri,
         redis_uri=redis_url,
-        embedder=HashingEmbedder(),
+        embedder=hashing_cls(),
         threshold=0.9,
         ttl_days=1.0,
     ) as c:
@@ -116,7 +118,9 @@ async def test_delete_and_purge_remove_the_blobs(cache: SemanticCache, redis_url
     assert await cache.get(CacheKey("How do I bake bread?", scope=scope)) is None
 
 
-async def test_redis_killed_and_restarted(pg_uri: str, tmp_path: Path) -> None:
+async def test_redis_killed_and_restarted(
+    pg_uri: str, tmp_path: Path, hashing_cls: type[HashingEmbedder]
+) -> None:
     server = RedisServer(tmp_path / "redis")
     url = server.start()
     port = server.port
@@ -124,7 +128,7 @@ async def test_redis_killed_and_restarted(pg_uri: str, tmp_path: Path) -> None:
         async with SemanticCache(
             pg_uri=pg_uri,
             redis_uri=url,
-            embedder=HashingEmbedder(dimension=128),
+            embedder=hashing_cls(dimension=128),
             threshold=0.9,
             store_timeout=1.0,
             breaker_failures=2,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -49,9 +50,16 @@ class TableEmbedder(BaseEmbedder):
         return [self.vectors.get(t, unit(0)) for t in texts]
 
 
-@pytest.fixture
-def embedder() -> TableEmbedder:
-    return TableEmbedder()
+class CheapTableEmbedder(TableEmbedder):
+    """The same, declared cheap: embed first, exact probe and search in one statement."""
+
+    embeds_cheaply: ClassVar[bool] = True
+
+
+@pytest.fixture(params=["exact_first", "embed_first"])
+def embedder(request: pytest.FixtureRequest) -> TableEmbedder:
+    """Both lookup paths (same model id and vectors, so the same table)."""
+    return TableEmbedder() if request.param == "exact_first" else CheapTableEmbedder()
 
 
 @pytest.fixture
@@ -113,7 +121,7 @@ async def test_two_stage_retrieval(
         assert await c.get("the query", partition=seeded) == result.hit
 
 
-async def test_exact_path_skips_the_embedder(
+async def test_exact_match_wins_and_exact_first_skips_the_embedder(
     pg_uri: str, embedder: TableEmbedder, seeded: bytes
 ) -> None:
     async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
@@ -122,7 +130,65 @@ async def test_exact_path_skips_the_embedder(
         assert result.hit is not None
         assert (result.reason, result.hit.match, result.hit.similarity) == ("hit", "exact", 1.0)
         assert result.hit.response == b"answer 0.8"  # exact wins over the 0.99 neighbour
+        assert result.candidates == 0
+        # The exact-first path never embeds an exact repeat; the embed-first one does
+        # (that is what declaring the embedder cheap allows) and sends one statement.
+        assert embedder.calls == calls + (1 if embedder.embeds_cheaply else 0)
+
+
+async def test_long_texts_are_probed_before_they_are_embedded(
+    pg_uri: str, embedder: TableEmbedder
+) -> None:
+    # Embedding cost grows with the text, the exact probe's does not: past a bound even
+    # a cheap embedder waits for the exact probe to miss.
+    partition = secrets.token_bytes(32)
+    long_text = "why " * 1000
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        await c.put(long_text, b"long", partition=partition)
+        await c.put("short", b"short", partition=partition)
+        calls = embedder.calls
+        long_hit = await c.get(long_text, partition=partition)
+        assert long_hit is not None
+        assert (long_hit.match, long_hit.response) == ("exact", b"long")
         assert embedder.calls == calls
+        short_hit = await c.get("short", partition=partition)
+        assert short_hit is not None
+        assert short_hit.match == "exact"
+        assert embedder.calls == calls + (1 if embedder.embeds_cheaply else 0)
+
+
+async def test_store_statements_per_lookup(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        calls: list[str] = []
+        for name in ("get_exact", "search", "lookup"):
+            original = getattr(c.store, name)
+
+            def spy(
+                *args: object,
+                _name: str = name,
+                _original: Callable[..., object] = original,
+                **kwargs: object,
+            ) -> object:
+                calls.append(_name)
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(c.store, name, spy)
+        semantic = await c.lookup("the query", partition=seeded)
+        exact = await c.lookup("stored 0.8", partition=seeded)
+        miss = await c.lookup("the query", partition=secrets.token_bytes(32))
+    assert semantic.hit is not None
+    assert (semantic.hit.match, semantic.hit.response) == ("semantic", b"answer 0.99")
+    assert exact.hit is not None
+    assert exact.hit.match == "exact"
+    assert (miss.hit, miss.reason) == (None, "miss")
+    if embedder.embeds_cheaply:
+        # One statement (exact probe + search) per lookup, whatever its outcome.
+        assert calls == ["lookup", "lookup", "lookup"]
+    else:
+        # Exact probe first; the search only after a miss there.
+        assert calls == ["get_exact", "search", "get_exact", "get_exact", "search"]
 
 
 async def test_search_settings_are_session_settings_of_the_pool(

@@ -28,8 +28,8 @@ UNRELATED = "How do I bake sourdough bread?"
 
 
 @pytest.fixture
-async def cache(pg_uri: str) -> AsyncIterator[SemanticCache]:
-    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(), threshold=0.9) as c:
+async def cache(pg_uri: str, hashing_cls: type[HashingEmbedder]) -> AsyncIterator[SemanticCache]:
+    async with SemanticCache(pg_uri=pg_uri, embedder=hashing_cls(), threshold=0.9) as c:
         yield c
 
 

@@ -16,9 +16,9 @@ REWORDED = "what is the capital of France, please"
 
 
 @pytest.fixture
-async def cache(pg_uri: str) -> AsyncIterator[SemanticCache]:
+async def cache(pg_uri: str, hashing_cls: type[HashingEmbedder]) -> AsyncIterator[SemanticCache]:
     async with SemanticCache(
-        pg_uri=pg_uri, embedder=HashingEmbedder(), threshold=0.9, ttl_days=1.0
+        pg_uri=pg_uri, embedder=hashing_cls(), threshold=0.9, ttl_days=1.0
     ) as c:
         yield c
 

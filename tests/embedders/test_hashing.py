@@ -54,3 +54,15 @@ def test_similarity_orders_rewording_above_unrelated_text() -> None:
 def test_rejects_unusable_dimensions(dimension: int) -> None:
     with pytest.raises(ConfigurationError, match="dimension"):
         HashingEmbedder(dimension)
+
+
+def test_only_in_process_embedders_declare_cheap_embedding() -> None:
+    # The cache embeds before its exact probe only for these: a remote or model-based
+    # embedder must keep the default, or every exact repeat would cost an embedding.
+    from semanticcache.embedders.local import LocalEmbedder
+    from semanticcache.embedders.openai import OpenAIEmbedder
+
+    assert HashingEmbedder.embeds_cheaply is True
+    assert BaseEmbedder.embeds_cheaply is False
+    assert LocalEmbedder.embeds_cheaply is False
+    assert OpenAIEmbedder.embeds_cheaply is False

@@ -6,6 +6,7 @@ import abc
 import math
 from collections.abc import Iterator, Sequence
 from itertools import batched
+from typing import ClassVar
 
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -26,6 +27,20 @@ class BaseEmbedder(abc.ABC):
 
     dimension: int
     """Length of every vector :meth:`embed` returns."""
+
+    embeds_cheaply: ClassVar[bool] = False
+    """Whether :meth:`embed` of one short text costs less than a database round trip:
+    in process, no fee, no network, no transient failures (a hashing function, a
+    table look-up).
+
+    When true, :class:`~semanticcache.SemanticCache` embeds a lookup text *before* the
+    exact-match check and sends the exact probe and the similarity search as one
+    statement: one round trip for every hit. When false (the default, and the right
+    answer for remote, paid or model-based embedders, a local ONNX model included), an
+    exact repeat is answered without calling :meth:`embed` at all, and a semantic hit
+    costs two statements (exact probe, then search). Set it on a subclass only if an
+    extra :meth:`embed` call per exact hit is truly free.
+    """
 
     @abc.abstractmethod
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -55,6 +55,11 @@ class BinaryVector:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
+    @property
+    def dimension(self) -> int:
+        """How many values the vector holds."""
+        return (len(self.data) - 4) // 4
+
     @classmethod
     def pack(cls, values: Sequence[float]) -> BinaryVector:
         """Pack finite floats (``OverflowError`` beyond float32 range)."""
@@ -84,7 +89,11 @@ class StoredEntry:
     similarity: float
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
     text_digest: bytes = b""
-    """The row's lookup-text digest (set by :meth:`PgVectorStore.search`)."""
+    """The row's lookup-text digest (set by :meth:`PgVectorStore.search` and
+    :meth:`PgVectorStore.lookup`)."""
+    lookup_text: str | None = None
+    """The row's stored lookup text, for the best candidate of a search only (like
+    ``response``); ``None`` for the others and for :meth:`PgVectorStore.get_exact`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +189,26 @@ class PgVectorStore:
         """The table name (``semcache_entries_<slug>_<dim>``)."""
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
+        # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
+        # columns, so a later version that does gets a name of its own.
+        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v1")
         self._exact_query = self._build_exact_query()
-        self._search_query = self._build_search_query()
-        self._search_top1_query = self._build_search_top1_query()
+        statement_params = {
+            "v": sql.SQL("%(v)s::vector"),
+            "p": sql.SQL("%(p)s"),
+            "k": sql.SQL("%(k)s"),
+            "th": sql.SQL("%(th)s"),
+        }
+        self._search_query = self._search_sql(top1=False, **statement_params).as_bytes()
+        self._search_top1_query = self._search_sql(top1=True, **statement_params).as_bytes()
+        self._lookup_query = (
+            sql.SQL(
+                "SELECT id, response, created_at, similarity, text_digest, lookup_text "
+                "FROM {f}(%(p)s, %(d)s, %(v)s::vector, %(th)s, %(k)s)"
+            )
+            .format(f=self._lookup_function)
+            .as_bytes()
+        )
 
     @property
     def dimension(self) -> int:
@@ -266,6 +292,7 @@ class PgVectorStore:
                         idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t
                     )
                 )
+                await conn.execute(self._lookup_function_ddl())
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
                 )
@@ -299,7 +326,7 @@ class PgVectorStore:
         partition: bytes,
         text_digest: bytes,
         lookup_text: str,
-        embedding: Sequence[float],
+        embedding: Sequence[float] | BinaryVector,
         response: bytes,
         *,
         scope: str = "",
@@ -352,19 +379,18 @@ class PgVectorStore:
         One statement, one index probe on the unique (partition, text_digest) btree.
         """
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(self._exact_query, (partition, text_digest), prepare=True)
-                row = await cur.fetchone()
+            rows = await self._fetch(self._exact_query, (partition, text_digest))
         except psycopg.Error as exc:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
-        if row is None:
+        if not rows:
             return None
-        return StoredEntry(id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0)
+        row = rows[0]
+        return StoredEntry(row[0], row[1], row[2], 1.0, text_digest)
 
     async def search(
         self,
         partition: bytes,
-        embedding: Sequence[float],
+        embedding: Sequence[float] | BinaryVector,
         threshold: float,
         k: int = 1,
     ) -> list[StoredEntry]:
@@ -382,32 +408,80 @@ class PgVectorStore:
         a multi-statement simple-protocol message, which cannot be prepared, and planning
         the query every time cost more than the search itself on small tables.
         """
+        vector = self._search_params(embedding, threshold, k)
+        query = self._search_top1_query if k == 1 else self._search_query
+        params = {"v": vector, "p": partition, "k": k, "th": threshold}
+        return await self._run_search(query, params, "similarity search")
+
+    async def lookup(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        embedding: Sequence[float] | BinaryVector,
+        threshold: float,
+        k: int = 1,
+    ) -> list[StoredEntry]:
+        """The exact row and stage 1 in one round trip: ``[entry]`` when (partition,
+        text_digest) holds a live row (``similarity == 1.0``, ``text_digest`` equal to
+        the argument), else what :meth:`search` returns.
+
+        One round trip for a semantic hit, where :meth:`get_exact` then :meth:`search`
+        take two; but the caller must have the embedding first, so this suits embedders
+        that embed cheaply (:attr:`~semanticcache.embedders.base.BaseEmbedder.embeds_cheaply`).
+        The statement calls the table's lookup function (see :meth:`_lookup_function_ddl`):
+        the exact probe, and only when it finds nothing, the search.
+        """
+        vector = self._search_params(embedding, threshold, k)
+        params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
+        return await self._run_search(self._lookup_query, params, "lookup")
+
+    def _search_params(
+        self, embedding: Sequence[float] | BinaryVector, threshold: float, k: int
+    ) -> BinaryVector:
         if not 1 <= k <= 1000:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise ConfigurationError(f"threshold must be in [0, 1], not {threshold!r}")
-        vector = self._vector_param(embedding)
-        params = {"v": vector, "p": partition, "k": k, "th": threshold}
+        return self._vector_param(embedding)
+
+    async def _run_search(
+        self, query: bytes, params: dict[str, object], what: str
+    ) -> list[StoredEntry]:
         try:
-            async with self._pool.connection() as conn:
-                query = self._search_top1_query if k == 1 else self._search_query
-                cur = await conn.execute(query, params, prepare=True)
-                rows = await cur.fetchall()
+            rows = await self._fetch(query, params)
         except psycopg.Error as exc:
-            raise StorageError(f"cache similarity search failed: {exc}") from exc
+            raise StorageError(f"cache {what} failed: {exc}") from exc
+        if len(rows) == 1:
+            # The common case (top-1, or an exact row): no sort, one object.
+            r = rows[0]
+            return [StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])]
         matches = [
-            StoredEntry(
-                id=r[0],
-                response=bytes(r[1]) if r[1] is not None else b"",
-                created_at=r[2],
-                similarity=float(r[3]),
-                text_digest=bytes(r[4]),
-            )
+            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])
             for r in rows
         ]
         # The server sorted them, but relaxed_order and float ties deserve a stable order.
         matches.sort(key=lambda e: (-e.similarity, e.id))
         return matches
+
+    async def _fetch(
+        self, query: bytes, params: Sequence[object] | Mapping[str, object]
+    ) -> list[tuple[Any, ...]]:
+        """Run one prepared read statement of the lookup path; its rows, in binary.
+
+        ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
+        also enters the connection's own context (a commit step under the connection
+        lock, for an autocommit connection), which made a checkout cost three times as
+        much; one autocommit statement needs none of it. ``putconn`` discards a
+        connection returned mid-query (a lookup cancelled by its timeout), as the
+        context manager does. Binary results: bytea arrives as raw bytes and timestamps
+        as integers, not hex and ISO text to parse.
+        """
+        conn = await self._pool.getconn()
+        try:
+            cur = await conn.execute(query, params, prepare=True, binary=True)
+            return await cur.fetchall()
+        finally:
+            await self._pool.putconn(conn)
 
     async def add_hits(self, counts: Mapping[int, int]) -> None:
         """Add ``counts[id]`` to the hit count of each entry, in one statement."""
@@ -545,56 +619,117 @@ class PgVectorStore:
             .as_bytes()
         )
 
-    def _build_search_query(self) -> bytes:
-        # The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
-        # one applies the threshold and keeps only the best candidate's response.
-        return (
-            sql.SQL(
-                """
-            SELECT id,
-                   CASE WHEN row_number() OVER w = 1 THEN response END,
-                   created_at,
-                   similarity,
-                   text_digest
-            FROM (
-                SELECT id, response, created_at, text_digest,
-                       1 - (embedding <=> %(v)s::vector) AS similarity
-                FROM {t}
-                WHERE partition = %(p)s AND expires_at > now()
-                ORDER BY embedding <=> %(v)s::vector
-                LIMIT %(k)s
-            ) AS candidates
-            WHERE similarity >= %(th)s
-            WINDOW w AS (ORDER BY similarity DESC, id)
-            ORDER BY similarity DESC, id
-            """
+    def _search_sql(
+        self,
+        *,
+        top1: bool,
+        v: sql.Composable,
+        p: sql.Composable,
+        k: sql.Composable,
+        th: sql.Composable,
+    ) -> sql.Composed:
+        """The stage-1 query, over the given parameter expressions (statement
+        placeholders, or the lookup function's arguments).
+
+        The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
+        one applies the threshold. With k > 1 a window keeps only the best candidate's
+        response and lookup text, so a large k does not ship k bodies; with k = 1 there
+        is no window and no sort above the index scan. The distance is computed once
+        per row: ORDER BY its alias is still the index's ordering operator, and the
+        similarity is derived from it after the LIMIT (selecting ``1 - (embedding <=>
+        v)`` beside ``ORDER BY embedding <=> v`` computed it twice per row scanned).
+        """
+        if top1:
+            columns = sql.SQL("id, response, created_at, similarity, text_digest, lookup_text")
+            window = sql.SQL("")
+        else:
+            columns = sql.SQL(
+                "id, CASE WHEN row_number() OVER w = 1 THEN response END, created_at, "
+                "similarity, text_digest, CASE WHEN row_number() OVER w = 1 THEN lookup_text END"
             )
-            .format(t=self._t)
-            .as_bytes()
+            window = sql.SQL(
+                "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
+            )
+        return sql.SQL(
+            """
+            SELECT {columns}
+            FROM (
+                SELECT id, response, created_at, text_digest, lookup_text,
+                       1 - distance AS similarity
+                FROM (
+                    SELECT id, response, created_at, text_digest, lookup_text,
+                           embedding <=> {v} AS distance
+                    FROM {t}
+                    WHERE partition = {p} AND expires_at > now()
+                    ORDER BY distance
+                    LIMIT {k}
+                ) AS nearest
+            ) AS candidates
+            WHERE similarity >= {th}
+            {window}
+            """
+        ).format(columns=columns, window=window, t=self._t, v=v, p=p, k=k, th=th)
+
+    def _lookup_function_ddl(self) -> sql.Composed:
+        """``CREATE OR REPLACE FUNCTION <table>_lookup_v1(...)``: the exact probe, then,
+        only if it found nothing, the stage-1 search; one round trip from the client.
+
+        Why a function and not one statement (a CTE for the probe and the search under
+        a ``NOT EXISTS`` one-time filter, tried first): the search must be planned for
+        each lookup (Postgres keeps custom plans for it, so that a large partition gets
+        the HNSW scan and a small one its btree and an exact sort), and in one statement
+        the probe is re-planned with it, every time. Measured on 1,000 rows: the
+        combined statement took 512 us for a semantic hit and 286 us for an exact hit;
+        the function 477 us and 174 us (PL/pgSQL caches each query's plan: the probe's
+        is generic after five calls, the search's stays custom). An exact hit returns
+        before the search starts. ``STABLE``: both queries see the caller's snapshot.
+        """
+        args = {"v": sql.SQL("_v"), "p": sql.SQL("_p"), "k": sql.SQL("_k"), "th": sql.SQL("_th")}
+        return sql.SQL(
+            """
+            CREATE OR REPLACE FUNCTION {f}(
+                _p bytea, _d bytea, _v vector, _th double precision, _k integer
+            )
+            RETURNS TABLE (
+                id bigint, response bytea, created_at timestamptz,
+                similarity double precision, text_digest bytea, lookup_text text
+            )
+            LANGUAGE plpgsql STABLE
+            AS $semcache$
+            #variable_conflict use_column
+            BEGIN
+                RETURN QUERY
+                    SELECT id, response, created_at, 1.0::double precision, text_digest,
+                           lookup_text
+                    FROM {t}
+                    WHERE partition = _p AND text_digest = _d AND expires_at > now();
+                IF FOUND THEN
+                    RETURN;
+                END IF;
+                IF _k = 1 THEN
+                    RETURN QUERY {top1};
+                ELSE
+                    RETURN QUERY {topk};
+                END IF;
+            END
+            $semcache$
+            """
+        ).format(
+            f=self._lookup_function,
+            t=self._t,
+            top1=self._search_sql(top1=True, **args),
+            topk=self._search_sql(top1=False, **args),
         )
 
-    def _build_search_top1_query(self) -> bytes:
-        # k = 1 (the default): no window and no sort above the index scan.
-        return (
-            sql.SQL(
-                """
-            SELECT id, response, created_at, similarity, text_digest
-            FROM (
-                SELECT id, response, created_at, text_digest,
-                       1 - (embedding <=> %(v)s::vector) AS similarity
-                FROM {t}
-                WHERE partition = %(p)s AND expires_at > now()
-                ORDER BY embedding <=> %(v)s::vector
-                LIMIT %(k)s
-            ) AS candidates
-            WHERE similarity >= %(th)s
-            """
-            )
-            .format(t=self._t)
-            .as_bytes()
-        )
-
-    def _vector_param(self, embedding: Sequence[float]) -> BinaryVector:
+    def _vector_param(self, embedding: Sequence[float] | BinaryVector) -> BinaryVector:
+        if isinstance(embedding, BinaryVector):
+            # Packed by a caller that has checked the values (SemanticCache does).
+            if embedding.dimension != self._dimension:
+                raise ConfigurationError(
+                    f"embedding has {embedding.dimension} dimensions, the table "
+                    f"{self.table} stores {self._dimension}"
+                )
+            return embedding
         if len(embedding) != self._dimension:
             raise ConfigurationError(
                 f"embedding has {len(embedding)} dimensions, the table {self.table} "

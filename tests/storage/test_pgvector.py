@@ -1,0 +1,136 @@
+"""PgVectorStore.lookup: the exact probe and the similarity search in one statement."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from semanticcache.key import lookup_digest
+from semanticcache.storage.pgvector import PgVectorStore, connection_options
+
+DIM = 8
+
+
+def vec(*head: float) -> list[float]:
+    return [*head, *([0.0] * (DIM - len(head)))]
+
+
+def at_similarity(sim: float, axis: int) -> list[float]:
+    """A unit vector with cosine ``sim`` to e0, leaning towards e_axis."""
+    v = vec()
+    v[0], v[axis] = sim, math.sqrt(1.0 - sim * sim)
+    return v
+
+
+@pytest.fixture
+async def store(pg_uri: str) -> AsyncIterator[PgVectorStore]:
+    pool = AsyncConnectionPool(
+        pg_uri,
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True, "options": connection_options(None)},
+        open=False,
+    )
+    await pool.open()
+    try:
+        s = PgVectorStore(pool, model_id="lookup-test", dimension=DIM)
+        await s.ensure_schema()
+        yield s
+    finally:
+        await pool.close()
+
+
+async def put(store: PgVectorStore, partition: bytes, text: str, vector: list[float]) -> int:
+    return await store.put(partition, lookup_digest(text), text, vector, f"answer {text}".encode())
+
+
+async def test_an_exact_row_comes_alone_whatever_the_vector(store: PgVectorStore) -> None:
+    partition = secrets.token_bytes(32)
+    exact_id = await put(store, partition, "stored far", at_similarity(0.1, 1))
+    await put(store, partition, "stored near", at_similarity(0.99, 2))
+    rows = await store.lookup(partition, lookup_digest("stored far"), vec(1.0), 0.9, k=5)
+    assert len(rows) == 1
+    (row,) = rows
+    assert (row.id, row.similarity, row.response) == (exact_id, 1.0, b"answer stored far")
+    assert row.text_digest == lookup_digest("stored far")
+    assert row.lookup_text == "stored far"
+    assert row.created_at.tzinfo is not None
+
+
+async def test_without_an_exact_row_it_is_the_search(store: PgVectorStore) -> None:
+    partition = secrets.token_bytes(32)
+    for i, sim in enumerate((0.99, 0.97, 0.93, 0.5), start=1):
+        await put(store, partition, f"stored {sim}", at_similarity(sim, i))
+    digest = lookup_digest("not stored")
+    for k in (1, 3, 10):
+        looked_up = await store.lookup(partition, digest, vec(1.0), 0.9, k=k)
+        searched = await store.search(partition, vec(1.0), 0.9, k=k)
+        assert looked_up == searched
+        assert [round(r.similarity, 4) for r in looked_up] == [0.99, 0.97, 0.93][:k]
+        # Only the best candidate carries its response and its lookup text.
+        assert [r.response for r in looked_up] == [b"answer stored 0.99"] + [b""] * (
+            len(looked_up) - 1
+        )
+        assert [r.lookup_text for r in looked_up] == ["stored 0.99"] + [None] * (len(looked_up) - 1)
+    assert await store.lookup(partition, digest, vec(1.0), 0.995, k=3) == []
+
+
+async def test_partitions_and_expiry_hold_for_both_halves(store: PgVectorStore) -> None:
+    mine, other = secrets.token_bytes(32), secrets.token_bytes(32)
+    await put(store, other, "shared text", vec(1.0))
+    digest = lookup_digest("shared text")
+    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == []
+    expired = await put(store, mine, "shared text", vec(1.0))
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            f"UPDATE {store.table} SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (expired,),
+        )
+    # Neither the exact probe nor the search serves the expired row.
+    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == []
+
+
+async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
+    """auto_explain shows the plans of the lookup function's queries: without an exact
+    row, the search is pgvector's HNSW index scan under the partition filter; with one,
+    the search never starts."""
+    partition = secrets.token_bytes(32)
+    await put(store, partition, "the exact one", vec(1.0))
+    plans: list[str] = []
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            f"""
+            INSERT INTO {store.table} (partition, text_digest, lookup_text, embedding, response)
+            SELECT %s, int8send(g), 'row ' || g,
+                   (SELECT array_agg(random() - 0.5) FROM generate_series(1, {DIM})
+                    WHERE g > 0)::vector, 'x'
+            FROM generate_series(1, 2000) AS g
+            """,
+            (partition,),
+        )
+        await conn.execute(f"ANALYZE {store.table}")
+        # A table where HNSW is the planner's choice, as for a large partition in
+        # production; with so few rows it would rather sort (see
+        # test_a_small_partition_still_gets_its_top_k).
+        await conn.execute("SET enable_sort = off")
+        await conn.execute("LOAD 'auto_explain'")
+        await conn.execute("SET auto_explain.log_min_duration = 0")
+        await conn.execute("SET auto_explain.log_nested_statements = on")
+        await conn.execute("SET client_min_messages = log")  # the plans come as notices
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    # The pool holds one connection: the lookups below run on the one set up above.
+    semantic = await store.lookup(partition, lookup_digest("not stored"), vec(1.0, 0.5), 0.0)
+    assert semantic
+    assert semantic[0].text_digest != lookup_digest("the exact one") or len(semantic) == 1
+    searched = [p for p in plans if "_hnsw" in p]
+    assert searched, plans
+    assert all("partition" in p for p in searched)
+    plans.clear()
+    exact = await store.lookup(partition, lookup_digest("the exact one"), vec(1.0, 0.5), 0.0)
+    assert [e.similarity for e in exact] == [1.0]
+    assert plans, "auto_explain logged the probe"
+    assert not [p for p in plans if "_hnsw" in p or "embedding" in p]
