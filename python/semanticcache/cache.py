@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import math
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from array import array
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +66,8 @@ _DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
 _DEFAULT_PURGE_INTERVAL: Final = 60.0
 _DEFAULT_PURGE_BATCH: Final = 1000
 _DEFAULT_PURGE_PAUSE: Final = 1.0
+# Recent embeddings kept per cache (~3 KB each at 384 dimensions).
+_DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
@@ -218,6 +222,7 @@ class SemanticCache:
         purge_interval: float = _DEFAULT_PURGE_INTERVAL,
         purge_batch_size: int = _DEFAULT_PURGE_BATCH,
         purge_pause: float = _DEFAULT_PURGE_PAUSE,
+        embedding_memo_size: int = _DEFAULT_EMBEDDING_MEMO,
         raise_errors: bool = False,
     ) -> None:
         overrides = {
@@ -272,6 +277,11 @@ class SemanticCache:
             raise ConfigurationError(
                 f"purge_batch_size must be in 1..1000000, not {purge_batch_size}"
             )
+        if isinstance(embedding_memo_size, bool) or not 0 <= embedding_memo_size <= 1_000_000:
+            raise ConfigurationError(
+                f"embedding_memo_size must be in 0..1000000, not {embedding_memo_size}"
+            )
+        self._vectors = _VectorMemo(embedding_memo_size)
         self._ttl_seconds = (
             merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
         )
@@ -759,12 +769,21 @@ class SemanticCache:
 
         return await _guarded(self._store_breaker, self._store_timeout, "store", run)
 
-    async def _embed(self, text: str) -> list[float]:
-        """Embed one text under the embedder breaker and ``embed_timeout``; check it."""
+    async def _embed(self, text: str) -> Sequence[float]:
+        """Embed one text under the embedder breaker and ``embed_timeout``; check it.
+
+        Recent vectors are remembered (``embedding_memo_size``): the ``put`` that follows
+        a missed lookup, and a paraphrase asked again, cost no second embedding call.
+        """
+        remembered = self._vectors.get(text)
+        if remembered is not None:
+            return remembered
         vectors = await _guarded(
             self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
         )
-        return _check_vector(vectors, self._embedder)
+        vector = _check_vector(vectors, self._embedder)
+        self._vectors.add(text, vector)
+        return vector
 
 
 async def _guarded[T](
@@ -795,6 +814,43 @@ async def _guarded[T](
         raise _Unavailable(failed, dependency, exc) from exc
     breaker.success()
     return result
+
+
+class _VectorMemo:
+    """The last ``size`` embeddings, by a digest of the exact text (not the normalized
+    one: two spellings that share an entry may still embed differently).
+
+    Held as ``array('d')`` (8 bytes a value, not a float object each); keyed by a 16-byte
+    BLAKE2b digest so that long prompts are not kept alive as keys.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, array[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        data = text.encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, digest_size=16, person=b"semcache-memo").digest()
+
+    def get(self, text: str) -> array[float] | None:
+        if not self._size:
+            return None
+        key = self._key(text)
+        vector = self._items.get(key)
+        if vector is not None:
+            self._items.move_to_end(key)
+        return vector
+
+    def add(self, text: str, vector: Sequence[float]) -> None:
+        if not self._size:
+            return
+        self._items[self._key(text)] = array("d", vector)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 def _check_vector(vectors: object, embedder: BaseEmbedder) -> list[float]:
