@@ -32,6 +32,7 @@ from semanticcache.settings import (
     default_embedded_data_dir,
     get_cache_settings,
 )
+from semanticcache.storage.hot import HotEntries, HotEntry
 from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
 from semanticcache.storage.redis_tier import RedisBlobStore
 
@@ -66,6 +67,8 @@ _DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
 _DEFAULT_PURGE_INTERVAL: Final = 60.0
 _DEFAULT_PURGE_BATCH: Final = 1000
 _DEFAULT_PURGE_PAUSE: Final = 1.0
+# Memory for hot entries (``hot_entries``), responses' bytes.
+_DEFAULT_HOT_BYTES: Final = 64 * 1024 * 1024
 # Recent embeddings kept per cache (~3 KB each at 384 dimensions).
 _DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
@@ -195,6 +198,12 @@ class SemanticCache:
     default: all defaults); a keyword argument that is not ``None`` overrides the
     setting of the same meaning. The pool and the schema are created on first use (or by
     :meth:`open`). Use ``async with`` or call :meth:`close`.
+
+    ``hot_entries=N`` keeps the last N exact hits (at most ``hot_entries_bytes`` of
+    responses) in memory, so an exact repeat costs no round trip; Postgres triggers and
+    ``LISTEN`` keep them true across processes (see :mod:`semanticcache.storage.hot`).
+    ``embedding_memo_size`` recent embeddings are remembered, so a ``put`` after a missed
+    lookup of the same text does not call the embedder again.
     """
 
     def __init__(
@@ -223,6 +232,8 @@ class SemanticCache:
         purge_batch_size: int = _DEFAULT_PURGE_BATCH,
         purge_pause: float = _DEFAULT_PURGE_PAUSE,
         embedding_memo_size: int = _DEFAULT_EMBEDDING_MEMO,
+        hot_entries: int = 0,
+        hot_entries_bytes: int = _DEFAULT_HOT_BYTES,
         raise_errors: bool = False,
     ) -> None:
         overrides = {
@@ -282,6 +293,9 @@ class SemanticCache:
                 f"embedding_memo_size must be in 0..1000000, not {embedding_memo_size}"
             )
         self._vectors = _VectorMemo(embedding_memo_size)
+        for name, value in (("hot_entries", hot_entries), ("hot_entries_bytes", hot_entries_bytes)):
+            if isinstance(value, bool) or not 0 <= value <= 1 << 40:
+                raise ConfigurationError(f"{name} must be >= 0, not {value}")
         self._ttl_seconds = (
             merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
         )
@@ -318,6 +332,9 @@ class SemanticCache:
             hnsw_m=merged.pgvector_hnsw_m,
             hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
             ef_search=merged.pgvector_hnsw_ef_search,
+        )
+        self._hot = HotEntries(
+            self._store.table, max_entries=hot_entries, max_bytes=hot_entries_bytes
         )
         self._redis: RedisBlobStore | None = None
         if merged.redis_uri is not None:
@@ -361,6 +378,12 @@ class SemanticCache:
     def embedder(self) -> BaseEmbedder:
         """The embedder of lookup texts."""
         return self._embedder
+
+    @property
+    def hot_serving(self) -> bool:
+        """Whether exact hits are being served from memory now (``hot_entries`` set
+        and the invalidation listener connected)."""
+        return self._hot.serving
 
     @property
     def table(self) -> str:
@@ -426,6 +449,7 @@ class SemanticCache:
                 await self._pool.open(wait=False)
                 self._pool_used = True
             await self._store.ensure_schema()
+            self._hot.start(self._pg_uri, self._connect_timeout)
             self._ready = True
 
     async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:
@@ -456,6 +480,15 @@ class SemanticCache:
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
+        hot_key = target.partition + target.text_digest
+        if self._hot.enabled:
+            remembered = self._hot.get(hot_key)
+            if remembered is not None:
+                hit = CacheHit(
+                    remembered.response, 1.0, "exact", remembered.entry_id, remembered.created_at
+                )
+                return CacheLookup(hit, "hit", best_similarity=1.0)
+        generation = self._hot.generation
         redis_answered = False
         if self._redis is not None:
             redis = self._redis
@@ -473,6 +506,9 @@ class SemanticCache:
                 lambda: self._store.get_exact(target.partition, target.text_digest)
             )
             if entry is not None:
+                if self._hot.enabled:
+                    hot = HotEntry(entry.id, entry.response, entry.created_at, entry.expires_at)
+                    self._hot.remember(hot_key, hot, generation)
                 hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
                 return CacheLookup(hit, "hit", best_similarity=1.0)
         try:
@@ -536,12 +572,15 @@ class SemanticCache:
                 )
             )
         except _Unavailable as exc:
+            self._hot.forget(target.partition + target.text_digest)
             if loud:
                 error = EmbedderError if exc.dependency == "embed" else StorageError
                 raise error(f"cache put failed: {exc.describe()}") from exc.cause
             if exc.reason != "breaker_open":
                 _log.warning("cache put failed, not stored: %s", exc.describe())
             return None
+        # This process's own memory: no need to wait for the notice.
+        self._hot.forget(target.partition + target.text_digest)
         if self._redis is not None:
             # Postgres has the row: a Redis failure only costs later exact hits a query.
             redis = self._redis
@@ -640,6 +679,7 @@ class SemanticCache:
                     await self.flush_hits()
         self._pending_hits.clear()
         self._ready = False
+        await self._hot.stop()
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.close()

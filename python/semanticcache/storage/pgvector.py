@@ -24,6 +24,7 @@ from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
+from semanticcache.storage.hot import TRIGGER_SQL, trigger_statements
 
 __all__ = [
     "PgVectorStore",
@@ -83,6 +84,9 @@ class StoredEntry:
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
     text_digest: bytes = b""
     """The row's lookup-text digest (set by :meth:`PgVectorStore.search`)."""
+    expires_at: datetime | None = None
+    """When the row expires; ``None``: never, or not fetched (only
+    :meth:`PgVectorStore.get_exact` fetches it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +255,16 @@ class PgVectorStore:
                         idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t
                     )
                 )
+                # Triggers that NOTIFY on changes, for the hot entries of every process
+                # (semanticcache.hot): a delete or a replaced entry is never served
+                # from another process's memory once the notice arrives.
+                # The functions are shared by every table: serialise their replacement.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
+                )
+                await conn.execute(TRIGGER_SQL)
+                for statement in trigger_statements(self.table):
+                    await conn.execute(statement)
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
                 )
@@ -344,7 +358,9 @@ class PgVectorStore:
             raise StorageError(f"cache exact lookup failed: {exc}") from exc
         if row is None:
             return None
-        return StoredEntry(id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0)
+        return StoredEntry(
+            id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0, expires_at=row[3]
+        )
 
     async def search(
         self,
@@ -515,7 +531,8 @@ class PgVectorStore:
     def _build_exact_query(self) -> bytes:
         return (
             sql.SQL(
-                "SELECT id, response, created_at FROM {t} "
+                # 'infinity' has no Python datetime: NULL stands for "never expires".
+                "SELECT id, response, created_at, NULLIF(expires_at, 'infinity') FROM {t} "
                 "WHERE partition = %s AND text_digest = %s "
                 "AND expires_at > now()"
             )
