@@ -226,6 +226,12 @@ def main() -> None:
         help="uvicorn's loop and HTTP parser: fast = uvloop + httptools (default when installed)",
     )
     parser.add_argument(
+        "--hot",
+        type=int,
+        default=0,
+        help="SEMANTIC_CACHE_HOT_ENTRIES for the server: exact hits from memory (default off)",
+    )
+    parser.add_argument(
         "--ef-search",
         type=int,
         help="SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH for the server (default: pgvector's 40)",
@@ -236,6 +242,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    # The servers (children) read it from the environment; the seeding cache ignores it.
+    os.environ["SEMANTIC_CACHE_HOT_ENTRIES"] = str(args.hot)
     if args.ef_search is not None:
         # The seeding cache and the servers (children) read it from the environment.
         os.environ["SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH"] = str(args.ef_search)
@@ -252,7 +260,8 @@ def main() -> None:
             fast = args.stack == "fast" or (args.stack == "auto" and fast_stack(server_python))
             print(
                 f"uvicorn stack: {'uvloop + httptools' if fast else 'asyncio + h11'}; "
-                f"ef_search: {args.ef_search or 'pgvector default (40)'}"
+                f"ef_search: {args.ef_search or 'pgvector default (40)'}; "
+                f"hot entries: {args.hot or 'off'}"
             )
             print(
                 "| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms "

@@ -232,7 +232,7 @@ class SemanticCache:
         purge_batch_size: int = _DEFAULT_PURGE_BATCH,
         purge_pause: float = _DEFAULT_PURGE_PAUSE,
         embedding_memo_size: int = _DEFAULT_EMBEDDING_MEMO,
-        hot_entries: int = 0,
+        hot_entries: int | None = None,
         hot_entries_bytes: int = _DEFAULT_HOT_BYTES,
         raise_errors: bool = False,
     ) -> None:
@@ -254,6 +254,7 @@ class SemanticCache:
                 ("pg_pool_max_size", pool_max_size),
                 ("breaker_failures", breaker_failures),
                 ("breaker_cooldown_seconds", breaker_cooldown),
+                ("hot_entries", hot_entries),
             )
             if value is not None
         }
@@ -293,9 +294,8 @@ class SemanticCache:
                 f"embedding_memo_size must be in 0..1000000, not {embedding_memo_size}"
             )
         self._vectors = _VectorMemo(embedding_memo_size)
-        for name, value in (("hot_entries", hot_entries), ("hot_entries_bytes", hot_entries_bytes)):
-            if isinstance(value, bool) or not 0 <= value <= 1 << 40:
-                raise ConfigurationError(f"{name} must be >= 0, not {value}")
+        if isinstance(hot_entries_bytes, bool) or hot_entries_bytes < 0:
+            raise ConfigurationError(f"hot_entries_bytes must be >= 0, not {hot_entries_bytes}")
         self._ttl_seconds = (
             merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
         )
@@ -334,7 +334,7 @@ class SemanticCache:
             ef_search=merged.pgvector_hnsw_ef_search,
         )
         self._hot = HotEntries(
-            self._store.table, max_entries=hot_entries, max_bytes=hot_entries_bytes
+            self._store.table, max_entries=merged.hot_entries, max_bytes=hot_entries_bytes
         )
         self._redis: RedisBlobStore | None = None
         if merged.redis_uri is not None:
