@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import socket
 import statistics
@@ -112,11 +113,19 @@ def free_port() -> int:
         return port
 
 
+def fast_stack(python: str) -> bool:
+    """Whether ``python`` has uvloop and httptools (``uvicorn[standard]``)."""
+    probe = subprocess.run([python, "-c", "import uvloop, httptools"], capture_output=True)
+    return probe.returncode == 0
+
+
 def start_server(
-    uri: str | None, *, original: str | None = None, rows: int = 0
+    uri: str | None, *, original: str | None = None, rows: int = 0, stack: str = "auto"
 ) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving ``load_app`` (``uri`` ``None``: no cache), or ``orig_app`` under
-    the ``original`` interpreter (which seeds ``rows`` itself at start-up)."""
+    the ``original`` interpreter (which seeds ``rows`` itself at start-up). ``stack``:
+    ``fast`` (uvloop + httptools), ``asyncio`` (asyncio's loop + h11), ``auto`` (fast
+    when the interpreter has them)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOAD_SEED_ROWS": str(rows)}
     env.pop("LOAD_PG_URI", None)
@@ -135,6 +144,11 @@ def start_server(
         "warning",
         "--no-access-log",
     ]
+    python = original or sys.executable
+    if stack == "fast" or (stack == "auto" and fast_stack(python)):
+        cmd += ["--loop", "uvloop", "--http", "httptools"]
+    else:
+        cmd += ["--loop", "asyncio", "--http", "h11"]
     if (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
@@ -159,8 +173,30 @@ def key_of(text: str) -> CacheKey:
     return key
 
 
+# Fillers are questions made of common words, so that the stored question is not an
+# outlier in the vector space. Near-identical fillers ("filler question <hex>", the
+# first version of this benchmark) form one tight cluster that the HNSW graph cannot
+# leave: at 100k rows even ef_search 400 did not reach the stored question.
+_VOCABULARY = (
+    "how what why when where which who does do can should is are the a an to of in for on "
+    "with best way learn make use get find start stop buy sell city river country money "
+    "phone bank water food health job school car house computer language music movie book "
+    "game history science weather travel price time people world life love work company "
+    "market energy battery software python java internet email password account number"
+)
+_WORDS = _VOCABULARY.split()
+
+
+def filler(rng: random.Random) -> str:
+    words = [rng.choice(_WORDS) for _ in range(rng.randint(5, 12))]
+    return " ".join(words).capitalize() + "?"
+
+
 async def seed(uri: str, rows: int) -> None:
-    """``rows`` entries in the benchmark's partition: the stored question plus fillers."""
+    """``rows`` entries in the benchmark's partition: the stored question plus fillers.
+
+    Every ``put`` raises on failure: a seeding that failed open would quietly measure
+    misses as hits (or the reverse)."""
     answer = json.dumps(
         {"id": "chatcmpl-load", "object": "chat.completion", "created": 1, "model": MODEL}
     ).encode()
@@ -168,9 +204,12 @@ async def seed(uri: str, rows: int) -> None:
         StoredResponse(200, ((b"content-type", b"application/json"),), answer, False)
     )
     async with SemanticCache(pg_uri=uri, embedder=HashingEmbedder(), threshold=0.9) as cache:
-        texts = [STORED] + [f"filler question {secrets.token_hex(6)}" for _ in range(rows - 1)]
-        for i in range(0, len(texts), 64):
-            await asyncio.gather(*(cache.put(key_of(t), record) for t in texts[i : i + 64]))
+        rng = random.Random(5)
+        texts = [STORED] + [filler(rng) for _ in range(rows - 1)]
+        for i in range(0, len(texts), 8):
+            await asyncio.gather(
+                *(cache.put(key_of(t), record, raise_errors=True) for t in texts[i : i + 8])
+            )
 
 
 def main() -> None:
@@ -181,11 +220,33 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenarios", default="baseline,exact,semantic,miss")
     parser.add_argument(
+        "--stack",
+        choices=("auto", "fast", "asyncio"),
+        default="auto",
+        help="uvicorn's loop and HTTP parser: fast = uvloop + httptools (default when installed)",
+    )
+    parser.add_argument(
+        "--hot",
+        type=int,
+        default=0,
+        help="SEMANTIC_CACHE_HOT_ENTRIES for the server: exact hits from memory (default off)",
+    )
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        help="SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH for the server (default: pgvector's 40)",
+    )
+    parser.add_argument(
         "--original",
         help="python of a venv with fastapi-semcache 0.4.6: measure it instead (own database)",
     )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    # The servers (children) read it from the environment; the seeding cache ignores it.
+    os.environ["SEMANTIC_CACHE_HOT_ENTRIES"] = str(args.hot)
+    if args.ef_search is not None:
+        # The seeding cache and the servers (children) read it from the environment.
+        os.environ["SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH"] = str(args.ef_search)
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})  # this process and the Postgres it starts: core 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +256,13 @@ def main() -> None:
             uri = pg.create_database("load")
             if args.original is None:
                 asyncio.run(seed(uri, args.rows))
+            server_python = args.original or sys.executable
+            fast = args.stack == "fast" or (args.stack == "auto" and fast_stack(server_python))
+            print(
+                f"uvicorn stack: {'uvloop + httptools' if fast else 'asyncio + h11'}; "
+                f"ef_search: {args.ef_search or 'pgvector default (40)'}; "
+                f"hot entries: {args.hot or 'off'}"
+            )
             print(
                 "| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms "
                 "| expected X-Cache |"
@@ -203,9 +271,11 @@ def main() -> None:
             seed_rows = args.rows  # the original seeds at its first start only
             for scenario in args.scenarios.split(","):
                 if scenario == "baseline":
-                    proc, port = start_server(None)
+                    proc, port = start_server(None, stack=args.stack)
                 else:
-                    proc, port = start_server(uri, original=args.original, rows=seed_rows)
+                    proc, port = start_server(
+                        uri, original=args.original, rows=seed_rows, stack=args.stack
+                    )
                     seed_rows = 0
                 try:
                     for level in levels:
@@ -213,8 +283,35 @@ def main() -> None:
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
+            if "miss" in args.scenarios.split(",") and args.original is None:
+                embed_ms, put_ms = asyncio.run(put_cost(uri))
+                print(
+                    f"\nembed + insert of a new question, measured alone (p50 of 300, one "
+                    f"at a time): embed {embed_ms:.3f} ms, put {put_ms:.2f} ms (embed included)"
+                )
         finally:
             pg.stop()
+
+
+async def put_cost(uri: str, rounds: int = 300) -> tuple[float, float]:
+    """p50 of the embedding and of ``put`` (embed + insert) of new questions: what a miss
+    must pay anyway, to subtract from the miss latency."""
+    embedder = HashingEmbedder()
+    record = encode_record(StoredResponse(200, (), b"{}", False))
+    embeds: list[float] = []
+    puts: list[float] = []
+    async with SemanticCache(
+        pg_uri=uri, embedder=embedder, threshold=0.9, embedding_memo_size=0
+    ) as cache:
+        for _ in range(rounds):
+            text = f"new question {secrets.token_hex(8)}"
+            started = time.perf_counter()
+            await embedder.embed([text])
+            embeds.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await cache.put(key_of(text), record, raise_errors=True)
+            puts.append(time.perf_counter() - started)
+    return statistics.median(embeds) * 1000, statistics.median(puts) * 1000
 
 
 def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> None:

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from semanticcache import BaseEmbedder, SemanticCache
+from semanticcache.errors import ConfigurationError
 from semanticcache.key import lookup_digest
 
 DIM = 32
@@ -143,7 +144,10 @@ async def test_long_texts_are_probed_before_they_are_embedded(
     # a cheap embedder waits for the exact probe to miss.
     partition = secrets.token_bytes(32)
     long_text = "why " * 1000
-    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+    # No embedding memo: the puts' vectors would spare the lookups their embedding.
+    async with SemanticCache(
+        pg_uri=pg_uri, embedder=embedder, threshold=0.9, embedding_memo_size=0
+    ) as c:
         await c.put(long_text, b"long", partition=partition)
         await c.put("short", b"short", partition=partition)
         calls = embedder.calls
@@ -287,3 +291,75 @@ async def test_relaxed_order_results_are_sorted(pg_uri: str, embedder: TableEmbe
         assert sims == sorted(sims, reverse=True)
         # only the best candidate ships its response
         assert [bool(m.response) for m in matches] == [True] + [False] * 19
+
+
+async def test_a_missed_lookup_and_its_put_embed_once(pg_uri: str, embedder: TableEmbedder) -> None:
+    partition = secrets.token_bytes(32)
+    embedder.vectors["new question"] = unit(3)
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        calls = embedder.calls
+        assert (await c.lookup("new question", partition=partition)).reason == "miss"
+        assert await c.put("new question", b"answer", partition=partition) is not None
+        assert embedder.calls == calls + 1  # the put reused the lookup's vector
+        hit = await c.get("new question", partition=partition)
+        assert hit is not None
+        assert hit.response == b"answer"
+
+
+async def test_a_paraphrase_asked_again_is_not_embedded_again(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes
+) -> None:
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.9) as c:
+        calls = embedder.calls
+        for _ in range(3):
+            result = await c.lookup("the query", partition=seeded)
+            assert result.hit is not None
+            assert result.hit.match == "semantic"
+        assert embedder.calls == calls + 1
+
+
+async def test_embedding_memo_is_bounded_and_can_be_off(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes
+) -> None:
+    async with SemanticCache(
+        pg_uri=pg_uri, embedder=embedder, threshold=0.9, embedding_memo_size=2
+    ) as c:
+        for text in ("q1", "q2", "q3", "q1"):  # q1 was evicted by q3
+            await c.lookup(text, partition=seeded)
+        calls = embedder.calls
+        await c.lookup("q3", partition=seeded)
+        assert embedder.calls == calls
+    async with SemanticCache(
+        pg_uri=pg_uri, embedder=embedder, threshold=0.9, embedding_memo_size=0
+    ) as c:
+        calls = embedder.calls
+        await c.lookup("q1", partition=seeded)
+        await c.lookup("q1", partition=seeded)
+        assert embedder.calls == calls + 2
+    with pytest.raises(ConfigurationError, match="embedding_memo_size"):
+        SemanticCache(pg_uri=pg_uri, embedder=embedder, embedding_memo_size=-1)
+
+
+async def test_the_memo_never_crosses_texts(pg_uri: str, embedder: TableEmbedder) -> None:
+    """Two spellings that share an entry (same normalized text) keep their own vectors."""
+    partition = secrets.token_bytes(32)
+    embedder.vectors["Paris?"] = unit(1)
+    embedder.vectors["Paris?  "] = unit(2)
+
+    async def stored_vector(c: SemanticCache) -> list[tuple[object, ...]]:
+        async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
+            cur = await conn.execute(
+                f"SELECT embedding::text FROM {c.table} WHERE partition = %s", (partition,)
+            )
+            return await cur.fetchall()
+
+    def text_of(v: list[float]) -> str:
+        return "[" + ",".join(str(int(x)) for x in v) + "]"
+
+    async with SemanticCache(pg_uri=pg_uri, embedder=embedder, threshold=0.99) as c:
+        await c.put("Paris?", b"one", partition=partition)
+        assert await stored_vector(c) == [(text_of(unit(1)),)]
+        calls = embedder.calls
+        await c.put("Paris?  ", b"two", partition=partition)  # the same entry, replaced
+        assert embedder.calls == calls + 1
+        assert await stored_vector(c) == [(text_of(unit(2)),)]

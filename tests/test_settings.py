@@ -62,6 +62,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "redis_ttl_seconds": None,
     "breaker_failures": 5,
     "breaker_cooldown_seconds": 30.0,
+    "hot_entries": 0,
     "embedded_data_dir": None,
 }
 
@@ -127,6 +128,7 @@ def test_from_env_reads_every_variable() -> None:
         P + "REDIS_TTL_SECONDS": "3600",
         P + "BREAKER_FAILURES": "3",
         P + "BREAKER_COOLDOWN_SECONDS": "7.5",
+        P + "HOT_ENTRIES": "5000",
         P + "EMBEDDED_DATA_DIR": "/var/lib/semcache",
         "UNRELATED": "x",
     }
@@ -156,6 +158,7 @@ def test_from_env_reads_every_variable() -> None:
         redis_ttl_seconds=3600,
         breaker_failures=3,
         breaker_cooldown_seconds=7.5,
+        hot_entries=5000,
         embedded_data_dir=Path("/var/lib/semcache"),
     )
     assert s.log_digest_key_is_set is True
@@ -387,6 +390,7 @@ INVALID_ENV: list[tuple[str, str, tuple[str, ...]]] = [
     ("MAX_BODY_BYTES", "10MB", ("'10MB'",)),
     ("MAX_BODY_BYTES", "0", ("0", ">= 1")),
     ("BREAKER_FAILURES", "-1", ("-1", ">= 1")),
+    ("HOT_ENTRIES", "-5", ("-5", ">= 0")),
     ("REDIS_URI", "memcached://h", ("memcached://h", "redis://")),
     ("PG_URI", "sqlite:///x.db", ("sqlite:///x.db", "postgresql://")),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from semanticcache.settings import (
     default_embedded_data_dir,
     get_cache_settings,
 )
+from semanticcache.storage.hot import HotEntries, HotEntry
 from semanticcache.storage.pgvector import (
     BinaryVector,
     PgVectorStore,
@@ -75,6 +77,10 @@ _DEFAULT_PURGE_PAUSE: Final = 1.0
 # about 1 ms at this bound, where a 40-character question costs 0.15 ms, about one round
 # trip), while the exact probe does not.
 _EMBED_FIRST_MAX_CHARS: Final = 256
+# Memory for hot entries (``hot_entries``), responses' bytes.
+_DEFAULT_HOT_BYTES: Final = 64 * 1024 * 1024
+# Recent embeddings kept per cache (~3 KB each at 384 dimensions).
+_DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
@@ -205,6 +211,12 @@ class SemanticCache:
     default: all defaults); a keyword argument that is not ``None`` overrides the
     setting of the same meaning. The pool and the schema are created on first use (or by
     :meth:`open`). Use ``async with`` or call :meth:`close`.
+
+    ``hot_entries=N`` keeps the last N exact hits (at most ``hot_entries_bytes`` of
+    responses) in memory, so an exact repeat costs no round trip; Postgres triggers and
+    ``LISTEN`` keep them true across processes (see :mod:`semanticcache.storage.hot`).
+    ``embedding_memo_size`` recent embeddings are remembered, so a ``put`` after a missed
+    lookup of the same text does not call the embedder again.
     """
 
     def __init__(
@@ -232,6 +244,9 @@ class SemanticCache:
         purge_interval: float = _DEFAULT_PURGE_INTERVAL,
         purge_batch_size: int = _DEFAULT_PURGE_BATCH,
         purge_pause: float = _DEFAULT_PURGE_PAUSE,
+        embedding_memo_size: int = _DEFAULT_EMBEDDING_MEMO,
+        hot_entries: int | None = None,
+        hot_entries_bytes: int = _DEFAULT_HOT_BYTES,
         raise_errors: bool = False,
     ) -> None:
         overrides = {
@@ -252,6 +267,7 @@ class SemanticCache:
                 ("pg_pool_max_size", pool_max_size),
                 ("breaker_failures", breaker_failures),
                 ("breaker_cooldown_seconds", breaker_cooldown),
+                ("hot_entries", hot_entries),
             )
             if value is not None
         }
@@ -286,6 +302,13 @@ class SemanticCache:
             raise ConfigurationError(
                 f"purge_batch_size must be in 1..1000000, not {purge_batch_size}"
             )
+        if isinstance(embedding_memo_size, bool) or not 0 <= embedding_memo_size <= 1_000_000:
+            raise ConfigurationError(
+                f"embedding_memo_size must be in 0..1000000, not {embedding_memo_size}"
+            )
+        self._vectors = _VectorMemo(embedding_memo_size)
+        if isinstance(hot_entries_bytes, bool) or hot_entries_bytes < 0:
+            raise ConfigurationError(f"hot_entries_bytes must be >= 0, not {hot_entries_bytes}")
         self._ttl_seconds = (
             merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
         )
@@ -323,6 +346,9 @@ class SemanticCache:
             hnsw_m=merged.pgvector_hnsw_m,
             hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
             ef_search=merged.pgvector_hnsw_ef_search,
+        )
+        self._hot = HotEntries(
+            self._store.table, max_entries=merged.hot_entries, max_bytes=hot_entries_bytes
         )
         self._redis: RedisBlobStore | None = None
         if merged.redis_uri is not None:
@@ -366,6 +392,12 @@ class SemanticCache:
     def embedder(self) -> BaseEmbedder:
         """The embedder of lookup texts."""
         return self._embedder
+
+    @property
+    def hot_serving(self) -> bool:
+        """Whether exact hits are being served from memory now (``hot_entries`` set
+        and the invalidation listener connected)."""
+        return self._hot.serving
 
     @property
     def table(self) -> str:
@@ -431,6 +463,7 @@ class SemanticCache:
                 await self._pool.open(wait=False)
                 self._pool_used = True
             await self._store.ensure_schema()
+            self._hot.start(self._pg_uri, self._connect_timeout)
             self._ready = True
 
     async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:
@@ -461,6 +494,14 @@ class SemanticCache:
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
+        if self._hot.enabled:
+            remembered = self._hot.get(target.partition + target.text_digest)
+            if remembered is not None:
+                hit = CacheHit(
+                    remembered.response, 1.0, "exact", remembered.entry_id, remembered.created_at
+                )
+                return CacheLookup(hit, "hit", best_similarity=1.0)
+        generation = self._hot.generation
         redis_answered = False
         if self._redis is not None:
             redis = self._redis
@@ -471,7 +512,9 @@ class SemanticCache:
                 hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
                 return CacheLookup(hit, "hit", best_similarity=1.0)
         if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
-            return await self._lookup_embed_first(target, redis_answered=redis_answered)
+            return await self._lookup_embed_first(
+                target, redis_answered=redis_answered, generation=generation
+            )
         if not redis_answered:
             # Without Redis (or with Redis unreachable) Postgres answers the exact path.
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
@@ -480,6 +523,7 @@ class SemanticCache:
                 lambda: self._store.get_exact(target.partition, target.text_digest)
             )
             if entry is not None:
+                self._remember(target, entry, generation)
                 hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
                 return CacheLookup(hit, "hit", best_similarity=1.0)
         try:
@@ -489,9 +533,12 @@ class SemanticCache:
         candidates = await self._store_call(
             lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
         )
-        return self._judge(target, candidates, backfill=True)
+        # The search's rows carry no expiry: an exact row found here is not remembered.
+        return self._judge(target, candidates, backfill=True, generation=None)
 
-    async def _lookup_embed_first(self, target: _Target, *, redis_answered: bool) -> CacheLookup:
+    async def _lookup_embed_first(
+        self, target: _Target, *, redis_answered: bool, generation: int
+    ) -> CacheLookup:
         """Embed, then the exact probe and the search in one round trip (cheap embedders)."""
         try:
             vector = await self._embed(target.text)
@@ -506,7 +553,7 @@ class SemanticCache:
                 )
             )
             # Redis answered "absent" for an exact row Postgres has: it lost the blob.
-            return self._judge(target, candidates, backfill=redis_answered)
+            return self._judge(target, candidates, backfill=redis_answered, generation=generation)
         # No vector (embedder error, timeout, open breaker): an exact repeat is still
         # served, as it is on the exact-first path.
         entry = await self._store_call(
@@ -514,18 +561,35 @@ class SemanticCache:
         )
         if entry is None:
             raise failure
+        self._remember(target, entry, generation)
         hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
         return CacheLookup(hit, "hit", best_similarity=1.0)
 
+    def _remember(self, target: _Target, entry: StoredEntry, generation: int) -> None:
+        """Keep an exact row read from Postgres among the hot entries (when on). Only
+        rows that carry their expiry (the exact probe's) may be given here."""
+        if self._hot.enabled:
+            hot = HotEntry(entry.id, entry.response, entry.created_at, entry.expires_at)
+            self._hot.remember(target.partition + target.text_digest, hot, generation)
+
     def _judge(
-        self, target: _Target, candidates: list[StoredEntry], *, backfill: bool
+        self,
+        target: _Target,
+        candidates: list[StoredEntry],
+        *,
+        backfill: bool,
+        generation: int | None,
     ) -> CacheLookup:
-        """Stage 2 on the stage-1 candidates (or the exact row)."""
+        """Stage 2 on the stage-1 candidates (or the exact row). ``generation``: the hot
+        entries' generation when an exact row here carries its expiry (the lookup
+        function's exact probe), else ``None``."""
         if not candidates:
             return CacheLookup(None, "miss")
         best = candidates[0]
         if best.text_digest == target.text_digest:
             # The exact row: served as exact whatever the thresholds.
+            if generation is not None:
+                self._remember(target, best, generation)
             hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
             if backfill:
                 # Found by the search because Redis had lost its blob: give Redis the
@@ -577,12 +641,15 @@ class SemanticCache:
                 )
             )
         except _Unavailable as exc:
+            self._hot.forget(target.partition + target.text_digest)
             if loud:
                 error = EmbedderError if exc.dependency == "embed" else StorageError
                 raise error(f"cache put failed: {exc.describe()}") from exc.cause
             if exc.reason != "breaker_open":
                 _log.warning("cache put failed, not stored: %s", exc.describe())
             return None
+        # This process's own memory: no need to wait for the notice.
+        self._hot.forget(target.partition + target.text_digest)
         if self._redis is not None:
             # Postgres has the row: a Redis failure only costs later exact hits a query.
             redis = self._redis
@@ -684,6 +751,7 @@ class SemanticCache:
                     await self.flush_hits()
         self._pending_hits.clear()
         self._ready = False
+        await self._hot.stop()
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.close()
@@ -814,11 +882,20 @@ class SemanticCache:
         return await _guarded(self._store_breaker, self._store_timeout, "store", run)
 
     async def _embed(self, text: str) -> BinaryVector:
-        """Embed one text under the embedder breaker and ``embed_timeout``; check it."""
+        """Embed one text under the embedder breaker and ``embed_timeout``; check it.
+
+        Recent vectors are remembered (``embedding_memo_size``): the ``put`` that follows
+        a missed lookup, and a paraphrase asked again, cost no second embedding call.
+        """
+        remembered = self._vectors.get(text)
+        if remembered is not None:
+            return remembered
         vectors = await _guarded(
             self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
         )
-        return _check_vector(vectors, self._embedder)
+        vector = _check_vector(vectors, self._embedder)
+        self._vectors.add(text, vector)
+        return vector
 
 
 async def _guarded[T](
@@ -849,6 +926,42 @@ async def _guarded[T](
         raise _Unavailable(failed, dependency, exc) from exc
     breaker.success()
     return result
+
+
+class _VectorMemo:
+    """The last ``size`` embeddings (packed, as pgvector takes them), by a digest of the
+    exact text (not the normalized one: two spellings that share an entry may still
+    embed differently). Keyed by a 16-byte BLAKE2b digest so that long prompts are not
+    kept alive as keys.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, BinaryVector] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        data = text.encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, digest_size=16, person=b"semcache-memo").digest()
+
+    def get(self, text: str) -> BinaryVector | None:
+        if not self._size:
+            return None
+        key = self._key(text)
+        vector = self._items.get(key)
+        if vector is not None:
+            self._items.move_to_end(key)
+        return vector
+
+    def add(self, text: str, vector: BinaryVector) -> None:
+        if not self._size:
+            return
+        self._items[self._key(text)] = vector
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 def _check_vector(vectors: object, embedder: BaseEmbedder) -> BinaryVector:

@@ -335,6 +335,8 @@ class CacheSettings:
     """Consecutive dependency failures that open the circuit breaker."""
     breaker_cooldown_seconds: float = 30.0
     """How long an open breaker skips the dependency before it tries again."""
+    hot_entries: int = 0
+    """Exact hits kept in process memory (0: off); see :mod:`semanticcache.storage.hot`."""
     embedded_data_dir: Path | None = None
     """Data folder of the embedded Postgres; ``None`` uses the platform's data folder."""
 
@@ -413,6 +415,7 @@ class CacheSettings:
         _check_int("pg_pool_max_size", self.pg_pool_max_size, low=max(1, min_size))
         self._check_redis_ttl()
         _check_int("breaker_failures", self.breaker_failures, low=1)
+        _check_int("hot_entries", self.hot_entries, low=0)
         put(
             "breaker_cooldown_seconds",
             _check_real(
@@ -622,6 +625,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "redis_ttl_seconds": _parse_int,
     "breaker_failures": _parse_int,
     "breaker_cooldown_seconds": _parse_float,
+    "hot_entries": _parse_int,
     "embedded_data_dir": _parse_path,
 }
 

@@ -192,3 +192,24 @@ async def test_a_cancelled_candidate_leaves_no_stale_registration(
     await other_process.release(held)
     again = await here.acquire(key)
     assert again.role == "waited"  # the released lease is "done": look the cache up
+
+
+async def test_the_lease_table_is_unlogged(cache: SemanticCache, model: str) -> None:
+    """Leases live seconds: no WAL for them (a crash empties the table, which is fine)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"answer": "4"}'})
+
+    mw = SemanticCacheMiddleware(app, cache=cache)
+    async with client_for(mw) as client:
+        response = await client.post(URL, json=chat_body(model, "How many legs has a cat?"))
+    assert response.headers["x-cache"] == "MISS"
+    await mw.drain()
+    async with cache.store.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT relpersistence FROM pg_class WHERE relname = 'semcache_leases'"
+        )
+        assert await cur.fetchone() == ("u",)

@@ -24,6 +24,7 @@ from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
+from semanticcache.storage.hot import TRIGGER_SQL, trigger_statements
 
 __all__ = [
     "CacheTable",
@@ -94,6 +95,10 @@ class StoredEntry:
     lookup_text: str | None = None
     """The row's stored lookup text, for the best candidate of a search only (like
     ``response``); ``None`` for the others and for :meth:`PgVectorStore.get_exact`."""
+    expires_at: datetime | None = None
+    """When the row expires; ``None``: never, or not fetched (only
+    :meth:`PgVectorStore.get_exact` and the exact row of :meth:`PgVectorStore.lookup`
+    fetch it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +196,7 @@ class PgVectorStore:
         self._iterative_scan = False
         # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
         # columns, so a later version that does gets a name of its own.
-        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v1")
+        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v2")
         self._exact_query = self._build_exact_query()
         statement_params = {
             "v": sql.SQL("%(v)s::vector"),
@@ -199,12 +204,12 @@ class PgVectorStore:
             "k": sql.SQL("%(k)s"),
             "th": sql.SQL("%(th)s"),
         }
-        self._search_query = self._search_sql(top1=False, **statement_params).as_bytes()
-        self._search_top1_query = self._search_sql(top1=True, **statement_params).as_bytes()
+        self._search_query = self._search_sql(statement_params, top1=False).as_bytes()
+        self._search_top1_query = self._search_sql(statement_params, top1=True).as_bytes()
         self._lookup_query = (
             sql.SQL(
-                "SELECT id, response, created_at, similarity, text_digest, lookup_text "
-                "FROM {f}(%(p)s, %(d)s, %(v)s::vector, %(th)s, %(k)s)"
+                "SELECT id, response, created_at, similarity, text_digest, lookup_text, "
+                "expires_at FROM {f}(%(p)s, %(d)s, %(v)s::vector, %(th)s, %(k)s)"
             )
             .format(f=self._lookup_function)
             .as_bytes()
@@ -293,6 +298,16 @@ class PgVectorStore:
                     )
                 )
                 await conn.execute(self._lookup_function_ddl())
+                # Triggers that NOTIFY on changes, for the hot entries of every process
+                # (semanticcache.hot): a delete or a replaced entry is never served
+                # from another process's memory once the notice arrives.
+                # The functions are shared by every table: serialise their replacement.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
+                )
+                await conn.execute(TRIGGER_SQL)
+                for statement in trigger_statements(self.table):
+                    await conn.execute(statement)
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
                 )
@@ -385,7 +400,7 @@ class PgVectorStore:
         if not rows:
             return None
         row = rows[0]
-        return StoredEntry(row[0], row[1], row[2], 1.0, text_digest)
+        return StoredEntry(row[0], row[1], row[2], 1.0, text_digest, expires_at=row[3])
 
     async def search(
         self,
@@ -454,9 +469,11 @@ class PgVectorStore:
         if len(rows) == 1:
             # The common case (top-1, or an exact row): no sort, one object.
             r = rows[0]
-            return [StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])]
+            return [
+                StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], *r[6:])
+            ]
         matches = [
-            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5])
+            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], *r[6:])
             for r in rows
         ]
         # The server sorted them, but relaxed_order and float ties deserve a stable order.
@@ -611,7 +628,8 @@ class PgVectorStore:
     def _build_exact_query(self) -> bytes:
         return (
             sql.SQL(
-                "SELECT id, response, created_at FROM {t} "
+                # 'infinity' has no Python datetime: NULL stands for "never expires".
+                "SELECT id, response, created_at, NULLIF(expires_at, 'infinity') FROM {t} "
                 "WHERE partition = %s AND text_digest = %s "
                 "AND expires_at > now()"
             )
@@ -620,16 +638,10 @@ class PgVectorStore:
         )
 
     def _search_sql(
-        self,
-        *,
-        top1: bool,
-        v: sql.Composable,
-        p: sql.Composable,
-        k: sql.Composable,
-        th: sql.Composable,
+        self, params: Mapping[str, sql.Composable], *, top1: bool, expiry: bool = False
     ) -> sql.Composed:
-        """The stage-1 query, over the given parameter expressions (statement
-        placeholders, or the lookup function's arguments).
+        """The stage-1 query, over the given parameter expressions ``params`` (``v``,
+        ``p``, ``k``, ``th``: statement placeholders, or the lookup function's arguments).
 
         The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
         one applies the threshold. With k > 1 a window keeps only the best candidate's
@@ -638,7 +650,10 @@ class PgVectorStore:
         per row: ORDER BY its alias is still the index's ordering operator, and the
         similarity is derived from it after the LIMIT (selecting ``1 - (embedding <=>
         v)`` beside ``ORDER BY embedding <=> v`` computed it twice per row scanned).
+        ``expiry`` adds a NULL ``expires_at`` column (the lookup function's row type,
+        where only the exact row carries it, for the hot entries).
         """
+        columns: sql.Composable
         if top1:
             columns = sql.SQL("id, response, created_at, similarity, text_digest, lookup_text")
             window = sql.SQL("")
@@ -650,6 +665,8 @@ class PgVectorStore:
             window = sql.SQL(
                 "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
             )
+        if expiry:
+            columns += sql.SQL(", NULL::timestamptz")
         return sql.SQL(
             """
             SELECT {columns}
@@ -668,10 +685,18 @@ class PgVectorStore:
             WHERE similarity >= {th}
             {window}
             """
-        ).format(columns=columns, window=window, t=self._t, v=v, p=p, k=k, th=th)
+        ).format(
+            columns=columns,
+            window=window,
+            t=self._t,
+            v=params["v"],
+            p=params["p"],
+            k=params["k"],
+            th=params["th"],
+        )
 
     def _lookup_function_ddl(self) -> sql.Composed:
-        """``CREATE OR REPLACE FUNCTION <table>_lookup_v1(...)``: the exact probe, then,
+        """``CREATE OR REPLACE FUNCTION <table>_lookup_v2(...)``: the exact probe, then,
         only if it found nothing, the stage-1 search; one round trip from the client.
 
         Why a function and not one statement (a CTE for the probe and the search under
@@ -692,7 +717,8 @@ class PgVectorStore:
             )
             RETURNS TABLE (
                 id bigint, response bytea, created_at timestamptz,
-                similarity double precision, text_digest bytea, lookup_text text
+                similarity double precision, text_digest bytea, lookup_text text,
+                expires_at timestamptz
             )
             LANGUAGE plpgsql STABLE
             AS $semcache$
@@ -700,7 +726,7 @@ class PgVectorStore:
             BEGIN
                 RETURN QUERY
                     SELECT id, response, created_at, 1.0::double precision, text_digest,
-                           lookup_text
+                           lookup_text, NULLIF(expires_at, 'infinity')
                     FROM {t}
                     WHERE partition = _p AND text_digest = _d AND expires_at > now();
                 IF FOUND THEN
@@ -717,8 +743,8 @@ class PgVectorStore:
         ).format(
             f=self._lookup_function,
             t=self._t,
-            top1=self._search_sql(top1=True, **args),
-            topk=self._search_sql(top1=False, **args),
+            top1=self._search_sql(args, top1=True, expiry=True),
+            topk=self._search_sql(args, top1=False, expiry=True),
         )
 
     def _vector_param(self, embedding: Sequence[float] | BinaryVector) -> BinaryVector:
