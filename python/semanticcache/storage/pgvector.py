@@ -83,6 +83,9 @@ class StoredEntry:
     """Cosine similarity to the query, 1 - (embedding <=> query); 1.0 for exact lookups."""
     text_digest: bytes = b""
     """The row's lookup-text digest (set by :meth:`PgVectorStore.search`)."""
+    lookup_text: str = ""
+    """The row's stored lookup text (set by :meth:`PgVectorStore.search`), for the
+    agreement check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,23 @@ class PgVectorStore:
             return None
         return StoredEntry(id=row[0], response=bytes(row[1]), created_at=row[2], similarity=1.0)
 
+    async def get_response(self, entry_id: int) -> bytes | None:
+        """The response of the entry ``entry_id`` if it exists and has not expired.
+
+        :meth:`search` ships only the best candidate's response; this fetches another
+        candidate's when the best one was not served (the agreement check refused it).
+        """
+        query = sql.SQL("SELECT response FROM {t} WHERE id = %s AND expires_at > now()").format(
+            t=self._t
+        )
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, (entry_id,), prepare=True)
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache response fetch failed: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
     async def search(
         self,
         partition: bytes,
@@ -387,6 +407,7 @@ class PgVectorStore:
                 created_at=r[2],
                 similarity=float(r[3]),
                 text_digest=bytes(r[4]),
+                lookup_text=r[5],
             )
             for r in rows
         ]
@@ -533,9 +554,10 @@ class PgVectorStore:
                    CASE WHEN row_number() OVER w = 1 THEN response END,
                    created_at,
                    similarity,
-                   text_digest
+                   text_digest,
+                   lookup_text
             FROM (
-                SELECT id, response, created_at, text_digest,
+                SELECT id, response, created_at, text_digest, lookup_text,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
                 WHERE partition = %(p)s AND expires_at > now()
@@ -556,9 +578,9 @@ class PgVectorStore:
         return (
             sql.SQL(
                 """
-            SELECT id, response, created_at, similarity, text_digest
+            SELECT id, response, created_at, similarity, text_digest, lookup_text
             FROM (
-                SELECT id, response, created_at, text_digest,
+                SELECT id, response, created_at, text_digest, lookup_text,
                        1 - (embedding <=> %(v)s::vector) AS similarity
                 FROM {t}
                 WHERE partition = %(p)s AND expires_at > now()
