@@ -19,6 +19,7 @@ from typing import Final, Literal, Self
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from semanticcache.agreement import texts_agree
 from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.embedders.factory import get_embedder
@@ -49,6 +50,7 @@ LookupReason = Literal[
     "hit",
     "miss",
     "rejected",
+    "disagreement",
     "embed_timeout",
     "embed_error",
     "store_timeout",
@@ -57,7 +59,9 @@ LookupReason = Literal[
 ]
 """Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
 ``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
-or the dependency failure that made it a miss."""
+``disagreement`` (candidates passed ``threshold``, but none agreed with the lookup text on
+numbers, negation, names and opposites: see :mod:`semanticcache.agreement`); or the
+dependency failure that made it a miss."""
 
 _DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 _DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
@@ -183,9 +187,12 @@ class SemanticCache:
     A lookup checks the exact (normalized) text of the key's partition first, by digest
     and without calling the embedder; then embeds the text and asks pgvector for the
     ``top_k`` nearest entries *of the same partition* with cosine similarity >=
-    ``threshold`` (stage 1); the best of them is served if it also reaches the optional
-    ``rejection_threshold`` (stage 2). Partitions never mix: isolation is an SQL
-    equality filter, never an embedding distance.
+    ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
+    whose text agrees with the lookup text on numbers, negation, names and opposites
+    (:func:`~semanticcache.agreement.texts_agree`) is the one considered, otherwise the
+    best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
+    Exact hits skip both checks. Partitions never mix: isolation is an SQL equality
+    filter, never an embedding distance.
 
     Configuration comes from ``settings`` (a :class:`~semanticcache.settings.CacheSettings`,
     default: all defaults); a keyword argument that is not ``None`` overrides the
@@ -203,6 +210,7 @@ class SemanticCache:
         threshold: float | None = None,
         top_k: int | None = None,
         rejection_threshold: float | None = None,
+        agreement_check: bool | None = None,
         hnsw_m: int | None = None,
         hnsw_ef_construction: int | None = None,
         ef_search: int | None = None,
@@ -228,6 +236,7 @@ class SemanticCache:
                 ("threshold", threshold),
                 ("top_k_candidates", top_k),
                 ("rejection_threshold", rejection_threshold),
+                ("agreement_check", agreement_check),
                 ("pgvector_hnsw_m", hnsw_m),
                 ("pgvector_hnsw_ef_construction", hnsw_ef_construction),
                 ("pgvector_hnsw_ef_search", ef_search),
@@ -341,6 +350,11 @@ class SemanticCache:
     def top_k(self) -> int:
         """How many nearest neighbours stage 1 fetches."""
         return self._settings.top_k_candidates
+
+    @property
+    def agreement_check(self) -> bool:
+        """Whether semantic candidates must agree with the lookup text to be served."""
+        return self._settings.agreement_check
 
     @property
     def rejection_threshold(self) -> float | None:
@@ -481,12 +495,37 @@ class SemanticCache:
             hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
             self._redis_backfill(target, hit)
             return CacheLookup(hit, "hit", best_similarity=1.0, candidates=len(candidates))
+        served = best
+        if self.agreement_check:
+            # Stage 2a: the first candidate (best first) whose text agrees with the
+            # lookup's on numbers, negation, names and opposites; the others are what
+            # an embedding confuses with a paraphrase ("2 + 2" and "2 + 3").
+            agreeing = next(
+                (c for c in candidates if texts_agree(target.text, c.lookup_text)), None
+            )
+            if agreeing is None:
+                return CacheLookup(
+                    None,
+                    "disagreement",
+                    best_similarity=best.similarity,
+                    candidates=len(candidates),
+                )
+            served = agreeing
         rejection = self.rejection_threshold
-        if rejection is not None and best.similarity < rejection:
+        if rejection is not None and served.similarity < rejection:
             return CacheLookup(
                 None, "rejected", best_similarity=best.similarity, candidates=len(candidates)
             )
-        hit = CacheHit(best.response, best.similarity, "semantic", best.id, best.created_at)
+        response = served.response
+        if served is not best:
+            # The search ships only the best candidate's response; fetch this one's.
+            fetched = await self._store_call(lambda: self._store.get_response(served.id))
+            if fetched is None:  # deleted or expired since the search: nothing to serve
+                return CacheLookup(
+                    None, "miss", best_similarity=best.similarity, candidates=len(candidates)
+                )
+            response = fetched
+        hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
         return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
 
     async def put(
