@@ -41,12 +41,13 @@ from typing import Final
 
 __all__ = ["texts_agree"]
 
-# A word: letters and digits, with inner apostrophes ("don't", "Quora's").
-_WORD: Final = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# A word: letters and digits, with inner apostrophes ("don't", "Quora's"); "_" is
+# replaced by a space before this runs.
+_WORD: Final = re.compile(r"\w+(?:'\w+)*")
 _DIGITS: Final = re.compile(r"\d+")
 # "1,000,000" -> "1000000"; not inside a longer run of digits, dots or commas.
 _THOUSANDS: Final = re.compile(r"(?<![\d.,])(\d{1,3})((?:,\d{3})+)(?![\d,])")
-# What may sit between two words for the second to start a sentence.
+# What ends a sentence: the next word starts one.
 _SENTENCE_END: Final = re.compile(r"[.?!:]")
 # More than this share of capitalised words means Title Case: capitals carry no signal.
 _TITLE_CASE_SHARE: Final = 0.6
@@ -156,41 +157,43 @@ def _is_uncased(word: str) -> bool:
 
 
 def _facts(text: str) -> _Facts:
-    # The typographic apostrophe (U+2019) is an apostrophe.
-    normal = unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+    # The typographic apostrophe (U+2019) is an apostrophe; "_" separates words (so the
+    # word pattern can be the fast "\w", which includes it).
+    normal = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("_", " ")
     if "," in normal:
         normal = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), normal)
     numbers = frozenset(_DIGITS.findall(normal))
-    matches = list(_WORD.finditer(normal))
-    raw = [m.group() for m in matches]
+    raw: list[str] = []
+    starts: set[int] = set()  # indexes of the words that start a sentence
+    for sentence in _SENTENCE_END.split(normal):
+        found = _WORD.findall(sentence)
+        if found:
+            starts.add(len(raw))
+            raw += found
     folded = [w.casefold() for w in raw]
     folded = [w[:-2] if w.endswith("'s") else w for w in folded]
+    words = frozenset(folded)
 
-    negated = False
-    for i, word in enumerate(folded):
-        if word in _NEGATIONS or word.endswith("n't"):
-            # "..., or not?" asks both ways round: it does not negate the question.
-            if word == "not" and i > 0 and folded[i - 1] == "or":
-                continue
-            negated = True
-            break
+    negations = _NEGATIONS.intersection(words)
+    negated = bool(negations - {"not"}) or ("'" in normal and any(w.endswith("n't") for w in words))
+    if not negated and negations:
+        # "..., or not?" asks both ways round: it does not negate the question.
+        negated = any(
+            w == "not" and (i == 0 or folded[i - 1] != "or") for i, w in enumerate(folded)
+        )
 
-    names: set[str] = set()
     capitalised = [i for i, w in enumerate(raw) if w[0].isupper()]
     title_case = len(raw) >= _TITLE_CASE_MIN_WORDS and len(capitalised) > _TITLE_CASE_SHARE * len(
         raw
     )
+    names: set[str] = set()
     if not title_case:
-        for i in capitalised:
-            # The first word, and a word after ".", "?", "!" or ":", start a sentence.
-            if i == 0 or folded[i] in _NOT_NAMES:
-                continue
-            gap = normal[matches[i - 1].end() : matches[i].start()]
-            if _SENTENCE_END.search(gap) is None:
-                names.add(folded[i])
+        names.update(
+            folded[i] for i in capitalised if i not in starts and folded[i] not in _NOT_NAMES
+        )
     if not normal.isascii():
         names.update(folded[i] for i, w in enumerate(raw) if _is_uncased(w))
-    return _Facts(numbers, negated, frozenset(names), frozenset(folded))
+    return _Facts(numbers, negated, frozenset(names), words)
 
 
 def _name_in(name: str, words: frozenset[str]) -> bool:
