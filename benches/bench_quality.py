@@ -80,7 +80,11 @@ async def test_quality_sample_through_the_cache(pg_uri: str) -> None:
     # The second row set carries the cache's own verdict: the agreement check's.
     checked = by_name["local + agreement check"]
     assert checked.scores == local.scores
-    assert checked.agrees == [texts_agree(p.b, p.a) for p in pairs]
+    # (A pair with nothing returned, a negative cosine, had no candidate to judge.)
+    judged = [i for i, score in enumerate(local.scores) if score != MISS]
+    assert [checked.agrees[i] for i in judged] == [
+        texts_agree(pairs[i].b, pairs[i].a) for i in judged
+    ]
     assert not all(checked.agrees)
 
 
