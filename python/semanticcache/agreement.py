@@ -151,9 +151,9 @@ class _Facts:
 
 
 def _is_uncased(word: str) -> bool:
-    """A word of a script without case (CJK, Thai...): not ASCII, not all digits, and
-    no letter with a case."""
-    return not word.isascii() and word.lower() == word.upper() and not word.isdigit()
+    """A word of a script without case (CJK, Thai...): not all digits, and no letter
+    with a case (the caller has ruled out ASCII words)."""
+    return word.lower() == word.upper() and not word.isdigit()
 
 
 def _facts(text: str) -> _Facts:
@@ -192,7 +192,7 @@ def _facts(text: str) -> _Facts:
             folded[i] for i in capitalised if i not in starts and folded[i] not in _NOT_NAMES
         )
     if not normal.isascii():
-        names.update(folded[i] for i, w in enumerate(raw) if _is_uncased(w))
+        names.update(folded[i] for i, w in enumerate(raw) if not w.isascii() and _is_uncased(w))
     return _Facts(numbers, negated, frozenset(names), words)
 
 
