@@ -157,3 +157,17 @@ async def test_agreement_check_argument_is_validated(
 
     with pytest.raises(ConfigurationError, match="AGREEMENT_CHECK"):
         cache(pg_uri, embedder, agreement_check="yes")
+
+
+async def test_long_texts_are_checked_too(pg_uri: str, embedder: SameVectorEmbedder) -> None:
+    # Past 8,192 characters the check runs on a worker thread: same verdicts.
+    partition = secrets.token_bytes(32)
+    context = "Please read the following notes carefully. " * 300
+    async with cache(pg_uri, embedder) as c:
+        await c.put(context + "What is 2 + 2?", b"four", partition=partition)
+        refused = await c.lookup(context + "What is 2 + 3?", partition=partition)
+        assert refused.reason == "disagreement"
+        served = await c.lookup(context + "What's 2 + 2?", partition=partition)
+        assert served.reason == "hit"
+        assert served.hit is not None
+        assert served.hit.response == b"four"

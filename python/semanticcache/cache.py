@@ -9,7 +9,7 @@ import importlib.util
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,12 @@ from semanticcache.settings import (
     default_embedded_data_dir,
     get_cache_settings,
 )
-from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
+from semanticcache.storage.pgvector import (
+    PgVectorStore,
+    ScopeStats,
+    StoredEntry,
+    connection_options,
+)
 from semanticcache.storage.redis_tier import RedisBlobStore
 
 _log = logging.getLogger("semanticcache.cache")
@@ -71,6 +76,9 @@ _DEFAULT_PURGE_PAUSE: Final = 1.0
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
+# The agreement check costs about 0.15 ms per KB of text: past this many characters
+# (query and candidates together) it runs on a worker thread, off the event loop.
+_AGREEMENT_INLINE_CHARS: Final = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +187,17 @@ def _start_embedded_postgres(data_dir: Path | None) -> str:
         folder,
     )
     return EmbeddedPostgres(folder).start()
+
+
+async def _first_agreeing(query: str, candidates: Sequence[StoredEntry]) -> StoredEntry | None:
+    """The first candidate whose stored text agrees with ``query``, or None."""
+
+    def first() -> StoredEntry | None:
+        return next((c for c in candidates if texts_agree(query, c.lookup_text)), None)
+
+    if len(query) + sum(len(c.lookup_text) for c in candidates) <= _AGREEMENT_INLINE_CHARS:
+        return first()
+    return await asyncio.to_thread(first)
 
 
 class SemanticCache:
@@ -500,9 +519,7 @@ class SemanticCache:
             # Stage 2a: the first candidate (best first) whose text agrees with the
             # lookup's on numbers, negation, names and opposites; the others are what
             # an embedding confuses with a paraphrase ("2 + 2" and "2 + 3").
-            agreeing = next(
-                (c for c in candidates if texts_agree(target.text, c.lookup_text)), None
-            )
+            agreeing = await _first_agreeing(target.text, candidates)
             if agreeing is None:
                 return CacheLookup(
                     None,
