@@ -202,6 +202,7 @@ class Result:
     """The odd pairs' figures at the threshold chosen on the even ones."""
     scores: list[float] = field(repr=False, default_factory=list)
     agrees: list[bool] = field(repr=False, default_factory=list)
+    labels: list[bool] = field(repr=False, default_factory=list)
 
 
 def evaluate(
@@ -228,6 +229,7 @@ def evaluate(
         split_odd=rates(scores[1::2], labels[1::2], even.threshold, keep[1::2]),
         scores=list(scores),
         agrees=keep,
+        labels=labels,
     )
 
 
@@ -314,30 +316,47 @@ def markdown(results: Sequence[Result], data: str) -> str:
 
 
 def plot(results: Sequence[Result], path: Path) -> None:
-    """Hit rate and false-hit rate against the threshold, one colour per embedder."""
+    """Left: hit and false-hit rates against the threshold, one colour per row set.
+    Right: hit rate against false-hit rate (the trade-off the threshold moves along),
+    up to a 5 % false-hit rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), dpi=110)
+    fine = [round(0.80 + 0.002 * i, 3) for i in range(101)]  # 0.80 .. 1.00
     for index, r in enumerate(results):
         colour = f"C{index}"
         xs = [row.threshold for row in r.rows]
-        ax.plot(xs, [100 * row.hit_rate for row in r.rows], color=colour, label=f"{r.name}: hits")
-        ax.plot(
+        left.plot(xs, [100 * row.hit_rate for row in r.rows], color=colour, label=f"{r.name}: hits")
+        left.plot(
             xs,
             [100 * row.false_hit_rate for row in r.rows],
             color=colour,
             linestyle="--",
             label=f"{r.name}: false hits",
         )
-    ax.axhline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
-    ax.set_xlabel("similarity threshold")
-    ax.set_ylabel("% of same-answer pairs hit (solid) / other pairs hit (dashed)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+        curve = [rates(r.scores, r.labels, t, r.agrees) for t in fine]
+        right.plot(
+            [100 * row.false_hit_rate for row in curve],
+            [100 * row.hit_rate for row in curve],
+            color=colour,
+            label=r.name,
+        )
+    left.axhline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
+    left.set_xlabel("similarity threshold")
+    left.set_ylabel("% of same-answer pairs hit (solid) / other pairs hit (dashed)")
+    left.set_yscale("log")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.axvline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
+    right.set_xlim(0, 5)
+    right.set_ylim(0, 40)
+    right.set_xlabel("% of other pairs hit (false-hit rate)")
+    right.set_ylabel("% of same-answer pairs hit")
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -439,8 +458,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown.write_text(text)
     if args.json:
         args.json.write_text(json.dumps(_as_json(results), indent=1) + "\n")
-    if args.plot:
-        plot(results, args.plot)
     if args.scores:
         with args.scores.open("w") as f:
             for r in results:
@@ -449,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for pair, score, agrees in zip(pairs, r.scores, verdicts, strict=True):
                         row = {"embedder": r.name, "id": pair.id, "score": score, "agrees": agrees}
                         f.write(json.dumps(row) + "\n")
+    # Last: the plot needs matplotlib (not a dependency), and the run is long to repeat.
+    if args.plot:
+        try:
+            plot(results, args.plot)
+        except ImportError as exc:
+            sys.stderr.write(f"no plot written ({exc}): pip install matplotlib\n")
+            return 1
     return 0
 
 
