@@ -90,3 +90,21 @@ def test_symmetric_on_rule_words(a: list[str], b: list[str]) -> None:
     left, right = " ".join(a), " ".join(b)
     assert texts_agree(left, right) is texts_agree(right, left)
     assert texts_agree(left, left) is True
+
+
+# Characters whose case mapping or normalization is unusual: dotted / dotless i, sharp s,
+# final sigma, title-case digraphs, full-width and Arabic-Indic digits, CJK.
+TRICKY = st.text(
+    alphabet=st.sampled_from(
+        list("aA\u0130\u0131\u00df\u1e9e\u03a3\u03c3\u03c2'\u2019_.,:?!1\u0663\uff150 ")
+        + list("\u01c5\u01c6\u7121\u8a9e\u039f\u0394")
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(TRICKY, TRICKY)
+def test_symmetric_and_reflexive_on_tricky_characters(a: str, b: str) -> None:
+    assert texts_agree(a, b) is texts_agree(b, a)
+    assert texts_agree(a, a) is True
