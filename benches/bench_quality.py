@@ -11,7 +11,8 @@ import math
 
 import pytest
 
-from benches.quality.run import DEFAULT_DATA, evaluate, markdown, run, stage2_agrees
+from benches.quality.run import DEFAULT_DATA, evaluate, markdown, run
+from semanticcache.agreement import texts_agree
 from semanticcache.calibration import (
     MISS,
     Pair,
@@ -39,29 +40,12 @@ def test_rates_and_the_one_percent_threshold() -> None:
     keep = [True] * 100
     row = rates(scores, labels, 0.95, keep)
     assert (row.hit_rate, row.false_hit_rate, row.precision) == (2 / 3, 1 / 97, 2 / 3)
-    # Refusing the 0.97 false hit in stage 2 makes 0.95 clean.
+    # Refusing the 0.97 false hit (the agreement check) makes 0.95 clean.
     gated = rates(scores, labels, 0.95, [True, True, True, False] + [True] * 96)
     assert (gated.false_hit_rate, gated.precision) == (0.0, 1.0)
     best = threshold_for_false_hit_rate(scores, labels, keep, max_rate=0.0)
     assert best.threshold == pytest.approx(0.971)
     assert best.hit_rate == pytest.approx(1 / 3)
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "agrees"),
-    [
-        ("What is the capital of France?", "Which city is the capital of France?", True),
-        ("How do I lose 5 kg?", "How do I lose 10 kg?", False),
-        ("Is Python slow?", "Is Python not slow?", False),
-        ("Why can't I sleep?", "Why don't I sleep?", True),
-        ("Best phone under 200 dollars?", "Best phone under 200 dollars in 2017?", False),
-        ("How do I learn Java?", "How do I learn Python?", False),
-        ("How do I learn Python?", "how can i learn python", True),
-        ("What is it like to live in New York?", "How is life in new york?", True),
-    ],
-)
-def test_stage2_wants_the_same_numbers_negation_and_names(a: str, b: str, agrees: bool) -> None:
-    assert stage2_agrees(a, b) is agrees
 
 
 def test_the_dev_file_is_where_the_benchmark_looks() -> None:
@@ -90,15 +74,39 @@ async def test_quality_sample_through_the_cache(pg_uri: str) -> None:
     assert 0.75 < local.auc < 0.97
     assert local.auc > hashing.auc
     assert "| local |" in markdown(results, "sample")
+    # The second row set carries the cache's own verdict: the agreement check's.
+    checked = by_name["local + agreement check"]
+    assert checked.scores == local.scores
+    # (A pair with nothing returned, a negative cosine, had no candidate to judge.)
+    judged = [i for i, score in enumerate(local.scores) if score != MISS]
+    assert [checked.agrees[i] for i in judged] == [
+        texts_agree(pairs[i].b, pairs[i].a) for i in judged
+    ]
+    assert not all(checked.agrees)
 
 
-def test_evaluate_applies_stage2_as_a_gate() -> None:
+def test_evaluate_applies_the_verdicts_as_a_gate() -> None:
     pairs = [
         Pair("1", "lose 5 kg", "lose 10 kg", False),
         Pair("2", "capital of France", "France capital", True),
     ]
     plain = evaluate("x", [0.99, 0.98], pairs, 0.0)
-    gated = evaluate("x + stage 2", [0.99, 0.98], pairs, 0.0, stage2_agrees)
+    gated = evaluate("x + agreement check", [0.99, 0.98], pairs, 0.0, [False, True])
     assert plain.at_max_fhr.threshold > 0.98
     assert gated.at_max_fhr.threshold == 0.0
     assert gated.at_max_fhr.hit_rate == 1.0
+
+
+def test_split_half_picks_the_threshold_on_even_pairs_and_applies_it_to_odd_ones() -> None:
+    # Even pairs: a negative at 0.97 and positives at 0.99 / 0.95; odd: a negative at
+    # 0.98 that the even half cannot see, and a positive at 0.99.
+    pairs = [
+        Pair(str(i), "a", "b", label)
+        for i, label in enumerate([False, True, True, False, True, True])
+    ]
+    scores = [0.97, 0.99, 0.99, 0.98, 0.95, 0.50]
+    result = evaluate("x", scores, pairs, 0.0)
+    assert result.split_even.threshold == pytest.approx(0.971)
+    assert result.split_even.hit_rate == 0.5
+    assert result.split_odd.false_hit_rate == 1.0  # 0.98 >= 0.971: the held-out surprise
+    assert result.split_odd.hit_rate == 0.5

@@ -43,6 +43,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "threshold": 0.95,
     "top_k_candidates": 1,
     "rejection_threshold": None,
+    "agreement_check": True,
     "pgvector_hnsw_m": 16,
     "pgvector_hnsw_ef_construction": 64,
     "pgvector_hnsw_ef_search": None,
@@ -109,6 +110,7 @@ def test_from_env_reads_every_variable() -> None:
         P + "THRESHOLD": "0.9",
         P + "TOP_K_CANDIDATES": "5",
         P + "REJECTION_THRESHOLD": "0.97",
+        P + "AGREEMENT_CHECK": "off",
         P + "PGVECTOR_HNSW_M": "24",
         P + "PGVECTOR_HNSW_EF_CONSTRUCTION": "200",
         P + "PGVECTOR_HNSW_EF_SEARCH": "100",
@@ -139,6 +141,7 @@ def test_from_env_reads_every_variable() -> None:
         threshold=0.9,
         top_k_candidates=5,
         rejection_threshold=0.97,
+        agreement_check=False,
         pgvector_hnsw_m=24,
         pgvector_hnsw_ef_construction=200,
         pgvector_hnsw_ef_search=100,
@@ -194,8 +197,13 @@ def test_values_are_stripped() -> None:
 )
 def test_booleans(raw: str, expected: bool) -> None:
     s = CacheSettings.from_env(
-        {P + "REQUIRE_CACHE_SCOPE": raw, P + "CACHE_AUTHORIZED_REQUESTS": raw}
+        {
+            P + "REQUIRE_CACHE_SCOPE": raw,
+            P + "CACHE_AUTHORIZED_REQUESTS": raw,
+            P + "AGREEMENT_CHECK": raw,
+        }
     )
+    assert s.agreement_check is expected
     assert s.require_cache_scope is expected
     assert s.cache_authorized_requests is expected
 
@@ -309,6 +317,7 @@ INVALID_KWARGS: list[tuple[dict[str, Any], str, tuple[str, ...]]] = [
     ({"response_mode": "stream"}, "RESPONSE_MODE", ("stream", "buffered, tee")),
     ({"hit_response_mode": "auto"}, "HIT_RESPONSE_MODE", ("auto", "single, stream")),
     ({"require_cache_scope": "true"}, "REQUIRE_CACHE_SCOPE", ("boolean",)),
+    ({"agreement_check": 1}, "AGREEMENT_CHECK", ("boolean",)),
     ({"cache_authorized_requests": 1}, "CACHE_AUTHORIZED_REQUESTS", ("boolean",)),
     ({"pg_ttl_days": 0}, "PG_TTL_DAYS", ("0", "days > 0")),
     ({"pg_ttl_days": -1.0}, "PG_TTL_DAYS", ("-1.0", "days > 0")),
@@ -381,6 +390,7 @@ INVALID_ENV: list[tuple[str, str, tuple[str, ...]]] = [
     ("PGVECTOR_HNSW_EF_SEARCH", "-5", ("-5", "1 to 1000")),
     ("REQUIRE_CACHE_SCOPE", "maybe", ("'maybe'", "true/false", "yes/no", "on/off")),
     ("CACHE_AUTHORIZED_REQUESTS", "2", ("'2'", "1/0")),
+    ("AGREEMENT_CHECK", "sometimes", ("'sometimes'", "true/false")),
     ("EMBEDDER_TYPE", "word2vec", ("word2vec", "huggingface")),
     ("RESPONSE_MODE", "chunked", ("chunked", "buffered")),
     ("HIT_RESPONSE_MODE", "json", ("json", "single")),

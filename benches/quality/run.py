@@ -1,15 +1,21 @@
 """Answer-quality benchmark: labelled question pairs through the real ``SemanticCache``.
 
-The scoring and the metrics live in :mod:`semanticcache.calibration` (shared with
-``semcache calibrate``): each pair's ``a`` is stored in a partition of its own and its
-``b`` looked up there, through the real ``SemanticCache`` on Postgres + pgvector. Reported
-per embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs, the
+For each pair (``a``, ``b``, ``same_answer``) of a JSONL file, ``a`` is stored in a cache
+partition of its own (an empty cache as far as ``b`` can see) and ``b`` is looked up
+there, through ``SemanticCache.put`` / ``get`` on Postgres + pgvector. The cache runs with
+a threshold near zero, so every lookup reports the similarity pgvector computed; a hit at
+threshold ``t`` is then ``similarity >= t``, exactly the cache's own rule. Reported per
+embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs, the
 false-hit rate on the others and the precision of hits; plus the lowest threshold whose
 false-hit rate is at most 1 %.
 
-Lever: a stage-2 check (:func:`stage2_agrees`) that serves a hit only when the two texts
-agree on their numbers, negations and names; its effect is reported as extra rows.
-``--from-scores`` re-evaluates a saved run (``--scores``) without embedding again.
+The cache runs with its agreement check on (the default): a lookup whose candidate
+disagrees with it (numbers, negation, names, opposites: :mod:`semanticcache.agreement`)
+ends with reason ``disagreement`` and still reports the similarity. Each embedder gets two
+row sets: the plain similarity, and the product's behaviour (a refused candidate is a
+miss). The summary also gives a split-half figure: the 1 % threshold chosen on the even
+pairs (0, 2, 4...), applied to the odd ones. ``--from-scores`` re-evaluates a saved run
+(``--scores``) without embedding again.
 
     python -m benches.quality.run --embedders local,hashing \\
         [--data ../shared/evaldata/qqp_gptcache/dev.jsonl] [--limit N] \\
@@ -25,17 +31,17 @@ import argparse
 import asyncio
 import json
 import math
-import re
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
+from semanticcache.agreement import texts_agree
 from semanticcache.calibration import (
     MAX_FALSE_HIT_RATE,
     MISS,
@@ -44,7 +50,6 @@ from semanticcache.calibration import (
     Pair,
     Row,
     load_pairs,
-    plot_rates,
     rates,
     roc_auc,
     score_pairs,
@@ -55,85 +60,12 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata
 DEFAULT_DATA = DEFAULT_DATA / "qqp_gptcache" / "dev.jsonl"
 
 
-# --- stage 2: a cheap check before a hit is served ------------------------------------------
-
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|without|cannot|none|nobody|nothing|neither|nor)\b|n't\b", re.IGNORECASE
-)
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'.&-]*")
-# Capitalised words that are not names: question words and other sentence openers.
-_NOT_NAMES = frozenset(
-    [
-        "i",
-        "what",
-        "how",
-        "why",
-        "who",
-        "when",
-        "where",
-        "which",
-        "whom",
-        "whose",
-        "is",
-        "are",
-        "was",
-        "were",
-        "can",
-        "could",
-        "do",
-        "does",
-        "did",
-        "should",
-        "shall",
-        "will",
-        "would",
-        "may",
-        "might",
-        "must",
-        "have",
-        "has",
-        "had",
-        "the",
-        "a",
-        "an",
-        "in",
-        "on",
-        "of",
-        "to",
-        "and",
-        "or",
-        "for",
-        "my",
-        "if",
-        "it",
-    ]
-)
-
-
-def _names(text: str) -> set[str]:
-    """Capitalised words after the first (a cheap stand-in for names), lower-cased."""
-    words = _WORD.findall(text)
-    return {w.lower() for w in words[1:] if w[0].isupper() and w.lower() not in _NOT_NAMES}
-
-
-def stage2_agrees(a: str, b: str) -> bool:
-    """Whether two questions agree on what a paraphrase must keep: the same numbers, both
-    negated or both not, and every name of one present (in any case) in the other."""
-    if set(_NUMBER.findall(a)) != set(_NUMBER.findall(b)):
-        return False
-    if bool(_NEGATION.search(a)) != bool(_NEGATION.search(b)):
-        return False
-    lower_a, lower_b = a.lower(), b.lower()
-    return all(n in lower_b for n in _names(a)) and all(n in lower_a for n in _names(b))
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Result:
-    """One embedder's outcome (with or without stage 2)."""
+    """One embedder's outcome (plain similarity, or with the agreement check)."""
 
     name: str
     pairs: int
@@ -141,7 +73,13 @@ class Result:
     rows: list[Row]
     at_max_fhr: Row
     seconds: float
+    split_even: Row
+    """The 1 % threshold chosen on the even pairs, and the even pairs' figures there."""
+    split_odd: Row
+    """The odd pairs' figures at the threshold chosen on the even ones."""
     scores: list[float] = field(repr=False, default_factory=list)
+    agrees: list[bool] = field(repr=False, default_factory=list)
+    labels: list[bool] = field(repr=False, default_factory=list)
 
 
 def evaluate(
@@ -149,13 +87,14 @@ def evaluate(
     scores: Sequence[float],
     pairs: Sequence[Pair],
     seconds: float,
-    check: Callable[[str, str], bool] | None = None,
+    agrees: Sequence[bool] | None = None,
 ) -> Result:
-    """Metrics for ``scores`` (optionally with a stage-2 ``check`` gating every hit)."""
+    """Metrics for ``scores`` (with ``agrees``: only the pairs it marks true can hit)."""
     labels = [p.same_answer for p in pairs]
-    keep = [True] * len(pairs) if check is None else [check(p.a, p.b) for p in pairs]
+    keep = [True] * len(pairs) if agrees is None else list(agrees)
     # A refused hit is a miss: for the ROC curve it ranks below every served one.
     effective = [s if k else MISS for s, k in zip(scores, keep, strict=True)]
+    even = threshold_for_false_hit_rate(scores[0::2], labels[0::2], keep[0::2])
     return Result(
         name=name,
         pairs=len(pairs),
@@ -163,8 +102,24 @@ def evaluate(
         rows=[rates(scores, labels, t, keep) for t in THRESHOLDS],
         at_max_fhr=threshold_for_false_hit_rate(scores, labels, keep),
         seconds=seconds,
+        split_even=even,
+        split_odd=rates(scores[1::2], labels[1::2], even.threshold, keep[1::2]),
         scores=list(scores),
+        agrees=keep,
+        labels=labels,
     )
+
+
+def both(
+    name: str, scored: Sequence[tuple[float, bool]], pairs: Sequence[Pair], seconds: float
+) -> list[Result]:
+    """The plain row set and the agreement-check row set of one embedder's run."""
+    scores = [s for s, _ in scored]
+    agrees = [a for _, a in scored]
+    return [
+        evaluate(name, scores, pairs, seconds),
+        evaluate(f"{name} + agreement check", scores, pairs, seconds, agrees),
+    ]
 
 
 def build_embedder(name: str) -> BaseEmbedder:
@@ -185,7 +140,7 @@ def build_embedder(name: str) -> BaseEmbedder:
 async def run(
     pg_uri: str, embedder_names: Iterable[str], pairs: Sequence[Pair], concurrency: int = 32
 ) -> list[Result]:
-    """Score ``pairs`` with each embedder, then add a stage-2 row set for each."""
+    """Score ``pairs`` with each embedder: a plain and an agreement-check row set each."""
     results: list[Result] = []
     for name in embedder_names:
         embedder = build_embedder(name)
@@ -194,12 +149,10 @@ async def run(
             async with SemanticCache(
                 pg_uri=pg_uri, embedder=embedder, threshold=NEAR_ZERO, pool_max_size=8
             ) as cache:
-                scores = await score_pairs(cache, pairs, pg_uri=pg_uri, concurrency=concurrency)
+                scored = await score_pairs(cache, pairs, pg_uri=pg_uri, concurrency=concurrency)
         finally:
             await embedder.aclose()
-        seconds = time.perf_counter() - started
-        results.append(evaluate(name, scores, pairs, seconds))
-        results.append(evaluate(f"{name} + stage 2", scores, pairs, seconds, stage2_agrees))
+        results += both(name, scored, pairs, time.perf_counter() - started)
     return results
 
 
@@ -210,14 +163,16 @@ def markdown(results: Sequence[Result], data: str) -> str:
         f"({sum(1 for _ in results[0].scores)} lookups per embedder).",
         "",
         "| Embedder | ROC-AUC | Threshold for false hits <= 1 % | Hit rate there | "
-        "Precision there | Run time |",
-        "|---|---|---|---|---|---|",
+        "Precision there | Split half: threshold (even) | Odd: hit rate | Odd: false hits "
+        "| Run time |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m = r.at_max_fhr
         lines.append(
             f"| {r.name} | {r.auc:.3f} | {m.threshold:.3f} | {100 * m.hit_rate:.1f} % | "
-            f"{100 * m.precision:.1f} % | "
+            f"{100 * m.precision:.1f} % | {r.split_even.threshold:.3f} | "
+            f"{100 * r.split_odd.hit_rate:.1f} % | {100 * r.split_odd.false_hit_rate:.2f} % | "
             f"{f'{r.seconds:.0f} s' if math.isfinite(r.seconds) else 'n/a'} |"
         )
     for r in results:
@@ -238,8 +193,50 @@ def markdown(results: Sequence[Result], data: str) -> str:
 
 
 def plot(results: Sequence[Result], path: Path) -> None:
-    """Hit rate and false-hit rate against the threshold, one colour per embedder."""
-    plot_rates([(r.name, r.rows) for r in results], path, max_rate=MAX_FALSE_HIT_RATE)
+    """Left: hit and false-hit rates against the threshold, one colour per row set.
+    Right: hit rate against false-hit rate (the trade-off the threshold moves along),
+    up to a 5 % false-hit rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), dpi=110)
+    fine = [round(0.80 + 0.002 * i, 3) for i in range(101)]  # 0.80 .. 1.00
+    for index, r in enumerate(results):
+        colour = f"C{index}"
+        xs = [row.threshold for row in r.rows]
+        left.plot(xs, [100 * row.hit_rate for row in r.rows], color=colour, label=f"{r.name}: hits")
+        left.plot(
+            xs,
+            [100 * row.false_hit_rate for row in r.rows],
+            color=colour,
+            linestyle="--",
+            label=f"{r.name}: false hits",
+        )
+        curve = [rates(r.scores, r.labels, t, r.agrees) for t in fine]
+        right.plot(
+            [100 * row.false_hit_rate for row in curve],
+            [100 * row.hit_rate for row in curve],
+            color=colour,
+            label=r.name,
+        )
+    left.axhline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
+    left.set_xlabel("similarity threshold")
+    left.set_ylabel("% of same-answer pairs hit (solid) / other pairs hit (dashed)")
+    left.set_yscale("log")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.axvline(100 * MAX_FALSE_HIT_RATE, color="grey", linewidth=0.8)
+    right.set_xlim(0, 5)
+    right.set_ylim(0, 40)
+    right.set_xlabel("% of other pairs hit (false-hit rate)")
+    right.set_ylabel("% of same-answer pairs hit")
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _as_json(results: Sequence[Result]) -> list[dict[str, Any]]:
@@ -249,6 +246,8 @@ def _as_json(results: Sequence[Result]) -> list[dict[str, Any]]:
             "pairs": r.pairs,
             "roc_auc": r.auc,
             "at_max_false_hit_rate": vars_of(r.at_max_fhr),
+            "split_half_even": vars_of(r.split_even),
+            "split_half_odd_at_even_threshold": vars_of(r.split_odd),
             "rows": [vars_of(row) for row in r.rows],
             "seconds": r.seconds,
         }
@@ -267,17 +266,27 @@ def vars_of(row: Row) -> dict[str, float]:
 
 
 def from_scores(path: Path, pairs: Sequence[Pair]) -> list[Result]:
-    """Results for the similarities of a ``--scores`` file (no run time: ``nan``)."""
-    by_embedder: dict[str, dict[str, float]] = {}
+    """Results for the similarities of a ``--scores`` file (no run time: ``nan``).
+
+    A file without the ``agrees`` field (older runs) gets the verdict of today's
+    :func:`~semanticcache.agreement.texts_agree`, as the cache would give it.
+    """
+    by_embedder: dict[str, dict[str, tuple[float, bool | None]]] = {}
     with path.open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            by_embedder.setdefault(row["embedder"], {})[row["id"]] = float(row["score"])
+            verdict = row.get("agrees")
+            by_embedder.setdefault(row["embedder"], {})[row["id"]] = (
+                float(row["score"]),
+                None if verdict is None else bool(verdict),
+            )
     results: list[Result] = []
     for name, scores in by_embedder.items():
-        ordered = [scores[p.id] for p in pairs]
-        results.append(evaluate(name, ordered, pairs, math.nan))
-        results.append(evaluate(f"{name} + stage 2", ordered, pairs, math.nan, stage2_agrees))
+        scored = []
+        for p in pairs:
+            score, verdict = scores[p.id]
+            scored.append((score, texts_agree(p.b, p.a) if verdict is None else verdict))
+        results += both(name, scored, pairs, math.nan)
     return results
 
 
@@ -326,15 +335,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown.write_text(text)
     if args.json:
         args.json.write_text(json.dumps(_as_json(results), indent=1) + "\n")
-    if args.plot:
-        plot(results, args.plot)
     if args.scores:
         with args.scores.open("w") as f:
             for r in results:
-                if r.name in names:  # the plain rows; stage 2 reuses the same scores
-                    for pair, score in zip(pairs, r.scores, strict=True):
-                        f.write(json.dumps({"embedder": r.name, "id": pair.id, "score": score}))
-                        f.write("\n")
+                if r.name in names:  # the plain rows; the other set has the same scores
+                    verdicts = next(x.agrees for x in results if x.name.startswith(r.name + " +"))
+                    for pair, score, agrees in zip(pairs, r.scores, verdicts, strict=True):
+                        row = {"embedder": r.name, "id": pair.id, "score": score, "agrees": agrees}
+                        f.write(json.dumps(row) + "\n")
+    # Last: the plot needs matplotlib (not a dependency), and the run is long to repeat.
+    if args.plot:
+        try:
+            plot(results, args.plot)
+        except ImportError as exc:
+            sys.stderr.write(f"no plot written ({exc}): pip install matplotlib\n")
+            return 1
     return 0
 
 

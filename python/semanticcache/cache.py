@@ -10,7 +10,7 @@ import importlib.util
 import logging
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Final, Literal, Self
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from semanticcache.agreement import texts_agree
 from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.embedders.factory import get_embedder
@@ -57,6 +58,7 @@ LookupReason = Literal[
     "hit",
     "miss",
     "rejected",
+    "disagreement",
     "embed_timeout",
     "embed_error",
     "store_timeout",
@@ -65,7 +67,9 @@ LookupReason = Literal[
 ]
 """Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
 ``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
-or the dependency failure that made it a miss."""
+``disagreement`` (candidates passed ``threshold``, but none agreed with the lookup text on
+numbers, negation, names and opposites: see :mod:`semanticcache.agreement`); or the
+dependency failure that made it a miss."""
 
 _DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 _DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
@@ -84,6 +88,9 @@ _DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
+# The agreement check costs about 0.15 ms per KB of text: past this many characters
+# (query and candidates together) it runs on a worker thread, off the event loop.
+_AGREEMENT_INLINE_CHARS: Final = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +201,37 @@ def _start_embedded_postgres(data_dir: Path | None) -> str:
     return EmbeddedPostgres(folder).start()
 
 
+async def _first_agreeing(query: str, candidates: Sequence[StoredEntry]) -> StoredEntry | None:
+    """The first candidate whose stored text agrees with ``query``, or None."""
+
+    def first() -> StoredEntry | None:
+        # Every search candidate carries its text; a missing one cannot be checked.
+        return next(
+            (
+                c
+                for c in candidates
+                if c.lookup_text is not None and texts_agree(query, c.lookup_text)
+            ),
+            None,
+        )
+
+    size = len(query) + sum(len(c.lookup_text or "") for c in candidates)
+    if size <= _AGREEMENT_INLINE_CHARS:
+        return first()
+    return await asyncio.to_thread(first)
+
+
 class SemanticCache:
     """A semantic response cache on Postgres + pgvector.
 
     A lookup checks the exact (normalized) text of the key's partition first, by digest
     and without calling the embedder; then embeds the text and asks pgvector for the
     ``top_k`` nearest entries *of the same partition* with cosine similarity >=
-    ``threshold`` (stage 1); the best of them is served if it also reaches the optional
-    ``rejection_threshold`` (stage 2). With an embedder that declares
+    ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
+    whose text agrees with the lookup text on numbers, negation, names and opposites
+    (:func:`~semanticcache.agreement.texts_agree`) is the one considered, otherwise the
+    best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
+    Exact hits skip both checks. With an embedder that declares
     :attr:`~semanticcache.embedders.base.BaseEmbedder.embeds_cheaply`, a short text is
     embedded first and the exact check and stage 1 take one round trip together.
     Partitions never mix: isolation is an SQL equality filter, never an embedding
@@ -229,6 +259,7 @@ class SemanticCache:
         threshold: float | None = None,
         top_k: int | None = None,
         rejection_threshold: float | None = None,
+        agreement_check: bool | None = None,
         hnsw_m: int | None = None,
         hnsw_ef_construction: int | None = None,
         ef_search: int | None = None,
@@ -257,6 +288,7 @@ class SemanticCache:
                 ("threshold", threshold),
                 ("top_k_candidates", top_k),
                 ("rejection_threshold", rejection_threshold),
+                ("agreement_check", agreement_check),
                 ("pgvector_hnsw_m", hnsw_m),
                 ("pgvector_hnsw_ef_construction", hnsw_ef_construction),
                 ("pgvector_hnsw_ef_search", ef_search),
@@ -382,6 +414,11 @@ class SemanticCache:
     def top_k(self) -> int:
         """How many nearest neighbours stage 1 fetches."""
         return self._settings.top_k_candidates
+
+    @property
+    def agreement_check(self) -> bool:
+        """Whether semantic candidates must agree with the lookup text to be served."""
+        return self._settings.agreement_check
 
     @property
     def rejection_threshold(self) -> float | None:
@@ -534,7 +571,7 @@ class SemanticCache:
             lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
-        return self._judge(target, candidates, backfill=True, generation=None)
+        return await self._judge(target, candidates, backfill=True, generation=None)
 
     async def _lookup_embed_first(
         self, target: _Target, *, redis_answered: bool, generation: int
@@ -553,7 +590,9 @@ class SemanticCache:
                 )
             )
             # Redis answered "absent" for an exact row Postgres has: it lost the blob.
-            return self._judge(target, candidates, backfill=redis_answered, generation=generation)
+            return await self._judge(
+                target, candidates, backfill=redis_answered, generation=generation
+            )
         # No vector (embedder error, timeout, open breaker): an exact repeat is still
         # served, as it is on the exact-first path.
         entry = await self._store_call(
@@ -572,7 +611,7 @@ class SemanticCache:
             hot = HotEntry(entry.id, entry.response, entry.created_at, entry.expires_at)
             self._hot.remember(target.partition + target.text_digest, hot, generation)
 
-    def _judge(
+    async def _judge(
         self,
         target: _Target,
         candidates: list[StoredEntry],
@@ -596,12 +635,35 @@ class SemanticCache:
                 # blob back, off the request's path.
                 self._redis_backfill(target, hit)
             return CacheLookup(hit, "hit", best_similarity=1.0)
+        served = best
+        if self.agreement_check:
+            # Stage 2a: the first candidate (best first) whose text agrees with the
+            # lookup's on numbers, negation, names and opposites; the others are what
+            # an embedding confuses with a paraphrase ("2 + 2" and "2 + 3").
+            agreeing = await _first_agreeing(target.text, candidates)
+            if agreeing is None:
+                return CacheLookup(
+                    None,
+                    "disagreement",
+                    best_similarity=best.similarity,
+                    candidates=len(candidates),
+                )
+            served = agreeing
         rejection = self.rejection_threshold
-        if rejection is not None and best.similarity < rejection:
+        if rejection is not None and served.similarity < rejection:
             return CacheLookup(
                 None, "rejected", best_similarity=best.similarity, candidates=len(candidates)
             )
-        hit = CacheHit(best.response, best.similarity, "semantic", best.id, best.created_at)
+        response = served.response
+        if served is not best:
+            # The search ships only the best candidate's response; fetch this one's.
+            fetched = await self._store_call(lambda: self._store.get_response(served.id))
+            if fetched is None:  # deleted or expired since the search: nothing to serve
+                return CacheLookup(
+                    None, "miss", best_similarity=best.similarity, candidates=len(candidates)
+                )
+            response = fetched
+        hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
         return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
 
     async def put(

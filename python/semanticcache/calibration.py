@@ -4,9 +4,10 @@ For each pair (``a``, ``b``, ``same_answer``), ``a`` is stored in a cache partit
 its own (an empty cache as far as ``b`` can see) and ``b`` is looked up there, through
 :meth:`SemanticCache.put` / :meth:`SemanticCache.get` on Postgres + pgvector. The cache
 runs with a threshold near zero, so every lookup reports the similarity pgvector
-computed; a hit at threshold ``t`` is then ``similarity >= t``, exactly the cache's own
-rule. From those similarities: ROC-AUC, and per threshold the hit rate on
-``same_answer`` pairs, the false-hit rate on the others and the precision of hits.
+computed; a hit at threshold ``t`` is then ``similarity >= t`` and the agreement
+check's verdict (when the cache runs with it), exactly the cache's own rule. From those:
+ROC-AUC, and per threshold the hit rate on ``same_answer`` pairs, the false-hit rate on
+the others and the precision of hits.
 
 Used by ``semcache calibrate`` and by the answer-quality benchmark
 (``benches/quality/run.py``).
@@ -26,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from semanticcache.cache import SemanticCache
-from semanticcache.errors import ConfigurationError
+from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.key import CacheKey
 
 __all__ = [
@@ -108,14 +109,18 @@ async def score_pairs(
     concurrency: int = 32,
     scope: str = "",
     progress: Callable[[int, int], None] | None = None,
-) -> list[float]:
-    """The similarity the cache reports for each pair's ``b`` after storing its ``a``
-    (``MISS`` when nothing came back, i.e. a negative cosine).
+) -> list[tuple[float, bool]]:
+    """For each pair, the similarity the cache reports for its ``b`` after storing its
+    ``a`` (``MISS`` when nothing came back, i.e. a negative cosine), and whether the
+    cache's agreement check let that candidate through (always true when the cache runs
+    without it).
 
     ``cache`` must run with ``threshold=NEAR_ZERO`` and no ``rejection_threshold``. Each
     pair gets its own partition (scope ``scope``, route = the pair's position), so the
     entries can be removed after with ``cache.purge(scope=scope)``. ``progress(done,
-    total)`` is called as puts and lookups finish (``total`` is twice the pairs).
+    total)`` is called as puts and lookups finish (``total`` is twice the pairs). A
+    lookup that fails (a dependency error) raises :class:`StorageError`: a calibration
+    must not count outages as misses.
     """
     gate = asyncio.Semaphore(concurrency)
     total = 2 * len(pairs)
@@ -135,11 +140,14 @@ async def score_pairs(
             await cache.put(key(index, pair.a), b"answer to a", raise_errors=True)
         tick()
 
-    async def look_up(index: int, pair: Pair) -> float:
+    async def look_up(index: int, pair: Pair) -> tuple[float, bool]:
         async with gate:
-            hit = await cache.get(key(index, pair.b))
+            result = await cache.lookup(key(index, pair.b))
         tick()
-        return MISS if hit is None else hit.similarity
+        if result.reason not in ("hit", "miss", "disagreement"):
+            raise StorageError(f"lookup of pair {index} failed: {result.reason}")
+        similarity = MISS if result.best_similarity is None else result.best_similarity
+        return similarity, result.reason != "disagreement"
 
     await asyncio.gather(*(store(i, p) for i, p in enumerate(pairs)))
     if pg_uri is not None:

@@ -297,6 +297,9 @@ class CacheSettings:
     """How many nearest neighbours pgvector returns for stage 2."""
     rejection_threshold: float | None = None
     """Optional stricter stage-2 cutoff, in [threshold, 1]."""
+    agreement_check: bool = True
+    """Serve a semantic candidate only if it agrees with the lookup text on numbers,
+    negation, names and opposites (:func:`semanticcache.agreement.texts_agree`)."""
     pgvector_hnsw_m: int = 16
     """HNSW ``m`` for new indexes (existing ones keep theirs until rebuilt)."""
     pgvector_hnsw_ef_construction: int = 64
@@ -389,7 +392,7 @@ class CacheSettings:
                 high=HNSW_EF_SEARCH_RANGE[1],
             )
         put("redis_uri", _check_redis_uri(self.redis_uri))
-        for flag in ("require_cache_scope", "cache_authorized_requests"):
+        for flag in ("agreement_check", "require_cache_scope", "cache_authorized_requests"):
             if not isinstance(getattr(self, flag), bool):
                 raise _error(_env(flag), "must be a boolean", "true or false")
         self._check_digest_key()
@@ -607,6 +610,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "threshold": _parse_float,
     "top_k_candidates": _parse_int,
     "rejection_threshold": _parse_float,
+    "agreement_check": _parse_bool,
     "pgvector_hnsw_m": _parse_int,
     "pgvector_hnsw_ef_construction": _parse_int,
     "pgvector_hnsw_ef_search": _parse_int,

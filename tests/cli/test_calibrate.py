@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from semanticcache import HashingEmbedder
-from semanticcache.calibration import roc_auc, threshold_for_false_hit_rate
+from semanticcache.agreement import texts_agree
+from semanticcache.calibration import MISS, roc_auc, threshold_for_false_hit_rate
 from semanticcache.cli import main
 from tests.cli.helpers import semcache
 
@@ -42,15 +43,19 @@ def _write_pairs(path: Path) -> None:
             f.write(json.dumps({"a": a, "b": b, "same_answer": same}) + "\n")
 
 
-def _expected(target: float) -> tuple[float, float]:
+def _expected(target: float, *, agreement_check: bool = True) -> tuple[float, float]:
+    """Threshold and ROC-AUC computed here, independently of the cache: cosines from the
+    embedder, and (with the check) a pair the agreement check refuses never hits."""
     embedder = HashingEmbedder()
     scores = []
     for a, b, _ in PAIRS:
         va, vb = embedder.embed_one(a), embedder.embed_one(b)
         scores.append(math.fsum(x * y for x, y in zip(va, vb, strict=True)))
     labels = [same for _, _, same in PAIRS]
-    best = threshold_for_false_hit_rate(scores, labels, max_rate=target)
-    return best.threshold, roc_auc(scores, labels)
+    keep = [texts_agree(b, a) if agreement_check else True for a, b, _ in PAIRS]
+    best = threshold_for_false_hit_rate(scores, labels, keep, max_rate=target)
+    effective = [s if k else MISS for s, k in zip(scores, keep, strict=True)]
+    return best.threshold, roc_auc(effective, labels)
 
 
 def test_calibrate_prints_the_threshold_and_plots(pg_uri: str, tmp_path: Path) -> None:
@@ -91,6 +96,30 @@ def test_calibrate_prints_the_threshold_and_plots(pg_uri: str, tmp_path: Path) -
             f"SELECT count(*) FROM {HASHING_TABLE} WHERE scope LIKE 'calibrate-%%'"
         ).fetchone()
     assert row == (0,)
+
+
+def test_calibrate_without_the_agreement_check(pg_uri: str, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    _write_pairs(pairs)
+    done = semcache(
+        "calibrate",
+        "--pairs",
+        str(pairs),
+        "--embedder",
+        "hashing",
+        "--target-fhr",
+        "0",
+        "--pg-uri",
+        pg_uri,
+        env={"SEMANTIC_CACHE_AGREEMENT_CHECK": "false"},
+    )
+    assert done.returncode == 0, done.stderr
+    threshold, _auc = _expected(0.0, agreement_check=False)
+    assert threshold > _expected(0.0)[0]  # the check lets a lower threshold keep 0 %
+    line = re.search(r"^SEMANTIC_CACHE_THRESHOLD=(\d\.\d{3})$", done.stdout, re.MULTILINE)
+    assert line is not None, done.stdout
+    assert float(line.group(1)) == pytest.approx(threshold, abs=0.0015)
+    assert "agreement check off" in done.stdout
 
 
 def test_plot_without_matplotlib_names_the_extra(

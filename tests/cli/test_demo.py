@@ -132,7 +132,7 @@ def test_demo_run_matches_its_summary_and_cleans_up(pg_uri: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "threshold: 0.965 (docs/BENCHMARKS.md's recommendation for this embedder)" in out
+    assert "threshold: 0.958 (docs/BENCHMARKS.md's recommendation for this embedder)" in out
     assert "embedder: all-MiniLM-L6-v2-int8 (384 dimensions), runs offline" in out
     assert re.search(r"cache scope demo-[0-9a-f]{8}", out)
     rows = _rows(out)
@@ -141,7 +141,7 @@ def test_demo_run_matches_its_summary_and_cleans_up(pg_uri: str) -> None:
     misses = [m for m in rows if m.group(3) == "MISS"]
     assert hits, "paraphrases of earlier questions should hit"
     assert misses
-    assert all(m.group(4) != "-" and float(m.group(4)) >= 0.965 for m in hits)
+    assert all(m.group(4) != "-" and float(m.group(4)) >= 0.958 for m in hits)
     assert all(m.group(4) == "-" for m in misses)
     assert _summary_int(out, r"hit rate\s+[\d.]+ %  \((\d+) hits") == len(hits)
     assert _summary_int(out, r"; (\d+) misses") == len(misses)

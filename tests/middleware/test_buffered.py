@@ -12,7 +12,7 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from semanticcache import SemanticCache, SemanticCacheMiddleware
+from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache.middleware.core.extractors import trusted_extract_scope_from_server_side
 from semanticcache.settings import ResponseMode
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
@@ -58,6 +58,21 @@ async def test_semantic_hit_for_a_rewording(
     assert hit.headers["x-cache-match"] == "semantic"
     assert 0.9 <= float(hit.headers["x-cache-similarity"]) < 1.0
     assert calls.count == 1
+
+
+async def test_disagreeing_candidate_is_a_miss_not_an_error(
+    pg_uri: str, calls: Calls, model: str
+) -> None:
+    # Near enough for the threshold (hashing similarity about 0.87), but a year the
+    # cached question does not have: the agreement check refuses it, the app answers.
+    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(), threshold=0.85) as c:
+        mw = SemanticCacheMiddleware(make_app(calls), cache=c)
+        await post(mw, chat_body(model, PROMPT))
+        await mw.drain()
+        second = await post(mw, chat_body(model, "What is the capital of France in 1700?"))
+        assert second.headers["x-cache"] == "MISS"
+        assert calls.count == 2
+        assert (await c.stats()).lookups["disagreement"] == 1
 
 
 async def test_different_parameters_or_context_never_share(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final, get_args
 
 from semanticcache.calibration import (
+    MISS,
     NEAR_ZERO,
     THRESHOLDS,
     Pair,
@@ -101,7 +102,7 @@ def _check_plot(path: Path | None) -> None:
 
 async def _score(
     settings: CacheSettings, uri: str, pairs: Sequence[Pair], bar: ProgressBar
-) -> tuple[list[float], str]:
+) -> tuple[list[tuple[float, bool]], str]:
     from semanticcache.cache import SemanticCache
 
     embedder = get_embedder(settings)
@@ -122,16 +123,25 @@ async def _score(
 
 
 def _report(
-    name: str, table: str, pairs: Sequence[Pair], scores: Sequence[float], target: float
+    name: str,
+    table: str,
+    pairs: Sequence[Pair],
+    scored: Sequence[tuple[float, bool]],
+    target: float,
+    agreement_check: bool,
 ) -> tuple[list[str], Row, list[Row]]:
     labels = [p.same_answer for p in pairs]
-    keep = [True] * len(pairs)
+    scores = [s for s, _ in scored]
+    # The agreement check's verdict: a refused candidate is never served, whatever its
+    # similarity (a miss, ranked below every served pair for the ROC curve).
+    keep = [k for _, k in scored]
     best = threshold_for_false_hit_rate(scores, labels, keep, max_rate=target)
-    auc = roc_auc(scores, labels)
+    auc = roc_auc([s if k else MISS for s, k in scored], labels)
     positives = sum(labels)
+    check = "on" if agreement_check else "off (SEMANTIC_CACHE_AGREEMENT_CHECK=false)"
     lines = [
         f"pairs: {len(pairs)} ({positives} same answer, {len(pairs) - positives} different); "
-        f"embedder {name}, table {table}",
+        f"embedder {name}, table {table}, agreement check {check}",
         f"ROC-AUC: {auc:.3f}" if math.isfinite(auc) else "ROC-AUC: n/a (needs both labels)",
         f"threshold for false hits <= {100 * target:g} %: {best.threshold:.3f}",
         f"  hit rate there:   {100 * best.hit_rate:.1f} % of same-answer pairs",
@@ -170,8 +180,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     embedder_name = settings.embedder_type
     with postgres(args, settings, environ, sys.stdout) as pg:
         bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
-        scores, table = asyncio.run(_score(settings, pg.uri, pairs, bar))
-        lines, best, curve = _report(embedder_name, table, pairs, scores, args.target_fhr)
+        scored, table = asyncio.run(_score(settings, pg.uri, pairs, bar))
+        lines, best, curve = _report(
+            embedder_name, table, pairs, scored, args.target_fhr, settings.agreement_check
+        )
         print("\n".join(lines), flush=True)
     if args.plot is not None:
         plot_rates(

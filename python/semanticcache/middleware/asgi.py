@@ -373,7 +373,7 @@ class _Flow:
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
             hit = lookup.hit
-            if hit is None and lookup.reason not in ("miss", "rejected"):
+            if hit is None and lookup.reason not in ("miss", "rejected", "disagreement"):
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
             elif hit is None:

@@ -93,8 +93,8 @@ class StoredEntry:
     """The row's lookup-text digest (set by :meth:`PgVectorStore.search` and
     :meth:`PgVectorStore.lookup`)."""
     lookup_text: str | None = None
-    """The row's stored lookup text, for the best candidate of a search only (like
-    ``response``); ``None`` for the others and for :meth:`PgVectorStore.get_exact`."""
+    """The row's stored lookup text, for every candidate of a search (the agreement
+    check reads it); ``None`` for :meth:`PgVectorStore.get_exact`."""
     expires_at: datetime | None = None
     """When the row expires; ``None``: never, or not fetched (only
     :meth:`PgVectorStore.get_exact` and the exact row of :meth:`PgVectorStore.lookup`
@@ -402,6 +402,23 @@ class PgVectorStore:
         row = rows[0]
         return StoredEntry(row[0], row[1], row[2], 1.0, text_digest, expires_at=row[3])
 
+    async def get_response(self, entry_id: int) -> bytes | None:
+        """The response of the entry ``entry_id`` if it exists and has not expired.
+
+        :meth:`search` ships only the best candidate's response; this fetches another
+        candidate's when the best one was not served (the agreement check refused it).
+        """
+        query = sql.SQL("SELECT response FROM {t} WHERE id = %s AND expires_at > now()").format(
+            t=self._t
+        )
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, (entry_id,), prepare=True)
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache response fetch failed: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
     async def search(
         self,
         partition: bytes,
@@ -645,7 +662,8 @@ class PgVectorStore:
 
         The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
         one applies the threshold. With k > 1 a window keeps only the best candidate's
-        response and lookup text, so a large k does not ship k bodies; with k = 1 there
+        response (every candidate's lookup text comes back: the agreement check may
+        pass over the best), so a large k does not ship k bodies; with k = 1 there
         is no window and no sort above the index scan. The distance is computed once
         per row: ORDER BY its alias is still the index's ordering operator, and the
         similarity is derived from it after the LIMIT (selecting ``1 - (embedding <=>
@@ -660,7 +678,7 @@ class PgVectorStore:
         else:
             columns = sql.SQL(
                 "id, CASE WHEN row_number() OVER w = 1 THEN response END, created_at, "
-                "similarity, text_digest, CASE WHEN row_number() OVER w = 1 THEN lookup_text END"
+                "similarity, text_digest, lookup_text"
             )
             window = sql.SQL(
                 "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"

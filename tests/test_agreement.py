@@ -1,0 +1,110 @@
+"""The agreement check: each rule, what it lets through, and its properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semanticcache.agreement import texts_agree
+
+# Pairs a sentence embedding scores as near-duplicates but whose answers differ.
+DISAGREE = [
+    # numbers
+    ("What is 2 + 2?", "What is 2 + 3?"),
+    ("Best phones under 10,000 rupees?", "Best phones under 15,000 rupees?"),
+    ("What happened in 1947?", "What happened in 1948?"),
+    # negation
+    ("Is coffee good for you?", "Is coffee not good for you?"),
+    ("Why can I sleep at night?", "Why can't I sleep at night?"),
+    ("Why can I sleep at night?", "Why can\u2019t I sleep at night?"),
+    ("How do I live with cats?", "How do I live without cats?"),
+    # names
+    ("What is the capital of France?", "What is the capital of Spain?"),
+    ("Who is the CEO of Google?", "Who is the CEO of Apple?"),
+    ("How do I learn Python?", "How do I learn?"),
+    ('What does "无语" mean?', 'What does "装逼" mean?'),  # uncased scripts
+    # opposites
+    ("Why is sugar good for dogs?", "Why is sugar bad for dogs?"),
+    ("What are arguments for virtue ethics?", "What are arguments against virtue ethics?"),
+    ("What is the best thing about you?", "What is the worst thing about you?"),
+    ("How to maximize the fraction?", "How to minimize the fraction?"),
+]
+
+# Paraphrases the check must let through (same answer, different wording).
+AGREE = [
+    ("How do I learn Python quickly?", "What is the fastest way to learn Python?"),
+    ("What are some good tips for self study?", "What are the smart tips for self studying?"),
+    ("Best phones under 10,000 rupees?", "Which phones under 10000 rupees are best?"),
+    ("Are mediums real?", "Are mediums real or not?"),  # "or not" asks both ways
+    ("Why shouldn\u2019t I visit?", "Why shouldn't I visit?"),
+    ("What is Quora's address?", "What is the address of Quora?"),
+    ("What can India do for tourists?", "What can Indians do for tourists?"),
+    ("What is the capital of france?", "What is the capital of France?"),
+    ("Who is the CEO of Google? Tell Me.", "Who is the CEO of Google?"),  # sentence start
+    ("What Is The Best Way To Learn Python?", "how do i learn python"),  # Title Case
+    ("It's 11:30, what now?", "It's 11.30, what now?"),
+    ("What is \uff15 squared?", "What is 5 squared?"),  # a full-width digit is a digit
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), DISAGREE)
+def test_refuses_what_changes_the_answer(a: str, b: str) -> None:
+    assert texts_agree(a, b) is False
+    assert texts_agree(b, a) is False
+
+
+@pytest.mark.parametrize(("a", "b"), AGREE)
+def test_lets_paraphrases_through(a: str, b: str) -> None:
+    assert texts_agree(a, b) is True
+    assert texts_agree(b, a) is True
+
+
+@pytest.mark.parametrize("text", [a for a, _ in DISAGREE] + [b for _, b in AGREE])
+def test_a_text_agrees_with_itself(text: str) -> None:
+    assert texts_agree(text, text) is True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(), st.text())
+def test_symmetric_and_never_raises(a: str, b: str) -> None:
+    assert texts_agree(a, b) is texts_agree(b, a)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text())
+def test_reflexive_on_any_unicode(text: str) -> None:
+    assert texts_agree(text, text) is True
+
+
+WORDS = st.sampled_from(
+    ["What", "is", "not", "Paris", "2", "1,000", "good", "bad", "I", "can't", "the", "?", "."]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(WORDS, max_size=12), st.lists(WORDS, max_size=12))
+def test_symmetric_on_rule_words(a: list[str], b: list[str]) -> None:
+    # Random text rarely holds the words the rules look at: this draws from them.
+    left, right = " ".join(a), " ".join(b)
+    assert texts_agree(left, right) is texts_agree(right, left)
+    assert texts_agree(left, left) is True
+
+
+# Characters whose case mapping or normalization is unusual: dotted / dotless i, sharp s,
+# final sigma, title-case digraphs, full-width and Arabic-Indic digits, CJK.
+TRICKY = st.text(
+    alphabet=st.sampled_from(
+        list("aA\u0130\u0131\u00df\u1e9e\u03a3\u03c3\u03c2'\u2019_.,:?!1\u0663\uff150 ")
+        + list("\u01c5\u01c6\u7121\u8a9e\u039f\u0394")
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(TRICKY, TRICKY)
+def test_symmetric_and_reflexive_on_tricky_characters(a: str, b: str) -> None:
+    assert texts_agree(a, b) is texts_agree(b, a)
+    assert texts_agree(a, a) is True
