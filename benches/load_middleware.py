@@ -213,12 +213,21 @@ async def seed(uri: str, rows: int) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--bare-worker":
+        worker_uri, connections, seconds = sys.argv[2:]
+        result = asyncio.run(bare_worker(worker_uri, int(connections), float(seconds)))
+        print(json.dumps(result))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--scenarios", default="baseline,exact,semantic,miss")
+    parser.add_argument(
+        "--scenarios",
+        default="baseline,exact,semantic,miss",
+        help="any of baseline, exact, semantic, miss, bare (the bare pgvector query)",
+    )
     parser.add_argument(
         "--stack",
         choices=("auto", "fast", "asyncio"),
@@ -270,6 +279,10 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|---|")
             seed_rows = args.rows  # the original seeds at its first start only
             for scenario in args.scenarios.split(","):
+                if scenario == "bare":
+                    for level in levels:
+                        bare_report(uri, args, level)
+                    continue
                 if scenario == "baseline":
                     proc, port = start_server(None, stack=args.stack)
                 else:
@@ -291,6 +304,65 @@ def main() -> None:
                 )
         finally:
             pg.stop()
+
+
+def bare_report(uri: str, args: argparse.Namespace, level: int) -> None:
+    """The floor of a semantic hit under load: the bare pgvector top-1 query for the
+    paraphrase's vector, from ``level`` psycopg connections in one Python process pinned
+    where the server runs (core 0), Postgres on core 1. Queries per second, medians."""
+    cmd = [sys.executable, __file__, "--bare-worker", uri, str(level), str(args.seconds)]
+    if (os.cpu_count() or 1) >= 2:
+        cmd = ["taskset", "-c", "0", *cmd]
+    env = dict(os.environ)
+    runs = []
+    for _ in range(args.runs + 1):  # the first is the warm-up
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        runs.append(json.loads(done.stdout))
+    runs = runs[1:]
+    med = statistics.median
+    print(
+        f"| bare query | {args.rows} | {level} | {med(r['qps'] for r in runs):,.0f} "
+        f"| {med(r['p50'] for r in runs):.2f} | {med(r['p90'] for r in runs):.2f} "
+        f"| {med(r['p99'] for r in runs):.2f} | |",
+        flush=True,
+    )
+
+
+async def bare_worker(uri: str, level: int, seconds: float) -> dict[str, float]:
+    """``SELECT id, response FROM t ORDER BY embedding <=> v LIMIT 1`` in a loop on
+    ``level`` connections with the cache's session settings (``ef_search``)."""
+    import psycopg
+
+    from semanticcache.storage.pgvector import connection_options, table_name_for
+
+    ef = os.environ.get("SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH")
+    options = connection_options(int(ef) if ef else None)
+    table = table_name_for(HashingEmbedder().model_id, HashingEmbedder().dimension)
+    vector = "[" + ",".join(repr(x) for x in HashingEmbedder().embed_one(PARAPHRASE)) + "]"
+    query = f"SELECT id, response FROM {table} ORDER BY embedding <=> %s::vector LIMIT 1"
+    latencies: list[float] = []
+    until = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        async with await psycopg.AsyncConnection.connect(
+            uri, autocommit=True, options=options
+        ) as conn:
+            while time.perf_counter() < until:
+                started = time.perf_counter()
+                cur = await conn.execute(query, (vector,), prepare=True)
+                await cur.fetchall()
+                latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(level)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "qps": len(latencies) / elapsed,
+        "p50": percentile(latencies, 0.5) * 1000,
+        "p90": percentile(latencies, 0.9) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+    }
 
 
 async def put_cost(uri: str, rounds: int = 300) -> tuple[float, float]:
