@@ -1,4 +1,5 @@
-"""Launchers for the real servers the test session uses: Postgres + pgvector and Redis.
+"""Launchers for the real servers the test session uses: Postgres + pgvector, Redis, and
+ASGI apps under uvicorn.
 
 Postgres comes from the package's own embedded launcher (the ``embedded`` extra). Redis is
 a ``redis-server`` binary: the one on PATH (Debian's package), else the one bundled in the
@@ -8,18 +9,21 @@ PID. A server that cannot start raises: tests that need one fail, they never ski
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from semanticcache.storage.embedded import EmbeddedPostgres
 
-__all__ = ["RedisServer", "find_redis_server", "start_postgres"]
+__all__ = ["RedisServer", "find_redis_server", "serve_asgi", "start_postgres"]
 
 _REDIS_START_TIMEOUT_S = 15.0
 
@@ -29,6 +33,28 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     server = EmbeddedPostgres(data_dir)
     server.start()
     return server
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any, **config: Any) -> AsyncIterator[str]:
+    """``app`` under a real uvicorn on a free 127.0.0.1 port, in this event loop; yields
+    the base URL. Stopped (and awaited) on exit. ``config``: more ``uvicorn.Config``
+    options (default ``lifespan="off"``)."""
+    import uvicorn
+
+    options: dict[str, Any] = {"lifespan": "off", "log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def find_redis_server() -> Path:

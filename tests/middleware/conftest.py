@@ -7,17 +7,17 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from tests.servers import serve_asgi
 
 
 @pytest.fixture
@@ -124,23 +124,10 @@ def sse_chunks(content: str, cid: str = "chatcmpl-s", model: str = "gpt-test") -
     return out
 
 
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """``app`` under a real uvicorn on a free 127.0.0.1 port, in this event loop; yields
-    the base URL. Stopped (and awaited) on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+def serve(app: Any) -> AbstractAsyncContextManager[str]:
+    """``app`` under a real uvicorn on a free 127.0.0.1 port (lifespan off); yields the
+    base URL."""
+    return serve_asgi(app)
 
 
 URL = "/v1/chat/completions"

@@ -13,16 +13,16 @@ import secrets
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from aiohttp import web
 from fastapi import FastAPI
 
 from semanticcache import HashingEmbedder, SemanticCache, create_semantic_cache_proxy_app
+from tests.servers import serve_asgi
 
 CHAT = "/v1/chat/completions"
 PATTERN = hashlib.sha256(b"proxy-test").digest() * 4096  # 128 KiB of fixed bytes
@@ -269,16 +269,12 @@ def proxy(upstream: Upstream, cache: SemanticCache) -> FastAPI:
     return create_semantic_cache_proxy_app(upstream.url, cache)
 
 
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
+def serve(app: Any) -> AbstractAsyncContextManager[str]:
     """``app`` under a real uvicorn (lifespan on) on a free 127.0.0.1 port, in this
     event loop; yields the base URL. Shut down (lifespan too) on exit."""
-    config = uvicorn.Config(
+    return serve_asgi(
         app,
-        host="127.0.0.1",
-        port=0,
         lifespan="on",
-        log_level="warning",
         # The upstream's Server and Date headers go through; no second pair of ours.
         server_header=False,
         date_header=False,
@@ -286,18 +282,6 @@ async def serve(app: Any) -> AsyncIterator[str]:
         # not replace the peer by the client-sent value first.
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def free_port() -> int:
