@@ -1,6 +1,9 @@
 """fastapi-semcache: a semantic response cache for ASGI apps and LLM endpoints.
 
-The public API is what ``__all__`` lists; everything else is private.
+The public API is what ``__all__`` lists, plus ``create_semantic_cache_proxy_app`` (the
+``proxy`` extra), loaded on first access. It is left out of ``__all__`` so that ``from
+semanticcache import *`` (and the ``fastapi_semcache`` alias) never needs FastAPI or
+aiohttp; import it by name. Everything else is private.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from semanticcache.key import CacheKey
 from semanticcache.middleware import SemanticCacheMiddleware
 
 if TYPE_CHECKING:
-    from semanticcache.proxy import create_semantic_cache_proxy_app
+    # Explicit re-export (``as``): importable by name, typed, and not in ``__all__``.
+    from semanticcache.proxy import (
+        create_semantic_cache_proxy_app as create_semantic_cache_proxy_app,
+    )
 
 __version__: str = _native.__version__
 
@@ -46,7 +52,6 @@ __all__ = [
     "StorageError",
     "StreamFormatError",
     "__version__",
-    "create_semantic_cache_proxy_app",
     "get_embedder",
 ]
 

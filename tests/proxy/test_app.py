@@ -200,3 +200,29 @@ def _gzip(data: bytes) -> bytes:
 def _raw_deflate(data: bytes) -> bytes:
     c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return c.compress(data) + c.flush()
+
+
+def test_star_imports_and_the_alias_never_need_the_extra() -> None:
+    done = _python(
+        "import sys\n"
+        "sys.modules['aiohttp'] = None\n"
+        "from semanticcache import *\n"
+        "import fastapi_semcache\n"
+        "from fastapi_semcache import *\n"
+        "print(SemanticCache is fastapi_semcache.SemanticCache)\n"
+        "try:\n"
+        "    from fastapi_semcache import create_semantic_cache_proxy_app\n"
+        "except fastapi_semcache.ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True"
+    assert 'pip install "fastapi-semcache[proxy]"' in lines[1]
+
+
+def test_the_alias_serves_the_proxy_factory_by_name() -> None:
+    import fastapi_semcache
+    from semanticcache.proxy import create_semantic_cache_proxy_app
+
+    assert fastapi_semcache.create_semantic_cache_proxy_app is create_semantic_cache_proxy_app
