@@ -337,8 +337,9 @@ async def bare_worker(uri: str, level: int, seconds: float) -> dict[str, float]:
 
     ef = os.environ.get("SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH")
     options = connection_options(int(ef) if ef else None)
-    table = table_name_for(HashingEmbedder().model_id, HashingEmbedder().dimension)
-    vector = "[" + ",".join(repr(x) for x in HashingEmbedder().embed_one(PARAPHRASE)) + "]"
+    embedder = HashingEmbedder()
+    table = table_name_for(embedder.model_id, embedder.dimension)
+    vector = "[" + ",".join(repr(x) for x in embedder.embed_one(PARAPHRASE)) + "]"
     query = f"SELECT id, response FROM {table} ORDER BY embedding <=> %s::vector LIMIT 1"
     latencies: list[float] = []
     until = time.perf_counter() + seconds

@@ -246,3 +246,22 @@ class TestHotEntriesUnit:
         hot.forget_id(1)
         hot.forget(b"b")
         assert len(hot) == 0
+
+
+async def test_a_second_start_keeps_the_triggers(pg_uri: str) -> None:
+    """Re-creating a trigger locks the table against every lookup: a process starting
+    on an existing table must leave them as they are."""
+
+    async def trigger_oids(c: SemanticCache) -> list[tuple[object, ...]]:
+        async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
+            cur = await conn.execute(
+                "SELECT tgname, oid FROM pg_trigger WHERE tgrelid = %s::regclass ORDER BY tgname",
+                (c.table,),
+            )
+            return await cur.fetchall()
+
+    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(64)) as first:
+        before = await trigger_oids(first)
+    async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(64)) as second:
+        assert await trigger_oids(second) == before
+    assert [name for name, _ in before] == ["semcache_changed", "semcache_deleted"]

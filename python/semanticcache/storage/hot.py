@@ -60,26 +60,23 @@ $fn$;
 """The notify functions (shared by every cache table); the triggers are per table."""
 
 
-def trigger_statements(table: str) -> list[sql.Composed]:
-    """The two triggers of ``table``: a changed entry names its id; a ``DELETE``
-    statement (whatever it deleted) tells listeners to drop everything. ``UPDATE OF``
-    leaves hit-count updates silent."""
+def trigger_statements(table: str) -> dict[str, sql.Composed]:
+    """The two triggers of ``table``, by name: a changed entry names its id; a
+    ``DELETE`` statement (whatever it deleted) tells listeners to drop everything.
+    ``UPDATE OF`` leaves hit-count updates silent. Create only the missing ones: a
+    ``CREATE`` (or ``DROP``) of a trigger locks the table against every lookup."""
     t = sql.Identifier(table)
-    # DROP + CREATE rather than CREATE OR REPLACE TRIGGER (Postgres 14+); the caller
-    # holds the schema's advisory lock, so no other process sees the gap.
-    return [
-        sql.SQL("DROP TRIGGER IF EXISTS semcache_changed ON {t}").format(t=t),
-        sql.SQL(
+    return {
+        "semcache_changed": sql.SQL(
             "CREATE TRIGGER semcache_changed AFTER UPDATE OF "
             "partition, text_digest, response, expires_at ON {t} "
             "FOR EACH ROW EXECUTE FUNCTION semcache_notify_row()"
         ).format(t=t),
-        sql.SQL("DROP TRIGGER IF EXISTS semcache_deleted ON {t}").format(t=t),
-        sql.SQL(
+        "semcache_deleted": sql.SQL(
             "CREATE TRIGGER semcache_deleted AFTER DELETE OR TRUNCATE ON {t} "
             "FOR EACH STATEMENT EXECUTE FUNCTION semcache_notify_all()"
         ).format(t=t),
-    ]
+    }
 
 
 @dataclass(frozen=True, slots=True)

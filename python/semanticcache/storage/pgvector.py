@@ -306,8 +306,16 @@ class PgVectorStore:
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
                 )
                 await conn.execute(TRIGGER_SQL)
-                for statement in trigger_statements(self.table):
-                    await conn.execute(statement)
+                # Existing triggers stay: re-creating them at every start would lock
+                # the table against the other processes' lookups each time.
+                cur = await conn.execute(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass",
+                    (self.table,),
+                )
+                present = {str(r[0]) for r in await cur.fetchall()}
+                for name, statement in trigger_statements(self.table).items():
+                    if name not in present:
+                        await conn.execute(statement)
                 cur = await conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
                 )
