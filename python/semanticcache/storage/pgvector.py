@@ -717,7 +717,9 @@ class PgVectorStore:
             t=self._t,
             v=params["v"],
             p=params["p"],
-            k=params["k"],
+            # A literal LIMIT for top-1: with a parameter there, each search cost 60 to
+            # 90 us more on the server at every table size measured (1k to 1M rows).
+            k=sql.SQL("1") if top1 else params["k"],
             th=params["th"],
         )
 
