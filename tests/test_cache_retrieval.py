@@ -115,6 +115,8 @@ async def test_two_stage_retrieval(
         result = await c.lookup("the query", partition=seeded)
         assert result.reason == reason
         assert result.candidates == candidates
+        # Passed or not, the nearest entry's similarity is reported.
+        assert result.nearest_similarity == pytest.approx(0.99, abs=1e-5)
         if best is None:
             assert result.best_similarity is None
         else:
@@ -303,7 +305,7 @@ async def test_relaxed_order_results_are_sorted(pg_uri: str, embedder: TableEmbe
             embedder.vectors[text] = at_similarity(rng.uniform(0.1, 0.95), random_orthogonal(rng))
             await c.put(text, b"x", partition=partition)
         vector = unit(0)
-        matches = await c.store.search(partition, vector, 0.0, k=20)
+        matches = (await c.store.search(partition, vector, 0.0, k=20)).matches
         sims = [m.similarity for m in matches]
         assert len(sims) == 20
         assert sims == sorted(sims, reverse=True)
@@ -384,3 +386,39 @@ async def test_the_memo_never_crosses_texts(pg_uri: str, embedder: TableEmbedder
         await c.put("Paris?  ", b"two", partition=partition)  # the same entry, replaced
         assert embedder.calls == calls + 1
         assert await stored_vector(c) == [(text_of(unit(2)),)]
+
+
+async def test_nearest_similarity_histogram(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes
+) -> None:
+    """Every lookup that ran a search lands in the histogram of its outcome, in the
+    bucket of its nearest entry; exact hits and empty partitions do not."""
+    async with SemanticCache(
+        agreement_check=False, pg_uri=pg_uri, embedder=embedder, threshold=0.995
+    ) as c:
+        embedder.vectors["close"] = at_similarity(0.999, unit(5))
+        await c.put("close", b"close answer", partition=seeded)
+        assert (await c.lookup("the query", partition=seeded)).reason == "hit"  # 0.999
+        for _ in range(2):
+            missed = await c.lookup("the query", partition=secrets.token_bytes(32))
+            assert (missed.reason, missed.nearest_similarity) == ("miss", None)
+        exact = await c.lookup("close", partition=seeded)
+        assert exact.hit is not None
+        assert exact.hit.match == "exact"
+        assert exact.nearest_similarity == 1.0
+        async with SemanticCache(
+            agreement_check=False, pg_uri=pg_uri, embedder=embedder, threshold=0.9995
+        ) as strict:
+            missed = await strict.lookup("the query", partition=seeded)
+            assert missed.reason == "miss"
+            assert missed.nearest_similarity == pytest.approx(0.999, abs=1e-5)
+            stats = await strict.stats()
+            assert set(stats.nearest_similarity) == {"miss"}
+            assert stats.nearest_similarity["miss"][99] == 1
+            assert sum(stats.nearest_similarity["miss"]) == 1
+        stats = await c.stats()
+        assert set(stats.nearest_similarity) == {"hit"}
+        counts = stats.nearest_similarity["hit"]
+        assert len(counts) == 100
+        assert counts[99] == 1  # 0.999: the last bucket
+        assert sum(counts) == 1  # the exact hit and the empty partitions are not counted

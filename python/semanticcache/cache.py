@@ -37,6 +37,7 @@ from semanticcache.storage.pgvector import (
     BinaryVector,
     PgVectorStore,
     ScopeStats,
+    SearchResult,
     StoredEntry,
     connection_options,
 )
@@ -88,6 +89,8 @@ _DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
+# Buckets of the nearest-similarity histogram (CacheStats.nearest_similarity).
+_SIMILARITY_BUCKETS: Final = 100
 # The agreement check costs about 0.15 ms per KB of text: past this many characters
 # (query and candidates together) it runs on a worker thread, off the event loop.
 _AGREEMENT_INLINE_CHARS: Final = 8192
@@ -121,6 +124,10 @@ class CacheLookup:
     """Similarity of the best stage-1 candidate (also when stage 2 rejected it)."""
     candidates: int = 0
     """How many stage-1 candidates passed ``threshold`` (0 on the exact path)."""
+    nearest_similarity: float | None = None
+    """Similarity of the nearest entry of the partition, whether or not it passed
+    ``threshold``: what a miss missed by (1.0 for an exact hit). ``None`` when no search
+    ran (a failure) or the partition holds no live entry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,13 @@ class CacheStats:
     """Rows and hits per scope (``""`` is the unscoped bucket)."""
     lookups: dict[str, int]
     """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
+    nearest_similarity: dict[str, tuple[int, ...]]
+    """For this process's lookups that ran a similarity search (exact hits excluded),
+    by outcome (``hit``, ``miss``, ``rejected``, ``disagreement``): how many had their
+    nearest entry at each similarity, in 100 buckets of 0.01 (bucket ``i`` counts
+    ``i / 100 <= similarity < (i + 1) / 100``; 1.0 falls in the last, negative
+    similarities in the first). The distribution to set ``threshold`` from: where
+    the misses pile up just below it, a lower threshold would serve them."""
 
 
 class _BadVector(EmbedderError):
@@ -352,6 +366,7 @@ class SemanticCache:
         self._flush_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._outcomes: Counter[str] = Counter()
+        self._nearest: dict[str, list[int]] = {}
         self._settings = merged
         self._embedder = embedder
         self._embed_first = embedder.embeds_cheaply
@@ -528,6 +543,13 @@ class SemanticCache:
         self._outcomes[result.reason] += 1
         if result.hit is not None:
             self._count_hit(result.hit.entry_id)
+        nearest = result.nearest_similarity
+        if nearest is not None and (result.hit is None or result.hit.match == "semantic"):
+            bucket = min(_SIMILARITY_BUCKETS - 1, max(0, int(nearest * _SIMILARITY_BUCKETS)))
+            counts = self._nearest.get(result.reason)
+            if counts is None:
+                counts = self._nearest[result.reason] = [0] * _SIMILARITY_BUCKETS
+            counts[bucket] += 1
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
@@ -537,7 +559,7 @@ class SemanticCache:
                 hit = CacheHit(
                     remembered.response, 1.0, "exact", remembered.entry_id, remembered.created_at
                 )
-                return CacheLookup(hit, "hit", best_similarity=1.0)
+                return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
         generation = self._hot.generation
         redis_answered = False
         if self._redis is not None:
@@ -547,7 +569,7 @@ class SemanticCache:
             )
             if blob is not None:
                 hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
-                return CacheLookup(hit, "hit", best_similarity=1.0)
+                return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
         if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
             return await self._lookup_embed_first(
                 target, redis_answered=redis_answered, generation=generation
@@ -562,7 +584,7 @@ class SemanticCache:
             if entry is not None:
                 self._remember(target, entry, generation)
                 hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
-                return CacheLookup(hit, "hit", best_similarity=1.0)
+                return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
         try:
             vector = await self._embed(target.text)
         except _BadVector as exc:
@@ -602,7 +624,7 @@ class SemanticCache:
             raise failure
         self._remember(target, entry, generation)
         hit = CacheHit(entry.response, 1.0, "exact", entry.id, entry.created_at)
-        return CacheLookup(hit, "hit", best_similarity=1.0)
+        return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
 
     def _remember(self, target: _Target, entry: StoredEntry, generation: int) -> None:
         """Keep an exact row read from Postgres among the hot entries (when on). Only
@@ -614,7 +636,7 @@ class SemanticCache:
     async def _judge(
         self,
         target: _Target,
-        candidates: list[StoredEntry],
+        found: SearchResult,
         *,
         backfill: bool,
         generation: int | None,
@@ -622,8 +644,10 @@ class SemanticCache:
         """Stage 2 on the stage-1 candidates (or the exact row). ``generation``: the hot
         entries' generation when an exact row here carries its expiry (the lookup
         function's exact probe), else ``None``."""
+        candidates = found.matches
+        nearest = found.nearest
         if not candidates:
-            return CacheLookup(None, "miss")
+            return CacheLookup(None, "miss", nearest_similarity=nearest)
         best = candidates[0]
         if best.text_digest == target.text_digest:
             # The exact row: served as exact whatever the thresholds.
@@ -634,7 +658,7 @@ class SemanticCache:
                 # Found by the search because Redis had lost its blob: give Redis the
                 # blob back, off the request's path.
                 self._redis_backfill(target, hit)
-            return CacheLookup(hit, "hit", best_similarity=1.0)
+            return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
         served = best
         if self.agreement_check:
             # Stage 2a: the first candidate (best first) whose text agrees with the
@@ -647,12 +671,17 @@ class SemanticCache:
                     "disagreement",
                     best_similarity=best.similarity,
                     candidates=len(candidates),
+                    nearest_similarity=nearest,
                 )
             served = agreeing
         rejection = self.rejection_threshold
         if rejection is not None and served.similarity < rejection:
             return CacheLookup(
-                None, "rejected", best_similarity=best.similarity, candidates=len(candidates)
+                None,
+                "rejected",
+                best_similarity=best.similarity,
+                candidates=len(candidates),
+                nearest_similarity=nearest,
             )
         response = served.response
         if served is not best:
@@ -660,11 +689,21 @@ class SemanticCache:
             fetched = await self._store_call(lambda: self._store.get_response(served.id))
             if fetched is None:  # deleted or expired since the search: nothing to serve
                 return CacheLookup(
-                    None, "miss", best_similarity=best.similarity, candidates=len(candidates)
+                    None,
+                    "miss",
+                    best_similarity=best.similarity,
+                    candidates=len(candidates),
+                    nearest_similarity=nearest,
                 )
             response = fetched
         hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
-        return CacheLookup(hit, "hit", best_similarity=best.similarity, candidates=len(candidates))
+        return CacheLookup(
+            hit,
+            "hit",
+            best_similarity=best.similarity,
+            candidates=len(candidates),
+            nearest_similarity=nearest,
+        )
 
     async def put(
         self,
@@ -784,6 +823,7 @@ class SemanticCache:
             table_bytes=stored.table_bytes,
             scopes=stored.scopes,
             lookups=dict(self._outcomes),
+            nearest_similarity={k: tuple(v) for k, v in self._nearest.items()},
         )
 
     async def flush_hits(self) -> None:

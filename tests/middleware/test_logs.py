@@ -44,6 +44,8 @@ async def test_no_prompt_text_in_logs_of_every_flow(
     assert any(f"text={digest}" in line and "request_id=req-42forged" in line for line in lines)
     assert any("reason=authorization" in line for line in lines)
     assert any(f"route={URL}" in line for line in lines)
+    # The first request's miss (a fresh partition: nothing near) says so.
+    assert any("reason=miss nearest=none" in line for line in lines)
 
 
 async def test_no_prompt_text_when_postgres_is_down(

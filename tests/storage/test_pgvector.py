@@ -10,7 +10,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.key import lookup_digest
-from semanticcache.storage.pgvector import PgVectorStore, connection_options
+from semanticcache.storage.pgvector import PgVectorStore, SearchResult, connection_options
 
 DIM = 8
 
@@ -52,9 +52,9 @@ async def test_an_exact_row_comes_alone_whatever_the_vector(store: PgVectorStore
     partition = secrets.token_bytes(32)
     exact_id = await put(store, partition, "stored far", at_similarity(0.1, 1))
     await put(store, partition, "stored near", at_similarity(0.99, 2))
-    rows = await store.lookup(partition, lookup_digest("stored far"), vec(1.0), 0.9, k=5)
-    assert len(rows) == 1
-    (row,) = rows
+    found = await store.lookup(partition, lookup_digest("stored far"), vec(1.0), 0.9, k=5)
+    assert found.nearest == 1.0
+    (row,) = found.matches
     assert (row.id, row.similarity, row.response) == (exact_id, 1.0, b"answer stored far")
     assert row.text_digest == lookup_digest("stored far")
     assert row.lookup_text == "stored far"
@@ -67,9 +67,10 @@ async def test_without_an_exact_row_it_is_the_search(store: PgVectorStore) -> No
         await put(store, partition, f"stored {sim}", at_similarity(sim, i))
     digest = lookup_digest("not stored")
     for k in (1, 3, 10):
-        looked_up = await store.lookup(partition, digest, vec(1.0), 0.9, k=k)
-        searched = await store.search(partition, vec(1.0), 0.9, k=k)
-        assert looked_up == searched
+        found = await store.lookup(partition, digest, vec(1.0), 0.9, k=k)
+        assert found == await store.search(partition, vec(1.0), 0.9, k=k)
+        assert found.nearest == pytest.approx(0.99, abs=1e-4)
+        looked_up = found.matches
         assert [round(r.similarity, 4) for r in looked_up] == [0.99, 0.97, 0.93][:k]
         # Only the best candidate carries its response; each carries its lookup text
         # (the agreement check may pass over the best).
@@ -79,14 +80,27 @@ async def test_without_an_exact_row_it_is_the_search(store: PgVectorStore) -> No
         assert [r.lookup_text for r in looked_up] == [
             f"stored {sim}" for sim in (0.99, 0.97, 0.93)
         ][:k]
-    assert await store.lookup(partition, digest, vec(1.0), 0.995, k=3) == []
+    # Nothing passes 0.995: no candidate, no response shipped, but the nearest
+    # similarity is still reported (what the miss missed by).
+    for k in (1, 3):
+        missed = await store.lookup(partition, digest, vec(1.0), 0.995, k=k)
+        assert missed.matches == []
+        assert missed.nearest == pytest.approx(0.99, abs=1e-4)
+
+
+async def test_an_empty_partition_has_no_nearest(store: PgVectorStore) -> None:
+    empty = secrets.token_bytes(32)
+    await put(store, secrets.token_bytes(32), "elsewhere", vec(1.0))
+    for k in (1, 3):
+        found = await store.lookup(empty, lookup_digest("elsewhere"), vec(1.0), 0.0, k=k)
+        assert (found.matches, found.nearest) == ([], None)
 
 
 async def test_partitions_and_expiry_hold_for_both_halves(store: PgVectorStore) -> None:
     mine, other = secrets.token_bytes(32), secrets.token_bytes(32)
     await put(store, other, "shared text", vec(1.0))
     digest = lookup_digest("shared text")
-    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == []
+    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == SearchResult([], None)
     expired = await put(store, mine, "shared text", vec(1.0))
     async with store.pool.connection() as conn:
         await conn.execute(
@@ -94,7 +108,7 @@ async def test_partitions_and_expiry_hold_for_both_halves(store: PgVectorStore) 
             (expired,),
         )
     # Neither the exact probe nor the search serves the expired row.
-    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == []
+    assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == SearchResult([], None)
 
 
 async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
@@ -126,7 +140,9 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
         await conn.execute("SET client_min_messages = log")  # the plans come as notices
         conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
     # The pool holds one connection: the lookups below run on the one set up above.
-    semantic = await store.lookup(partition, lookup_digest("not stored"), vec(1.0, 0.5), 0.0)
+    semantic = (
+        await store.lookup(partition, lookup_digest("not stored"), vec(1.0, 0.5), 0.0)
+    ).matches
     assert semantic
     assert semantic[0].text_digest != lookup_digest("the exact one") or len(semantic) == 1
     searched = [p for p in plans if "_hnsw" in p]
@@ -134,6 +150,71 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
     assert all("partition" in p for p in searched)
     plans.clear()
     exact = await store.lookup(partition, lookup_digest("the exact one"), vec(1.0, 0.5), 0.0)
-    assert [e.similarity for e in exact] == [1.0]
+    assert [e.similarity for e in exact.matches] == [1.0]
     assert plans, "auto_explain logged the probe"
     assert not [p for p in plans if "_hnsw" in p or "embedding" in p]
+
+
+async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str) -> None:
+    """The top-1 search has a literal LIMIT, so Postgres may keep a generic plan for it
+    (no planning per lookup). One large partition among thousands of one-row ones (a
+    common system prompt beside many conversations): lookups in the tiny partitions
+    must not leave behind a generic plan that sorts the large one. Its search stays the
+    HNSW scan, and a tiny partition's is the btree probe and an exact sort."""
+    pool = AsyncConnectionPool(
+        pg_uri,
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True, "options": connection_options(None)},
+        open=False,
+    )
+    await pool.open()
+    try:
+        store = PgVectorStore(pool, model_id="plan-test", dimension=DIM)
+        await store.ensure_schema()
+        large = b"\x01" * 32
+        async with pool.connection() as conn:
+            await conn.execute(f"TRUNCATE {store.table}")
+            await conn.execute(
+                f"""
+                INSERT INTO {store.table} (partition, text_digest, lookup_text, embedding,
+                                           response)
+                SELECT CASE WHEN g <= 6000 THEN %s ELSE int4send(g) END, int8send(g),
+                       'row ' || g,
+                       (SELECT array_agg(random() - 0.5) FROM generate_series(1, {DIM})
+                        WHERE g > 0)::vector, 'x'
+                FROM generate_series(1, 9000) AS g
+                """,
+                (large,),
+            )
+            await conn.execute(f"ANALYZE {store.table}")
+            await conn.execute("LOAD 'auto_explain'")
+            await conn.execute("SET auto_explain.log_min_duration = 0")
+            await conn.execute("SET auto_explain.log_nested_statements = on")
+            await conn.execute("SET client_min_messages = log")
+        plans: list[str] = []
+        async with pool.connection() as conn:
+            conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        for lookup in (False, True):
+            for g in range(6001, 6011):  # past the plan cache's five custom plans
+                tiny = g.to_bytes(4, "big")
+                plans.clear()
+                if lookup:
+                    found = await store.lookup(tiny, b"none", vec(1.0), 0.0)
+                else:
+                    found = await store.search(tiny, vec(1.0), 0.0)
+                assert found.nearest is not None  # random vectors: it may lie below 0
+                searched = [p for p in plans if "ORDER BY" in p or "Limit" in p]
+                assert searched, plans
+                assert all("_hnsw" not in p for p in searched), plans
+            plans.clear()
+            if lookup:
+                found = await store.lookup(large, b"none", vec(1.0), 0.0)
+            else:
+                found = await store.search(large, vec(1.0), 0.0)
+            assert found.nearest is not None
+            searched = [p for p in plans if "_hnsw" in p]
+            assert searched, plans
+            assert not [p for p in searched if "Sort" in p], searched
+    finally:
+        await pool.close()

@@ -377,7 +377,14 @@ class _Flow:
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
             elif hit is None:
-                _log.debug("semantic cache: miss %s", self.log_fields(lookup.reason))
+                # The nearest similarity (a number, nothing of the prompt) is what a
+                # threshold is tuned on.
+                nearest = lookup.nearest_similarity
+                _log.debug(
+                    "semantic cache: miss %s nearest=%s",
+                    self.log_fields(lookup.reason),
+                    "none" if nearest is None else f"{nearest:.4f}",
+                )
             if (
                 hit is not None
                 and self._fresh_enough(hit, control)

@@ -30,6 +30,7 @@ __all__ = [
     "CacheTable",
     "PgVectorStore",
     "ScopeStats",
+    "SearchResult",
     "StoreStats",
     "StoredEntry",
     "connection_options",
@@ -99,6 +100,18 @@ class StoredEntry:
     """When the row expires; ``None``: never, or not fetched (only
     :meth:`PgVectorStore.get_exact` and the exact row of :meth:`PgVectorStore.lookup`
     fetch it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """What :meth:`PgVectorStore.search` and :meth:`PgVectorStore.lookup` found."""
+
+    matches: list[StoredEntry]
+    """The candidates at or above the threshold, best first (or the exact row)."""
+    nearest: float | None
+    """Similarity of the nearest row of the partition, whether or not it passed the
+    threshold (1.0 for the exact row); ``None`` when the partition holds no live row.
+    What a miss was missed by: the figure to tune a threshold on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +208,10 @@ class PgVectorStore:
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
         # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
-        # columns, so a later version that does gets a name of its own.
-        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v2")
+        # columns, and a process of an earlier version must keep the body it expects
+        # (v3 returns rows below the threshold, which v2's callers would serve), so a
+        # version that changes either gets a name of its own.
+        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v3")
         self._exact_query = self._build_exact_query()
         statement_params = {
             "v": sql.SQL("%(v)s::vector"),
@@ -433,14 +448,15 @@ class PgVectorStore:
         embedding: Sequence[float] | BinaryVector,
         threshold: float,
         k: int = 1,
-    ) -> list[StoredEntry]:
-        """Stage 1: up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``.
+    ) -> SearchResult:
+        """Stage 1: up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``,
+        and the similarity of the nearest row (passed or not).
 
         Best first. The HNSW index returns the ``k`` nearest rows of the partition
         (iterative scan, so a partition that holds a small share of the table still gets
-        its ``k``); the threshold is applied to them on the server. Only the best
-        candidate carries its response (the others have ``response == b""``), so a large
-        ``k`` does not ship ``k`` response bodies.
+        its ``k``). Only the best candidate carries its response, and only if it passes
+        the threshold (the others have ``response == b""``), so a large ``k`` or a miss
+        does not ship response bodies.
 
         One round trip, one prepared statement. ``hnsw.ef_search`` and
         ``hnsw.iterative_scan`` are session settings of the pool's connections (see
@@ -451,7 +467,8 @@ class PgVectorStore:
         vector = self._search_params(embedding, threshold, k)
         query = self._search_top1_query if k == 1 else self._search_query
         params = {"v": vector, "p": partition, "k": k, "th": threshold}
-        return await self._run_search(query, params, "similarity search")
+        # Not prepared: planned at each call for its partition (see _fetch).
+        return await self._run_search(query, params, threshold, "similarity search", prepare=False)
 
     async def lookup(
         self,
@@ -460,10 +477,10 @@ class PgVectorStore:
         embedding: Sequence[float] | BinaryVector,
         threshold: float,
         k: int = 1,
-    ) -> list[StoredEntry]:
-        """The exact row and stage 1 in one round trip: ``[entry]`` when (partition,
-        text_digest) holds a live row (``similarity == 1.0``, ``text_digest`` equal to
-        the argument), else what :meth:`search` returns.
+    ) -> SearchResult:
+        """The exact row and stage 1 in one round trip: ``matches == [entry]`` when
+        (partition, text_digest) holds a live row (``similarity == 1.0``,
+        ``text_digest`` equal to the argument), else what :meth:`search` returns.
 
         One round trip for a semantic hit, where :meth:`get_exact` then :meth:`search`
         take two; but the caller must have the embedding first, so this suits embedders
@@ -473,7 +490,7 @@ class PgVectorStore:
         """
         vector = self._search_params(embedding, threshold, k)
         params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
-        return await self._run_search(self._lookup_query, params, "lookup")
+        return await self._run_search(self._lookup_query, params, threshold, "lookup", prepare=True)
 
     def _search_params(
         self, embedding: Sequence[float] | BinaryVector, threshold: float, k: int
@@ -485,30 +502,50 @@ class PgVectorStore:
         return self._vector_param(embedding)
 
     async def _run_search(
-        self, query: bytes, params: dict[str, object], what: str
-    ) -> list[StoredEntry]:
+        self, query: bytes, params: dict[str, object], threshold: float, what: str, *, prepare: bool
+    ) -> SearchResult:
         try:
-            rows = await self._fetch(query, params)
+            rows = await self._fetch(query, params, prepare=prepare)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         if len(rows) == 1:
             # The common case (top-1, or an exact row): no sort, one object.
             r = rows[0]
-            return [
-                StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], *r[6:])
-            ]
-        matches = [
+            entry = StoredEntry(
+                r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], *r[6:]
+            )
+            # The same float8 comparison as the server's, which chose whether to send
+            # the response.
+            return SearchResult([entry] if entry.similarity >= threshold else [], entry.similarity)
+        if not rows:
+            return SearchResult([], None)
+        found = [
             StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], *r[6:])
             for r in rows
         ]
         # The server sorted them, but relaxed_order and float ties deserve a stable order.
-        matches.sort(key=lambda e: (-e.similarity, e.id))
-        return matches
+        found.sort(key=lambda e: (-e.similarity, e.id))
+        return SearchResult([e for e in found if e.similarity >= threshold], found[0].similarity)
 
     async def _fetch(
-        self, query: bytes, params: Sequence[object] | Mapping[str, object]
+        self,
+        query: bytes,
+        params: Sequence[object] | Mapping[str, object],
+        *,
+        prepare: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """Run one prepared read statement of the lookup path; its rows, in binary.
+        """Run one read statement of the lookup path; its rows, in binary.
+
+        ``prepare=False`` for the exact-first path's similarity search: it must be
+        planned at each call for its partition. A generic plan (one plan for every
+        partition, sized as the average one) sorts a large partition in full beside
+        many small ones, where it needs the HNSW scan: seen at 6,000 rows of 9,000, 1.6
+        ms instead of a fraction of that, and growing with the partition
+        (tests/storage/test_pgvector.py; the same happened to the lookup function's
+        search before it forced custom plans, see :meth:`_lookup_function_ddl`). The
+        exact-first path serves embedders that take milliseconds, so the parse this
+        costs (tens of us) does not show. The exact probe, whose plan is the same for
+        every partition, stays prepared.
 
         ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
         also enters the connection's own context (a commit step under the connection
@@ -520,7 +557,7 @@ class PgVectorStore:
         """
         conn = await self._pool.getconn()
         try:
-            cur = await conn.execute(query, params, prepare=True, binary=True)
+            cur = await conn.execute(query, params, prepare=prepare, binary=True)
             return await cur.fetchall()
         finally:
             await self._pool.putconn(conn)
@@ -668,12 +705,13 @@ class PgVectorStore:
         """The stage-1 query, over the given parameter expressions ``params`` (``v``,
         ``p``, ``k``, ``th``: statement placeholders, or the lookup function's arguments).
 
-        The inner query is the plain index-ordered top-k (what HNSW can serve); the outer
-        one applies the threshold. With k > 1 a window keeps only the best candidate's
-        response (every candidate's lookup text comes back: the agreement check may
-        pass over the best), so a large k does not ship k bodies; with k = 1 there
-        is no window and no sort above the index scan. The distance is computed once
-        per row: ORDER BY its alias is still the index's ordering operator, and the
+        The inner query is the plain index-ordered top-k (what HNSW can serve). Every
+        one of the k rows comes back, passed or not (the nearest similarity of a miss
+        is worth reporting; the caller filters), but only the best row carries its
+        response, and only if it passes the threshold: a miss or a large k ships no
+        bodies. Every candidate's lookup text comes back: the agreement check may pass
+        over the best. With k = 1 there is no window and no sort above the index scan.
+        The distance is computed once per row: ORDER BY its alias is still the index's ordering operator, and the
         similarity is derived from it after the LIMIT (selecting ``1 - (embedding <=>
         v)`` beside ``ORDER BY embedding <=> v`` computed it twice per row scanned).
         ``expiry`` adds a NULL ``expires_at`` column (the lookup function's row type,
@@ -681,13 +719,16 @@ class PgVectorStore:
         """
         columns: sql.Composable
         if top1:
-            columns = sql.SQL("id, response, created_at, similarity, text_digest, lookup_text")
+            columns = sql.SQL(
+                "id, CASE WHEN similarity >= {th} THEN response END, created_at, similarity, "
+                "text_digest, lookup_text"
+            ).format(th=params["th"])
             window = sql.SQL("")
         else:
             columns = sql.SQL(
-                "id, CASE WHEN row_number() OVER w = 1 THEN response END, created_at, "
-                "similarity, text_digest, lookup_text"
-            )
+                "id, CASE WHEN row_number() OVER w = 1 AND similarity >= {th} THEN response END, "
+                "created_at, similarity, text_digest, lookup_text"
+            ).format(th=params["th"])
             window = sql.SQL(
                 "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
             )
@@ -708,7 +749,6 @@ class PgVectorStore:
                     LIMIT {k}
                 ) AS nearest
             ) AS candidates
-            WHERE similarity >= {th}
             {window}
             """
         ).format(
@@ -717,25 +757,29 @@ class PgVectorStore:
             t=self._t,
             v=params["v"],
             p=params["p"],
-            # A literal LIMIT for top-1: with a parameter there, each search cost 60 to
-            # 90 us more on the server at every table size measured (1k to 1M rows).
+            # A literal LIMIT for top-1: the plan for k = 1 exactly (the search is planned
+            # at each call anyway, see _fetch): 20 to 30 us less than with a parameter.
             k=sql.SQL("1") if top1 else params["k"],
-            th=params["th"],
         )
 
     def _lookup_function_ddl(self) -> sql.Composed:
-        """``CREATE OR REPLACE FUNCTION <table>_lookup_v2(...)``: the exact probe, then,
+        """``CREATE OR REPLACE FUNCTION <table>_lookup_v3(...)``: the exact probe, then,
         only if it found nothing, the stage-1 search; one round trip from the client.
 
         Why a function and not one statement (a CTE for the probe and the search under
         a ``NOT EXISTS`` one-time filter, tried first): the search must be planned for
-        each lookup (Postgres keeps custom plans for it, so that a large partition gets
-        the HNSW scan and a small one its btree and an exact sort), and in one statement
-        the probe is re-planned with it, every time. Measured on 1,000 rows: the
-        combined statement took 512 us for a semantic hit and 286 us for an exact hit;
-        the function 477 us and 174 us (PL/pgSQL caches each query's plan: the probe's
-        is generic after five calls, the search's stays custom). An exact hit returns
-        before the search starts. ``STABLE``: both queries see the caller's snapshot.
+        each lookup (see :meth:`_fetch`), and in one statement the probe is re-planned
+        with it, every time. Measured on 1,000 rows: the combined statement took 512 us
+        for a semantic hit and 286 us for an exact hit; the function 477 us and 174 us.
+        PL/pgSQL caches each query's plan. The probe's is generic after five calls (the
+        same for every partition). The search must be planned for its partition at
+        each call (see :meth:`_fetch`): ``plan_cache_mode`` is set to
+        ``force_custom_plan`` for it alone, and restored. An exact hit returns before
+        the search starts. ``STABLE``: both queries see the caller's snapshot. Tried
+        and dropped: ``EXECUTE ... USING`` for the search (custom by construction, but
+        parsed at each call: 60 us more a semantic hit) and ``SET plan_cache_mode`` on
+        the whole function (the probe planned at each call too: 60 us more an exact
+        hit).
         """
         args = {"v": sql.SQL("_v"), "p": sql.SQL("_p"), "k": sql.SQL("_k"), "th": sql.SQL("_th")}
         return sql.SQL(
@@ -751,6 +795,8 @@ class PgVectorStore:
             LANGUAGE plpgsql STABLE
             AS $semcache$
             #variable_conflict use_column
+            DECLARE
+                _mode text := current_setting('plan_cache_mode');
             BEGIN
                 RETURN QUERY
                     SELECT id, response, created_at, 1.0::double precision, text_digest,
@@ -760,11 +806,13 @@ class PgVectorStore:
                 IF FOUND THEN
                     RETURN;
                 END IF;
+                PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
                 IF _k = 1 THEN
                     RETURN QUERY {top1};
                 ELSE
                     RETURN QUERY {topk};
                 END IF;
+                PERFORM set_config('plan_cache_mode', _mode, true);
             END
             $semcache$
             """
