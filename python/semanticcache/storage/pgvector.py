@@ -711,9 +711,10 @@ class PgVectorStore:
         response, and only if it passes the threshold: a miss or a large k ships no
         bodies. Every candidate's lookup text comes back: the agreement check may pass
         over the best. With k = 1 there is no window and no sort above the index scan.
-        The distance is computed once per row: ORDER BY its alias is still the index's ordering operator, and the
-        similarity is derived from it after the LIMIT (selecting ``1 - (embedding <=>
-        v)`` beside ``ORDER BY embedding <=> v`` computed it twice per row scanned).
+        The distance is computed once per row: ORDER BY its alias is still the index's
+        ordering operator, and the similarity is derived from it after the LIMIT
+        (selecting ``1 - (embedding <=> v)`` beside ``ORDER BY embedding <=> v``
+        computed it twice per row scanned).
         ``expiry`` adds a NULL ``expires_at`` column (the lookup function's row type,
         where only the exact row carries it, for the hot entries).
         """
