@@ -213,14 +213,6 @@ class PgVectorStore:
         # version that changes either gets a name of its own.
         self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v3")
         self._exact_query = self._build_exact_query()
-        statement_params = {
-            "v": sql.SQL("%(v)s::vector"),
-            "p": sql.SQL("%(p)s"),
-            "k": sql.SQL("%(k)s"),
-            "th": sql.SQL("%(th)s"),
-        }
-        self._search_query = self._search_sql(statement_params, top1=False).as_bytes()
-        self._search_top1_query = self._search_sql(statement_params, top1=True).as_bytes()
         self._lookup_query = (
             sql.SQL(
                 "SELECT id, response, created_at, similarity, text_digest, lookup_text, "
@@ -458,17 +450,18 @@ class PgVectorStore:
         the threshold (the others have ``response == b""``), so a large ``k`` or a miss
         does not ship response bodies.
 
-        One round trip, one prepared statement. ``hnsw.ef_search`` and
-        ``hnsw.iterative_scan`` are session settings of the pool's connections (see
-        :meth:`connection_options`), not ``SET LOCAL`` per query: a per-query ``SET`` needs
-        a multi-statement simple-protocol message, which cannot be prepared, and planning
-        the query every time cost more than the search itself on small tables.
+        One round trip, one prepared statement: the table's lookup function (see
+        :meth:`_lookup_function_ddl`) with an empty text digest, which no row has. The
+        function plans the search for its partition at each call; sent on its own, the
+        search would have to go unprepared for that, and be parsed every time.
+        ``hnsw.ef_search`` and ``hnsw.iterative_scan`` are session settings of the pool's
+        connections (see :meth:`connection_options`), not ``SET LOCAL`` per query: a
+        per-query ``SET`` needs a multi-statement simple-protocol message, which cannot
+        be prepared.
         """
         vector = self._search_params(embedding, threshold, k)
-        query = self._search_top1_query if k == 1 else self._search_query
-        params = {"v": vector, "p": partition, "k": k, "th": threshold}
-        # Not prepared: planned at each call for its partition (see _fetch).
-        return await self._run_search(query, params, threshold, "similarity search", prepare=False)
+        params = {"v": vector, "p": partition, "d": b"", "k": k, "th": threshold}
+        return await self._run_search(self._lookup_query, params, threshold, "similarity search")
 
     async def lookup(
         self,
@@ -490,7 +483,7 @@ class PgVectorStore:
         """
         vector = self._search_params(embedding, threshold, k)
         params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
-        return await self._run_search(self._lookup_query, params, threshold, "lookup", prepare=True)
+        return await self._run_search(self._lookup_query, params, threshold, "lookup")
 
     def _search_params(
         self, embedding: Sequence[float] | BinaryVector, threshold: float, k: int
@@ -502,10 +495,10 @@ class PgVectorStore:
         return self._vector_param(embedding)
 
     async def _run_search(
-        self, query: bytes, params: dict[str, object], threshold: float, what: str, *, prepare: bool
+        self, query: bytes, params: dict[str, object], threshold: float, what: str
     ) -> SearchResult:
         try:
-            rows = await self._fetch(query, params, prepare=prepare)
+            rows = await self._fetch(query, params)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         if len(rows) == 1:
@@ -528,24 +521,9 @@ class PgVectorStore:
         return SearchResult([e for e in found if e.similarity >= threshold], found[0].similarity)
 
     async def _fetch(
-        self,
-        query: bytes,
-        params: Sequence[object] | Mapping[str, object],
-        *,
-        prepare: bool = True,
+        self, query: bytes, params: Sequence[object] | Mapping[str, object]
     ) -> list[tuple[Any, ...]]:
-        """Run one read statement of the lookup path; its rows, in binary.
-
-        ``prepare=False`` for the exact-first path's similarity search: it must be
-        planned at each call for its partition. A generic plan (one plan for every
-        partition, sized as the average one) sorts a large partition in full beside
-        many small ones, where it needs the HNSW scan: seen at 6,000 rows of 9,000, 1.6
-        ms instead of a fraction of that, and growing with the partition
-        (tests/storage/test_pgvector.py; the same happened to the lookup function's
-        search before it forced custom plans, see :meth:`_lookup_function_ddl`). The
-        exact-first path serves embedders that take milliseconds, so the parse this
-        costs (tens of us) does not show. The exact probe, whose plan is the same for
-        every partition, stays prepared.
+        """Run one prepared read statement of the lookup path; its rows, in binary.
 
         ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
         also enters the connection's own context (a commit step under the connection
@@ -557,7 +535,7 @@ class PgVectorStore:
         """
         conn = await self._pool.getconn()
         try:
-            cur = await conn.execute(query, params, prepare=prepare, binary=True)
+            cur = await conn.execute(query, params, prepare=True, binary=True)
             return await cur.fetchall()
         finally:
             await self._pool.putconn(conn)
@@ -699,11 +677,9 @@ class PgVectorStore:
             .as_bytes()
         )
 
-    def _search_sql(
-        self, params: Mapping[str, sql.Composable], *, top1: bool, expiry: bool = False
-    ) -> sql.Composed:
-        """The stage-1 query, over the given parameter expressions ``params`` (``v``,
-        ``p``, ``k``, ``th``: statement placeholders, or the lookup function's arguments).
+    def _search_sql(self, params: Mapping[str, sql.Composable], *, top1: bool) -> sql.Composed:
+        """The stage-1 query of the lookup function, over its arguments ``params``
+        (``v``, ``p``, ``k``, ``th``).
 
         The inner query is the plain index-ordered top-k (what HNSW can serve). Every
         one of the k rows comes back, passed or not (the nearest similarity of a miss
@@ -714,27 +690,25 @@ class PgVectorStore:
         The distance is computed once per row: ORDER BY its alias is still the index's
         ordering operator, and the similarity is derived from it after the LIMIT
         (selecting ``1 - (embedding <=> v)`` beside ``ORDER BY embedding <=> v``
-        computed it twice per row scanned).
-        ``expiry`` adds a NULL ``expires_at`` column (the lookup function's row type,
-        where only the exact row carries it, for the hot entries).
+        computed it twice per row scanned). The last column is a NULL ``expires_at``:
+        the function's row type, where only the exact row carries it (for the hot
+        entries).
         """
         columns: sql.Composable
         if top1:
             columns = sql.SQL(
                 "id, CASE WHEN similarity >= {th} THEN response END, created_at, similarity, "
-                "text_digest, lookup_text"
+                "text_digest, lookup_text, NULL::timestamptz"
             ).format(th=params["th"])
             window = sql.SQL("")
         else:
             columns = sql.SQL(
                 "id, CASE WHEN row_number() OVER w = 1 AND similarity >= {th} THEN response END, "
-                "created_at, similarity, text_digest, lookup_text"
+                "created_at, similarity, text_digest, lookup_text, NULL::timestamptz"
             ).format(th=params["th"])
             window = sql.SQL(
                 "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
             )
-        if expiry:
-            columns += sql.SQL(", NULL::timestamptz")
         return sql.SQL(
             """
             SELECT {columns}
@@ -774,8 +748,11 @@ class PgVectorStore:
         for a semantic hit and 286 us for an exact hit; the function 477 us and 174 us.
         PL/pgSQL caches each query's plan. The probe's is generic after five calls (the
         same for every partition). The search must be planned for its partition at
-        each call (see :meth:`_fetch`): ``plan_cache_mode`` is set to
-        ``force_custom_plan`` for it alone, and restored. An exact hit returns before
+        each call: a generic plan (one for every partition, sized as the average one)
+        sorts a large partition in full beside many small ones, where it needs the HNSW
+        scan (seen at 6,000 rows of 9,000: 1.7 ms, growing with the partition;
+        tests/storage/test_pgvector.py). So ``plan_cache_mode`` is set to
+        ``force_custom_plan`` for the search alone, and restored. An exact hit returns before
         the search starts. ``STABLE``: both queries see the caller's snapshot. Tried
         and dropped: ``EXECUTE ... USING`` for the search (custom by construction, but
         parsed at each call: 60 us more a semantic hit) and ``SET plan_cache_mode`` on
@@ -820,8 +797,8 @@ class PgVectorStore:
         ).format(
             f=self._lookup_function,
             t=self._t,
-            top1=self._search_sql(args, top1=True, expiry=True),
-            topk=self._search_sql(args, top1=False, expiry=True),
+            top1=self._search_sql(args, top1=True),
+            topk=self._search_sql(args, top1=False),
         )
 
     def _vector_param(self, embedding: Sequence[float] | BinaryVector) -> BinaryVector:
