@@ -225,3 +225,43 @@ async def test_tee_timeout_after_the_headers_leaves_the_response_unfinished(
             f"SELECT count(*) FROM {cache.table} WHERE lookup_text = %s", (prompt,)
         )
         assert await cur.fetchone() == (0,)
+
+
+async def test_tee_timeout_bounds_each_pause_not_the_whole_stream(
+    cache: SemanticCache, model: str
+) -> None:
+    """Once the response reaches the client, the upstream budget bounds each pause of
+    the app: a stream that keeps coming for twice the budget is delivered whole and
+    stored; the test above shows that a stream that stops is still cut."""
+    import dataclasses
+
+    events = [
+        f'data: {{"choices":[{{"index":0,"delta":{{"content":"part {i} "}}}}]}}\n\n'.encode()
+        for i in range(8)
+    ]
+
+    async def steady(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for event in events:
+            await asyncio.sleep(0.05)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    budget = 0.2
+    settings = dataclasses.replace(cache.settings, upstream_timeout_seconds=budget)
+    mw = SemanticCacheMiddleware(steady, cache=cache, settings=settings, response_mode="tee")
+    prompt = "Recite the long poem about the patient river"
+    body = chat_body(model, prompt, stream=True)
+    started = asyncio.get_running_loop().time()
+    async with serve(mw) as base, httpx.AsyncClient(base_url=base) as client:
+        first = await client.post(URL, json=body)
+        elapsed = asyncio.get_running_loop().time() - started
+        await mw.drain()
+        hit = await client.post(URL, json=body)
+    assert elapsed > budget * 1.5  # the stream outlasted the budget...
+    assert first.status_code == 200  # ...and came whole
+    assert first.content == b"".join(events) + b"data: [DONE]\n\n"
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.content == first.content

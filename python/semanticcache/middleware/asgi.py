@@ -583,7 +583,9 @@ class _Flow:
         timeout = mw.settings.upstream_timeout_seconds
         scope = self.scope if control.no_store else _storable(self.scope)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
+                if timeout is not None:
+                    responder.keep_alive = (deadline, timeout)
                 await mw.app(scope, self._replay_receive(), responder.send)
         except TimeoutError:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
@@ -627,8 +629,23 @@ class _Responder:
         self.cacheable = True
         self.tee_buffer: _native.StreamTee | None = None
         self.sse = False
+        # (deadline, budget): once the response reaches the client, the upstream
+        # budget bounds each pause of the app rather than the whole response, so a
+        # long stream that keeps coming is never cut (a stalled one still is).
+        self.keep_alive: tuple[asyncio.Timeout, float] | None = None
 
     async def send(self, message: Message) -> None:
+        self._extend()
+        await self._handle(message)
+        self._extend()
+
+    def _extend(self) -> None:
+        if self.started and self.keep_alive is not None:
+            deadline, budget = self.keep_alive
+            if not deadline.expired():  # past it, the app is being cancelled
+                deadline.reschedule(asyncio.get_running_loop().time() + budget)
+
+    async def _handle(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             headers = list(message.get("headers", []))
