@@ -141,6 +141,10 @@ async def test_schema_is_idempotent_and_has_the_hnsw_index(pg_uri: str) -> None:
     assert any("USING hnsw (embedding vector_cosine_ops)" in d for d in defs)
     assert any("UNIQUE" in d and "(partition, text_digest)" in d for d in defs)
     assert not any("lookup_text" in d for d in defs)
+    # The expiry index covers only rows that can expire: a lookup's "expires_at >
+    # now()" can never pick it (see ensure_schema).
+    (expiry,) = [d for d in defs if "(expires_at)" in d]
+    assert "WHERE (expires_at < 'infinity'" in expiry
     async with await psycopg.AsyncConnection.connect(pg_uri) as conn:
         cur = await conn.execute(
             "SELECT reloptions FROM pg_class WHERE relname = 'semcache_entries_hashing_v1_32'"

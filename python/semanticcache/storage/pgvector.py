@@ -298,11 +298,17 @@ class PgVectorStore:
                         idx=sql.Identifier(f"{self.table[:55]}_scope"), t=self._t
                     )
                 )
-                # The purge finds expired rows without a scan.
+                # The purge finds expired rows without a scan. Partial: only rows that
+                # can expire, so a lookup's ``expires_at > now()`` (true of nearly every
+                # row) can never use it. Over all rows, the planner of a table without
+                # statistics yet (a young one) combined it with the partition's btree
+                # (a BitmapAnd) and made a 0.3 ms search cost 1.1 ms. Tables of earlier
+                # releases keep their full index of this name.
                 await conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at)").format(
-                        idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t
-                    )
+                    sql.SQL(
+                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at) "
+                        "WHERE expires_at < 'infinity'"
+                    ).format(idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t)
                 )
                 await conn.execute(self._lookup_function_ddl())
                 # Triggers that NOTIFY on changes, for the hot entries of every process
@@ -588,7 +594,7 @@ class PgVectorStore:
             conditions.append(sql.SQL("partition = %s"))
             params.append(partition)
         if expired:
-            conditions.append(sql.SQL("expires_at <= now()"))
+            conditions.append(sql.SQL("expires_at <= now() AND expires_at < 'infinity'"))
         if older_than is not None:
             # created_at is reset when an entry is replaced: age counts from the last put.
             conditions.append(sql.SQL("created_at < now() - make_interval(secs => %s)"))
@@ -609,8 +615,10 @@ class PgVectorStore:
         queueing on the same ones.
         """
         query = sql.SQL(
+            # "< 'infinity'": implied by the first condition, but the planner needs it
+            # spelled out to use the partial expiry index.
             "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= now() "
-            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            "AND expires_at < 'infinity' ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(t=self._t)
         return await self._delete(query, (limit,))
 
