@@ -10,7 +10,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.key import lookup_digest
-from semanticcache.storage.pgvector import PgVectorStore, SearchResult, connection_options
+from semanticcache.storage.pgvector import (
+    PgVectorStore,
+    SearchResult,
+    _skewed,
+    connection_options,
+)
 
 DIM = 8
 
@@ -218,3 +223,21 @@ async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str
             assert not [p for p in searched if "Sort" in p], searched
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("row", "custom"),
+    [
+        (None, True),  # no table statistics yet: plan each search
+        ((0.0, None, None), True),
+        ((1000.0, 1.0, 1.0), False),  # one partition: one plan fits all
+        ((100_000.0, 500.0, 0.0025), False),  # 500 partitions alike
+        ((100_000.0, -0.5, None), False),  # 50,000 partitions of two rows
+        ((9000.0, -0.3334, 0.6667), True),  # 6,000 rows beside 3,000 one-row partitions
+        ((3000.0, 1001.0, 0.5), False),  # skewed, but the largest is 1,500 rows
+    ],
+)
+def test_the_plan_policy_reads_skew_from_the_statistics(
+    row: tuple[float, float | None, float | None] | None, custom: bool
+) -> None:
+    assert _skewed(row) is custom

@@ -8,10 +8,12 @@ A semantic search only ever looks inside one partition (an SQL equality filter).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +41,17 @@ __all__ = [
 ]
 
 _TABLE_PREFIX: Final = "semcache_entries_"
+# _PlanPolicy: partitions count as skewed past these; the statistics are read again
+# this often.
+_SKEW_RATIO: Final = 10.0
+_SKEW_MIN_ROWS: Final = 2000.0
+_PLAN_POLICY_SECONDS: Final = 60.0
+_PARTITION_STATS_SQL: Final = (
+    "SELECT c.reltuples::float8, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+    "AND s.attname = 'partition' WHERE c.oid = to_regclass(%s)"
+)
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
 _MAX_PGVECTOR_HNSW_DIM: Final = 2000  # HNSW on vector(n) supports n <= 2000
 
@@ -158,6 +171,47 @@ def table_name_for(model_id: str, dimension: int) -> str:
     return f"{_TABLE_PREFIX}{slug}{suffix}"
 
 
+class _PlanPolicy:
+    """Whether a table's searches must be planned for each partition (custom plans) or
+    may share one cached plan (generic), from the planner's own statistics.
+
+    A generic plan is sized for the average partition. That is right when partitions
+    are of similar sizes (one partition, or many alike), and saves the planning of
+    every search. It is wrong when the largest partition holds more than
+    ``_SKEW_RATIO`` times the average and more than ``_SKEW_MIN_ROWS`` rows: sorting
+    it in full (the plan for small partitions) would cost milliseconds to seconds.
+    Custom plans are also the choice while the table has no statistics. Checked on
+    the first search and then every ``_PLAN_POLICY_SECONDS``, with one more statement
+    on the search's own connection.
+    """
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+        self._custom = True
+        self._due = 0.0
+
+    async def custom(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> bool:
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + _PLAN_POLICY_SECONDS
+            with contextlib.suppress(psycopg.Error):  # keep the last verdict
+                cur = await conn.execute(_PARTITION_STATS_SQL, (self._table,), prepare=True)
+                self._custom = _skewed(await cur.fetchone())
+        return self._custom
+
+
+def _skewed(row: tuple[Any, ...] | None) -> bool:
+    """The policy's verdict on a (reltuples, n_distinct, largest frequency) row."""
+    if row is None or row[0] is None or row[1] is None or row[0] <= 0:
+        return True  # no statistics yet
+    rows, n_distinct, top = float(row[0]), float(row[1]), row[2]
+    # Negative n_distinct: minus the share of the rows that are distinct.
+    distinct = max(1.0, n_distinct if n_distinct > 0 else -n_distinct * rows)
+    average = rows / distinct
+    largest = float(top) * rows if top is not None else average
+    return largest > _SKEW_MIN_ROWS and largest > _SKEW_RATIO * average
+
+
 class PgVectorStore:
     """Cache rows of one embedder configuration, over a psycopg async pool.
 
@@ -216,11 +270,12 @@ class PgVectorStore:
         self._lookup_query = (
             sql.SQL(
                 "SELECT id, response, created_at, similarity, text_digest, lookup_text, "
-                "expires_at FROM {f}(%(p)s, %(d)s, %(v)s::vector, %(th)s, %(k)s)"
+                "expires_at FROM {f}(%(p)s, %(d)s, %(v)s::vector, %(th)s, %(k)s, %(c)s)"
             )
             .format(f=self._lookup_function)
             .as_bytes()
         )
+        self._plans = _PlanPolicy(self.table)
 
     @property
     def dimension(self) -> int:
@@ -467,7 +522,7 @@ class PgVectorStore:
         """
         vector = self._search_params(embedding, threshold, k)
         params = {"v": vector, "p": partition, "d": b"", "k": k, "th": threshold}
-        return await self._run_search(self._lookup_query, params, threshold, "similarity search")
+        return await self._run_search(params, threshold, "similarity search")
 
     async def lookup(
         self,
@@ -489,7 +544,7 @@ class PgVectorStore:
         """
         vector = self._search_params(embedding, threshold, k)
         params = {"v": vector, "p": partition, "d": text_digest, "k": k, "th": threshold}
-        return await self._run_search(self._lookup_query, params, threshold, "lookup")
+        return await self._run_search(params, threshold, "lookup")
 
     def _search_params(
         self, embedding: Sequence[float] | BinaryVector, threshold: float, k: int
@@ -501,10 +556,10 @@ class PgVectorStore:
         return self._vector_param(embedding)
 
     async def _run_search(
-        self, query: bytes, params: dict[str, object], threshold: float, what: str
+        self, params: dict[str, object], threshold: float, what: str
     ) -> SearchResult:
         try:
-            rows = await self._fetch(query, params)
+            rows = await self._fetch(self._lookup_query, params, plans=self._plans)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         if len(rows) == 1:
@@ -527,9 +582,15 @@ class PgVectorStore:
         return SearchResult([e for e in found if e.similarity >= threshold], found[0].similarity)
 
     async def _fetch(
-        self, query: bytes, params: Sequence[object] | Mapping[str, object]
+        self,
+        query: bytes,
+        params: Sequence[object] | Mapping[str, object],
+        *,
+        plans: _PlanPolicy | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run one prepared read statement of the lookup path; its rows, in binary.
+        With ``plans`` (and mapping ``params``), parameter ``c`` is its verdict,
+        refreshed first on the same connection when it is due.
 
         ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
         also enters the connection's own context (a commit step under the connection
@@ -541,6 +602,8 @@ class PgVectorStore:
         """
         conn = await self._pool.getconn()
         try:
+            if plans is not None and isinstance(params, Mapping):
+                params = {**params, "c": await plans.custom(conn)}
             cur = await conn.execute(query, params, prepare=True, binary=True)
             return await cur.fetchall()
         finally:
@@ -755,12 +818,15 @@ class PgVectorStore:
         with it, every time. Measured on 1,000 rows: the combined statement took 512 us
         for a semantic hit and 286 us for an exact hit; the function 477 us and 174 us.
         PL/pgSQL caches each query's plan. The probe's is generic after five calls (the
-        same for every partition). The search must be planned for its partition at
-        each call: a generic plan (one for every partition, sized as the average one)
-        sorts a large partition in full beside many small ones, where it needs the HNSW
-        scan (seen at 6,000 rows of 9,000: 1.7 ms, growing with the partition;
-        tests/storage/test_pgvector.py). So ``plan_cache_mode`` is set to
-        ``force_custom_plan`` for the search alone, and restored. An exact hit returns before
+        same for every partition). The search's may be generic too (no planning, 60
+        to 90 us a lookup, and about a quarter of the semantic-hit throughput of the
+        HTTP load benchmark) when the partitions are of similar sizes. When they are
+        skewed, a generic plan (one for every partition, sized as the average one)
+        sorts a large partition in full beside many small ones, where it needs the
+        HNSW scan (seen at 6,000 rows of 9,000: 1.7 ms, growing with the partition;
+        tests/storage/test_pgvector.py). So with ``_custom`` (see :class:`_PlanPolicy`)
+        ``plan_cache_mode`` is ``force_custom_plan`` for the search alone, and
+        restored. An exact hit returns before
         the search starts. ``STABLE``: both queries see the caller's snapshot. Tried
         and dropped: ``EXECUTE ... USING`` for the search (custom by construction, but
         parsed at each call: 60 us more a semantic hit) and ``SET plan_cache_mode`` on
@@ -771,7 +837,8 @@ class PgVectorStore:
         return sql.SQL(
             """
             CREATE OR REPLACE FUNCTION {f}(
-                _p bytea, _d bytea, _v vector, _th double precision, _k integer
+                _p bytea, _d bytea, _v vector, _th double precision, _k integer,
+                _custom boolean
             )
             RETURNS TABLE (
                 id bigint, response bytea, created_at timestamptz,
@@ -792,13 +859,17 @@ class PgVectorStore:
                 IF FOUND THEN
                     RETURN;
                 END IF;
-                PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+                IF _custom THEN
+                    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+                END IF;
                 IF _k = 1 THEN
                     RETURN QUERY {top1};
                 ELSE
                     RETURN QUERY {topk};
                 END IF;
-                PERFORM set_config('plan_cache_mode', _mode, true);
+                IF _custom THEN
+                    PERFORM set_config('plan_cache_mode', _mode, true);
+                END IF;
             END
             $semcache$
             """
