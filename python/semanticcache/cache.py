@@ -40,6 +40,7 @@ from semanticcache.storage.pgvector import (
     SearchResult,
     StoredEntry,
     connection_options,
+    similarity_bucket,
 )
 from semanticcache.storage.redis_tier import RedisBlobStore
 
@@ -89,8 +90,6 @@ _DEFAULT_EMBEDDING_MEMO: Final = 1024
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
-# Buckets of the nearest-similarity histogram (CacheStats.nearest_similarity).
-_SIMILARITY_BUCKETS: Final = 100
 # The agreement check costs about 0.15 ms per KB of text: past this many characters
 # (query and candidates together) it runs on a worker thread, off the event loop.
 _AGREEMENT_INLINE_CHARS: Final = 8192
@@ -147,12 +146,13 @@ class CacheStats:
     lookups: dict[str, int]
     """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
     nearest_similarity: dict[str, tuple[int, ...]]
-    """For this process's lookups that ran a similarity search (exact hits excluded),
-    by outcome (``hit``, ``miss``, ``rejected``, ``disagreement``): how many had their
-    nearest entry at each similarity, in 100 buckets of 0.01 (bucket ``i`` counts
-    ``i / 100 <= similarity < (i + 1) / 100``; 1.0 falls in the last, negative
-    similarities in the first). The distribution to set ``threshold`` from: where
-    the misses pile up just below it, a lower threshold would serve them."""
+    """For the lookups of every process that ran a similarity search (exact hits
+    excluded), by outcome (``hit``, ``miss``, ``rejected``, ``disagreement``): how many
+    had their nearest entry at each similarity, in 100 buckets of 0.01 (bucket ``i``
+    counts ``i / 100 <= similarity < (i + 1) / 100``; 1.0 falls in the last, negative
+    similarities in the first). Flushed to Postgres with the hit counts (this process's
+    pending ones first). The distribution to set ``threshold`` from: where the misses
+    pile up just below it, a lower threshold would serve them."""
 
 
 class _BadVector(EmbedderError):
@@ -366,7 +366,7 @@ class SemanticCache:
         self._flush_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._outcomes: Counter[str] = Counter()
-        self._nearest: dict[str, list[int]] = {}
+        self._pending_nearest: Counter[tuple[str, int]] = Counter()
         self._settings = merged
         self._embedder = embedder
         self._embed_first = embedder.embeds_cheaply
@@ -545,11 +545,9 @@ class SemanticCache:
             self._count_hit(result.hit.entry_id)
         nearest = result.nearest_similarity
         if nearest is not None and (result.hit is None or result.hit.match == "semantic"):
-            bucket = min(_SIMILARITY_BUCKETS - 1, max(0, int(nearest * _SIMILARITY_BUCKETS)))
-            counts = self._nearest.get(result.reason)
-            if counts is None:
-                counts = self._nearest[result.reason] = [0] * _SIMILARITY_BUCKETS
-            counts[bucket] += 1
+            # At most 4 outcomes x 100 buckets pending: flushed with the hit counts.
+            self._pending_nearest[(result.reason, similarity_bucket(nearest))] += 1
+            self._schedule_flush()
         return result
 
     async def _lookup(self, target: _Target) -> CacheLookup:
@@ -823,20 +821,26 @@ class SemanticCache:
             table_bytes=stored.table_bytes,
             scopes=stored.scopes,
             lookups=dict(self._outcomes),
-            nearest_similarity={k: tuple(v) for k, v in self._nearest.items()},
+            nearest_similarity=stored.nearest_similarity,
         )
 
     async def flush_hits(self) -> None:
-        """Write the hit counts gathered since the last flush (done in the background
-        every ``hit_flush_interval`` seconds, and by :meth:`close`)."""
-        if not self._pending_hits:
-            return
-        pending, self._pending_hits = self._pending_hits, Counter()
-        try:
-            await self._store.add_hits(pending)
-        except StorageError as exc:
-            # Hit counts feed stats only: losing a second's worth beats piling them up.
-            _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
+        """Write the hit counts and nearest-similarity counts gathered since the last
+        flush (done in the background every ``hit_flush_interval`` seconds, and by
+        :meth:`close`)."""
+        if self._pending_hits:
+            pending, self._pending_hits = self._pending_hits, Counter()
+            try:
+                await self._store.add_hits(pending)
+            except StorageError as exc:
+                # Hit counts feed stats only: losing a second's worth beats piling them up.
+                _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
+        if self._pending_nearest:
+            nearest, self._pending_nearest = self._pending_nearest, Counter()
+            try:
+                await self._store.add_nearest(nearest)
+            except StorageError as exc:
+                _log.warning("dropped %d similarity counts: %s", sum(nearest.values()), exc)
 
     async def close(self) -> None:
         """Stop the background tasks, write pending hit counts, close the pool and the
@@ -876,11 +880,14 @@ class SemanticCache:
         # and a popular entry is updated once per flush, not once per hit.
         if entry_id in self._pending_hits or len(self._pending_hits) < _MAX_PENDING_HIT_IDS:
             self._pending_hits[entry_id] += 1
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
-        while self._pending_hits:
+        while self._pending_hits or self._pending_nearest:
             await asyncio.sleep(self._hit_flush_interval)
             await self.flush_hits()
 

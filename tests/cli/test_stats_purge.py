@@ -30,6 +30,12 @@ async def _seed(uri: str) -> None:
             await cache.put(CacheKey(text), b"{}", raise_errors=True)
         assert await cache.get(CacheKey("alpha question", scope="tenant-a")) is not None
         assert await cache.get(CacheKey("beta question", scope="tenant-a")) is not None
+        # One lookup that searches (counted under its outcome and nearest similarity)
+        # and one in an empty partition (nothing near: not counted).
+        searched = await cache.lookup(CacheKey("alpha questions", scope="tenant-a"))
+        assert searched.nearest_similarity is not None
+        assert searched.nearest_similarity >= 0.5
+        assert (await cache.lookup(CacheKey("alpha question", scope="nobody"))).reason == "miss"
     async with SemanticCache(pg_uri=uri, embedder=HashingEmbedder(64), threshold=0.9) as cache:
         await cache.put(CacheKey("zeta question", scope="tenant-b"), b"{}", raise_errors=True)
 
@@ -76,6 +82,13 @@ def test_stats_json_matches_the_database(seeded: str) -> None:
     assert size is not None
     assert a["table_bytes"] == size[0]
     assert tables[TABLE_B]["scopes"] == {"tenant-b": {"rows": 1, "hits": 0, "expired_rows": 0}}
+    nearest = a["nearest_similarity"]
+    assert len(nearest) == 1  # the one searched lookup, hit or miss
+    (counts,) = nearest.values()
+    assert len(counts) == 100
+    assert sum(counts) == 1
+    assert sum(counts[50:]) == 1
+    assert tables[TABLE_B]["nearest_similarity"] == {}
     assert report["total"]["rows"] == 6
     assert report["total"]["hits"] == 2
     assert report["postgres"] == seeded
@@ -90,6 +103,11 @@ def test_stats_text_lists_tables_and_scopes(seeded: str) -> None:
     assert "rows 5   hits 2   expired 0" in out
     assert any(line.split() == ["tenant-a", "3", "2", "0"] for line in out.splitlines())
     assert any(line.split()[:2] == ['""', "(unscoped)"] for line in out.splitlines())
+    assert "nearest similarity of the lookups that searched" in out
+    assert any(
+        line.split() == ["outcome", "<0.80", "0.80", "0.85", "0.90", "0.95+"]
+        for line in out.splitlines()
+    )
     assert out.rstrip().splitlines()[-1].startswith("total: 2 tables, 6 rows, 2 hits, 0 expired")
 
 

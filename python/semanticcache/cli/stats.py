@@ -22,9 +22,9 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "stats",
         help="rows, hit counts, scopes and sizes of every cache table",
-        description="Rows, hit counts (flushed ones), expired rows, per-scope figures and "
-        "on-disk size (with indexes) of every cache table (semcache_entries_*) in the "
-        "database.",
+        description="Rows, hit counts (flushed ones), expired rows, per-scope figures, "
+        "on-disk size (with indexes) and the nearest similarity of the lookups (by "
+        "outcome) of every cache table (semcache_entries_*) in the database.",
     )
     add_postgres_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -52,6 +52,7 @@ def as_json(rows: list[tuple[str, int, StoreStats]]) -> dict[str, Any]:
                 scope: {"rows": v.rows, "hits": v.hits, "expired_rows": v.expired_rows}
                 for scope, v in sorted(s.scopes.items())
             },
+            "nearest_similarity": {k: list(v) for k, v in s.nearest_similarity.items()},
         }
         for name, dimension, s in rows
     ]
@@ -65,6 +66,31 @@ def as_json(rows: list[tuple[str, int, StoreStats]]) -> dict[str, Any]:
             "table_bytes": sum(s.table_bytes for _, _, s in rows),
         },
     }
+
+
+# The text report's coarse view of the 100 buckets: (label, first bucket, end bucket).
+_BINS = (
+    ("<0.80", 0, 80),
+    ("0.80", 80, 85),
+    ("0.85", 85, 90),
+    ("0.90", 90, 95),
+    ("0.95+", 95, 100),
+)
+
+
+def _nearest_lines(nearest: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The nearest-similarity counts, outcome by outcome, in the coarse bins."""
+    if not nearest:
+        return []
+    width = max(len("outcome"), *(len(outcome) for outcome in nearest))
+    lines = [
+        "  nearest similarity of the lookups that searched (all processes, flushed):",
+        f"  {'outcome':<{width}}" + "".join(f"  {label:>7}" for label, _, _ in _BINS),
+    ]
+    for outcome, counts in sorted(nearest.items()):
+        cells = "".join(f"  {sum(counts[a:b]):>7}" for _, a, b in _BINS)
+        lines.append(f"  {outcome:<{width}}{cells}")
+    return lines
 
 
 def _scope_label(scope: str) -> str:
@@ -88,6 +114,7 @@ def as_text(rows: list[tuple[str, int, StoreStats]]) -> str:
                     f"  {_scope_label(scope):<{width}}  {v.rows:>8}  {v.hits:>8}  "
                     f"{v.expired_rows:>8}"
                 )
+        lines.extend(_nearest_lines(s.nearest_similarity))
         lines.append("")
     total = as_json(rows)["total"]
     lines.append(

@@ -29,6 +29,7 @@ from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.storage.hot import TRIGGER_SQL, trigger_statements
 
 __all__ = [
+    "SIMILARITY_BUCKETS",
     "CacheTable",
     "PgVectorStore",
     "ScopeStats",
@@ -37,10 +38,25 @@ __all__ = [
     "StoredEntry",
     "connection_options",
     "find_cache_tables",
+    "similarity_bucket",
     "table_name_for",
 ]
 
 _TABLE_PREFIX: Final = "semcache_entries_"
+SIMILARITY_BUCKETS: Final = 100
+"""Buckets of the nearest-similarity counts: bucket ``i`` counts similarities in
+``[i / 100, (i + 1) / 100)``; 1.0 falls in the last, negative ones in the first."""
+# Shared by every cache table: lookups' nearest similarities by (table, outcome, bucket).
+# UNLOGGED: counters for tuning, not data; a crash may lose the latest.
+_SIMILARITY_COUNTS_DDL: Final = """
+CREATE UNLOGGED TABLE IF NOT EXISTS semcache_similarity_counts (
+    cache_table text NOT NULL,
+    outcome text NOT NULL,
+    bucket smallint NOT NULL,
+    lookups bigint NOT NULL,
+    PRIMARY KEY (cache_table, outcome, bucket)
+)
+"""
 # _PlanPolicy: partitions count as skewed past these; the statistics are read again
 # this often.
 _SKEW_RATIO: Final = 10.0
@@ -153,6 +169,10 @@ class StoreStats:
     """``pg_total_relation_size``: heap, indexes (HNSW included) and TOAST."""
     scopes: dict[str, ScopeStats]
     """Per scope (``""`` is the unscoped bucket)."""
+    nearest_similarity: dict[str, tuple[int, ...]]
+    """Lookups of every process that ran a similarity search (exact hits excluded), by
+    outcome: how many had their nearest entry in each of ``SIMILARITY_BUCKETS``
+    buckets of similarity (see :func:`similarity_bucket`), as flushed so far."""
 
 
 def table_name_for(model_id: str, dimension: int) -> str:
@@ -198,6 +218,11 @@ class _PlanPolicy:
                 cur = await conn.execute(_PARTITION_STATS_SQL, (self._table,), prepare=True)
                 self._custom = _skewed(await cur.fetchone())
         return self._custom
+
+
+def similarity_bucket(similarity: float) -> int:
+    """The bucket of ``similarity`` among ``SIMILARITY_BUCKETS``."""
+    return min(SIMILARITY_BUCKETS - 1, max(0, int(similarity * SIMILARITY_BUCKETS)))
 
 
 def _skewed(row: tuple[Any, ...] | None) -> bool:
@@ -369,11 +394,13 @@ class PgVectorStore:
                 # Triggers that NOTIFY on changes, for the hot entries of every process
                 # (semanticcache.hot): a delete or a replaced entry is never served
                 # from another process's memory once the notice arrives.
-                # The functions are shared by every table: serialise their replacement.
+                # The functions and the counts table are shared by every table:
+                # serialise their creation.
                 await conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
                 )
                 await conn.execute(TRIGGER_SQL)
+                await conn.execute(_SIMILARITY_COUNTS_DDL)
                 # Existing triggers stay: re-creating them at every start would lock
                 # the table against the other processes' lookups each time.
                 cur = await conn.execute(
@@ -624,6 +651,26 @@ class PgVectorStore:
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
 
+    async def add_nearest(self, counts: Mapping[tuple[str, int], int]) -> None:
+        """Add ``counts[(outcome, bucket)]`` lookups to the table's nearest-similarity
+        counts, in one statement."""
+        if not counts:
+            return
+        outcomes = [outcome for outcome, _ in counts]
+        buckets = [bucket for _, bucket in counts]
+        query = (
+            "INSERT INTO semcache_similarity_counts AS c (cache_table, outcome, bucket, lookups) "
+            "SELECT %s, v.o, v.b, v.n "
+            "FROM unnest(%s::text[], %s::smallint[], %s::bigint[]) AS v(o, b, n) "
+            "ON CONFLICT (cache_table, outcome, bucket) "
+            "DO UPDATE SET lookups = c.lookups + EXCLUDED.lookups"
+        )
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(query, (self.table, outcomes, buckets, list(counts.values())))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache similarity count update failed: {exc}") from exc
+
     async def delete(self, entry_id: int, *, keys: list[tuple[bytes, bytes]] | None = None) -> bool:
         """Delete one entry by id; whether it existed. ``keys`` (when given) receives the
         deleted row's (partition, text digest)."""
@@ -696,11 +743,25 @@ class PgVectorStore:
                 cur = await conn.execute(query)
                 rows = await cur.fetchall()
                 cur = await conn.execute(
-                    "SELECT pg_total_relation_size(%s::regclass)", (self._t.as_string(conn),)
+                    "SELECT pg_total_relation_size(%s::regclass), "
+                    "to_regclass('semcache_similarity_counts') IS NOT NULL",
+                    (self._t.as_string(conn),),
                 )
                 size_row = await cur.fetchone()
+                counted: list[tuple[Any, ...]] = []
+                if size_row is not None and size_row[1]:  # absent before any lookup ran
+                    cur = await conn.execute(
+                        "SELECT outcome, bucket, lookups FROM semcache_similarity_counts "
+                        "WHERE cache_table = %s",
+                        (self.table,),
+                    )
+                    counted = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache stats failed: {exc}") from exc
+        nearest: dict[str, list[int]] = {}
+        for outcome, bucket, lookups in counted:
+            if 0 <= bucket < SIMILARITY_BUCKETS:
+                nearest.setdefault(str(outcome), [0] * SIMILARITY_BUCKETS)[bucket] += int(lookups)
         scopes = {
             str(r[0]): ScopeStats(rows=int(r[1]), hits=int(r[2]), expired_rows=int(r[3]))
             for r in rows
@@ -711,6 +772,7 @@ class PgVectorStore:
             expired_rows=sum(v.expired_rows for v in scopes.values()),
             table_bytes=int(size_row[0]) if size_row is not None else 0,
             scopes=scopes,
+            nearest_similarity={k: tuple(v) for k, v in sorted(nearest.items())},
         )
 
     async def _delete(
