@@ -540,8 +540,9 @@ class PgVectorStore:
 
         One round trip, one prepared statement: the table's lookup function (see
         :meth:`_lookup_function_ddl`) with an empty text digest, which no row has. The
-        function plans the search for its partition at each call; sent on its own, the
-        search would have to go unprepared for that, and be parsed every time.
+        function plans the search for its partition at each call when the partitions
+        are skewed (:class:`_PlanPolicy`), which a statement of its own could only do
+        unprepared, parsed every time.
         ``hnsw.ef_search`` and ``hnsw.iterative_scan`` are session settings of the pool's
         connections (see :meth:`connection_options`), not ``SET LOCAL`` per query: a
         per-query ``SET`` needs a multi-statement simple-protocol message, which cannot
