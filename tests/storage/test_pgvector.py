@@ -6,6 +6,7 @@ import math
 import secrets
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,6 +30,18 @@ def at_similarity(sim: float, axis: int) -> list[float]:
     v = vec()
     v[0], v[axis] = sim, math.sqrt(1.0 - sim * sim)
     return v
+
+
+async def log_plans(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[str]:
+    """Have ``conn`` report every plan it runs (nested ones included, as in the lookup
+    function) as a notice; the list the plans are appended to."""
+    plans: list[str] = []
+    await conn.execute("LOAD 'auto_explain'")
+    await conn.execute("SET auto_explain.log_min_duration = 0")
+    await conn.execute("SET auto_explain.log_nested_statements = on")
+    await conn.execute("SET client_min_messages = log")  # the plans come as notices
+    conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    return plans
 
 
 @pytest.fixture
@@ -122,7 +135,6 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
     the search never starts."""
     partition = secrets.token_bytes(32)
     await put(store, partition, "the exact one", vec(1.0))
-    plans: list[str] = []
     async with store.pool.connection() as conn:
         await conn.execute(
             f"""
@@ -139,11 +151,7 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
         # production; with so few rows it would rather sort (see
         # test_a_small_partition_still_gets_its_top_k).
         await conn.execute("SET enable_sort = off")
-        await conn.execute("LOAD 'auto_explain'")
-        await conn.execute("SET auto_explain.log_min_duration = 0")
-        await conn.execute("SET auto_explain.log_nested_statements = on")
-        await conn.execute("SET client_min_messages = log")  # the plans come as notices
-        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        plans = await log_plans(conn)
     # The pool holds one connection: the lookups below run on the one set up above.
     semantic = (
         await store.lookup(partition, lookup_digest("not stored"), vec(1.0, 0.5), 0.0)
@@ -193,13 +201,7 @@ async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str
                 (large,),
             )
             await conn.execute(f"ANALYZE {store.table}")
-            await conn.execute("LOAD 'auto_explain'")
-            await conn.execute("SET auto_explain.log_min_duration = 0")
-            await conn.execute("SET auto_explain.log_nested_statements = on")
-            await conn.execute("SET client_min_messages = log")
-        plans: list[str] = []
-        async with pool.connection() as conn:
-            conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+            plans = await log_plans(conn)
         for lookup in (False, True):
             for g in range(6001, 6011):  # past the plan cache's five custom plans
                 tiny = g.to_bytes(4, "big")
