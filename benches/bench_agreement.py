@@ -1,11 +1,18 @@
 """The agreement check (``texts_agree``) per pair: it runs once per semantic candidate,
-on the lookup's path, so its budget is far below a lookup's (hundreds of microseconds)."""
+on the lookup's path, so its budget is far below a lookup's (hundreds of microseconds).
+
+``fresh``: texts never seen before (the memo of recent short texts' facts is cleared
+before each call), what a new question and a new candidate cost. ``remembered``: both
+texts analysed before (a popular entry, a question asked again). The 1 KB prompt is
+never remembered (past the memo's 512 characters).
+"""
 
 from __future__ import annotations
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from semanticcache import agreement
 from semanticcache.agreement import texts_agree
 
 PAIRS = {
@@ -32,8 +39,20 @@ PAIRS = {
 }
 
 
+def _fresh(a: str, b: str) -> bool:
+    agreement._remembered_facts.cache_clear()
+    return texts_agree(a, b)
+
+
 @pytest.mark.parametrize("size", list(PAIRS))
-def test_texts_agree(benchmark: BenchmarkFixture, size: str) -> None:
+def test_texts_agree_fresh(benchmark: BenchmarkFixture, size: str) -> None:
+    benchmark.group = "agreement"
+    a, b, expected = PAIRS[size]
+    assert benchmark(_fresh, a, b) is expected
+
+
+@pytest.mark.parametrize("size", list(PAIRS))
+def test_texts_agree_remembered(benchmark: BenchmarkFixture, size: str) -> None:
     benchmark.group = "agreement"
     a, b, expected = PAIRS[size]
     assert benchmark(texts_agree, a, b) is expected

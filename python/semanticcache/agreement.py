@@ -34,6 +34,7 @@ never raises: any ``str`` (lone surrogates included) is a valid input.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ _SENTENCE_END: Final = re.compile(r"[.?!:]")
 # More than this share of capitalised words means Title Case: capitals carry no signal.
 _TITLE_CASE_SHARE: Final = 0.6
 _TITLE_CASE_MIN_WORDS: Final = 4
+# Facts of recent short texts are remembered: a popular entry's stored text, and a
+# question asked again, are analysed once. Short texts only, so that the memory stays
+# small (at most about 4,096 x 512 characters) and long prompts are not kept alive.
+_MEMO_ENTRIES: Final = 4096
+_MEMO_MAX_CHARS: Final = 512
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -157,6 +163,12 @@ def _is_uncased(word: str) -> bool:
 
 
 def _facts(text: str) -> _Facts:
+    if len(text) <= _MEMO_MAX_CHARS:
+        return _remembered_facts(text)
+    return _analyse(text)
+
+
+def _analyse(text: str) -> _Facts:
     # The typographic apostrophe (U+2019) is an apostrophe; "_" separates words (so the
     # word pattern can be the fast "\w", which includes it).
     normal = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("_", " ")
@@ -194,6 +206,9 @@ def _facts(text: str) -> _Facts:
     if not normal.isascii():
         names.update(folded[i] for i, w in enumerate(raw) if not w.isascii() and _is_uncased(w))
     return _Facts(numbers, negated, frozenset(names), words)
+
+
+_remembered_facts = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_analyse)
 
 
 def _name_in(name: str, words: frozenset[str]) -> bool:
