@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 from collections.abc import AsyncIterator
@@ -44,8 +45,9 @@ async def log_plans(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[s
     return plans
 
 
-@pytest.fixture
-async def store(pg_uri: str) -> AsyncIterator[PgVectorStore]:
+@contextlib.asynccontextmanager
+async def open_store(pg_uri: str, model_id: str) -> AsyncIterator[PgVectorStore]:
+    """A store over a pool of one connection: settings made on it apply to the lookups."""
     pool = AsyncConnectionPool(
         pg_uri,
         min_size=1,
@@ -55,11 +57,17 @@ async def store(pg_uri: str) -> AsyncIterator[PgVectorStore]:
     )
     await pool.open()
     try:
-        s = PgVectorStore(pool, model_id="lookup-test", dimension=DIM)
+        s = PgVectorStore(pool, model_id=model_id, dimension=DIM)
         await s.ensure_schema()
         yield s
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def store(pg_uri: str) -> AsyncIterator[PgVectorStore]:
+    async with open_store(pg_uri, "lookup-test") as s:
+        yield s
 
 
 async def put(store: PgVectorStore, partition: bytes, text: str, vector: list[float]) -> int:
@@ -169,22 +177,13 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
 
 
 async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str) -> None:
-    """The top-1 search has a literal LIMIT, so Postgres may keep a generic plan for it
-    (no planning per lookup). One large partition among thousands of one-row ones (a
-    common system prompt beside many conversations): lookups in the tiny partitions
-    must not leave behind a generic plan that sorts the large one. Its search stays the
+    """Postgres may keep one generic plan for the search (no planning per lookup). One
+    large partition among thousands of one-row ones (a common system prompt beside many
+    conversations): lookups in the tiny partitions must not leave behind a generic plan
+    that sorts the large one (the store's plan policy reads the skew). Its search stays the
     HNSW scan, and a tiny partition's is the btree probe and an exact sort."""
-    pool = AsyncConnectionPool(
-        pg_uri,
-        min_size=1,
-        max_size=1,
-        kwargs={"autocommit": True, "options": connection_options(None)},
-        open=False,
-    )
-    await pool.open()
-    try:
-        store = PgVectorStore(pool, model_id="plan-test", dimension=DIM)
-        await store.ensure_schema()
+    async with open_store(pg_uri, "plan-test") as store:
+        pool = store.pool
         large = b"\x01" * 32
         async with pool.connection() as conn:
             await conn.execute(f"TRUNCATE {store.table}")
@@ -223,8 +222,6 @@ async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str
             searched = [p for p in plans if "_hnsw" in p]
             assert searched, plans
             assert not [p for p in searched if "Sort" in p], searched
-    finally:
-        await pool.close()
 
 
 @pytest.mark.parametrize(
