@@ -426,3 +426,23 @@ async def test_nearest_similarity_histogram(
     assert sum(hits) == 1  # the exact hit and the empty partitions are not counted
     assert misses[99] == 1
     assert sum(misses) == 1
+
+
+async def test_a_zero_vector_stored_by_hand_is_not_counted(
+    pg_uri: str, embedder: TableEmbedder
+) -> None:
+    """A row written past the cache (the store takes any finite vector) with the zero
+    vector has no direction: its similarity is NaN. The lookup still answers, a miss,
+    and the NaN lands in no histogram bucket."""
+    partition = secrets.token_bytes(32)
+    async with SemanticCache(
+        agreement_check=False, pg_uri=pg_uri, embedder=embedder, threshold=0.5
+    ) as c:
+        await c.store.put(partition, b"\x00" * 32, "zero", [0.0] * len(unit(0)), b"x")
+        before = await c.stats()
+        result = await c.lookup("the query", partition=partition)
+        assert result.reason == "miss"
+        assert result.nearest_similarity is not None
+        assert math.isnan(result.nearest_similarity)
+        after = await c.stats()
+    assert after.nearest_similarity == before.nearest_similarity

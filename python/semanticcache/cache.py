@@ -544,7 +544,9 @@ class SemanticCache:
         if result.hit is not None:
             self._count_hit(result.hit.entry_id)
         nearest = result.nearest_similarity
-        if nearest is not None and (result.hit is None or result.hit.match == "semantic"):
+        searched = result.hit is None or result.hit.match == "semantic"
+        # NaN: a zero vector stored by hand (the cache refuses them) has no direction.
+        if nearest is not None and math.isfinite(nearest) and searched:
             # At most 4 outcomes x 100 buckets pending: flushed with the hit counts.
             self._pending_nearest[(result.reason, similarity_bucket(nearest))] += 1
             self._schedule_flush()
@@ -657,6 +659,16 @@ class SemanticCache:
                 # blob back, off the request's path.
                 self._redis_backfill(target, hit)
             return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
+
+        def no_hit(reason: LookupReason) -> CacheLookup:
+            return CacheLookup(
+                None,
+                reason,
+                best_similarity=best.similarity,
+                candidates=len(candidates),
+                nearest_similarity=nearest,
+            )
+
         served = best
         if self.agreement_check:
             # Stage 2a: the first candidate (best first) whose text agrees with the
@@ -664,35 +676,17 @@ class SemanticCache:
             # an embedding confuses with a paraphrase ("2 + 2" and "2 + 3").
             agreeing = await _first_agreeing(target.text, candidates)
             if agreeing is None:
-                return CacheLookup(
-                    None,
-                    "disagreement",
-                    best_similarity=best.similarity,
-                    candidates=len(candidates),
-                    nearest_similarity=nearest,
-                )
+                return no_hit("disagreement")
             served = agreeing
         rejection = self.rejection_threshold
         if rejection is not None and served.similarity < rejection:
-            return CacheLookup(
-                None,
-                "rejected",
-                best_similarity=best.similarity,
-                candidates=len(candidates),
-                nearest_similarity=nearest,
-            )
+            return no_hit("rejected")
         response = served.response
         if served is not best:
             # The search ships only the best candidate's response; fetch this one's.
             fetched = await self._store_call(lambda: self._store.get_response(served.id))
             if fetched is None:  # deleted or expired since the search: nothing to serve
-                return CacheLookup(
-                    None,
-                    "miss",
-                    best_similarity=best.similarity,
-                    candidates=len(candidates),
-                    nearest_similarity=nearest,
-                )
+                return no_hit("miss")
             response = fetched
         hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
         return CacheLookup(
