@@ -1,0 +1,226 @@
+"""The lookup path's reads, sent on psycopg's libpq connection without a cursor.
+
+A cache hit is one short statement, and psycopg's cursor machinery (query conversion,
+the prepared-statement manager, adapters and row makers, built anew per execute) cost
+about as much client CPU as the round trip itself. A :class:`ReadStatement` is prepared
+once per connection under a name of its own, takes its parameters already encoded
+(binary), and decodes its few result columns with ``struct``: the same libpq calls
+psycopg makes (``PQsendQueryPrepared``, then psycopg's own non-blocking wait), minus
+the per-call set-up. Everything else (writes, schema, tools) goes through psycopg's
+ordinary API.
+
+Connections come from the store's psycopg pool, one caller at a time, in autocommit
+mode. A statement interrupted by a timeout leaves its connection ACTIVE, and the pool
+discards such a connection when it is returned, as it does after a cursor's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors, pq
+from psycopg.generators import execute
+
+__all__ = [
+    "BYTEA_OID",
+    "FLOAT8_OID",
+    "INFERRED_OID",
+    "INT4_OID",
+    "INT8_OID",
+    "ReadStatement",
+    "dump_float8",
+    "dump_int4",
+    "dump_int8",
+    "load_bytea",
+    "load_float8",
+    "load_int8",
+    "load_text",
+    "load_timestamptz",
+]
+
+Decoder = Callable[[bytes], Any]
+
+_INT8: Final = struct.Struct(">q")
+_INT4: Final = struct.Struct(">i")
+_FLOAT8: Final = struct.Struct(">d")
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# timestamptz's binary form: microseconds since 2000-01-01 UTC; these two mean ±infinity.
+_INFINITIES: Final = (2**63 - 1, -(2**63))
+
+# Parameter type OIDs; 0 lets the server infer the type (pgvector's vector has no
+# fixed OID).
+BYTEA_OID: Final = 17
+FLOAT8_OID: Final = 701
+INT4_OID: Final = 23
+INT8_OID: Final = 20
+INFERRED_OID: Final = 0
+
+
+def load_int8(data: bytes) -> int:
+    """Decode a binary ``bigint``."""
+    value: int = _INT8.unpack(data)[0]
+    return value
+
+
+def load_float8(data: bytes) -> float:
+    """Decode a binary ``double precision``."""
+    value: float = _FLOAT8.unpack(data)[0]
+    return value
+
+
+def load_bytea(data: bytes) -> bytes:
+    """A binary ``bytea`` is its bytes."""
+    return data
+
+
+def load_text(data: bytes) -> str:
+    """Decode a ``text`` sent in UTF-8 (:meth:`ReadStatement.fetch` uses the
+    connection's ``client_encoding`` instead when it is another)."""
+    return data.decode()
+
+
+def load_timestamptz(data: bytes) -> datetime:
+    """Decode a binary ``timestamptz`` as an aware UTC datetime."""
+    micros: int = _INT8.unpack(data)[0]
+    if micros in _INFINITIES:
+        raise psycopg.DataError("timestamp infinity has no Python datetime")
+    return _PG_EPOCH + timedelta(microseconds=micros)
+
+
+# The result type each decoder reads: a statement's columns are checked against them,
+# so that a column of another type is an error, not a wrong value.
+_COLUMN_OIDS: Final[dict[Decoder, int]] = {
+    load_int8: INT8_OID,
+    load_float8: FLOAT8_OID,
+    load_bytea: BYTEA_OID,
+    load_text: 25,
+    load_timestamptz: 1184,
+}
+
+
+def dump_int4(value: int) -> bytes:
+    """Encode an ``integer`` parameter (binary)."""
+    return _INT4.pack(value)
+
+
+def dump_int8(value: int) -> bytes:
+    """Encode a ``bigint`` parameter (binary)."""
+    return _INT8.pack(value)
+
+
+def dump_float8(value: float) -> bytes:
+    """Encode a ``double precision`` parameter (binary)."""
+    return _FLOAT8.pack(value)
+
+
+class ReadStatement:
+    """One read-only statement with ``$n`` parameters, all sent in binary, and binary
+    result columns decoded by ``columns``.
+
+    :meth:`fetch` runs it as a named prepared statement (prepared on a connection's
+    first use: one plan cached per connection, generic once Postgres judges it as good
+    as a custom one), or, with ``plan=True``, as libpq's unnamed statement, parsed and
+    planned for its parameter values at every call (a custom plan by construction).
+    """
+
+    def __init__(
+        self, query: str | bytes, param_types: Sequence[int], columns: Sequence[Decoder]
+    ) -> None:
+        self.query = query.encode() if isinstance(query, str) else query
+        self._param_types = list(param_types)
+        self._formats = [pq.Format.BINARY] * len(param_types)
+        self._columns = tuple(enumerate(columns))
+        self._column_oids = [_COLUMN_OIDS[decode] for decode in columns]
+        self._has_text = load_text in columns
+        # Named after the text: two versions of a statement never share a name, and two
+        # stores of one table share theirs.
+        digest = hashlib.blake2b(self.query, digest_size=8).hexdigest()
+        self.name = f"semcache_{digest}".encode()
+        self._prepared: weakref.WeakSet[pq.abc.PGconn] = weakref.WeakSet()
+
+    async def fetch(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        params: Sequence[bytes | None],
+        *,
+        plan: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """The decoded rows; a server error raises its ``psycopg.Error`` subclass."""
+        pgconn = conn.pgconn
+        if plan:
+            pgconn.send_query_params(
+                self.query, params, self._param_types, self._formats, pq.Format.BINARY
+            )
+            return self._rows(conn, await conn.wait(execute(pgconn)))
+        if pgconn not in self._prepared:
+            await self._prepare(conn)
+        pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
+        results = await conn.wait(execute(pgconn))
+        if results[-1].status == pq.ExecStatus.FATAL_ERROR and _missing_statement(results[-1]):
+            # Deallocated behind our back (DISCARD ALL by a pooler, DEALLOCATE ALL):
+            # prepare it again, once.
+            self._prepared.discard(pgconn)
+            await self._prepare(conn)
+            pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
+            results = await conn.wait(execute(pgconn))
+        return self._rows(conn, results)
+
+    async def _prepare(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        pgconn = conn.pgconn
+        pgconn.send_prepare(self.name, self.query, self._param_types)
+        results = await conn.wait(execute(pgconn))
+        result = results[-1]
+        if result.status == pq.ExecStatus.FATAL_ERROR and not _duplicate_statement(result):
+            raise errors.error_from_result(result, encoding=conn.info.encoding)
+        self._prepared.add(pgconn)
+
+    def _rows(
+        self, conn: psycopg.AsyncConnection[Any], results: list[pq.abc.PGresult]
+    ) -> list[tuple[Any, ...]]:
+        result = results[-1]
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                raise errors.error_from_result(result, encoding=conn.info.encoding)
+            raise psycopg.InterfaceError(
+                f"unexpected result status {pq.ExecStatus(result.status).name}"
+            )
+        oids = [result.ftype(i) for i in range(result.nfields)]
+        if oids != self._column_oids:
+            raise psycopg.InterfaceError(
+                f"statement {self.name.decode()} returned columns of type OIDs {oids}, "
+                f"expected {self._column_oids}"
+            )
+        columns = self._columns
+        # The server's name for the encoding, a libpq call; psycopg's conn.info.encoding
+        # costs more (a codec look-up) and is needed only when it is not UTF-8.
+        if self._has_text and conn.pgconn.parameter_status(b"client_encoding") != b"UTF8":
+            encoding = conn.info.encoding
+            if encoding != "utf-8":
+                columns = tuple(
+                    (i, (lambda b: b.decode(encoding)) if decode is load_text else decode)
+                    for i, decode in columns
+                )
+        value = result.get_value
+        return [
+            tuple(None if (v := value(row, i)) is None else decode(v) for i, decode in columns)
+            for row in range(result.ntuples)
+        ]
+
+
+def _sqlstate(result: pq.abc.PGresult) -> bytes | None:
+    return result.error_field(pq.DiagnosticField.SQLSTATE)
+
+
+def _missing_statement(result: pq.abc.PGresult) -> bool:
+    return _sqlstate(result) == b"26000"  # invalid_sql_statement_name
+
+
+def _duplicate_statement(result: pq.abc.PGresult) -> bool:
+    # Prepared by an earlier store of the same statement on this connection.
+    return _sqlstate(result) == b"42P05"  # duplicate_prepared_statement
