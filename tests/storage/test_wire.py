@@ -86,7 +86,7 @@ async def test_nulls_and_no_rows(conn: psycopg.AsyncConnection[tuple[object, ...
     )
     assert await nulls.fetch(conn, [None, b"\x01"]) == [(None, None)]
     assert await nulls.fetch(conn, [b"x", b"\x00"]) == []
-    assert await nulls.fetch(conn, [b"x", b"\x01"], plan=True) == [(None, b"x")]
+    assert await nulls.fetch(conn, [b"x", b"\x01"]) == [(None, b"x")]
 
 
 async def test_a_deallocated_statement_is_prepared_again(
@@ -115,9 +115,8 @@ async def test_server_errors_raise_psycopgs_classes(
     conn: psycopg.AsyncConnection[tuple[object, ...]],
 ) -> None:
     divide = ReadStatement("SELECT (1 / $1::int4)::int8", [wire.INT4_OID], [wire.load_int8])
-    for plan in (False, True):
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            await divide.fetch(conn, [wire.dump_int4(0)], plan=plan)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await divide.fetch(conn, [wire.dump_int4(0)])
     missing = ReadStatement("SELECT * FROM no_such_table", [], [])
     with pytest.raises(psycopg.errors.UndefinedTable):
         await missing.fetch(conn, [])

@@ -71,6 +71,17 @@ _PARTITION_STATS_SQL: Final = (
     "AND s.attname = 'partition' WHERE c.oid = to_regclass(%s)"
 )
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
+# The lookup statements' columns: id, response, created_at, similarity, text_digest,
+# lookup_text, expires_at.
+_LOOKUP_COLUMNS: Final = (
+    wire.load_int8,
+    wire.load_bytea,
+    wire.load_timestamptz,
+    wire.load_float8,
+    wire.load_bytea,
+    wire.load_text,
+    wire.load_timestamptz,
+)
 _MAX_PGVECTOR_HNSW_DIM: Final = 2000  # HNSW on vector(n) supports n <= 2000
 
 
@@ -308,6 +319,21 @@ class PgVectorStore:
         )
         self._lookup_top1 = self._lookup_statement(top1=True)
         self._lookup_topk = self._lookup_statement(top1=False)
+        # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
+        # columns, and a process of an earlier version must keep the body it expects
+        # (v3 returns rows below the threshold, which v2's callers would serve), so a
+        # version that changes either gets a name of its own.
+        self._lookup_function = sql.Identifier(f"{self.table[:53]}_lookup_v3")
+        self._lookup_skewed = ReadStatement(
+            sql.SQL(
+                "SELECT id, response, created_at, similarity, text_digest, lookup_text, "
+                "expires_at FROM {f}($1, $2, $3, $4, $5, true)"
+            )
+            .format(f=self._lookup_function)
+            .as_bytes(),
+            [wire.BYTEA_OID, wire.BYTEA_OID, wire.INFERRED_OID, wire.FLOAT8_OID, wire.INT4_OID],
+            _LOOKUP_COLUMNS,
+        )
         self._plans = _PlanPolicy(self.table)
 
     @property
@@ -398,6 +424,7 @@ class PgVectorStore:
                         "WHERE expires_at < 'infinity'"
                     ).format(idx=sql.Identifier(f"{self.table[:55]}_expires"), t=self._t)
                 )
+                await conn.execute(self._lookup_function_ddl())
                 # Triggers that NOTIFY on changes, for the hot entries of every process
                 # (semanticcache.hot): a delete or a replaced entry is never served
                 # from another process's memory once the notice arrives.
@@ -540,8 +567,8 @@ class PgVectorStore:
         the threshold (the others have ``response == b""``), so a large ``k`` or a miss
         does not ship response bodies.
 
-        One round trip, one statement: the lookup statement (see
-        :meth:`_lookup_statement`) with an empty text digest, which no row has.
+        One round trip, one statement: what :meth:`lookup` sends, with an empty text
+        digest, which no row has.
         ``hnsw.ef_search`` and ``hnsw.iterative_scan`` are session settings of the pool's
         connections (see :meth:`connection_options`), not ``SET LOCAL`` per query: a
         per-query ``SET`` needs a multi-statement simple-protocol message, which cannot
@@ -565,7 +592,8 @@ class PgVectorStore:
         take two; but the caller must have the embedding first, so this suits embedders
         that embed cheaply (:attr:`~semanticcache.embedders.base.BaseEmbedder.embeds_cheaply`).
         The statement (see :meth:`_lookup_statement`) holds the exact probe and, run
-        only when the probe finds nothing, the search.
+        only when the probe finds nothing, the search; the table's lookup function
+        (:meth:`_lookup_function_ddl`) does the same when the partitions are skewed.
         """
         return await self._run_search(partition, text_digest, embedding, threshold, k, "lookup")
 
@@ -582,15 +610,24 @@ class PgVectorStore:
             raise ConfigurationError(f"k must be in 1..1000, not {k}")
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise ConfigurationError(f"threshold must be in [0, 1], not {threshold!r}")
-        vector = self._vector_param(embedding).data
-        params = [partition, text_digest, vector, wire.dump_float8(threshold)]
-        if k == 1:
-            statement = self._lookup_top1
-        else:
-            statement = self._lookup_topk
-            params.append(wire.dump_int4(k))
+        params = [
+            partition,
+            text_digest,
+            self._vector_param(embedding).data,
+            wire.dump_float8(threshold),
+            wire.dump_int4(k),
+        ]
         try:
-            rows = await self._fetch(statement, params, plans=self._plans)
+            conn = await self._pool.getconn()  # see _fetch
+            try:
+                if await self._plans.custom(conn):
+                    rows = await self._lookup_skewed.fetch(conn, params)
+                elif k == 1:
+                    rows = await self._lookup_top1.fetch(conn, params[:4])
+                else:
+                    rows = await self._lookup_topk.fetch(conn, params)
+            finally:
+                await self._pool.putconn(conn)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         if len(rows) == 1:
@@ -613,16 +650,10 @@ class PgVectorStore:
         return SearchResult([e for e in found if e.similarity >= threshold], found[0].similarity)
 
     async def _fetch(
-        self,
-        statement: ReadStatement,
-        params: Sequence[bytes | None],
-        *,
-        plans: _PlanPolicy | None = None,
+        self, statement: ReadStatement, params: Sequence[bytes | None]
     ) -> list[tuple[Any, ...]]:
         """Run one read statement of the lookup path (see :mod:`~semanticcache.storage.wire`);
-        its rows. With ``plans``, the statement is planned for its parameters at each
-        call when the policy says so, its verdict refreshed first on the same connection
-        when it is due.
+        its rows.
 
         ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
         also enters the connection's own context (a commit step under the connection
@@ -633,8 +664,7 @@ class PgVectorStore:
         """
         conn = await self._pool.getconn()
         try:
-            plan = plans is not None and await plans.custom(conn)
-            return await statement.fetch(conn, params, plan=plan)
+            return await statement.fetch(conn, params)
         finally:
             await self._pool.putconn(conn)
 
@@ -823,10 +853,12 @@ class PgVectorStore:
         row. With k = 1, a literal ``LIMIT 1`` (the plan for one row exactly) and no
         window or sort above the scan.
 
-        One plain statement, not the PL/pgSQL function of earlier releases (which cost
-        40 to 80 us a lookup more). Postgres caches its plan per connection; when the
-        partitions are skewed (:class:`_PlanPolicy`), :meth:`_fetch` has it planned for
-        each lookup's partition instead.
+        Postgres caches its plan per connection (generic: no planning per lookup). When
+        the partitions are skewed (:class:`_PlanPolicy`), the search must be planned for
+        each lookup's partition, and this statement planned whole at each call cost 120
+        to 170 us more than the table's lookup function (:meth:`_lookup_function_ddl`),
+        which the lookups use then. Otherwise the function costs 40 to 80 us a lookup
+        more than this statement (1,000 and 100,000 rows).
         """
         probe = sql.SQL(
             "SELECT id, response, created_at, 1.0::float8 AS similarity, text_digest, "
@@ -865,17 +897,136 @@ class PgVectorStore:
         )
         types = [wire.BYTEA_OID, wire.BYTEA_OID, wire.INFERRED_OID, wire.FLOAT8_OID]
         return ReadStatement(
-            query.as_bytes(),
-            types if top1 else [*types, wire.INT4_OID],
-            [
-                wire.load_int8,
-                wire.load_bytea,
-                wire.load_timestamptz,
-                wire.load_float8,
-                wire.load_bytea,
-                wire.load_text,
-                wire.load_timestamptz,
-            ],
+            query.as_bytes(), types if top1 else [*types, wire.INT4_OID], _LOOKUP_COLUMNS
+        )
+
+    def _search_sql(self, params: Mapping[str, sql.Composable], *, top1: bool) -> sql.Composed:
+        """The stage-1 query of the lookup function, over its arguments ``params``
+        (``v``, ``p``, ``k``, ``th``).
+
+        The inner query is the plain index-ordered top-k (what HNSW can serve). Every
+        one of the k rows comes back, passed or not (the nearest similarity of a miss
+        is worth reporting; the caller filters), but only the best row carries its
+        response, and only if it passes the threshold: a miss or a large k ships no
+        bodies. Every candidate's lookup text comes back: the agreement check may pass
+        over the best. With k = 1 there is no window and no sort above the index scan.
+        The distance is computed once per row: ORDER BY its alias is still the index's
+        ordering operator, and the similarity is derived from it after the LIMIT
+        (selecting ``1 - (embedding <=> v)`` beside ``ORDER BY embedding <=> v``
+        computed it twice per row scanned). The last column is a NULL ``expires_at``:
+        the function's row type, where only the exact row carries it (for the hot
+        entries).
+        """
+        columns: sql.Composable
+        if top1:
+            columns = sql.SQL(
+                "id, CASE WHEN similarity >= {th} THEN response END, created_at, similarity, "
+                "text_digest, lookup_text, NULL::timestamptz"
+            ).format(th=params["th"])
+            window = sql.SQL("")
+        else:
+            columns = sql.SQL(
+                "id, CASE WHEN row_number() OVER w = 1 AND similarity >= {th} THEN response END, "
+                "created_at, similarity, text_digest, lookup_text, NULL::timestamptz"
+            ).format(th=params["th"])
+            window = sql.SQL(
+                "WINDOW w AS (ORDER BY similarity DESC, id) ORDER BY similarity DESC, id"
+            )
+        return sql.SQL(
+            """
+            SELECT {columns}
+            FROM (
+                SELECT id, response, created_at, text_digest, lookup_text,
+                       1 - distance AS similarity
+                FROM (
+                    SELECT id, response, created_at, text_digest, lookup_text,
+                           embedding <=> {v} AS distance
+                    FROM {t}
+                    WHERE partition = {p} AND expires_at > now()
+                    ORDER BY distance
+                    LIMIT {k}
+                ) AS nearest
+            ) AS candidates
+            {window}
+            """
+        ).format(
+            columns=columns,
+            window=window,
+            t=self._t,
+            v=params["v"],
+            p=params["p"],
+            # A literal LIMIT for top-1: the plan for k = 1 exactly (the function plans
+            # the search at each call): 20 to 30 us less than with a parameter.
+            k=sql.SQL("1") if top1 else params["k"],
+        )
+
+    def _lookup_function_ddl(self) -> sql.Composed:
+        """``CREATE OR REPLACE FUNCTION <table>_lookup_v3(...)``: the exact probe, then,
+        only if it found nothing, the stage-1 search; the lookups of a table whose
+        partitions are skewed (see :class:`_PlanPolicy`).
+
+        There the search must be planned for its partition at each call: a generic
+        plan (one for every partition, sized as the average one) sorts a large
+        partition in full beside many small ones, where it needs the HNSW scan (seen at
+        6,000 rows of 9,000: 1.7 ms, growing with the partition;
+        tests/storage/test_pgvector.py). PL/pgSQL caches each query's plan separately:
+        the probe's is generic (the same for every partition), and with ``_custom``
+        ``plan_cache_mode`` is ``force_custom_plan`` for the search alone, and restored.
+        The plain lookup statement (:meth:`_lookup_statement`) planned whole at each
+        call cost 120 to 170 us more (its CTE, union and join are planned with the
+        search). An exact hit returns before the search starts. ``STABLE``: both
+        queries see the caller's snapshot. Tried and dropped: ``EXECUTE ... USING`` for
+        the search (custom by construction, but parsed at each call: 60 us more a
+        semantic hit) and ``SET plan_cache_mode`` on the whole function (the probe
+        planned at each call too: 60 us more an exact hit). The search is
+        :meth:`_search_sql`'s, which scans all its columns (a join back by primary key,
+        as in the plain statement, would cost more planning than it saves in a sort).
+        """
+        args = {"v": sql.SQL("_v"), "p": sql.SQL("_p"), "k": sql.SQL("_k"), "th": sql.SQL("_th")}
+        return sql.SQL(
+            """
+            CREATE OR REPLACE FUNCTION {f}(
+                _p bytea, _d bytea, _v vector, _th double precision, _k integer,
+                _custom boolean
+            )
+            RETURNS TABLE (
+                id bigint, response bytea, created_at timestamptz,
+                similarity double precision, text_digest bytea, lookup_text text,
+                expires_at timestamptz
+            )
+            LANGUAGE plpgsql STABLE
+            AS $semcache$
+            #variable_conflict use_column
+            DECLARE
+                _mode text := current_setting('plan_cache_mode');
+            BEGIN
+                RETURN QUERY
+                    SELECT id, response, created_at, 1.0::double precision, text_digest,
+                           lookup_text, NULLIF(expires_at, 'infinity')
+                    FROM {t}
+                    WHERE partition = _p AND text_digest = _d AND expires_at > now();
+                IF FOUND THEN
+                    RETURN;
+                END IF;
+                IF _custom THEN
+                    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+                END IF;
+                IF _k = 1 THEN
+                    RETURN QUERY {top1};
+                ELSE
+                    RETURN QUERY {topk};
+                END IF;
+                IF _custom THEN
+                    PERFORM set_config('plan_cache_mode', _mode, true);
+                END IF;
+            END
+            $semcache$
+            """
+        ).format(
+            f=self._lookup_function,
+            t=self._t,
+            top1=self._search_sql(args, top1=True),
+            topk=self._search_sql(args, top1=False),
         )
 
     def _vector_param(self, embedding: Sequence[float] | BinaryVector) -> BinaryVector:

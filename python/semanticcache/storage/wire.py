@@ -123,10 +123,9 @@ class ReadStatement:
     """One read-only statement with ``$n`` parameters, all sent in binary, and binary
     result columns decoded by ``columns``.
 
-    :meth:`fetch` runs it as a named prepared statement (prepared on a connection's
-    first use: one plan cached per connection, generic once Postgres judges it as good
-    as a custom one), or, with ``plan=True``, as libpq's unnamed statement, parsed and
-    planned for its parameter values at every call (a custom plan by construction).
+    :meth:`fetch` runs it as a named prepared statement, prepared on a connection's
+    first use: Postgres caches its plan per connection (generic once it judges that as
+    good as a custom one, after five calls).
     """
 
     def __init__(
@@ -145,19 +144,10 @@ class ReadStatement:
         self._prepared: weakref.WeakSet[pq.abc.PGconn] = weakref.WeakSet()
 
     async def fetch(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        params: Sequence[bytes | None],
-        *,
-        plan: bool = False,
+        self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None]
     ) -> list[tuple[Any, ...]]:
         """The decoded rows; a server error raises its ``psycopg.Error`` subclass."""
         pgconn = conn.pgconn
-        if plan:
-            pgconn.send_query_params(
-                self.query, params, self._param_types, self._formats, pq.Format.BINARY
-            )
-            return self._rows(conn, await conn.wait(execute(pgconn)))
         if pgconn not in self._prepared:
             await self._prepare(conn)
         pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
