@@ -971,7 +971,9 @@ class PgVectorStore:
         6,000 rows of 9,000: 1.7 ms, growing with the partition;
         tests/storage/test_pgvector.py). PL/pgSQL caches each query's plan separately:
         the probe's is generic (the same for every partition), and with ``_custom``
-        ``plan_cache_mode`` is ``force_custom_plan`` for the search alone, and restored.
+        ``plan_cache_mode`` is ``force_custom_plan`` for the search alone, and restored
+        (this version always passes true; the argument stays for processes of the
+        previous one, which call the function for every lookup with their verdict).
         The plain lookup statement (:meth:`_lookup_statement`) planned whole at each
         call cost 120 to 170 us more (its CTE, union and join are planned with the
         search). An exact hit returns before the search starts. ``STABLE``: both
