@@ -3,9 +3,12 @@
 Scenarios: ``baseline`` (the same app without the cache), ``exact`` (one stored question
 repeated), ``semantic`` (a paraphrase of a stored question, a semantic hit every time),
 ``miss`` (every request a new question, stored). Each at the given concurrencies, each
-run ``--runs`` times; the table reports medians of requests per second and of p50 / p90 /
-p99 latency. The server is pinned to core 0, this load generator and the embedded
-Postgres to core 1 (``taskset``), when the machine has two cores or more.
+run ``--runs`` times; the table reports medians of requests per second, of p50 / p90 /
+p99 latency, and of the CPU time the server process and Postgres (all its processes)
+spent per request: on a noisy machine, where the throughput of one run may differ from
+the next by a third, CPU per request moves much less. The server is pinned to core 0,
+this load generator and the embedded Postgres to core 1 (``taskset``), when the machine
+has two cores or more.
 
 The load generator is a minimal HTTP/1.1 keep-alive client on raw asyncio streams (one
 connection per concurrent client), so that the client costs less than the server.
@@ -104,6 +107,32 @@ async def run_load(
     return len(latencies) / elapsed, latencies, seen
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, children_of: bool = False) -> float:
+    """User + system CPU time of process ``pid`` (or, with ``children_of``, of every
+    process whose parent it is: Postgres's backends and workers), from /proc."""
+
+    def of(stat: str) -> tuple[int, float]:
+        # After the command's closing parenthesis: state, ppid, ..., utime (14), stime (15).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+    if not children_of:
+        return of(Path(f"/proc/{pid}/stat").read_text())[1]
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid, seconds = of((entry / "stat").read_text())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if ppid == pid:
+                total += seconds
+    return total
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
@@ -129,7 +158,10 @@ def start_server(
     ``fast`` (uvloop + httptools), ``asyncio`` (asyncio's loop + h11), ``auto`` (fast
     when the interpreter has them)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOAD_SEED_ROWS": str(rows)}
+    # ROOT for ``benches.load_app``; the caller's PYTHONPATH after it, so that a
+    # PYTHONPATH naming another checkout's ``python/`` serves that checkout's code.
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "LOAD_SEED_ROWS": str(rows)}
     env.pop("LOAD_PG_URI", None)
     if uri is not None:
         env["LOAD_PG_URI"] = uri
@@ -281,10 +313,11 @@ def main() -> None:
             )
             print(
                 "| scenario | rows | concurrency | req/s | p50 ms | p90 ms | p99 ms "
-                "| expected X-Cache |"
+                "| server CPU us/req | Postgres CPU us/req | expected X-Cache |"
             )
-            print("|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             seed_rows = args.rows  # the original seeds at its first start only
+            postmaster = int((pg.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
             for scenario in args.scenarios.split(","):
                 if scenario == "bare":
                     for level in levels:
@@ -299,7 +332,7 @@ def main() -> None:
                     seed_rows = 0
                 try:
                     for level in levels:
-                        report(scenario, args, level, port)
+                        report(scenario, args, level, port, proc.pid, postmaster)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
@@ -330,7 +363,7 @@ def bare_report(uri: str, args: argparse.Namespace, level: int) -> None:
     print(
         f"| bare query | {args.rows} | {level} | {med(r['qps'] for r in runs):,.0f} "
         f"| {med(r['p50'] for r in runs):.2f} | {med(r['p90'] for r in runs):.2f} "
-        f"| {med(r['p99'] for r in runs):.2f} | |",
+        f"| {med(r['p99'] for r in runs):.2f} | | | |",
         flush=True,
     )
 
@@ -394,7 +427,14 @@ async def put_cost(uri: str, rounds: int = 300) -> tuple[float, float]:
     return statistics.median(embeds) * 1000, statistics.median(puts) * 1000
 
 
-def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> None:
+def report(
+    scenario: str,
+    args: argparse.Namespace,
+    level: int,
+    port: int,
+    server_pid: int,
+    postmaster_pid: int,
+) -> None:
     fixed = {
         "baseline": request(port, body(STORED)),
         "exact": request(port, body(STORED)),
@@ -417,8 +457,15 @@ def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> No
     p90s: list[float] = []
     p99s: list[float] = []
     shares: list[float] = []
+    server_cpu: list[float] = []
+    pg_cpu: list[float] = []
     for _ in range(args.runs):
+        server_before = cpu_seconds(server_pid)
+        pg_before = cpu_seconds(postmaster_pid, children_of=True)
         rps, latencies, seen = asyncio.run(run_load(port, make, level, args.seconds))
+        requests = max(1, len(latencies))
+        server_cpu.append((cpu_seconds(server_pid) - server_before) / requests * 1e6)
+        pg_cpu.append((cpu_seconds(postmaster_pid, children_of=True) - pg_before) / requests * 1e6)
         want = expected[scenario]
         share = 1.0 if not want else seen[want] / max(1, len(latencies))
         shares.append(share)
@@ -430,7 +477,8 @@ def report(scenario: str, args: argparse.Namespace, level: int, port: int) -> No
     med = statistics.median
     print(
         f"| {scenario} | {args.rows} | {level} | {med(rps_runs):,.0f} | {med(p50s):.2f} "
-        f"| {med(p90s):.2f} | {med(p99s):.2f} | {min(shares):.1%} |",
+        f"| {med(p90s):.2f} | {med(p99s):.2f} | {med(server_cpu):.0f} | {med(pg_cpu):.0f} "
+        f"| {min(shares):.1%} |",
         flush=True,
     )
 
