@@ -132,6 +132,9 @@ async def test_text_follows_the_client_encoding(
     assert await text.fetch(conn, ["déjà".encode("latin-1")]) == [("déjà",)]
     await conn.execute("SET client_encoding = 'UTF8'")
     assert await text.fetch(conn, ["déjà".encode()]) == [("déjà",)]
+    # SQL_ASCII passes bytes through; psycopg sends str as UTF-8 there.
+    await conn.execute("SET client_encoding = 'SQL_ASCII'")
+    assert await text.fetch(conn, ["déjà".encode()]) == [("déjà",)]
 
 
 async def test_a_column_of_another_type_is_an_error(
@@ -142,7 +145,22 @@ async def test_a_column_of_another_type_is_an_error(
         await small.fetch(conn, [])
 
 
-async def test_infinity_is_refused(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-    forever = ReadStatement("SELECT 'infinity'::timestamptz", [], [wire.load_timestamptz])
-    with pytest.raises(psycopg.DataError, match="infinity"):
-        await forever.fetch(conn, [])
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("infinity", "infinity"),
+        ("-infinity", "infinity"),
+        ("33000-01-01 00:00+00", "range"),  # Postgres goes to 294276 AD, Python to 9999
+        ("4000-01-01 00:00+00 BC", "range"),
+    ],
+)
+async def test_timestamps_python_cannot_hold_are_data_errors(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], literal: str, message: str
+) -> None:
+    """A psycopg error, which the store turns into a miss, not an exception of another
+    kind that would escape fail-open."""
+    far = ReadStatement(
+        "SELECT $1::text::timestamptz", [wire.INFERRED_OID], [wire.load_timestamptz]
+    )
+    with pytest.raises(psycopg.DataError, match=message):
+        await far.fetch(conn, [literal.encode()])

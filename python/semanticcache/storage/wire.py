@@ -10,8 +10,11 @@ the per-call set-up. Everything else (writes, schema, tools) goes through psycop
 ordinary API.
 
 Connections come from the store's psycopg pool, one caller at a time, in autocommit
-mode. A statement interrupted by a timeout leaves its connection ACTIVE, and the pool
-discards such a connection when it is returned, as it does after a cursor's.
+mode. A statement interrupted by a timeout is cancelled on the server by psycopg's wait,
+as a cursor's is; a connection left busy or broken is discarded by the pool when it is
+returned. Whatever goes wrong on the way, a server error, an undecodable value or an
+unexpected result, raises a ``psycopg.Error``: the store's callers treat those as a
+store failure (a miss), never as a bug.
 """
 
 from __future__ import annotations
@@ -90,7 +93,11 @@ def load_timestamptz(data: bytes) -> datetime:
     micros: int = _INT8.unpack(data)[0]
     if micros in _INFINITIES:
         raise psycopg.DataError("timestamp infinity has no Python datetime")
-    return _PG_EPOCH + timedelta(microseconds=micros)
+    try:
+        return _PG_EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        # Postgres reaches 294276 AD, Python's datetime 9999.
+        raise psycopg.DataError("timestamp out of Python's datetime range") from None
 
 
 # The result type each decoder reads: a statement's columns are checked against them,
@@ -137,9 +144,11 @@ class ReadStatement:
         self._columns = tuple(enumerate(columns))
         self._column_oids = [_COLUMN_OIDS[decode] for decode in columns]
         self._has_text = load_text in columns
-        # Named after the text: two versions of a statement never share a name, and two
-        # stores of one table share theirs.
-        digest = hashlib.blake2b(self.query, digest_size=8).hexdigest()
+        # Named after the text and parameter types: two versions of a statement never
+        # share a name, and two stores of one table share theirs.
+        digest = hashlib.blake2b(
+            self.query + repr(self._param_types).encode(), digest_size=8
+        ).hexdigest()
         self.name = f"semcache_{digest}".encode()
         self._prepared: weakref.WeakSet[pq.abc.PGconn] = weakref.WeakSet()
 
@@ -150,30 +159,32 @@ class ReadStatement:
         pgconn = conn.pgconn
         if pgconn not in self._prepared:
             await self._prepare(conn)
-        pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
-        results = await conn.wait(execute(pgconn))
-        if results[-1].status == pq.ExecStatus.FATAL_ERROR and _missing_statement(results[-1]):
+        result = await self._execute(conn, params)
+        if result.status == pq.ExecStatus.FATAL_ERROR and _missing_statement(result):
             # Deallocated behind our back (DISCARD ALL by a pooler, DEALLOCATE ALL):
             # prepare it again, once.
             self._prepared.discard(pgconn)
             await self._prepare(conn)
-            pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
-            results = await conn.wait(execute(pgconn))
-        return self._rows(conn, results)
+            result = await self._execute(conn, params)
+        return self._rows(conn, result)
+
+    async def _execute(
+        self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None]
+    ) -> pq.abc.PGresult:
+        conn.pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
+        return _last(await conn.wait(execute(conn.pgconn)))
 
     async def _prepare(self, conn: psycopg.AsyncConnection[Any]) -> None:
         pgconn = conn.pgconn
         pgconn.send_prepare(self.name, self.query, self._param_types)
-        results = await conn.wait(execute(pgconn))
-        result = results[-1]
+        result = _last(await conn.wait(execute(pgconn)))
         if result.status == pq.ExecStatus.FATAL_ERROR and not _duplicate_statement(result):
             raise errors.error_from_result(result, encoding=conn.info.encoding)
         self._prepared.add(pgconn)
 
     def _rows(
-        self, conn: psycopg.AsyncConnection[Any], results: list[pq.abc.PGresult]
+        self, conn: psycopg.AsyncConnection[Any], result: pq.abc.PGresult
     ) -> list[tuple[Any, ...]]:
-        result = results[-1]
         if result.status != pq.ExecStatus.TUPLES_OK:
             if result.status == pq.ExecStatus.FATAL_ERROR:
                 raise errors.error_from_result(result, encoding=conn.info.encoding)
@@ -191,16 +202,26 @@ class ReadStatement:
         # costs more (a codec look-up) and is needed only when it is not UTF-8.
         if self._has_text and conn.pgconn.parameter_status(b"client_encoding") != b"UTF8":
             encoding = conn.info.encoding
-            if encoding != "utf-8":
+            # SQL_ASCII stores bytes as given, and psycopg sends str as UTF-8 there.
+            if encoding not in ("utf-8", "ascii"):
                 columns = tuple(
                     (i, (lambda b: b.decode(encoding)) if decode is load_text else decode)
                     for i, decode in columns
                 )
         value = result.get_value
-        return [
-            tuple(None if (v := value(row, i)) is None else decode(v) for i, decode in columns)
-            for row in range(result.ntuples)
-        ]
+        try:
+            return [
+                tuple(None if (v := value(row, i)) is None else decode(v) for i, decode in columns)
+                for row in range(result.ntuples)
+            ]
+        except (struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise psycopg.DataError(f"statement {self.name.decode()}: {exc}") from exc
+
+
+def _last(results: list[pq.abc.PGresult]) -> pq.abc.PGresult:
+    if not results:
+        raise psycopg.InternalError("got no result from the query")
+    return results[-1]
 
 
 def _sqlstate(result: pq.abc.PGresult) -> bytes | None:
