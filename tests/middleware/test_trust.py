@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
-from semanticcache.middleware.headers import RouteKey, parse_cookies, request_target
+from semanticcache.middleware.headers import RouteKey, parse_cookies, request_target, vary_route
 from tests.middleware.conftest import Calls, chat_body, client_for, completion, serve
 
 URL = "/v1/chat/completions"
@@ -334,3 +334,13 @@ async def test_route_key_path_query_shares_entries_across_hosts(
 def test_request_target(scope: dict[str, Any], route_key: RouteKey, target: str) -> None:
     full = {"type": "http", "path": "/p", "query_string": b"q=1", **scope}
     assert request_target(full, route_key) == target
+
+
+def test_no_target_spells_a_varied_route() -> None:
+    headers = [(b"accept-language", b" fr ")]
+    varied = vary_route("/p", ("accept-language",), headers)
+    assert varied == '["/p",[["accept-language","fr"]]]'
+    # A path made to look like that route is encoded apart from it.
+    assert vary_route(varied, (), headers) != varied
+    assert vary_route("/p", ("accept-language",), []) == '["/p",[["accept-language",null]]]'
+    assert vary_route("/p", ("x",), [(b"x", b"a"), (b"x", b" b")]) == '["/p",[["x","a,b"]]]'

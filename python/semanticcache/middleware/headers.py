@@ -132,10 +132,10 @@ def vary_route(
     ``null``, apart from empty). ``digest`` maps names whose values are replaced by a
     keyed digest (credentials). Without ``names``, ``target`` itself.
 
-    A JSON array: a plain target never starts with ``[``, so no target can spell
-    another's varied route.
+    A JSON array; a target is returned plain only when it does not start with ``[``,
+    so no target can spell another's varied route.
     """
-    if not names:
+    if not names and not target.startswith("["):
         return target
     request = list(headers)
     pairs: list[tuple[str, str | None]] = []
