@@ -446,7 +446,8 @@ class _Flow:
                     ):
                         return
                     lease = None
-        await self._call_app(key, control, outcome, lease)
+        # The key to store under follows from the response's Vary (_call_app_and_store).
+        await self._call_app(control, outcome, lease)
 
     def key_for(self, vary: tuple[str, ...]) -> CacheKey:
         """This request's key for a response that varies on ``vary``: the target plus
@@ -624,19 +625,17 @@ class _Flow:
 
     # --- misses ---------------------------------------------------------------------
 
-    async def _call_app(
-        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
-    ) -> None:
+    async def _call_app(self, control: _CacheControl, outcome: XCache, lease: Lease | None) -> None:
         mw = self.mw
         handed_over = False
         try:
-            handed_over = await self._call_app_and_store(key, control, outcome, lease)
+            handed_over = await self._call_app_and_store(control, outcome, lease)
         finally:
             if lease is not None and not handed_over and mw.single_flight is not None:
                 await mw.single_flight.release(lease)
 
     async def _call_app_and_store(
-        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
+        self, control: _CacheControl, outcome: XCache, lease: Lease | None
     ) -> bool:
         """Call the app, send its answer, start the store; whether a store task took
         over ``lease``."""
@@ -676,8 +675,8 @@ class _Flow:
                 return False
         # Stored under the Vary names its own response gave; lookups learn them here.
         mw.learn_vary(self.target, vary)
-        store_key = self.key_for(vary)
-        return mw._store_later(store_key, encode_record(stored), self.log_fields(), lease)
+        key = self.key_for(vary)
+        return mw._store_later(key, encode_record(stored), self.log_fields(), lease)
 
 
 class _Responder:
