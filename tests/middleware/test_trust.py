@@ -34,7 +34,12 @@ def trust_app(calls: Calls) -> FastAPI:
         return JSONResponse(
             completion(f"answer {calls.count} for {who} at {h.get('host')}"),
             # An echo of the caller's key, as some gateways do: never stored or replayed.
-            headers={"x-api-key": h.get("x-api-key", "none"), "api-key": "echo"},
+            headers={
+                "x-api-key": h.get("x-api-key", "none"),
+                "api-key": "echo",
+                "x-tenant-token": "echo",
+                "authorization": "echo",
+            },
         )
 
     @app.post("/vary")
@@ -190,15 +195,16 @@ def test_cookie_header_parsing() -> None:
 async def test_hits_never_replay_credential_headers(
     cache: SemanticCache, calls: Calls, model: str
 ) -> None:
-    mw = SemanticCacheMiddleware(trust_app(calls), cache=cache, settings=authorized(cache))
+    settings = authorized(cache, credential_headers=("X-Tenant-Token",))
+    mw = SemanticCacheMiddleware(trust_app(calls), cache=cache, settings=settings)
     key = {"x-api-key": "sk-secret"}
     first = await post(mw, model=model, headers=key)
     assert first.headers["x-api-key"] == "sk-secret"  # the miss is the app's own answer
     await mw.drain()
     hit = await post(mw, model=model, headers=key)
     assert hit.headers["x-cache"] == "HIT"
-    assert "x-api-key" not in hit.headers
-    assert "api-key" not in hit.headers
+    for echoed in ("x-api-key", "api-key", "x-tenant-token", "authorization"):
+        assert echoed not in hit.headers
 
 
 # --- Vary --------------------------------------------------------------------------------
@@ -226,6 +232,7 @@ async def test_vary_keys_the_entry_by_the_varied_request_headers(
     assert hit_fr.headers["vary"] == "Accept-Language"
     # Absent and empty are values of their own.
     none = await post(mw, "/vary", model=model)
+    await mw.drain()
     empty = await post(mw, "/vary", model=model, headers={"accept-language": ""})
     assert none.headers["x-cache"] == empty.headers["x-cache"] == "MISS"
     assert calls.count == 4
@@ -343,4 +350,5 @@ def test_no_target_spells_a_varied_route() -> None:
     # A path made to look like that route is encoded apart from it.
     assert vary_route(varied, (), headers) != varied
     assert vary_route("/p", ("accept-language",), []) == '["/p",[["accept-language",null]]]'
+    assert vary_route("/p", ("x",), [(b"x", b" ")]) == '["/p",[["x",""]]]'
     assert vary_route("/p", ("x",), [(b"x", b"a"), (b"x", b" b")]) == '["/p",[["x","a,b"]]]'
