@@ -5,6 +5,7 @@ the middleware in a FastAPI app on a real Postgres + pgvector."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from semanticcache import SemanticCache, SemanticCacheMiddleware
+from semanticcache import CacheKey, SemanticCache, SemanticCacheMiddleware
+from semanticcache._native import scan_request
+from semanticcache.middleware import StoredResponse, encode_record
 from semanticcache.middleware.headers import RouteKey, parse_cookies, request_target, vary_route
 from tests.middleware.conftest import Calls, chat_body, client_for, completion, serve
 
@@ -352,3 +355,20 @@ def test_no_target_spells_a_varied_route() -> None:
     assert vary_route("/p", ("accept-language",), []) == '["/p",[["accept-language",null]]]'
     assert vary_route("/p", ("x",), [(b"x", b" ")]) == '["/p",[["x",""]]]'
     assert vary_route("/p", ("x",), [(b"x", b"a"), (b"x", b" b")]) == '["/p",[["x","a,b"]]]'
+
+
+async def test_an_entry_of_another_variant_is_never_replayed(
+    cache: SemanticCache, calls: Calls, model: str
+) -> None:
+    # An entry written past the middleware under the plain route, though its response
+    # varies: a lookup that did not key by Accept-Language must not serve it.
+    scan = scan_request(json.dumps(chat_body(model, PROMPT)).encode())
+    key = CacheKey.from_scan(scan, route="http://test/vary")
+    assert key is not None
+    headers = ((b"content-type", b"application/json"), (b"vary", b"Accept-Language"))
+    record = StoredResponse(200, headers, json.dumps(completion("in fr")).encode(), False)
+    await cache.put(key, encode_record(record))
+    mw = SemanticCacheMiddleware(trust_app(calls), cache=cache)
+    got = await post(mw, "/vary", model=model, headers={"accept-language": "de"})
+    assert got.headers["x-cache"] == "MISS"
+    assert answer(got) == "answer 1 in de"

@@ -368,6 +368,8 @@ class _Flow:
         self.target = request_target(scope, mw.route_key)
         # The key without its route, set by _prepare; key_for adds the route.
         self.base_key: CacheKey | None = None
+        # The Vary names of the last key made: a hit must have been stored with them.
+        self.vary: tuple[str, ...] = ()
         self.request_id = self._request_id()
         self.scope_digest = "-"
         self.text_digest = "-"
@@ -455,6 +457,7 @@ class _Flow:
         the same values shares the entry."""
         base = self.base_key
         assert base is not None, "key_for before _prepare"
+        self.vary = vary
         digests = {
             name: self._credential_digest([(name, [v.decode("latin-1") for v in values])])
             for name in vary
@@ -585,6 +588,11 @@ class _Flow:
         record = decode_record(hit.response)
         if record is None:
             _log.warning("semantic cache: unreadable entry %s", self.log_fields("bad_record"))
+            return False
+        if vary_names(record.headers) != self.vary:
+            # Stored under other Vary names than this lookup keyed by: by construction
+            # it cannot be, but a variant is served only to the values it was made for.
+            _log.warning("semantic cache: entry of another variant %s", self.log_fields("vary"))
             return False
         body = record.body
         headers = list(record.headers)
