@@ -12,6 +12,7 @@ __all__ = [
     "HOP_BY_HOP",
     "VARY_ANY",
     "RouteKey",
+    "credential_bytes",
     "credential_entries",
     "header_values",
     "parse_cookies",
