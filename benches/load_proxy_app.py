@@ -47,7 +47,10 @@ def _make_proxy() -> Any:
     cache = SemanticCache(
         pg_uri=os.environ["LOAD_PG_URI"], embedder=HashingEmbedder(), threshold=0.9
     )
-    return create_semantic_cache_proxy_app(os.environ["LOAD_UPSTREAM"], cache)
+    # The seeded entries are keyed by path and query (the seeding knows no host name).
+    return create_semantic_cache_proxy_app(
+        os.environ["LOAD_UPSTREAM"], cache, route_key="path_query"
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -50,6 +50,8 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "redis_uri": None,
     "require_cache_scope": False,
     "cache_authorized_requests": False,
+    "credential_headers": (),
+    "credential_cookies": (),
     "log_digest_key": None,
     "response_mode": "buffered",
     "hit_response_mode": None,
@@ -419,6 +421,45 @@ def test_from_env_rejects(variable: str, raw: str, fragments: tuple[str, ...]) -
     assert "accepted:" in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_credential_names_from_env_and_constructor() -> None:
+    s = CacheSettings.from_env(
+        {
+            P + "CREDENTIAL_HEADERS": " X-Tenant-Token, x-session ,,X-TENANT-TOKEN",
+            P + "CREDENTIAL_COOKIES": "session, SID",
+        }
+    )
+    # Header names lower-case and without duplicates; cookie names keep their case.
+    assert s.credential_headers == ("x-tenant-token", "x-session")
+    assert s.credential_cookies == ("session", "SID")
+    assert CacheSettings(credential_headers=("X-A",)).credential_headers == ("x-a",)
+    assert CacheSettings(credential_cookies=("sid",)) == CacheSettings.from_env(
+        {P + "CREDENTIAL_COOKIES": "sid"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "variable", "fragment"),
+    [
+        ({"credential_headers": "x-a"}, "CREDENTIAL_HEADERS", "tuple of names"),
+        ({"credential_headers": ("x a",)}, "CREDENTIAL_HEADERS", "'x a'"),
+        ({"credential_headers": (3,)}, "CREDENTIAL_HEADERS", "3"),
+        ({"credential_cookies": ("a;b",)}, "CREDENTIAL_COOKIES", "'a;b'"),
+        ({"credential_cookies": ("",)}, "CREDENTIAL_COOKIES", "''"),
+    ],
+)
+def test_credential_names_are_validated(
+    kwargs: dict[str, Any], variable: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings(**kwargs)
+    message = str(info.value)
+    assert message.startswith(P + variable + " ")
+    assert fragment in message
+    assert "accepted:" in message
+    with pytest.raises(ConfigurationError, match=P + "CREDENTIAL_COOKIES"):
+        CacheSettings.from_env({P + "CREDENTIAL_COOKIES": "sid, a=b"})
 
 
 def test_configuration_error_is_a_value_error() -> None:

@@ -89,6 +89,8 @@ _SECRET_QUERY_PARAM = re.compile(r"([?&][^=&#]*(?:password|secret|token)[^=&#]*=
 _SECRET_KEYWORD_VALUE = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _REDIS_DB_PATH = re.compile(r"/?(\d*)")
+# RFC 9110 5.6.2 token: what header names and (RFC 6265) cookie names are made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def mask_connection_string(value: str) -> str:
@@ -159,6 +161,22 @@ def _check_timeout(name: str, value: object) -> float | None:
     return _check_real(
         name, value, low=0.0, high=math.inf, low_open=True, accepted="unset, or seconds > 0"
     )
+
+
+def _check_tokens(name: str, value: object, *, lower: bool) -> tuple[str, ...]:
+    """A tuple of RFC 9110 tokens (header or cookie names), duplicates dropped."""
+    env = _env(name)
+    accepted = "unset, or comma-separated names (letters, digits, !#$%&'*+.^_`|~-)"
+    if isinstance(value, str) or not isinstance(value, tuple | list | frozenset | set):
+        raise _error(env, f"must be a tuple of names, got {type(value).__name__}", accepted)
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not _TOKEN.fullmatch(item):
+            raise _error(env, f"is not a valid name: {item!r}", accepted)
+        item = item.lower() if lower else item
+        if item not in out:
+            out.append(item)
+    return tuple(out)
 
 
 def _check_pg_uri(value: object) -> str | None:
@@ -311,7 +329,15 @@ class CacheSettings:
     require_cache_scope: bool = False
     """Refuse to cache a request without a scope (multi-tenant deployments)."""
     cache_authorized_requests: bool = False
-    """Cache requests that carry an ``Authorization`` header."""
+    """Cache requests that carry credentials (``Authorization``, ``Proxy-Authorization``,
+    ``Cookie``, ``X-Api-Key``, ``Api-Key`` and :attr:`credential_headers`), keyed by
+    their digest; ``False`` lets them pass by uncached."""
+    credential_headers: tuple[str, ...] = ()
+    """More request headers that are credentials (lower-case names), added to the
+    built-in ones."""
+    credential_cookies: tuple[str, ...] = ()
+    """The cookies that are credentials; empty: any ``Cookie`` header is one. When set,
+    other cookies neither bypass nor key the cache."""
     log_digest_key: bytes | None = None
     """HMAC key for prompt digests in logs; ``None`` uses a random per-process key."""
     response_mode: ResponseMode = "buffered"
@@ -395,6 +421,15 @@ class CacheSettings:
         for flag in ("agreement_check", "require_cache_scope", "cache_authorized_requests"):
             if not isinstance(getattr(self, flag), bool):
                 raise _error(_env(flag), "must be a boolean", "true or false")
+        put(
+            "credential_headers",
+            _check_tokens("credential_headers", self.credential_headers, lower=True),
+        )
+        # Cookie names are case-sensitive (RFC 6265 5.4).
+        put(
+            "credential_cookies",
+            _check_tokens("credential_cookies", self.credential_cookies, lower=False),
+        )
         self._check_digest_key()
         _check_choice("response_mode", self.response_mode, _RESPONSE_MODES)
         if self.hit_response_mode is not None:
@@ -594,6 +629,10 @@ def _parse_key(env: str, raw: str) -> bytes:
     return raw.encode("utf-8")
 
 
+def _parse_names(env: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _parse_path(env: str, raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -616,6 +655,8 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "pgvector_hnsw_ef_search": _parse_int,
     "require_cache_scope": _parse_bool,
     "cache_authorized_requests": _parse_bool,
+    "credential_headers": _parse_names,
+    "credential_cookies": _parse_names,
     "log_digest_key": _parse_key,
     "response_mode": _parse_lower,
     "hit_response_mode": _parse_hit_mode,

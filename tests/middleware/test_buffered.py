@@ -307,6 +307,8 @@ async def test_store_policy_refuses(
     async with client_for(mw) as client:
         await client.post("/raw", params=query, json=body)
         await mw.drain()
+        # A cookie the client kept would make the next request a bypass, not a miss.
+        client.cookies.clear()
         again = await client.post("/raw", params=query, json=body)
     assert again.headers["x-cache"] == "MISS"
     assert calls.count == 2

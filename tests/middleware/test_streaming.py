@@ -115,7 +115,9 @@ async def test_stream_hit_mode_sends_one_event_per_message(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": URL, "query_string": b"", "headers": []}
+    # The Host the client above sent: the same target, the same entry.
+    headers = [(b"host", b"test")]
+    scope = {"type": "http", "method": "POST", "path": URL, "query_string": b"", "headers": headers}
     await mw(scope, receive, send)
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
     assert len(bodies) == len(sse_chunks("answer number 1"))
@@ -141,17 +143,16 @@ async def test_aborted_stream_over_uvicorn_is_never_stored(
         await control.finished.wait()
         await mw.drain()
         control.gate = None
-        entry = await cache.lookup(
-            _key_for(mw, body),
-        )
+        entry = await cache.lookup(_key_for(base, body))
     assert entry.hit is None
 
 
-def _key_for(mw: SemanticCacheMiddleware, body: Any) -> Any:
+def _key_for(base: str, body: Any) -> Any:
     from semanticcache.key import CacheKey
 
     scan = _native.scan_request(json.dumps(body).encode())
-    key = CacheKey.from_scan(scan, route=URL)
+    # The route is the whole target: the server's scheme, Host and path.
+    key = CacheKey.from_scan(scan, route=base + URL)
     assert key is not None
     return key
 
@@ -168,7 +169,7 @@ async def test_complete_stream_over_uvicorn_is_stored(
     assert first.headers["x-cache"] == "MISS"
     assert hit.headers["x-cache"] == "HIT"
     assert hit.content == first.content
-    found = await cache.lookup(_key_for(mw, body))
+    found = await cache.lookup(_key_for(base, body))
     assert found.hit is not None
     record = decode_record(found.hit.response)
     assert record is not None

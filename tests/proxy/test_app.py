@@ -52,7 +52,7 @@ async def test_lifespan_opens_and_closes_the_session_and_the_cache(
     assert _session(forwarder) is None
     assert app.state.semantic_cache_middleware.pending_stores == 0
     async with cache:
-        hit = await cache.lookup(_key(model, "stored at shutdown"))
+        hit = await cache.lookup(_key(base, model, "stored at shutdown"))
     assert hit.hit is not None
 
 
@@ -60,8 +60,10 @@ def _session(forwarder: Forwarder) -> object:
     return forwarder.session
 
 
-def _key(model: str, text: str) -> CacheKey:
-    key = CacheKey.from_scan(scan_request(json.dumps(chat_body(model, text)).encode()), route=CHAT)
+def _key(base: str, model: str, text: str) -> CacheKey:
+    # The route is the whole target the client asked the proxy for.
+    scan = scan_request(json.dumps(chat_body(model, text)).encode())
+    key = CacheKey.from_scan(scan, route=base + CHAT)
     assert key is not None
     return key
 

@@ -7,10 +7,12 @@ middleware (one middleware instance serves every request concurrently).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,16 @@ from semanticcache.cache import CacheHit, SemanticCache
 from semanticcache.errors import ConfigurationError, RequestBodyError, StreamFormatError
 from semanticcache.key import MAX_SCOPE_BYTES, CacheKey
 from semanticcache.middleware.core.extractors import Extractor, client_extract_scope
+from semanticcache.middleware.headers import (
+    DEFAULT_CREDENTIAL_HEADERS,
+    HOP_BY_HOP,
+    RouteKey,
+    credential_bytes,
+    credential_entries,
+    request_target,
+    vary_names,
+    vary_route,
+)
 from semanticcache.middleware.record import StoredResponse, decode_record, encode_record
 from semanticcache.middleware.singleflight import Lease, SingleFlight
 from semanticcache.settings import CacheSettings, HitResponseMode, ResponseMode
@@ -44,34 +56,25 @@ for a response it may store. Stored responses must be identity-encoded (one with
 ``Content-Encoding`` is never stored), so an app that can choose, such as the proxy's
 forwarder, answers those requests uncompressed."""
 
-# RFC 9110 7.6.1 hop-by-hop fields, plus what a replay must never carry: cookies and
-# credentials (they belong to the first client), the length (recomputed), and our own.
-_HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
+# What a replay must never carry: hop-by-hop fields, cookies and credentials (they belong
+# to the first client; request credentials too, should a response echo one), the length
+# (recomputed), and our own.
+_NEVER_REPLAYED: Final = (
+    HOP_BY_HOP
+    | frozenset(DEFAULT_CREDENTIAL_HEADERS)
+    | {
+        b"set-cookie",
+        b"set-cookie2",
+        b"www-authenticate",
+        b"authentication-info",
+        b"content-length",
+        b"date",
+        b"age",
+        b"x-cache",
+        b"x-cache-similarity",
+        b"x-cache-match",
     }
 )
-_NEVER_REPLAYED: Final = _HOP_BY_HOP | {
-    b"set-cookie",
-    b"set-cookie2",
-    b"authorization",
-    b"www-authenticate",
-    b"authentication-info",
-    b"content-length",
-    b"date",
-    b"age",
-    b"x-cache",
-    b"x-cache-similarity",
-    b"x-cache-match",
-}
 _SSE_TYPE: Final = b"text/event-stream"
 _JSON_TYPE: Final = b"application/json"
 _SSE_REPLAY_TYPE: Final = b"text/event-stream; charset=utf-8"
@@ -83,6 +86,8 @@ _DIGEST_HEX: Final = 16
 _DEFAULT_MAX_PENDING_STORES: Final = 1000
 _DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 _TIMEOUT_BODY: Final = b'{"detail":"upstream timed out"}'
+# Routes whose Vary names a middleware remembers; a forgotten one only costs hits.
+_VARY_ROUTES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +124,11 @@ def _header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[
     return [v for n, v in headers if n.lower() == name]
 
 
-def _replayable_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[bytes, bytes], ...]:
-    # Fields the response's own Connection header names are hop-by-hop too.
+def _replayable_headers(
+    headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()
+) -> tuple[tuple[bytes, bytes], ...]:
+    # Fields the response's own Connection header names are hop-by-hop too; ``extra``
+    # holds the configured credential headers.
     named = {
         token.strip().lower()
         for value in _header_values(headers, b"connection")
@@ -129,7 +137,7 @@ def _replayable_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[b
     return tuple(
         (n.lower(), v)
         for n, v in headers
-        if n.lower() not in _NEVER_REPLAYED and n.lower() not in named
+        if n.lower() not in _NEVER_REPLAYED and n.lower() not in named | extra
     )
 
 
@@ -154,9 +162,12 @@ class SemanticCacheMiddleware:
     native scan of the JSON body, and scope is empty unless ``trust_client_scope`` lets
     the client-sent ``X-Semantic-Cache-Scope`` / ``cache_scope`` / ``tenant_id`` in.
     ``validate_response(status, headers, body) -> bool`` has the last word on storing.
-    ``credential_key`` keys the digest of an ``Authorization`` header that joins the
-    scope (default: the settings' log digest key; set ``SEMANTIC_CACHE_LOG_DIGEST_KEY``
-    so workers and restarts share entries of authorized requests).
+    ``credential_key`` keys the digest of the credentials (``Authorization``, cookies,
+    API-key headers, see docs/middleware.md) that joins the scope (default: the
+    settings' log digest key; set ``SEMANTIC_CACHE_LOG_DIGEST_KEY`` so workers and
+    restarts share entries of authorized requests). ``route_key`` says what of the
+    request's target keys an entry (:data:`~semanticcache.middleware.headers.RouteKey`;
+    default the whole target, host included).
     """
 
     def __init__(
@@ -179,6 +190,7 @@ class SemanticCacheMiddleware:
         drain_timeout: float = _DEFAULT_DRAIN_TIMEOUT,
         single_flight: bool = True,
         single_flight_wait: float | None = None,
+        route_key: RouteKey = "target",
     ) -> None:
         if not isinstance(cache, SemanticCache):
             raise ConfigurationError("cache must be a SemanticCache")
@@ -209,6 +221,18 @@ class SemanticCacheMiddleware:
         self.credential_key = (
             credential_key if credential_key is not None else self.settings.effective_log_digest_key
         )
+        if route_key not in ("target", "path_query", "path"):
+            raise ConfigurationError(
+                f"route_key must be target, path_query or path, not {route_key!r}"
+            )
+        self.route_key: RouteKey = route_key
+        self.credential_headers = frozenset(DEFAULT_CREDENTIAL_HEADERS) | {
+            name.encode("latin-1") for name in self.settings.credential_headers
+        }
+        self.credential_cookies = frozenset(self.settings.credential_cookies)
+        # The Vary names each route's latest stored response gave (bounded, least
+        # recently used dropped): lookups key by them, see _Flow.key_for.
+        self._vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         if isinstance(max_pending_stores, bool) or max_pending_stores < 1:
             raise ConfigurationError("max_pending_stores must be >= 1")
         self.max_pending_stores = max_pending_stores
@@ -245,6 +269,24 @@ class SemanticCacheMiddleware:
             return message
 
         return wrapped
+
+    def vary_for(self, target: str) -> tuple[str, ...]:
+        """The Vary names last stored for ``target`` (empty when none is known)."""
+        names = self._vary.get(target)
+        if names is None:
+            return ()
+        self._vary.move_to_end(target)
+        return names
+
+    def learn_vary(self, target: str, names: tuple[str, ...]) -> None:
+        """Remember the Vary names of ``target``'s latest stored response."""
+        if not names:
+            self._vary.pop(target, None)
+            return
+        self._vary[target] = names
+        self._vary.move_to_end(target)
+        while len(self._vary) > _VARY_ROUTES:
+            self._vary.popitem(last=False)
 
     @property
     def pending_stores(self) -> int:
@@ -323,10 +365,11 @@ class _Flow:
         self.receive = receive
         self.send = send
         self.headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
-        self.route = scope["path"]
-        if scope.get("query_string"):
-            # The query string can change the answer: it is part of the exact partition.
-            self.route += "?" + scope["query_string"].decode("latin-1")
+        self.target = request_target(scope, mw.route_key)
+        # The key without its route, set by _prepare; key_for adds the route.
+        self.base_key: CacheKey | None = None
+        # The Vary names of the last key made: a hit must have been stored with them.
+        self.vary: tuple[str, ...] = ()
         self.request_id = self._request_id()
         self.scope_digest = "-"
         self.text_digest = "-"
@@ -394,7 +437,9 @@ class _Flow:
             if outcome == "MISS" and mw.single_flight is not None:
                 lease = await mw.single_flight.acquire(key)
                 if lease.role == "waited":
-                    # The leader has finished: its answer is stored now, or it gave up.
+                    # The leader has finished: its answer is stored now (under the Vary
+                    # names it may just have taught us), or it gave up.
+                    key = self.key_for(mw.vary_for(self.target))
                     hit = (await mw.cache.lookup(key)).hit
                     if (
                         hit is not None
@@ -403,13 +448,34 @@ class _Flow:
                     ):
                         return
                     lease = None
-        await self._call_app(key, control, outcome, lease)
+        # The key to store under follows from the response's Vary (_call_app_and_store).
+        await self._call_app(control, outcome, lease)
+
+    def key_for(self, vary: tuple[str, ...]) -> CacheKey:
+        """This request's key for a response that varies on ``vary``: the target plus
+        the request's values of those headers make the route, so only a request with
+        the same values shares the entry."""
+        base = self.base_key
+        assert base is not None, "key_for before _prepare"
+        self.vary = vary
+        digests = {
+            name: self._credential_digest([(name, [v.decode("latin-1") for v in values])])
+            for name in vary
+            if name.encode("latin-1") in self.mw.credential_headers
+            and (values := _header_values(self.headers, name.encode("latin-1")))
+        }
+        route = vary_route(self.target, vary, self.headers, digests)
+        return dataclasses.replace(base, route=route)
+
+    def _credential_digest(self, entries: list[tuple[str, list[str]]]) -> str:
+        return _native.hmac_sha256_hex(self.mw.credential_key, credential_bytes(entries))
 
     async def _prepare(self) -> tuple[CacheKey, _CacheControl, bool]:
         mw = self.mw
-        authorization = _header_values(self.headers, b"authorization")
-        if authorization and not mw.settings.cache_authorized_requests:
-            raise _Bypass("authorization")
+        credentials = credential_entries(self.headers, mw.credential_headers, mw.credential_cookies)
+        if credentials and not mw.settings.cache_authorized_requests:
+            # Named after the first kind present ("authorization", "cookie", "x_api_key").
+            raise _Bypass(credentials[0][0].split(":", 1)[0].replace("-", "_"))
         control = _parse_cache_control(_header_values(self.headers, b"cache-control"))
         if control.no_store and control.no_cache:
             # Neither served nor stored: nothing to do for the cache.
@@ -430,11 +496,11 @@ class _Flow:
         if mw.settings.require_cache_scope and not tenant:
             raise _Bypass("no_scope")
         partition_scope = tenant
-        if authorization:
-            # A keyed digest of the credential joins the scope, so two users never share
-            # an entry. NUL cannot occur in a tenant scope, so this cannot be forged.
-            credential = _native.hmac_sha256_hex(mw.credential_key, b"\n".join(authorization))
-            partition_scope = f"\x00auth:{credential}\x00{tenant}"
+        if credentials:
+            # A keyed digest of every credential (names and values) joins the scope, so
+            # two callers, or a caller and an anonymous request, never share an entry.
+            # NUL cannot occur in a tenant scope, so this cannot be forged.
+            partition_scope = f"\x00auth:{self._credential_digest(credentials)}\x00{tenant}"
         if len(partition_scope.encode("utf-8", "surrogatepass")) > MAX_SCOPE_BYTES:
             raise _Bypass("scope_too_long")
         self.scope_digest = self._digest(partition_scope) if partition_scope else "-"
@@ -447,15 +513,15 @@ class _Flow:
         if text is None:
             raise _Bypass("no_query")
         self.text_digest = self._digest(text)
-        key = CacheKey(
+        self.base_key = CacheKey(
             text=text,
             scope=partition_scope,
-            route=self.route,
+            route=self.target,
             model=model,
             params_digest=scan.params_digest,
             context_digest=scan.context_digest,
         )
-        return key, control, scan.stream is True
+        return self.key_for(mw.vary_for(self.target)), control, scan.stream is True
 
     async def _read_body(self) -> bytes:
         cap = self.mw.settings.max_body_bytes
@@ -523,6 +589,11 @@ class _Flow:
         if record is None:
             _log.warning("semantic cache: unreadable entry %s", self.log_fields("bad_record"))
             return False
+        if vary_names(record.headers) != self.vary:
+            # Stored under other Vary names than this lookup keyed by: by construction
+            # it cannot be, but a variant is served only to the values it was made for.
+            _log.warning("semantic cache: entry of another variant %s", self.log_fields("vary"))
+            return False
         body = record.body
         headers = list(record.headers)
         sse = record.sse
@@ -562,19 +633,17 @@ class _Flow:
 
     # --- misses ---------------------------------------------------------------------
 
-    async def _call_app(
-        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
-    ) -> None:
+    async def _call_app(self, control: _CacheControl, outcome: XCache, lease: Lease | None) -> None:
         mw = self.mw
         handed_over = False
         try:
-            handed_over = await self._call_app_and_store(key, control, outcome, lease)
+            handed_over = await self._call_app_and_store(control, outcome, lease)
         finally:
             if lease is not None and not handed_over and mw.single_flight is not None:
                 await mw.single_flight.release(lease)
 
     async def _call_app_and_store(
-        self, key: CacheKey, control: _CacheControl, outcome: XCache, lease: Lease | None
+        self, control: _CacheControl, outcome: XCache, lease: Lease | None
     ) -> bool:
         """Call the app, send its answer, start the store; whether a store task took
         over ``lease``."""
@@ -595,6 +664,10 @@ class _Flow:
         stored = responder.stored_response()
         if stored is None or control.no_store or self.disconnected:
             return False
+        vary = vary_names(stored.headers)
+        if vary is None:
+            # Vary: * - the answer may depend on anything: never stored (RFC 9111 4.1).
+            return False
         if mw.validate_response is not None:
             try:
                 verdict = mw.validate_response(stored.status, stored.headers, stored.body)
@@ -608,6 +681,9 @@ class _Flow:
                 return False
             if not verdict:
                 return False
+        # Stored under the Vary names its own response gave; lookups learn them here.
+        mw.learn_vary(self.target, vary)
+        key = self.key_for(vary)
         return mw._store_later(key, encode_record(stored), self.log_fields(), lease)
 
 
@@ -772,7 +848,8 @@ class _Responder:
                 return None
         elif not _is_json_object(body, self.cap):
             return None
-        return StoredResponse(status, _replayable_headers(headers), body, self.sse)
+        extra = self.flow.mw.credential_headers
+        return StoredResponse(status, _replayable_headers(headers, extra), body, self.sse)
 
 
 def _sse_complete(body: bytes, cap: int) -> bool:

@@ -14,6 +14,7 @@ from semanticcache.cache import SemanticCache
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.middleware.asgi import ResponseValidator, SemanticCacheMiddleware
 from semanticcache.middleware.core.extractors import Extractor
+from semanticcache.middleware.headers import RouteKey
 from semanticcache.proxy.forward import Forwarder
 from semanticcache.settings import CacheSettings, HitResponseMode, ResponseMode
 
@@ -40,6 +41,7 @@ class MiddlewareOptions(TypedDict, total=False):
     drain_timeout: float
     single_flight: bool
     single_flight_wait: float | None
+    route_key: RouteKey
 
 
 def create_semantic_cache_proxy_app(

@@ -26,27 +26,16 @@ from yarl import URL
 
 from semanticcache.errors import ConfigurationError
 from semanticcache.middleware.asgi import STORABLE_EXTENSION
+from semanticcache.middleware.headers import HOP_BY_HOP
 
 __all__ = ["Forwarder"]
 
 _log = logging.getLogger("semanticcache.proxy")
 
-# RFC 9110 7.6.1 hop-by-hop fields (plus the legacy Proxy-Connection), never forwarded in
-# either direction. Host is replaced by the upstream's; Expect was answered by our own
-# server already; Content-Length of a response we decode is recomputed (dropped).
-_HOP_BY_HOP: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+# Hop-by-hop fields (the middleware's list), never forwarded in either direction. Host
+# is replaced by the upstream's; Expect was answered by our own server already;
+# Content-Length of a response we decode is recomputed (dropped).
+_HOP_BY_HOP: Final = frozenset(name.decode("latin-1") for name in HOP_BY_HOP)
 _REQUEST_DROPPED: Final = _HOP_BY_HOP | {"host", "expect"}
 _FORWARDED: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 # aiohttp adds these when the client did not send them; a proxy must not (an
