@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import unicodedata
 
@@ -255,3 +256,16 @@ def test_normalization_is_linear_on_hostile_layouts() -> None:
         start = time.perf_counter()
         normalize_lookup_text(text)
         assert time.perf_counter() - start < 5.0
+
+
+def test_scanned_code_keeps_its_indentation_into_the_key() -> None:
+    # The native scan hands the lookup text over as it is: the key alone normalises it.
+    def key(text: str) -> CacheKey:
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]})
+        found = CacheKey.from_scan(scan_request(body.encode()))
+        assert found is not None
+        assert found.text == text
+        return found
+
+    assert key(LOOP_INSIDE).text_digest != key(LOOP_AFTER).text_digest
+    assert key("a  b\n c").text_digest == key("a b c").text_digest
