@@ -224,9 +224,18 @@ _code_lines = st.lists(
 )
 
 
-@given(lines=_code_lines)
-def test_normalization_is_idempotent_and_keeps_the_digest(lines: list[tuple[str, str]]) -> None:
-    text = "\n".join(indent + body for indent, body in lines)
+# Pieces of text layout: prose, indentation, block openers, fences, line breaks.
+_layout_pieces = st.sampled_from(
+    [*"ab:{( \t\n\r`~\\", " a", "\n ", "\n  ", "\r\n", "```", "~~~", "    ", "\u3000", "\x0b"]
+)
+
+
+@given(
+    text=st.lists(_layout_pieces, max_size=30).map("".join)
+    | _code_lines.map(lambda lines: "\n".join(indent + body for indent, body in lines))
+    | st.text()
+)
+def test_normalization_is_idempotent_and_keeps_the_digest(text: str) -> None:
     once = normalize_lookup_text(text)
     assert normalize_lookup_text(once) == once
     assert lookup_digest(once) == lookup_digest(text)

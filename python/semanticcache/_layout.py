@@ -1,11 +1,11 @@
 """The line structure of a lookup text: where it holds code, whose white space matters.
 
 A text holds code when it has a fenced block (a line opening with three or more backticks
-or tildes, indented by at most three spaces, up to the matching closing fence or the end
-of the text) or an *indented* line: a line after the first non-blank one whose leading white space
-holds a tab or is at least two characters long, or that follows a line ending in ``:``,
-``{``, ``(``, ``[`` or ``\\`` (a block opener). One leading space after any other line is
-taken as wrapped prose.
+or tildes, however indented, up to the matching closing fence or the end of the text) or
+an *indented* line: a line after the first non-blank one whose leading white space holds
+a tab or is at least two characters long, or that follows a line ending in ``:``, ``{``,
+``(``, ``[`` or ``\\`` (a block opener). One leading space after any other line is taken
+as wrapped prose.
 
 In a text with code, the lines outside fences form paragraphs (split at blank lines); a
 paragraph holding an indented line is code. Code (fenced blocks, fences included, and
@@ -24,8 +24,9 @@ __all__ = ["Layout", "layout"]
 
 _LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 _WHITESPACE: Final = re.compile(r"\s+")
-# An opening fence: at most three spaces, then three or more backticks or tildes.
-_FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})")
+# An opening fence: three or more backticks or tildes after any indentation (wider than
+# Markdown's three spaces: a fence in a prompt is code however it is indented).
+_FENCE: Final = re.compile(r"[^\S\r\n]*(`{3,}|~{3,})")
 # What ends a line that opens a block: any indentation of the next line is structure.
 _BLOCK_OPENERS: Final = frozenset(":{([\\")
 
@@ -61,16 +62,14 @@ def _opening(line: str) -> tuple[str, int] | None:
 
 def _closes(line: str, char: str, width: int) -> bool:
     """Whether ``line`` closes a fence of ``width`` ``char`` characters."""
-    stripped = line.lstrip(" ")
-    if len(line) - len(stripped) > 3:
-        return False
+    stripped = line.lstrip()
     run = len(stripped) - len(stripped.lstrip(char))
     return run >= width and not stripped[run:].strip()
 
 
 def layout(text: str) -> Layout:
     """The layout of ``text`` (in the Unicode form the caller compares)."""
-    if "\n" not in text and "\r" not in text:
+    if "\n" not in text and "\r" not in text and _opening(text) is None:
         return Layout(_collapse(text), ())
     lines = [line.rstrip() for line in _LINE_BREAK.split(text)]
 
@@ -140,4 +139,5 @@ def layout(text: str) -> Layout:
         i = j
     while out and out[-1] == "":
         out.pop()
-    return Layout("\n".join(out), tuple(code))
+    # Blank lines that end an unclosed fence are trailing white space too.
+    return Layout("\n".join(out).rstrip("\n"), tuple(code))
