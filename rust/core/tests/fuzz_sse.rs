@@ -63,17 +63,35 @@ fn check_chunking(body: &[u8], cuts: &[usize]) {
     let mut one = SseTracker::new();
     one.feed(body);
     let mut many = SseTracker::new();
-    let mut tee = StreamTee::new(body.len() / 2 + 1, true);
+    // One tee with room for the whole body, one whose cap the body passes (from 3 bytes).
+    let mut whole_tee = StreamTee::new(body.len(), true);
+    let mut small_tee = StreamTee::new(body.len() / 2 + 1, true);
     for piece in &pieces {
         many.feed(piece);
-        let _ = tee.push(piece);
+        assert!(whole_tee.push(piece).expect("open"));
+        let _ = small_tee.push(piece).expect("open");
     }
     assert_eq!(one.closed_state(), many.closed_state());
     assert_eq!(one.events(), many.events());
-    tee.close();
-    let _ = tee.end_state();
-    let _ = chat::assemble_tee(&tee);
-    let _ = chat::assemble_body(body);
+    whole_tee.close();
+    small_tee.close();
+    assert_eq!(whole_tee.body(), body);
+    assert_eq!(whole_tee.events(), &whole[..]);
+    assert_eq!(whole_tee.end_state(), one.closed_state());
+    assert_eq!(small_tee.nbytes(), body.len() as u64);
+    if body.len() > body.len() / 2 + 1 {
+        // All or nothing: past the cap nothing is kept, and it is never complete.
+        assert!(small_tee.overflowed());
+        assert!(small_tee.body().is_empty());
+        assert!(!small_tee.complete());
+    }
+    // The tee and the whole body assemble alike, and only a complete stream does.
+    let from_tee = chat::assemble_tee(&whole_tee).ok();
+    assert_eq!(from_tee, chat::assemble_body(body).ok());
+    if from_tee.is_some() {
+        assert!(whole_tee.complete());
+    }
+    assert!(chat::assemble_tee(&small_tee).is_err() || body.len() < 3);
     let _ = chat::assemble_events(&whole);
 }
 
