@@ -29,6 +29,14 @@ DISAGREE = [
     ("What are arguments for virtue ethics?", "What are arguments against virtue ethics?"),
     ("What is the best thing about you?", "What is the worst thing about you?"),
     ("How to maximize the fraction?", "How to minimize the fraction?"),
+    # code: indentation, fenced blocks, code on one side only
+    (
+        "Why does this loop print twice?\nfor i in range(3):\n    x = i\n    print(x)",
+        "Why does this loop print twice?\nfor i in range(3):\n    x = i\nprint(x)",
+    ),
+    ("Fix this:\n```\nif a:\n  f()\ng()\n```", "Fix this:\n```\nif a:\n  f()\n  g()\n```"),
+    ("What does this do?\n```\nprint(x)\n```", "What does this do?"),
+    ("Explain:\n```\nx  = 'a  b'\n```", "Explain:\n```\nx = 'a b'\n```"),
 ]
 
 # Paraphrases the check must let through (same answer, different wording).
@@ -46,6 +54,11 @@ AGREE = [
     ("It's 11:30, what now?", "It's 11.30, what now?"),
     ("What is \uff15 squared?", "What is 5 squared?"),  # a full-width digit is a digit
     ("", ""),
+    # the same code, other prose around it
+    (
+        "What does this print?\n```python\nfor i in x:\n    print(i)\n```",
+        "What is printed by this?\n```python\nfor i in x:   \n    print(i)\n```\n",
+    ),
 ]
 
 

@@ -27,6 +27,10 @@ The rules (all symmetric; a text always agrees with itself):
 4. **Opposites.** No word of a known pair of opposites (good / bad, best / worst, for /
    against, more / less, maximize / minimize, men / women, buy / sell...) appears only
    in one text while its opposite appears only in the other.
+5. **Code.** When either text holds code (a fenced block, or lines with structural
+   indentation: see :mod:`semanticcache._layout`), both hold the same code parts, line
+   for line with their indentation (trailing white space aside): ``print`` inside a
+   loop and ``print`` after it are different programs however alike they embed.
 
 Everything else (wording, word order, synonyms) is left to the embedding. The check
 never raises: any ``str`` (lone surrogates included) is a valid input.
@@ -39,6 +43,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
+
+from semanticcache._layout import layout
 
 __all__ = ["texts_agree"]
 
@@ -154,6 +160,7 @@ class _Facts:
     negated: bool
     names: frozenset[str]
     words: frozenset[str]
+    code: tuple[str, ...]
 
 
 def _is_uncased(word: str) -> bool:
@@ -205,7 +212,8 @@ def _analyse(text: str) -> _Facts:
         )
     if not normal.isascii():
         names.update(folded[i] for i, w in enumerate(raw) if not w.isascii() and _is_uncased(w))
-    return _Facts(numbers, negated, frozenset(names), words)
+    code = layout(unicodedata.normalize("NFC", text)).code
+    return _Facts(numbers, negated, frozenset(names), words, code)
 
 
 _remembered_facts = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_analyse)
@@ -230,14 +238,14 @@ def _opposed(mine: frozenset[str], theirs: frozenset[str]) -> bool:
 
 
 def texts_agree(query: str, stored: str) -> bool:
-    """Whether two texts agree on numbers, negation, names and opposites (see the
+    """Whether two texts agree on numbers, negation, names, opposites and code (see the
     module documentation for the exact rules); symmetric, and true for equal texts.
 
     The cache calls it on a lookup text and a semantic candidate's stored text; a
     candidate that does not agree is not served.
     """
     a, b = _facts(query), _facts(stored)
-    if a.numbers != b.numbers or a.negated != b.negated:
+    if a.code != b.code or a.numbers != b.numbers or a.negated != b.negated:
         return False
     if not all(_name_in(n, b.words) for n in a.names):
         return False

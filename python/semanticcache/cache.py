@@ -70,7 +70,7 @@ LookupReason = Literal[
 """Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
 ``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
 ``disagreement`` (candidates passed ``threshold``, but none agreed with the lookup text on
-numbers, negation, names and opposites: see :mod:`semanticcache.agreement`); or the
+numbers, negation, names, opposites and code: see :mod:`semanticcache.agreement`); or the
 dependency failure that made it a miss."""
 
 _DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -242,7 +242,7 @@ class SemanticCache:
     and without calling the embedder; then embeds the text and asks pgvector for the
     ``top_k`` nearest entries *of the same partition* with cosine similarity >=
     ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
-    whose text agrees with the lookup text on numbers, negation, names and opposites
+    whose text agrees with the lookup text on numbers, negation, names, opposites, code
     (:func:`~semanticcache.agreement.texts_agree`) is the one considered, otherwise the
     best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
     Exact hits skip both checks. With an embedder that declares

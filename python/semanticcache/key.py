@@ -12,11 +12,11 @@ digest with an SQL equality, so isolation never depends on embedding distance.
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from semanticcache._layout import layout
 from semanticcache.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -36,13 +36,14 @@ MAX_SCOPE_BYTES: Final = 1024
 
 _PARTITION_PERSON: Final = b"semcache:part:v1"
 _TEXT_PERSON: Final = b"semcache:text:v1"
-_WHITESPACE: Final = re.compile(r"\s+")
 
 
 def normalize_lookup_text(text: str) -> str:
-    """The form an exact match compares: Unicode NFC, white-space runs as one space,
-    no leading or trailing white space. Case is kept (it can change an answer)."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    """The form an exact match compares: Unicode NFC; in prose, white-space runs as one
+    space, no leading or trailing white space. Code (fenced blocks, and paragraphs with
+    indented lines) keeps its line breaks and indentation, less each line's trailing
+    white space. Case is kept (it can change an answer). Linear in the text's length."""
+    return layout(unicodedata.normalize("NFC", text)).normalized
 
 
 def lookup_digest(text: str) -> bytes:

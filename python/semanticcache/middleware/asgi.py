@@ -12,7 +12,7 @@ import inspect
 import logging
 import re
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +97,10 @@ class _CacheControl:
     max_age: int | None = None
 
 
+_MAX_AGE_CAP: Final = 2**31
+_MAX_AGE_DIGITS: Final = 11
+
+
 def _parse_cache_control(values: Iterable[bytes]) -> _CacheControl:
     no_store = no_cache = False
     max_age: int | None = None
@@ -111,7 +115,14 @@ def _parse_cache_control(values: Iterable[bytes]) -> _CacheControl:
             elif name == b"max-age":
                 digits = arg.strip().strip(b'"')
                 if digits.isdigit():
-                    age = int(digits)
+                    # Past 2**31 means "any age" (RFC 9111, 1.2.2); never int() a
+                    # thousands-digit value (CPython refuses it: a 500 before the app).
+                    significant = digits.lstrip(b"0") or b"0"
+                    age = (
+                        _MAX_AGE_CAP
+                        if len(significant) > _MAX_AGE_DIGITS
+                        else min(int(significant), _MAX_AGE_CAP)
+                    )
                     # Several max-age values: the strictest wins.
                     max_age = age if max_age is None else min(max_age, age)
                 else:
@@ -547,15 +558,17 @@ class _Flow:
     def _replay_receive(self) -> Receive:
         """The app's receive(): the chunks read so far, each as it came, then the real
         receive(), which waits for the client's next message (a disconnect, usually)."""
-        pending = list(self.chunks)
+        # A deque: a body can come in very many small chunks (popping a list's head
+        # would make replaying them quadratic).
+        pending = deque(self.chunks)
         complete = self.body_complete
         disconnected = self.disconnected
         if not pending and complete:
-            pending = [b""]
+            pending.append(b"")
 
         async def receive() -> Message:
             if pending:
-                chunk = pending.pop(0)
+                chunk = pending.popleft()
                 more = bool(pending) or not complete
                 return {"type": "http.request", "body": chunk, "more_body": more}
             if disconnected:
