@@ -97,7 +97,7 @@ _SECRET_KEYWORD_VALUE = re.compile(
 )
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URI_TOKEN = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s'\"]*)")
-_TOKEN = re.compile(r"[^\s'\"]+")
+_WORD = re.compile(r"[^\s'\"]+")
 _REDIS_DB_PATH = re.compile(r"/?(\d*)")
 # RFC 9110 5.6.2 token: what header names and (RFC 6265) cookie names are made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -117,7 +117,7 @@ def mask_connection_string(value: str) -> str:
     """
     text = _SECRET_KEYWORD_VALUE.sub(r"\1***", value)
     text = _URI_TOKEN.sub(_mask_uri, text)
-    text = _TOKEN.sub(_mask_user_info, text)
+    text = _WORD.sub(_mask_user_info, text)
     return _SECRET_QUERY_PARAM.sub(r"\1***", text)
 
 
