@@ -409,3 +409,26 @@ async def test_deleted_rows_and_older_versions_cannot_be_written_back(
         assert copy.endswith(b"again")
     finally:
         await tier.close()
+
+
+async def test_no_copy_is_served_while_the_epoch_is_unknown(
+    cache: SemanticCache, pg_uri: str
+) -> None:
+    key = CacheKey(PROMPT, scope=secrets.token_hex(4))
+    entry_id = await cache.put(key, b"paris")
+    assert entry_id is not None
+    await delete_row(pg_uri, cache.table, entry_id)  # only the Redis copy is left
+    assert await cache.get(key) is not None
+    async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() "
+            "AND query LIKE 'SELECT epoch FROM semcache_redis_epochs%%'"
+        )
+    for _ in range(200):  # the listener sees its connection go
+        if not cache.hot_serving:
+            break
+        await asyncio.sleep(0.005)
+    assert not cache.hot_serving
+    # An epoch advance could be missed now: Redis is not trusted until it reconnects.
+    assert await cache.get(key) is None

@@ -523,7 +523,7 @@ class SemanticCache:
                 # Redis copies are served once the listener knows the epoch.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._connect_timeout):
-                        await self._hot.wait_listening()
+                        await self._hot.wait_first_attempt()
             self._ready = True
 
     async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:

@@ -133,7 +133,7 @@ class HotEntries:
         self._table = table
         self._track_epoch = redis_epoch
         self._epoch = 0
-        self._up = asyncio.Event()
+        self._tried = asyncio.Event()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._items: OrderedDict[bytes, HotEntry] = OrderedDict()
@@ -168,9 +168,10 @@ class HotEntries:
         """An epoch read or advanced by this process, or announced by a notice."""
         self._epoch = max(self._epoch, epoch)
 
-    async def wait_listening(self) -> None:
-        """Wait until the listener is connected (bound it with ``asyncio.timeout``)."""
-        await self._up.wait()
+    async def wait_first_attempt(self) -> None:
+        """Wait until the listener's first connection attempt has ended, connected or
+        not (bound it with ``asyncio.timeout``)."""
+        await self._tried.wait()
 
     @property
     def generation(self) -> int:
@@ -242,13 +243,13 @@ class HotEntries:
 
     async def stop(self) -> None:
         self._listening = False
-        self._up.clear()
         self.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._tried.clear()  # after the task: its last act sets it
 
     async def _listen(self, conninfo: str, connect_timeout: float) -> None:
         while True:
@@ -267,7 +268,7 @@ class HotEntries:
                     # Anything remembered before this point may have missed a notice.
                     self.clear()
                     self._listening = True
-                    self._up.set()
+                    self._tried.set()
                     async for notice in conn.notifies():
                         payload = notice.payload
                         if payload.isdigit():
@@ -278,11 +279,11 @@ class HotEntries:
                             self.clear()
             except psycopg.Error as exc:
                 _log.warning(
-                    "hot entries paused, their invalidation listener failed (%s)",
+                    "hot entries and Redis copies paused, their invalidation listener failed (%s)",
                     type(exc).__name__,
                 )
             finally:
                 self._listening = False
-                self._up.clear()
+                self._tried.set()
                 self.clear()
             await asyncio.sleep(_RECONNECT_PAUSE)
