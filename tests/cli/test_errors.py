@@ -134,3 +134,25 @@ def test_serve_checks_the_embedder_before_starting_postgres(tmp_path: Path) -> N
     assert "needs an API key" in line or "pip install" in line
     assert "postgres:" not in done.stdout + done.stderr
     assert not data.exists()
+
+
+def test_calibrate_checks_the_embedder_before_starting_postgres(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"a": "x", "b": "y", "same_answer": true}\n')
+    data = tmp_path / "pg"
+    done = semcache(
+        "calibrate",
+        "--pairs",
+        str(pairs),
+        "--embedder",
+        "openai",
+        env={
+            "SEMANTIC_CACHE_EMBEDDED_DATA_DIR": str(data),
+            "SEMANTIC_CACHE_OPENAI_API_KEY": None,
+            "OPENAI_API_KEY": None,
+        },
+    )
+    line = assert_one_error_line(done, 1)
+    assert "needs an API key" in line or "pip install" in line
+    assert "postgres:" not in done.stdout + done.stderr
+    assert not data.exists()
