@@ -962,11 +962,8 @@ class SemanticCache:
             left = (entry.expires_at - datetime.now(UTC)).total_seconds()
             ttl_ms = min(ttl_ms, math.floor(left * 1000))
         if ttl_ms <= 0:
-            # No lifetime left: no copy, and none of an older version may stay.
-            answered, _ = await self._redis_call(
-                lambda: redis.bury([(target.partition, target.text_digest, entry.id)])
-            )
-            return answered
+            # No lifetime left: no copy (older ones expire no later than their rows).
+            return True
         answered, _ = await self._redis_call(
             lambda: redis.set(
                 target.partition,
