@@ -348,7 +348,7 @@ INVALID_KWARGS: list[tuple[dict[str, Any], str, tuple[str, ...]]] = [
     ({"log_digest_key": b"short"}, "LOG_DIGEST_KEY", ("5 bytes", "at least 16 bytes")),
     ({"log_digest_key": "x" * 32}, "LOG_DIGEST_KEY", ("bytes", "at least 16 bytes")),
     ({"pg_uri": ""}, "PG_URI", ("postgresql://",)),
-    ({"pg_uri": "mysql://u@h/db"}, "PG_URI", ("mysql://u@h/db", "postgresql://")),
+    ({"pg_uri": "mysql://u@h/db"}, "PG_URI", ("mysql://***@h/db", "postgresql://")),
     ({"pg_uri": "localhost"}, "PG_URI", ("localhost", "key=value")),
     ({"pg_uri": "host=x nonsense=1"}, "PG_URI", ('invalid connection option "nonsense"',)),
     ({"pg_uri": "postgresql://u@h:99999/db"}, "PG_URI", ("99999",)),
@@ -592,6 +592,21 @@ def test_errors_do_not_leak_secrets(kwargs: dict[str, Any], secret: str) -> None
         ("postgresql://u:pa/ss?x@h/db", "postgresql://u:***@h/db"),
         ("host=h password=a://b@c user=u", "host=h password=*** user=u"),
         ("postgresql://u:pw@h/db?application_name=a@b", "postgresql://u:***@b"),
+        # Whatever lies between "://" and "@" when the URI does not parse, a token in the
+        # user name's place, "user:password@" without a scheme, secrets in free text.
+        ("postgresql//u:pw@h/db", "postgresql//u:***@h/db"),
+        ("redis//:pw@h", "redis//:***@h"),
+        ("redis://pw@h:6379/0", "redis://***@h:6379/0"),
+        ("https://token@example.org/v1", "https://***@example.org/v1"),
+        ("u:pw@h:5432/db", "u:***@h:5432/db"),
+        ("https://h/v1?api_key=k&x=1", "https://h/v1?api_key=***&x=1"),
+        ("https://h/v1?access_token=t", "https://h/v1?access_token=***"),
+        (
+            "unrecognized arguments: postgresql://u:pw@h/db 'redis://:pw@h' token=t",
+            "unrecognized arguments: postgresql://u:***@h/db 'redis://:***@h' token=***",
+        ),
+        ("connecting to 127.0.0.1:6379 failed", "connecting to 127.0.0.1:6379 failed"),
+        ("max_tokens=5", "max_tokens=5"),
     ],
 )
 def test_mask_connection_string(raw: str, masked: str) -> None:

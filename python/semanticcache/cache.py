@@ -42,7 +42,7 @@ from semanticcache.storage.pgvector import (
     connection_options,
     similarity_bucket,
 )
-from semanticcache.storage.redis_tier import RedisBlobStore
+from semanticcache.storage.redis_tier import RedisBlobStore, RedisTimeoutError
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -395,7 +395,10 @@ class SemanticCache:
             ef_search=merged.pgvector_hnsw_ef_search,
         )
         self._hot = HotEntries(
-            self._store.table, max_entries=merged.hot_entries, max_bytes=hot_entries_bytes
+            self._store.table,
+            max_entries=merged.hot_entries,
+            max_bytes=hot_entries_bytes,
+            redis_epoch=merged.redis_uri is not None,
         )
         self._redis: RedisBlobStore | None = None
         if merged.redis_uri is not None:
@@ -516,6 +519,11 @@ class SemanticCache:
                 self._pool_used = True
             await self._store.ensure_schema()
             self._hot.start(self._pg_uri, self._connect_timeout)
+            if self._redis is not None:
+                # Redis copies are served once the listener knows the epoch.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._connect_timeout):
+                        await self._hot.wait_first_attempt()
             self._ready = True
 
     async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:
@@ -562,18 +570,21 @@ class SemanticCache:
                 return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
         generation = self._hot.generation
         redis_answered = False
-        if self._redis is not None:
+        # Read before Postgres is: a refill written under it is void if the epoch
+        # advanced after the read (see storage/redis_tier.py).
+        epoch = self._hot.redis_epoch
+        if self._redis is not None and epoch is not None:
             redis = self._redis
             redis_answered, blob = await self._redis_call(
                 lambda: redis.get(target.partition, target.text_digest)
             )
-            if blob is not None:
+            # A copy from before the last epoch may be older than the row: not served.
+            if blob is not None and blob.epoch >= epoch:
                 hit = CacheHit(blob.response, 1.0, "exact", blob.entry_id, blob.created_at)
                 return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
+        refill = epoch if redis_answered else None
         if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
-            return await self._lookup_embed_first(
-                target, redis_answered=redis_answered, generation=generation
-            )
+            return await self._lookup_embed_first(target, refill=refill, generation=generation)
         if not redis_answered:
             # Without Redis (or with Redis unreachable) Postgres answers the exact path.
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
@@ -593,10 +604,10 @@ class SemanticCache:
             lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
-        return await self._judge(target, candidates, backfill=True, generation=None)
+        return await self._judge(target, candidates, refill=refill, generation=None)
 
     async def _lookup_embed_first(
-        self, target: _Target, *, redis_answered: bool, generation: int
+        self, target: _Target, *, refill: int | None, generation: int
     ) -> CacheLookup:
         """Embed, then the exact probe and the search in one round trip (cheap embedders)."""
         try:
@@ -612,9 +623,7 @@ class SemanticCache:
                 )
             )
             # Redis answered "absent" for an exact row Postgres has: it lost the blob.
-            return await self._judge(
-                target, candidates, backfill=redis_answered, generation=generation
-            )
+            return await self._judge(target, candidates, refill=refill, generation=generation)
         # No vector (embedder error, timeout, open breaker): an exact repeat is still
         # served, as it is on the exact-first path.
         entry = await self._store_call(
@@ -638,12 +647,14 @@ class SemanticCache:
         target: _Target,
         found: SearchResult,
         *,
-        backfill: bool,
+        refill: int | None,
         generation: int | None,
     ) -> CacheLookup:
-        """Stage 2 on the stage-1 candidates (or the exact row). ``generation``: the hot
-        entries' generation when an exact row here carries its expiry (the lookup
-        function's exact probe), else ``None``."""
+        """Stage 2 on the stage-1 candidates (or the exact row). ``refill``: the Redis
+        epoch read before Postgres when Redis answered "absent" (the exact row found
+        goes back to Redis), else ``None``. ``generation``: the hot entries' generation
+        when an exact row here carries its expiry (the lookup function's exact probe),
+        else ``None``."""
         candidates = found.matches
         nearest = found.nearest
         if not candidates:
@@ -654,10 +665,10 @@ class SemanticCache:
             if generation is not None:
                 self._remember(target, best, generation)
             hit = CacheHit(best.response, 1.0, "exact", best.id, best.created_at)
-            if backfill:
+            if refill is not None:
                 # Found by the search because Redis had lost its blob: give Redis the
                 # blob back, off the request's path.
-                self._redis_backfill(target, hit)
+                self._redis_backfill(target, best if generation is not None else None, refill)
             return CacheLookup(hit, "hit", best_similarity=1.0, nearest_similarity=1.0)
 
         def no_hit(reason: LookupReason) -> CacheLookup:
@@ -720,10 +731,12 @@ class SemanticCache:
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
+        # Read before Postgres is written: see _redis_copy.
+        epoch = self._hot.last_redis_epoch
         try:
             vector = await self._embed(target.text)
-            entry_id = await self._store_call(
-                lambda: self._store.put(
+            stored = await self._store_call(
+                lambda: self._store.put_entry(
                     target.partition,
                     target.text_digest,
                     db_text(target.text),
@@ -743,29 +756,20 @@ class SemanticCache:
             return None
         # This process's own memory: no need to wait for the notice.
         self._hot.forget(target.partition + target.text_digest)
-        if self._redis is not None:
-            # Postgres has the row: a Redis failure only costs later exact hits a query.
-            redis = self._redis
-            created = datetime.now(UTC)
-            await self._redis_call(
-                lambda: redis.set(
-                    target.partition,
-                    target.text_digest,
-                    entry_id=entry_id,
-                    created_at=created,
-                    response=response,
-                )
-            )
-        return entry_id
+        if self._redis is not None and not await self._redis_copy(target, stored, epoch):
+            # Redis may still hold the replaced answer: void every copy before returning.
+            await self._void_redis_copies("a replaced entry")
+        return stored.id
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis is not None else None
         existed = await self._store.delete(entry_id, keys=keys)
-        await self._forget_blobs(keys)
+        if existed:
+            await self._forget_blobs(keys)
         return existed
 
     async def purge(
@@ -790,7 +794,7 @@ class SemanticCache:
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes]] | None = [] if self._redis is not None else None
+        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis is not None else None
         count = await self._store.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
@@ -799,7 +803,8 @@ class SemanticCache:
             all=all,
             keys=keys,
         )
-        await self._forget_blobs(keys)
+        if count:
+            await self._forget_blobs(keys)
         return count
 
     async def stats(self) -> CacheStats:
@@ -932,7 +937,13 @@ class SemanticCache:
         except asyncio.CancelledError:
             breaker.release()
             raise
-        except (StorageError, TimeoutError) as exc:
+        except (RedisTimeoutError, TimeoutError):
+            breaker.failure()
+            _log.warning(
+                "redis unavailable, using Postgres: timeout after %g s", self._store_timeout
+            )
+            return False, None
+        except StorageError as exc:
             breaker.failure()
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             _log.warning("redis unavailable, using Postgres: %s", type(cause).__name__)
@@ -940,35 +951,77 @@ class SemanticCache:
         breaker.success()
         return True, result
 
-    def _redis_backfill(self, target: _Target, hit: CacheHit) -> None:
+    async def _redis_copy(self, target: _Target, entry: StoredEntry, epoch: int) -> bool:
+        """Write ``entry`` (with its ``expires_at``) to Redis under ``epoch``, an epoch
+        read before ``entry`` was read from or written to Postgres; whether Redis
+        answered (a newer copy already there counts: it stays)."""
+        assert self._redis is not None
+        redis = self._redis
+        ttl_ms = self._redis.ttl_seconds * 1000
+        if entry.expires_at is not None:
+            left = (entry.expires_at - datetime.now(UTC)).total_seconds()
+            ttl_ms = min(ttl_ms, math.floor(left * 1000))
+        if ttl_ms <= 0:
+            # No lifetime left: no copy (older ones expire no later than their rows).
+            return True
+        answered, _ = await self._redis_call(
+            lambda: redis.set(
+                target.partition,
+                target.text_digest,
+                entry_id=entry.id,
+                created_at=entry.created_at,
+                epoch=epoch,
+                response=entry.response,
+                ttl_ms=ttl_ms,
+            )
+        )
+        return answered
+
+    async def _void_redis_copies(self, what: str) -> None:
+        """Advance the table's Redis epoch: Redis could not take a change, so no copy
+        written before is served again (here at once, elsewhere on the notice)."""
+        try:
+            epoch = await self._store_call(self._store.advance_redis_epoch)
+        except _Unavailable as exc:
+            _log.error(
+                "redis did not take %s and the Redis epoch could not be advanced (%s): "
+                "other processes may serve the old Redis copy until its TTL",
+                what,
+                exc.describe(),
+            )
+            return
+        self._hot.note_redis_epoch(epoch)
+
+    def _redis_backfill(self, target: _Target, entry: StoredEntry | None, epoch: int) -> None:
+        """Copy the exact row (``entry`` when it carries its expiry, else read again) to
+        Redis in the background; ``epoch``: read before the lookup read Postgres."""
         if self._redis is None:
             return
-        redis = self._redis
 
         async def backfill() -> None:
-            await self._redis_call(
-                lambda: redis.set(
-                    target.partition,
-                    target.text_digest,
-                    entry_id=hit.entry_id,
-                    created_at=hit.created_at,
-                    response=hit.response,
-                )
-            )
+            row = entry
+            if row is None:
+                # The search's rows carry no expiry, and the copy must not outlive the row.
+                with contextlib.suppress(_Unavailable):
+                    row = await self._store_call(
+                        lambda: self._store.get_exact(target.partition, target.text_digest)
+                    )
+            if row is not None:
+                await self._redis_copy(target, row, epoch)
 
         task = asyncio.get_running_loop().create_task(backfill())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _forget_blobs(self, keys: list[tuple[bytes, bytes]] | None) -> None:
-        if self._redis is None or not keys:
-            return
-        redis = self._redis
-        answered, _ = await self._redis_call(lambda: redis.delete(keys))
-        if not answered:
-            _log.warning(
-                "could not delete %d blobs from Redis: they stay until their TTL", len(keys)
-            )
+    async def _forget_blobs(self, keys: list[tuple[bytes, bytes, int]] | None) -> None:
+        """Tombstone the Redis copies of deleted rows; without Redis (other processes may
+        have it) or when Redis fails, void every copy instead."""
+        if self._redis is not None and keys:
+            redis = self._redis
+            answered, _ = await self._redis_call(lambda: redis.bury(keys))
+            if answered:
+                return
+        await self._void_redis_copies("deleted entries")
 
     async def _ensure_open(self) -> None:
         if not self._ready:

@@ -85,30 +85,63 @@ _PROCESS_DIGEST_KEY: Final = secrets.token_bytes(32)
 
 _PG_URI_PREFIXES: Final = ("postgresql://", "postgres://")
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
-_SECRET_QUERY_PARAM = re.compile(r"([?&][^=&#]*(?:password|secret|token)[^=&#]*=)[^&#]*", re.I)
-_SECRET_KEYWORD_VALUE = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+# Query parameters and key=value pairs whose value is a secret, by a word in their name.
+_SECRET_QUERY_PARAM = re.compile(
+    r"([?&][^=&#\s]*(?:password|passwd|secret|token|key)[^=&#\s]*=)[^&#\s'\"]*", re.I
+)
+# Not after "?" or "&": a URI's query parameters are masked by _SECRET_QUERY_PARAM alone.
+_SECRET_KEYWORD_VALUE = re.compile(
+    r"((?<![?&])\b(?:ssl)?(?:password|passwd|secret|token|api_?key)\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'?|\S*)",
+    re.I,
+)
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URI_TOKEN = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s'\"]*)")
+_WORD = re.compile(r"[^\s'\"]+")
 _REDIS_DB_PATH = re.compile(r"/?(\d*)")
 # RFC 9110 5.6.2 token: what header names and (RFC 6265) cookie names are made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def mask_connection_string(value: str) -> str:
-    """``value`` with any password replaced by ``***``.
+    """``value`` with every credential in it replaced by ``***``.
 
-    Handles URIs (``postgresql://user:pw@host/db``, ``redis://:pw@host:6379/0``, password
-    query parameters) and libpq ``key=value`` strings (``password=...``). Use it wherever a
-    connection string may reach a log line or an error message.
+    ``value`` is a connection string or any text that may hold some (an error message,
+    an argument list). Masked: a URI's password (``postgresql://user:***@host``) and,
+    outside Postgres URIs, a user name alone (``redis://***@host``: a token in that place
+    is a secret), whatever lies between ``://`` and the last ``@`` even when the URI
+    does not parse; ``user:password@`` without a scheme; query parameters and
+    ``key=value`` pairs named like a secret (``password``, ``sslpassword``, ``secret``,
+    ``token``, ``key``, ``api_key``). Use it wherever a connection string or URL may
+    reach a log line, an error message or the terminal.
     """
-    if not _URI_SCHEME.match(value):
-        return _SECRET_KEYWORD_VALUE.sub(r"\1***", value)
-    scheme, sep, rest = value.partition("://")
+    text = _SECRET_KEYWORD_VALUE.sub(r"\1***", value)
+    text = _URI_TOKEN.sub(_mask_uri, text)
+    text = _WORD.sub(_mask_user_info, text)
+    return _SECRET_QUERY_PARAM.sub(r"\1***", text)
+
+
+def _mask_uri(match: re.Match[str]) -> str:
+    scheme, rest = match.group(1), match.group(2)
     # The last "@" ends the user info even when the password holds an unescaped "@", "/"
     # or "?". An "@" later in the query can only make this mask too much, never too little.
     userinfo, at, after = rest.rpartition("@")
-    if at and ":" in userinfo:
-        rest = f"{userinfo.split(':', 1)[0]}:***@{after}"
-    return f"{scheme}{sep}{_SECRET_QUERY_PARAM.sub(r'\1***', rest)}"
+    if not at:
+        return match.group(0)
+    if ":" in userinfo:
+        userinfo = f"{userinfo.split(':', 1)[0]}:***"
+    elif not scheme.lower().startswith("postgres"):
+        userinfo = "***"  # a libpq user name is not a secret; elsewhere it may be a token
+    return f"{scheme}://{userinfo}@{after}"
+
+
+def _mask_user_info(match: re.Match[str]) -> str:
+    # "user:password@host" outside a well-formed URI ("postgresql//u:pw@h", "u:pw@h").
+    token = match.group(0)
+    before, at, after = token.rpartition("@")
+    if not at or "://" in token or ":" not in before:
+        return token
+    return f"{before.split(':', 1)[0]}:***@{after}"
 
 
 def _error(env: str, problem: str, accepted: str) -> ConfigurationError:

@@ -80,3 +80,79 @@ def test_console_script_is_installed() -> None:
     assert done.returncode == 0
     for command in ("demo", "serve", "stats", "purge", "calibrate"):
         assert command in done.stdout
+
+
+SECRET = "s3cret-Pw"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "status"),
+    [
+        # URIs that do not parse: the password is still masked.
+        (("stats", "--pg-uri", f"postgresql//u:{SECRET}@h/db"), {}, 2),
+        (("stats", "--pg-uri", f"postgresql://u:{SECRET}@h:99999/db"), {}, 2),
+        (("stats", "stray", f"postgresql://u:{SECRET}@h/db"), {}, 2),
+        (("stats",), {PG_URI_ENV: f"postgresql//u:{SECRET}@h/db"}, 1),
+        (("stats",), {PG_URI_ENV: f"host=h password={SECRET} port=x"}, 1),
+        (("stats",), {"SEMANTIC_CACHE_REDIS_URI": f"redis//:{SECRET}@h"}, 1),
+        (("stats",), {"SEMANTIC_CACHE_REDIS_URI": f"redis://{SECRET}@h:port"}, 1),
+        (("stats",), {"SEMANTIC_CACHE_REDIS_URI": f"redis://h:port/0?password={SECRET}"}, 1),
+        (("serve", "--upstream", f"ftp://u:{SECRET}@example.org"), {}, 2),
+        (("serve", "--upstream", f"http://u:{SECRET}@example.org:port"), {}, 2),
+        (("serve", "--upstream", f"http://u:{SECRET}@127.0.0.1:9"), {}, 2),
+        (("serve", "--upstream", f"http://{SECRET}@127.0.0.1:9"), {}, 2),
+        (("serve", "--upstream", f"http://127.0.0.1:9/v1?api_key={SECRET}"), {}, 2),
+    ],
+)
+def test_no_message_shows_a_credential(
+    args: tuple[str, ...], env: dict[str, str], status: int, tmp_path: Path
+) -> None:
+    # No Postgres URI: a command that got as far as Postgres would start the embedded
+    # one in this folder. Nothing may start on a bad argument.
+    data = tmp_path / "pg"
+    done = semcache(*args, env={"SEMANTIC_CACHE_EMBEDDED_DATA_DIR": str(data), **env})
+    assert_one_error_line(done, status)
+    assert SECRET not in done.stdout + done.stderr
+    assert "***" in done.stderr
+    assert not data.exists()
+
+
+def test_serve_checks_the_embedder_before_starting_postgres(tmp_path: Path) -> None:
+    data = tmp_path / "pg"
+    done = semcache(
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:9",
+        env={
+            "SEMANTIC_CACHE_EMBEDDED_DATA_DIR": str(data),
+            "SEMANTIC_CACHE_EMBEDDER_TYPE": "openai",
+            "SEMANTIC_CACHE_OPENAI_API_KEY": None,
+            "OPENAI_API_KEY": None,
+        },
+    )
+    line = assert_one_error_line(done, 1)
+    assert "needs an API key" in line or "pip install" in line
+    assert "postgres:" not in done.stdout + done.stderr
+    assert not data.exists()
+
+
+def test_calibrate_checks_the_embedder_before_starting_postgres(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"a": "x", "b": "y", "same_answer": true}\n')
+    data = tmp_path / "pg"
+    done = semcache(
+        "calibrate",
+        "--pairs",
+        str(pairs),
+        "--embedder",
+        "openai",
+        env={
+            "SEMANTIC_CACHE_EMBEDDED_DATA_DIR": str(data),
+            "SEMANTIC_CACHE_OPENAI_API_KEY": None,
+            "OPENAI_API_KEY": None,
+        },
+    )
+    line = assert_one_error_line(done, 1)
+    assert "needs an API key" in line or "pip install" in line
+    assert "postgres:" not in done.stdout + done.stderr
+    assert not data.exists()

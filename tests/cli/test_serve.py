@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from semanticcache import SemanticCache
+from semanticcache import HashingEmbedder, SemanticCache
 from semanticcache.cli import main, serve
+from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.settings import CacheSettings
 from semanticcache.storage.embedded import EmbeddedPostgres
 
@@ -82,10 +83,15 @@ def test_serve_on_the_embedded_defaults(
     seen = _fake_proxy(monkeypatch)
     made: dict[str, Any] = {}
 
-    def make_cache(settings: CacheSettings, uri: str) -> SemanticCache:
-        made.update(settings=settings, uri=uri)
-        return _hashing_cache(uri)  # the local model is the demo's business
+    def make_embedder(settings: CacheSettings) -> BaseEmbedder:
+        made.update(settings=settings)
+        return HashingEmbedder()  # the local model is the demo's business
 
+    def make_cache(settings: CacheSettings, uri: str, embedder: BaseEmbedder) -> SemanticCache:
+        made.update(uri=uri)
+        return SemanticCache(pg_uri=uri, embedder=embedder)
+
+    monkeypatch.setattr(serve, "_make_embedder", make_embedder)
     monkeypatch.setattr(serve, "_make_cache", make_cache)
     # The embedded data folder of the session's server: running, so it is reused.
     argv = ["serve", "--upstream", "http://127.0.0.1:9", "--data-dir", str(pg_server.data_dir)]
@@ -99,12 +105,6 @@ def test_serve_on_the_embedded_defaults(
     # Not started by serve, so not stopped by it.
     with psycopg.connect(pg_server.uri, connect_timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-
-
-def _hashing_cache(uri: str) -> SemanticCache:
-    from semanticcache import HashingEmbedder
-
-    return SemanticCache(pg_uri=uri, embedder=HashingEmbedder())
 
 
 def test_missing_proxy_names_the_extra(

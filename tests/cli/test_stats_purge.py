@@ -225,6 +225,45 @@ def test_purge_deletes_the_redis_blobs_too(seeded: str, redis_url: str) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert f"{table}: deleted 1" in done.stdout
+        # The deleted row's copy is a tombstone now (kind byte "T"), the other one stays.
+        values = [client.get(k) for k in client.keys(f"semcache:{table}:*")]
+        assert sorted(v[24:25] for v in values if v is not None) == [b"B", b"T"]
+    finally:
+        client.close()
+
+
+def test_purge_without_redis_leaves_no_copy_that_is_served(seeded: str, redis_url: str) -> None:
+    import asyncio
+
+    key = CacheKey("cached in redis", scope="r")
+
+    def cache() -> SemanticCache:
+        return SemanticCache(
+            pg_uri=seeded, redis_uri=redis_url, embedder=HashingEmbedder(32), threshold=0.9
+        )
+
+    async def put() -> str:
+        async with cache() as c:
+            await c.put(key, b"{}", raise_errors=True)
+            assert await c.get(key) is not None
+            return c.table
+
+    async def served() -> bool:
+        async with cache() as c:
+            return await c.get(key) is not None
+
+    table = asyncio.run(put())
+    done = semcache("purge", "--scope", "r", "--pg-uri", seeded)
+    assert done.returncode == 0, done.stderr
+    assert f"{table}: deleted 1" in done.stdout
+    assert f"warning: {table}: SEMANTIC_CACHE_REDIS_URI is unset" in done.stderr
+    assert f"semcache:{table}:*" in done.stderr
+    # The copy is still in Redis, and no cache serves it.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
         assert len(client.keys(f"semcache:{table}:*")) == 1
     finally:
         client.close()
+    assert asyncio.run(served()) is False

@@ -117,6 +117,16 @@ def test_bad_upstream_is_a_configuration_error(cache: SemanticCache, upstream_ur
         create_semantic_cache_proxy_app(upstream_url, cache)
 
 
+@pytest.mark.parametrize(
+    "upstream_url", ["ftp://u:s3cret@host/", "http://u:s3cret@h:port/", "https://s3cret@/"]
+)
+def test_bad_upstream_message_shows_no_password(cache: SemanticCache, upstream_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="upstream") as info:
+        create_semantic_cache_proxy_app(upstream_url, cache)
+    assert "s3cret" not in str(info.value)
+    assert info.value.__cause__ is None
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
 def test_bad_timeout_is_a_configuration_error(cache: SemanticCache, timeout: float) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):

@@ -20,6 +20,7 @@ import psycopg
 from semanticcache.cli import calibrate, demo, purge, serve, stats
 from semanticcache.cli._common import UsageError
 from semanticcache.errors import SemanticCacheError
+from semanticcache.settings import mask_connection_string
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +29,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (usage errors exit 2, as argparse's do)."""
 
     def error(self, message: str) -> NoReturn:
+        # argparse quotes what it could not take ("unrecognized arguments: ..."), and an
+        # argument can be a URI with its password.
+        message = mask_connection_string(message)
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
@@ -45,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(exc: BaseException) -> str:
     # The first line names what failed (server logs that follow it stay in their file).
+    # Masked: drivers and servers quote connection strings in their messages.
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return mask_connection_string(lines[0]) if lines else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

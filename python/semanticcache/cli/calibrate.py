@@ -33,6 +33,7 @@ from semanticcache.cli._common import (
     load_settings,
     postgres,
 )
+from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.embedders.factory import get_embedder, missing_extra_error
 from semanticcache.settings import CacheSettings, EmbedderType
 
@@ -101,11 +102,14 @@ def _check_plot(path: Path | None) -> None:
 
 
 async def _score(
-    settings: CacheSettings, uri: str, pairs: Sequence[Pair], bar: ProgressBar
+    settings: CacheSettings,
+    uri: str,
+    embedder: BaseEmbedder,
+    pairs: Sequence[Pair],
+    bar: ProgressBar,
 ) -> tuple[list[tuple[float, bool]], str]:
     from semanticcache.cache import SemanticCache
 
-    embedder = get_embedder(settings)
     scope = f"calibrate-{secrets.token_hex(4)}"
     try:
         async with SemanticCache(
@@ -178,13 +182,21 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         settings, rejection_threshold=None, pg_ttl_days=None, redis_uri=None
     )
     embedder_name = settings.embedder_type
-    with postgres(args, settings, environ, sys.stdout) as pg:
-        bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
-        scored, table = asyncio.run(_score(settings, pg.uri, pairs, bar))
-        lines, best, curve = _report(
-            embedder_name, table, pairs, scored, args.target_fhr, settings.agreement_check
-        )
-        print("\n".join(lines), flush=True)
+    # Built before Postgres starts: a missing extra or API key stops the command first.
+    embedder = get_embedder(settings)
+    scoring = False
+    try:
+        with postgres(args, settings, environ, sys.stdout) as pg:
+            bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
+            scoring = True  # _score closes the embedder
+            scored, table = asyncio.run(_score(settings, pg.uri, embedder, pairs, bar))
+            lines, best, curve = _report(
+                embedder_name, table, pairs, scored, args.target_fhr, settings.agreement_check
+            )
+            print("\n".join(lines), flush=True)
+    finally:
+        if not scoring:
+            asyncio.run(embedder.aclose())
     if args.plot is not None:
         plot_rates(
             [(embedder_name, curve)],

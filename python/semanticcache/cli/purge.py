@@ -78,25 +78,43 @@ async def _count_all(stores: list[PgVectorStore]) -> int:
 
 
 async def _forget_blobs(
-    settings: CacheSettings, table: str, keys: list[tuple[bytes, bytes]], err: TextIO
+    settings: CacheSettings,
+    store: PgVectorStore,
+    keys: list[tuple[bytes, bytes, int]] | None,
+    err: TextIO,
 ) -> None:
-    if settings.redis_uri is None or not keys:
-        return
-    from semanticcache.storage.redis_tier import RedisBlobStore
+    """Tombstone the deleted rows' Redis copies; without SEMANTIC_CACHE_REDIS_URI, or
+    when Redis fails, advance the table's Redis epoch so that no copy is served."""
+    table = store.table
+    if settings.redis_uri is not None and keys:
+        from semanticcache.storage.redis_tier import RedisBlobStore
 
-    redis = RedisBlobStore(
-        settings.redis_uri,
-        namespace=table,
-        ttl_seconds=settings.effective_redis_ttl_seconds,
-        timeout=settings.store_timeout_seconds or 10.0,
+        redis = RedisBlobStore(
+            settings.redis_uri,
+            namespace=table,
+            ttl_seconds=settings.effective_redis_ttl_seconds,
+            timeout=settings.store_timeout_seconds or 10.0,
+        )
+        try:
+            await redis.bury(keys)
+            return
+        except StorageError as exc:
+            print(f"warning: {table}: Redis copies not deleted ({exc})", file=err)
+        finally:
+            await redis.close()
+    elif settings.redis_uri is None:
+        print(
+            f"warning: {table}: SEMANTIC_CACHE_REDIS_URI is unset, so Redis copies of the "
+            "deleted entries (if any) stay in Redis until their TTL; set it and purge "
+            f"again to delete them, or delete the keys semcache:{table}:* by hand",
+            file=err,
+        )
+    await store.advance_redis_epoch()
+    print(
+        f"warning: {table}: advanced its Redis epoch: caches serve no Redis copy "
+        "written before now (they refill from Postgres)",
+        file=err,
     )
-    try:
-        await redis.delete(keys)
-    except StorageError as exc:
-        # Postgres no longer has the rows; a blob left behind expires with its TTL.
-        print(f"warning: {table}: Redis blobs not deleted ({exc})", file=err)
-    finally:
-        await redis.close()
 
 
 async def _purge(
@@ -132,7 +150,7 @@ async def _purge(
                 return 1
         total = 0
         for store in found.stores:
-            keys: list[tuple[bytes, bytes]] | None = [] if settings.redis_uri else None
+            keys: list[tuple[bytes, bytes, int]] | None = [] if settings.redis_uri else None
             count = await store.purge(
                 scope=db_text(args.scope) if args.scope is not None else None,
                 expired=args.expired,
@@ -140,8 +158,8 @@ async def _purge(
                 all=args.all,
                 keys=keys,
             )
-            if keys:
-                await _forget_blobs(settings, store.table, keys, err)
+            if count:
+                await _forget_blobs(settings, store, keys, err)
             total += count
             print(f"{store.table}: deleted {count}", file=out)
         print(f"deleted {total} entries ({_describe(args)})", file=out)

@@ -11,9 +11,11 @@ from urllib.parse import urlsplit
 
 from semanticcache.cli._common import UsageError, add_postgres_arguments, load_settings, postgres
 from semanticcache.embedders.factory import missing_extra_error
+from semanticcache.settings import mask_connection_string
 
 if TYPE_CHECKING:
     from semanticcache.cache import SemanticCache
+    from semanticcache.embedders.base import BaseEmbedder
 
 __all__ = ["UPSTREAM_ENV", "add_parser", "run"]
 
@@ -62,9 +64,21 @@ def _upstream(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
         url, source = environ[UPSTREAM_ENV].strip(), UPSTREAM_ENV
     else:
         raise UsageError(f"no upstream to forward to: pass --upstream URL or set {UPSTREAM_ENV}")
-    parts = urlsplit(url)
+    # Everything the proxy would refuse is refused here, before anything starts.
+    shown = mask_connection_string(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise UsageError(f"{source} is not a URL: {shown!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{source} must be an http:// or https:// URL with a host, not {url!r}")
+        raise UsageError(f"{source} must be an http:// or https:// URL with a host, not {shown!r}")
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"{source} must not hold user info (send credentials as headers): {shown!r}"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise UsageError(f"{source} must not have a query string or a fragment: {shown!r}")
     return url
 
 
@@ -97,10 +111,18 @@ def _run_uvicorn(app: Any, host: str, port: int, log_level: str) -> None:
     )
 
 
-def _make_cache(settings: Any, uri: str) -> SemanticCache:
+def _make_embedder(settings: Any) -> BaseEmbedder:
+    """The configured embedder (a seam for the tests): built before Postgres starts, so
+    that a missing extra or API key stops the command before anything runs."""
+    from semanticcache.embedders.factory import get_embedder
+
+    return get_embedder(settings)
+
+
+def _make_cache(settings: Any, uri: str, embedder: BaseEmbedder) -> SemanticCache:
     from semanticcache.cache import SemanticCache
 
-    return SemanticCache(settings=settings, pg_uri=uri)
+    return SemanticCache(settings=settings, pg_uri=uri, embedder=embedder)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -108,6 +130,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     upstream = _upstream(args, environ)
     create_app = _proxy_factory()
     settings = load_settings(args, environ)
+    embedder = _make_embedder(settings)
     defaults = settings.pg_uri is None and EMBEDDER_ENV not in environ
     err = sys.stderr
     if defaults:
@@ -119,7 +142,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             flush=True,
         )
     with postgres(args, settings, environ, err) as pg:
-        cache = _make_cache(settings, pg.uri)
+        cache = _make_cache(settings, pg.uri, embedder)
         print(
             f"embedder: {cache.embedder.model_id} ({cache.embedder.dimension} dimensions), "
             f"table {cache.table}, threshold {cache.threshold}",

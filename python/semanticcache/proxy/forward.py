@@ -27,6 +27,7 @@ from yarl import URL
 from semanticcache.errors import ConfigurationError
 from semanticcache.middleware.asgi import STORABLE_EXTENSION
 from semanticcache.middleware.headers import HOP_BY_HOP
+from semanticcache.settings import mask_connection_string
 
 __all__ = ["Forwarder"]
 
@@ -141,13 +142,15 @@ class _Upstream(Exception):
 
 
 def _check_upstream(upstream: str) -> URL:
+    # Shown masked, and not chained: the URL may hold a password.
+    shown = mask_connection_string(upstream) if isinstance(upstream, str) else upstream
     try:
         url = URL(upstream)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"upstream is not a URL: {upstream!r}") from exc
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"upstream is not a URL: {shown!r}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(
-            f"upstream must be an http:// or https:// URL with a host, not {upstream!r}"
+            f"upstream must be an http:// or https:// URL with a host, not {shown!r}"
         )
     if url.query_string or url.fragment or url.user is not None:
         raise ConfigurationError(

@@ -15,6 +15,12 @@ back. Entries never outlive their ``expires_at``. What remains is the delivery d
 a notice (a few milliseconds on a healthy server) during which a deleted or replaced
 entry can still be served by another process: documented in docs/cache.md.
 
+The same listener tracks the table's Redis epoch (see
+:mod:`semanticcache.storage.redis_tier`) for a cache with the Redis tier: it reads the
+epoch from ``semcache_redis_epochs`` each time it connects and takes every advance from
+an ``e<epoch>`` notice. While it is not connected the epoch is unknown and no Redis copy
+is served.
+
 A generation counter closes the race between a lookup that read a row from Postgres and
 a notice that arrived before the row was remembered: the row is only remembered if no
 notice arrived since the lookup began.
@@ -33,7 +39,14 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
-__all__ = ["TRIGGER_SQL", "HotEntries", "HotEntry", "trigger_statements"]
+__all__ = [
+    "REDIS_EPOCHS_SQL",
+    "TRIGGER_SQL",
+    "HotEntries",
+    "HotEntry",
+    "advance_redis_epoch_sql",
+    "trigger_statements",
+]
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -58,6 +71,26 @@ END
 $fn$;
 """
 """The notify functions (shared by every cache table); the triggers are per table."""
+
+REDIS_EPOCHS_SQL: Final = """
+CREATE TABLE IF NOT EXISTS semcache_redis_epochs (
+    cache_table text PRIMARY KEY,
+    epoch bigint NOT NULL
+)
+"""
+"""Each cache table's Redis epoch: Redis copies written under an older one are not
+served. Logged (not UNLOGGED): an epoch that went back after a crash would make
+invalidated copies servable again."""
+_READ_EPOCH: Final = "SELECT epoch FROM semcache_redis_epochs WHERE cache_table = %s"
+
+
+def advance_redis_epoch_sql() -> str:
+    """Advance a table's epoch (parameters: the table twice); returns the new epoch and
+    notifies the table's listeners (``e<epoch>``) when the transaction commits."""
+    return (
+        "UPDATE semcache_redis_epochs SET epoch = epoch + 1 WHERE cache_table = %s "
+        "RETURNING epoch, pg_notify(%s, 'e' || epoch)"
+    )
 
 
 def trigger_statements(table: str) -> dict[str, sql.Composed]:
@@ -94,8 +127,13 @@ class HotEntries:
     """The in-memory exact entries of one cache table and the listener that keeps them
     true. ``max_entries`` and ``max_bytes`` bound the memory; ``0`` entries disables it."""
 
-    def __init__(self, table: str, *, max_entries: int, max_bytes: int) -> None:
+    def __init__(
+        self, table: str, *, max_entries: int, max_bytes: int, redis_epoch: bool = False
+    ) -> None:
         self._table = table
+        self._track_epoch = redis_epoch
+        self._epoch = 0
+        self._tried = asyncio.Event()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._items: OrderedDict[bytes, HotEntry] = OrderedDict()
@@ -113,6 +151,27 @@ class HotEntries:
     def serving(self) -> bool:
         """Whether remembered entries may be served now (the listener is connected)."""
         return self._listening
+
+    @property
+    def redis_epoch(self) -> int | None:
+        """The table's Redis epoch, or ``None`` while the listener is not connected
+        (unknown: serve no Redis copy)."""
+        return self._epoch if self._listening and self._track_epoch else None
+
+    @property
+    def last_redis_epoch(self) -> int:
+        """The last epoch known (0 before any): what a new Redis copy is written under.
+        An out-of-date one only makes the copy unservable."""
+        return self._epoch
+
+    def note_redis_epoch(self, epoch: int) -> None:
+        """An epoch read or advanced by this process, or announced by a notice."""
+        self._epoch = max(self._epoch, epoch)
+
+    async def wait_first_attempt(self) -> None:
+        """Wait until the listener's first connection attempt has ended, connected or
+        not (bound it with ``asyncio.timeout``)."""
+        await self._tried.wait()
 
     @property
     def generation(self) -> int:
@@ -176,7 +235,9 @@ class HotEntries:
 
     def start(self, conninfo: str, connect_timeout: float) -> None:
         """Start the listener task (idempotent)."""
-        if not self.enabled or (self._task is not None and not self._task.done()):
+        if not (self.enabled or self._track_epoch) or (
+            self._task is not None and not self._task.done()
+        ):
             return
         self._task = asyncio.get_running_loop().create_task(self._listen(conninfo, connect_timeout))
 
@@ -188,6 +249,7 @@ class HotEntries:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._tried.clear()  # after the task: its last act sets it
 
     async def _listen(self, conninfo: str, connect_timeout: float) -> None:
         while True:
@@ -197,20 +259,31 @@ class HotEntries:
                 )
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {c}").format(c=sql.Identifier(self._table)))
+                    if self._track_epoch:
+                        # Read after LISTEN: no advance can fall between the two.
+                        cur = await conn.execute(_READ_EPOCH, (self._table,))
+                        row = await cur.fetchone()
+                        if row is not None:
+                            self.note_redis_epoch(int(row[0]))
                     # Anything remembered before this point may have missed a notice.
                     self.clear()
                     self._listening = True
+                    self._tried.set()
                     async for notice in conn.notifies():
-                        if notice.payload.isdigit():
-                            self.forget_id(int(notice.payload))
+                        payload = notice.payload
+                        if payload.isdigit():
+                            self.forget_id(int(payload))
+                        elif payload.startswith("e") and payload[1:].isdigit():
+                            self.note_redis_epoch(int(payload[1:]))
                         else:
                             self.clear()
             except psycopg.Error as exc:
                 _log.warning(
-                    "hot entries paused, their invalidation listener failed (%s)",
+                    "hot entries and Redis copies paused, their invalidation listener failed (%s)",
                     type(exc).__name__,
                 )
             finally:
                 self._listening = False
+                self._tried.set()
                 self.clear()
             await asyncio.sleep(_RECONNECT_PAUSE)

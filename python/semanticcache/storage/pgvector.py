@@ -27,7 +27,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.storage import wire
-from semanticcache.storage.hot import TRIGGER_SQL, trigger_statements
+from semanticcache.storage.hot import (
+    REDIS_EPOCHS_SQL,
+    TRIGGER_SQL,
+    advance_redis_epoch_sql,
+    trigger_statements,
+)
 from semanticcache.storage.wire import ReadStatement
 
 __all__ = [
@@ -435,6 +440,11 @@ class PgVectorStore:
                 )
                 await conn.execute(TRIGGER_SQL)
                 await conn.execute(_SIMILARITY_COUNTS_DDL)
+                await conn.execute(REDIS_EPOCHS_SQL)
+                await conn.execute(
+                    "INSERT INTO semcache_redis_epochs VALUES (%s, 1) ON CONFLICT DO NOTHING",
+                    (self.table,),
+                )
                 # Existing triggers stay: re-creating them at every start would lock
                 # the table against the other processes' lookups each time.
                 cur = await conn.execute(
@@ -485,9 +495,37 @@ class PgVectorStore:
         ttl_seconds: float | None = None,
     ) -> int:
         """Insert or replace the entry for (partition, text_digest); return its id.
+        See :meth:`put_entry`."""
+        entry = await self.put_entry(
+            partition,
+            text_digest,
+            lookup_text,
+            embedding,
+            response,
+            scope=scope,
+            ttl_seconds=ttl_seconds,
+        )
+        return entry.id
+
+    async def put_entry(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        lookup_text: str,
+        embedding: Sequence[float] | BinaryVector,
+        response: bytes,
+        *,
+        scope: str = "",
+        ttl_seconds: float | None = None,
+    ) -> StoredEntry:
+        """Insert or replace the entry for (partition, text_digest); return it (its id,
+        ``created_at`` and ``expires_at``: its version, see
+        :mod:`semanticcache.storage.redis_tier`).
 
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
-        and a hit count of zero. ``lookup_text`` and ``scope`` are stored as given (use
+        (later than the one it replaces, so that (id, created_at) orders the versions of
+        a row as the row lock ordered the writes) and a hit count of zero.
+        ``lookup_text`` and ``scope`` are stored as given (use
         :func:`~semanticcache.key.db_text` for arbitrary strings: ``text`` holds no NUL).
         ``ttl_seconds`` sets ``expires_at`` (``None``: ``'infinity'``, never expires).
         """
@@ -505,10 +543,10 @@ class PgVectorStore:
                 lookup_text = EXCLUDED.lookup_text,
                 embedding = EXCLUDED.embedding,
                 response = EXCLUDED.response,
-                created_at = now(),
+                created_at = greatest(clock_timestamp(), {t}.created_at + interval '1 microsecond'),
                 expires_at = EXCLUDED.expires_at,
                 hit_count = 0
-            RETURNING id
+            RETURNING id, created_at, NULLIF(expires_at, 'infinity')
             """
         ).format(t=self._t)
         try:
@@ -522,8 +560,20 @@ class PgVectorStore:
             raise StorageError(f"cache put failed: {exc}") from exc
         if row is None:  # RETURNING always yields the row; guard for the type checker
             raise StorageError("cache put returned no row")
-        entry_id: int = row[0]
-        return entry_id
+        return StoredEntry(row[0], response, row[1], 1.0, text_digest, expires_at=row[2])
+
+    async def advance_redis_epoch(self) -> int:
+        """Advance this table's Redis epoch (no Redis copy written before is served
+        again, in any process); return the new one."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(advance_redis_epoch_sql(), (self.table, self.table))
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"could not advance the Redis epoch: {exc}") from exc
+        if row is None:
+            raise StorageError(f"no Redis epoch for {self.table}: its schema is incomplete")
+        return int(row[0])
 
     async def get_exact(self, partition: bytes, text_digest: bytes) -> StoredEntry | None:
         """The entry stored for exactly this (partition, text digest), or None.
@@ -703,9 +753,11 @@ class PgVectorStore:
         except psycopg.Error as exc:
             raise StorageError(f"cache similarity count update failed: {exc}") from exc
 
-    async def delete(self, entry_id: int, *, keys: list[tuple[bytes, bytes]] | None = None) -> bool:
+    async def delete(
+        self, entry_id: int, *, keys: list[tuple[bytes, bytes, int]] | None = None
+    ) -> bool:
         """Delete one entry by id; whether it existed. ``keys`` (when given) receives the
-        deleted row's (partition, text digest)."""
+        deleted row's (partition, text digest, id)."""
         query = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=self._t)
         return await self._delete(query, (entry_id,), keys) > 0
 
@@ -717,10 +769,10 @@ class PgVectorStore:
         expired: bool = False,
         older_than: float | None = None,
         all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
-        keys: list[tuple[bytes, bytes]] | None = None,
+        keys: list[tuple[bytes, bytes, int]] | None = None,
     ) -> int:
         """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
-        (when given) receives each deleted row's (partition, text digest)."""
+        (when given) receives each deleted row's (partition, text digest, id)."""
         if older_than is not None and not (math.isfinite(older_than) and older_than >= 0):
             raise ConfigurationError(f"older_than must be >= 0 seconds, not {older_than!r}")
         if all:
@@ -811,10 +863,10 @@ class PgVectorStore:
         self,
         query: sql.Composed,
         params: tuple[object, ...],
-        keys: list[tuple[bytes, bytes]] | None = None,
+        keys: list[tuple[bytes, bytes, int]] | None = None,
     ) -> int:
         if keys is not None:
-            query = query + sql.SQL(" RETURNING partition, text_digest")
+            query = query + sql.SQL(" RETURNING partition, text_digest, id")
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
@@ -823,7 +875,7 @@ class PgVectorStore:
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache delete failed: {exc}") from exc
-        keys.extend((bytes(r[0]), bytes(r[1])) for r in rows)
+        keys.extend((bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows)
         return len(rows)
 
     def connection_options(self) -> str:
