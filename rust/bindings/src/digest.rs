@@ -3,9 +3,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-/// Inputs above this size are hashed with the GIL released (below it, releasing and
-/// re-taking the GIL costs more than the hash).
-pub const DETACH_THRESHOLD: usize = 64 * 1024;
+use crate::gil::detach_if_large;
 
 /// `bytes` as is, `str` as UTF-8 (a lone surrogate raises `UnicodeEncodeError`, as
 /// `str.encode()` would).
@@ -23,11 +21,9 @@ fn data_bytes<'a>(data: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 }
 
 fn digest(py: Python<'_>, key: &[u8], data: &[u8]) -> [u8; 32] {
-    if data.len() + key.len() > DETACH_THRESHOLD {
-        py.detach(|| semcache_core::digest::hmac_sha256(key, data))
-    } else {
+    detach_if_large(py, data.len() + key.len(), || {
         semcache_core::digest::hmac_sha256(key, data)
-    }
+    })
 }
 
 /// HMAC-SHA256 of `data` (`str` is encoded as UTF-8) under `key`.

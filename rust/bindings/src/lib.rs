@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod digest;
 mod errors;
+mod gil;
 mod scan;
 mod stream;
 

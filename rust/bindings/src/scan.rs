@@ -8,10 +8,7 @@ use pyo3::types::{PyBytes, PyInt, PyList};
 use semcache_core::{DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Limits, ScanError};
 
 use crate::errors::{ErrorClass, native_error};
-
-/// Bodies above this size are scanned with the GIL released: below it, releasing and
-/// re-acquiring costs more than the scan.
-const DETACH_ABOVE: usize = 64 * 1024;
+use crate::gil::detach_if_large;
 
 fn to_py_err(py: Python<'_>, e: &ScanError) -> PyErr {
     native_error(
@@ -52,15 +49,6 @@ fn limits(
         max_depth: limit(max_depth, "max_depth", DEFAULT_MAX_DEPTH)?,
         max_bytes: limit(max_bytes, "max_bytes", DEFAULT_MAX_BYTES)?,
     })
-}
-
-/// Runs `f` on `bytes`, without the GIL when the input is large.
-fn run<T: Send>(py: Python<'_>, bytes: &[u8], f: impl FnOnce(&[u8]) -> T + Send) -> T {
-    if bytes.len() > DETACH_ABOVE {
-        py.detach(|| f(bytes))
-    } else {
-        f(bytes)
-    }
 }
 
 /// What the cache needs from one JSON request body, found in one pass.
@@ -148,8 +136,9 @@ pub fn scan_request(
     max_bytes: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ScanResult> {
     let limits = limits(max_depth, max_bytes)?;
-    let result = run(py, body.as_bytes(), |b| {
-        semcache_core::scan_request(b, limits)
+    let bytes = body.as_bytes();
+    let result = detach_if_large(py, bytes.len(), || {
+        semcache_core::scan_request(bytes, limits)
     });
     match result {
         Ok(inner) => Ok(ScanResult {
@@ -176,8 +165,9 @@ pub fn canonical_json<'py>(
     max_bytes: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let limits = limits(max_depth, max_bytes)?;
-    match run(py, body.as_bytes(), |b| {
-        semcache_core::canonical_json(b, limits)
+    let bytes = body.as_bytes();
+    match detach_if_large(py, bytes.len(), || {
+        semcache_core::canonical_json(bytes, limits)
     }) {
         Ok(out) => Ok(PyBytes::new(py, &out)),
         Err(e) => Err(to_py_err(py, &e)),

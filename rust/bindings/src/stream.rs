@@ -7,20 +7,17 @@ use pyo3::types::PyBytes;
 use semcache_core::chat::{self, ChatError};
 use semcache_core::{sse, tee};
 
-use crate::digest::DETACH_THRESHOLD;
 use crate::errors::{ErrorClass, native_error};
+use crate::gil::detach_if_large;
 
 fn stream_error(py: Python<'_>, e: &ChatError) -> PyErr {
-    native_error(py, ErrorClass::StreamFormat, &e.message, e.kind, e.offset)
-}
-
-/// Run `f` without the GIL when the input is large.
-fn maybe_detach<T: Send>(py: Python<'_>, len: usize, f: impl FnOnce() -> T + Send) -> T {
-    if len > DETACH_THRESHOLD {
-        py.detach(f)
-    } else {
-        f()
-    }
+    native_error(
+        py,
+        ErrorClass::StreamFormat,
+        &e.message,
+        e.kind.code(),
+        e.offset,
+    )
 }
 
 /// One dispatched Server-Sent Event.
@@ -84,7 +81,7 @@ impl StreamTee {
     /// Copy (and parse) one chunk; `False` once the cap has been passed.
     fn push(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<bool> {
         let inner = &mut self.0;
-        maybe_detach(py, chunk.len(), || inner.push(chunk))
+        detach_if_large(py, chunk.len(), || inner.push(chunk))
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
@@ -126,7 +123,7 @@ impl StreamTee {
     /// The `chat.completion` JSON equivalent to the copied stream.
     fn assemble_chat_completion<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &self.0;
-        let out = maybe_detach(py, inner.body().len(), || chat::assemble_tee(inner))
+        let out = detach_if_large(py, inner.body().len(), || chat::assemble_tee(inner))
             .map_err(|e| stream_error(py, &e))?;
         Ok(PyBytes::new(py, &out))
     }
@@ -144,7 +141,7 @@ impl StreamTee {
 /// Parse a whole Server-Sent Events body (an unterminated last event is dropped).
 #[pyfunction]
 pub fn parse_sse(py: Python<'_>, data: &[u8]) -> Vec<SseEvent> {
-    let events = maybe_detach(py, data.len(), || sse::parse(data));
+    let events = detach_if_large(py, data.len(), || sse::parse(data));
     events.into_iter().map(SseEvent).collect()
 }
 
@@ -154,7 +151,7 @@ pub fn assemble_chat_completion<'py>(
     py: Python<'py>,
     sse_body: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let out = maybe_detach(py, sse_body.len(), || chat::assemble_body(sse_body))
+    let out = detach_if_large(py, sse_body.len(), || chat::assemble_body(sse_body))
         .map_err(|e| stream_error(py, &e))?;
     Ok(PyBytes::new(py, &out))
 }
@@ -167,7 +164,7 @@ pub fn render_chat_completion_sse<'py>(
     completion: &[u8],
     include_usage: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let out = maybe_detach(py, completion.len(), || {
+    let out = detach_if_large(py, completion.len(), || {
         chat::render(completion, include_usage)
     })
     .map_err(|e| stream_error(py, &e))?;

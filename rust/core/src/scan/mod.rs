@@ -12,9 +12,21 @@
 //! * `params_digest` = BLAKE3 of the canonical object of parameters; `context_digest` =
 //!   BLAKE3 of the canonical array `[lookup field name, system, lookup value with its
 //!   query text taken out]` (`null` for what is absent).
-use crate::canonical::{self, Canon, Elem, Kind, Member, Seg};
+//!
+//! Submodules: `track` (the `Track` hook that records the
+//! turns and text parts of the lookup value during the one pass), `lookup` (the lookup
+//! value with its text taken out, from the recorded segments) and `turns` (the lazy
+//! role-tagged conversation, re-read from the body on request).
+use crate::canonical::{self, Canon, Kind, Member, NoTrack};
 use crate::error::{Limits, ScanError, ScanErrorKind};
 use crate::json;
+
+mod lookup;
+mod track;
+mod turns;
+
+use lookup::{Derived, derive_lookup};
+use track::{ChatTrack, Elem};
 
 /// Lookup fields in priority order.
 pub const LOOKUP_FIELDS: [&str; 4] = ["query", "prompt", "input", "messages"];
@@ -62,13 +74,6 @@ struct Cand {
     kind: Kind,
     span: (usize, usize),
     elems: Vec<Elem>,
-}
-
-/// A derived value: `null` or a run of segments.
-#[derive(Clone, Copy, Debug)]
-enum Derived {
-    Null,
-    Segs(usize, usize),
 }
 
 /// Scans a JSON request body (see the module docs for the rules).
@@ -202,22 +207,23 @@ fn read_members(c: &mut Canon<'_>) -> Result<Top, ScanError> {
                     stream = Some(flag);
                 }
                 Role::System => {
-                    c.value(1, false)?;
+                    c.value(1, &mut NoTrack)?;
                     m.hi = c.segs.len();
                     system = Some((m, (vstart, c.pos)));
                 }
                 Role::Lookup(i) => {
-                    let kind = c.value(1, true)?;
+                    let mut track = ChatTrack::default();
+                    let kind = c.value(1, &mut track)?;
                     m.hi = c.segs.len();
                     cands[i] = Some(Cand {
                         member: m,
                         kind,
                         span: (vstart, c.pos),
-                        elems: std::mem::take(&mut c.elems),
+                        elems: track.elems,
                     });
                 }
                 Role::Param => {
-                    c.value(1, false)?;
+                    c.value(1, &mut NoTrack)?;
                     m.hi = c.segs.len();
                 }
             }
@@ -291,180 +297,4 @@ fn digests(
     let context_digest = *blake3::hash(&out).as_bytes();
     c.hash_buf = out;
     (params_digest, context_digest)
-}
-
-/// `extract_field`: the query text, the lookup value with it taken out, and the span of
-/// the value when it is a turn list.
-#[allow(clippy::type_complexity)]
-fn derive_lookup(
-    c: &mut Canon<'_>,
-    cand: &Cand,
-) -> Result<(Option<String>, Derived, Option<(usize, usize)>), ScanError> {
-    let (lo, hi) = (cand.member.lo + 1, cand.member.hi);
-    if cand.kind == Kind::Array
-        && let Some(last) = cand.elems.last()
-        && last.kind == Kind::Object
-        && last.obj.has_role
-    {
-        let turn_list = Some(cand.span);
-        let (true, Some(content)) = (last.obj.role_is_user, last.obj.content) else {
-            return Ok((None, Derived::Segs(lo, hi), turn_list));
-        };
-        // The last user turn is usually short: parse its content again, tracked, rather
-        // than tracking the content of every turn on the first pass.
-        c.pos = content.span.0;
-        let tlo = c.segs.len();
-        let kind = c.value(3, true)?;
-        let thi = c.segs.len();
-        let elems = std::mem::take(&mut c.elems);
-        let (query, tc) = derive_content(c, kind, (tlo, thi), content.span, &elems);
-        let out_lo = c.segs.len();
-        c.segs.extend_from_within(lo..content.lo);
-        push_derived(c, tc);
-        c.segs.extend_from_within(content.hi..hi);
-        return Ok((query, Derived::Segs(out_lo, c.segs.len()), turn_list));
-    }
-    let (query, t) = derive_content(c, cand.kind, (lo, hi), cand.span, &cand.elems);
-    Ok((query, t, None))
-}
-
-fn push_derived(c: &mut Canon<'_>, d: Derived) {
-    match d {
-        Derived::Null => {
-            let null = c.null_seg;
-            c.segs.push(null);
-        }
-        Derived::Segs(lo, hi) => c.segs.extend_from_within(lo..hi),
-    }
-}
-
-/// `extract_content`: text parts joined with `\n`, and the value with them taken out
-/// (string elements become `null`, text parts lose their `text` member).
-fn derive_content(
-    c: &mut Canon<'_>,
-    kind: Kind,
-    (lo, hi): (usize, usize),
-    span: (usize, usize),
-    elems: &[Elem],
-) -> (Option<String>, Derived) {
-    match kind {
-        Kind::String => (Some(json::decode(c.input, span)), Derived::Null),
-        Kind::Array => {
-            let mut query: Option<String> = None;
-            let mut add = |text: String| match &mut query {
-                Some(q) => {
-                    q.push('\n');
-                    q.push_str(&text);
-                }
-                None => query = Some(text),
-            };
-            let out_lo = c.segs.len();
-            let mut cur = lo;
-            for e in elems {
-                match e.kind {
-                    Kind::String => {
-                        add(json::decode(c.input, e.span));
-                        c.segs.extend_from_within(cur..e.lo);
-                        let null = c.null_seg;
-                        c.segs.push(null);
-                        cur = e.hi;
-                    }
-                    Kind::Object if e.obj.type_is_text => {
-                        let Some(t) = e.obj.text.filter(|t| t.kind_is_string) else {
-                            continue;
-                        };
-                        add(json::decode(c.input, t.span));
-                        c.segs.extend_from_within(cur..t.lo - 1);
-                        if t.first && !t.last {
-                            // The member after `text` becomes the first: drop its comma.
-                            let mut next: Seg = c.segs[t.hi];
-                            next.start += 1;
-                            c.segs.push(next);
-                            cur = t.hi + 1;
-                        } else {
-                            cur = t.hi;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            c.segs.extend_from_within(cur..hi);
-            (query, Derived::Segs(out_lo, c.segs.len()))
-        }
-        _ => (None, Derived::Segs(lo, hi)),
-    }
-}
-
-/// The text of `extract_content` on the (valid) value at `span`.
-fn content_text(input: &[u8], span: (usize, usize)) -> Option<String> {
-    match input.get(span.0) {
-        Some(b'"') => Some(json::decode(input, span)),
-        Some(b'[') => {
-            let mut parts: Vec<String> = Vec::new();
-            for e in json::elements(input, span) {
-                match input.get(e.0) {
-                    Some(b'"') => parts.push(json::decode(input, e)),
-                    Some(b'{') => {
-                        let ms = json::members(input, e);
-                        let is_text = ms.iter().any(|(k, v)| {
-                            k == b"type"
-                                && input.get(v.0) == Some(&b'"')
-                                && TEXT_TYPES
-                                    .iter()
-                                    .any(|t| json::decode(input, *v).as_bytes() == *t)
-                        });
-                        let text = ms
-                            .iter()
-                            .find(|(k, v)| k == b"text" && input.get(v.0) == Some(&b'"'));
-                        if let (true, Some((_, v))) = (is_text, text) {
-                            parts.push(json::decode(input, *v));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if parts.is_empty() {
-                None
-            } else {
-                Some(parts.join("\n"))
-            }
-        }
-        _ => None,
-    }
-}
-
-impl ScanResult {
-    /// Role-tagged text of the conversation, oldest first, `system` first when present.
-    ///
-    /// `body` must be the bytes this result was scanned from (the result keeps offsets
-    /// into it, not text); with other bytes the answer is meaningless but still safe.
-    pub fn turns(&self, body: &[u8]) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(span) = self.turns_src.system {
-            out.push((
-                "system".to_owned(),
-                content_text(body, span).unwrap_or_default(),
-            ));
-        }
-        if let Some(span) = self.turns_src.turn_list {
-            for e in json::elements(body, span) {
-                let ms = json::members(body, e);
-                let Some((_, role)) = ms
-                    .iter()
-                    .find(|(k, v)| k == b"role" && body.get(v.0) == Some(&b'"'))
-                else {
-                    continue;
-                };
-                let text = ms
-                    .iter()
-                    .find(|(k, _)| k == b"content")
-                    .and_then(|(_, v)| content_text(body, *v))
-                    .unwrap_or_default();
-                out.push((json::decode(body, *role), text));
-            }
-        } else if let Some(q) = &self.query {
-            out.push(("user".to_owned(), q.clone()));
-        }
-        out
-    }
 }
