@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from semanticcache.agreement import texts_agree
 from semanticcache.breaker import CircuitBreaker
@@ -42,6 +42,7 @@ from semanticcache.storage.pgvector import (
     connection_options,
     similarity_bucket,
 )
+from semanticcache.storage.pool import StorePool
 from semanticcache.storage.redis_tier import RedisBlobStore, RedisTimeoutError
 
 _log = logging.getLogger("semanticcache.cache")
@@ -464,6 +465,35 @@ class SemanticCache:
         """The underlying pgvector store (low-level access)."""
         return self._store
 
+    async def run_on_store[T](
+        self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T:
+        """``work(conn)`` on a connection of the cache's pool (autocommit), as the
+        cache's own queries run: under ``store_timeout`` (waiting for a connection
+        included) and the Postgres circuit breaker, its failures counted by the breaker.
+
+        The cache must be open (:meth:`open`, or a first lookup); this never opens it,
+        so work left over after :meth:`close` fails instead of reopening it. Raises
+        :class:`~semanticcache.errors.StorageError` when Postgres fails, the budget
+        passes (``work`` is then cancelled in the background), the breaker is open or
+        the cache is not open. ``work`` may run twice when its connection was closed
+        under it (a server restart): it must be safe to repeat.
+        """
+
+        async def make() -> T:
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"store operation failed: {exc}") from exc
+
+        if not self._ready:
+            raise StorageError("the cache is not open")
+        try:
+            return await self._store_call(make, open_first=False)
+        except _Unavailable as exc:
+            raise StorageError(f"store operation failed: {exc.describe()}") from exc.cause
+
     def _new_pool(self) -> AsyncConnectionPool:
         # Session settings travel in the startup packet: no round trip per query.
         options = [connection_options(self._settings.pgvector_hnsw_ef_search)]
@@ -472,7 +502,8 @@ class SemanticCache:
             ms = max(1, math.ceil(self._store_timeout * 1000))
             options.append(f"-c statement_timeout={ms}")
         kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
-        return AsyncConnectionPool(
+        # StorePool: a checkout skips connections the server closed (after a restart).
+        return StorePool(
             # Until open() has started the embedded Postgres there is no URI; this pool
             # is replaced before it is ever opened.
             self._pg_uri or "",
@@ -1028,11 +1059,25 @@ class SemanticCache:
             await self.open()
         self._start_purge()
 
-    async def _store_call[T](self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run one store operation under the store breaker and ``store_timeout``."""
+    async def _store_call[T](
+        self, make: Callable[[], Awaitable[T]], *, open_first: bool = True
+    ) -> T:
+        """Run one store operation under the store breaker and ``store_timeout``
+        (opening the cache first, unless ``open_first`` is false).
+
+        An operation whose connection was closed under it (a server restart) runs once
+        more on another, within the same budget: the closed connection says nothing
+        about the server, a failure to get a working one does.
+        """
 
         async def run() -> T:
-            await self._ensure_open()
+            if open_first:
+                await self._ensure_open()
+            try:
+                return await make()
+            except StorageError as exc:
+                if not _connection_lost(exc):
+                    raise
             return await make()
 
         return await _guarded(self._store_breaker, self._store_timeout, "store", run)
@@ -1063,8 +1108,7 @@ async def _guarded[T](
     if not breaker.allow():
         raise _Unavailable("breaker_open", dependency)
     try:
-        async with asyncio.timeout(budget):
-            result = await make()
+        result = await _within(budget, make)
     except asyncio.CancelledError:
         breaker.release()
         raise
@@ -1082,6 +1126,61 @@ async def _guarded[T](
         raise _Unavailable(failed, dependency, exc) from exc
     breaker.success()
     return result
+
+
+# Calls given up at their budget, still unwinding (a server-side cancel, a connection
+# being closed): held here so that they finish in the background.
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def _within[T](budget: float | None, make: Callable[[], Awaitable[T]]) -> T:
+    """``make()``'s result, or ``TimeoutError`` once ``budget`` seconds have passed.
+
+    A hard bound: the call runs as a task of its own and is cancelled at the budget
+    without being waited for. (Cancelling a psycopg query waits up to 5 s for the
+    server to acknowledge the cancel, then 5 s more for the query to end; a stalled
+    server would hold the request that long.) The cancelled task finishes in the
+    background, where its connection is discarded.
+    """
+    if budget is None:
+        return await make()
+    task = asyncio.ensure_future(make())
+    try:
+        done, _ = await asyncio.wait((task,), timeout=budget)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError(f"no answer within {budget} s")
+    return task.result()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget_abandoned)
+
+
+def _forget_abandoned(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # Already reported as a timeout; its late error says nothing new.
+        _log.debug("abandoned call ended with %s", type(task.exception()).__name__)
+
+
+def _connection_lost(exc: StorageError) -> bool:
+    """Whether a store failure is its connection's loss (closed by the server, or
+    found broken), rather than an error of the statement or of the server now."""
+    cause = exc.__cause__
+    if not isinstance(cause, psycopg.OperationalError) or isinstance(
+        cause, PoolTimeout | PoolClosed | psycopg.errors.QueryCanceled
+    ):
+        return False
+    # No SQLSTATE: libpq's own "server closed the connection"; 08: connection
+    # exceptions; 57P01/57P02: the server terminated the session (shutdown).
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02")
 
 
 class _VectorMemo:
