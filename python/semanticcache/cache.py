@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, Self
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from semanticcache._offload import off_loop_if_long
 from semanticcache.agreement import texts_agree
 from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
@@ -572,7 +573,7 @@ class SemanticCache:
         (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
         ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
         """
-        target = self._target(key, partition)
+        target = await self._target(key, partition)
         try:
             result = await self._lookup(target)
         except _Unavailable as exc:
@@ -758,7 +759,7 @@ class SemanticCache:
         the wrong dimension, or with NaN / infinite values, always raises
         :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
         """
-        target = self._target(key, partition)
+        target = await self._target(key, partition)
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
@@ -766,11 +767,12 @@ class SemanticCache:
         epoch = self._hot.last_redis_epoch
         try:
             vector = await self._embed(target.text)
+            text = await off_loop_if_long(len(target.text), lambda: db_text(target.text))
             stored = await self._store_call(
                 lambda: self._store.put_entry(
                     target.partition,
                     target.text_digest,
-                    db_text(target.text),
+                    text,
                     vector,
                     response,
                     scope=db_text(target.scope),
@@ -941,7 +943,7 @@ class SemanticCache:
             full = deleted >= self._purge_batch
             await asyncio.sleep(self._purge_pause if full else self._purge_interval)
 
-    def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
+    async def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
         if isinstance(key, CacheKey):
             if partition is not None:
                 raise ConfigurationError(
@@ -954,7 +956,8 @@ class SemanticCache:
             partition = b""
         elif not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
-        return _Target(partition, lookup_digest(key), key, "")
+        digest = await off_loop_if_long(len(key), lambda: lookup_digest(key))
+        return _Target(partition, digest, key, "")
 
     async def _redis_call[T](self, make: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
         """``(True, result)``, or ``(False, None)`` when Redis failed, timed out or its
@@ -1088,14 +1091,15 @@ class SemanticCache:
         Recent vectors are remembered (``embedding_memo_size``): the ``put`` that follows
         a missed lookup, and a paraphrase asked again, cost no second embedding call.
         """
-        remembered = self._vectors.get(text)
+        memo_key = await off_loop_if_long(len(text), lambda: _VectorMemo.key(text))
+        remembered = self._vectors.get(memo_key)
         if remembered is not None:
             return remembered
         vectors = await _guarded(
             self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
         )
         vector = _check_vector(vectors, self._embedder)
-        self._vectors.add(text, vector)
+        self._vectors.add(memo_key, vector)
         return vector
 
 
@@ -1198,23 +1202,23 @@ class _VectorMemo:
         return len(self._items)
 
     @staticmethod
-    def _key(text: str) -> bytes:
+    def key(text: str) -> bytes:
+        """The memo key of ``text``."""
         data = text.encode("utf-8", "surrogatepass")
         return hashlib.blake2b(data, digest_size=16, person=b"semcache-memo").digest()
 
-    def get(self, text: str) -> BinaryVector | None:
+    def get(self, key: bytes) -> BinaryVector | None:
         if not self._size:
             return None
-        key = self._key(text)
         vector = self._items.get(key)
         if vector is not None:
             self._items.move_to_end(key)
         return vector
 
-    def add(self, text: str, vector: BinaryVector) -> None:
+    def add(self, key: bytes, vector: BinaryVector) -> None:
         if not self._size:
             return
-        self._items[self._key(text)] = vector
+        self._items[key] = vector
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 
