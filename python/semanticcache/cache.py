@@ -622,7 +622,7 @@ class SemanticCache:
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
             # by the search below, at similarity 1: one Postgres query per hit either way.
             entry = await self._store_call(
-                lambda: self._store.get_exact(target.partition, target.text_digest)
+                lambda: self._store.get_exact(target.partition, target.text_digest), read=True
             )
             if entry is not None:
                 self._remember(target, entry, generation)
@@ -633,7 +633,8 @@ class SemanticCache:
         except _BadVector as exc:
             raise _Unavailable("embed_error", "embed", exc) from exc
         candidates = await self._store_call(
-            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
+            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k),
+            read=True,
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
         return await self._judge(target, candidates, refill=refill, generation=None)
@@ -652,14 +653,15 @@ class SemanticCache:
             candidates = await self._store_call(
                 lambda: self._store.lookup(
                     target.partition, target.text_digest, vector, self.threshold, k=self.top_k
-                )
+                ),
+                read=True,
             )
             # Redis answered "absent" for an exact row Postgres has: it lost the blob.
             return await self._judge(target, candidates, refill=refill, generation=generation)
         # No vector (embedder error, timeout, open breaker): an exact repeat is still
         # served, as it is on the exact-first path.
         entry = await self._store_call(
-            lambda: self._store.get_exact(target.partition, target.text_digest)
+            lambda: self._store.get_exact(target.partition, target.text_digest), read=True
         )
         if entry is None:
             raise failure
@@ -727,7 +729,7 @@ class SemanticCache:
         response = served.response
         if served is not best:
             # The search ships only the best candidate's response; fetch this one's.
-            fetched = await self._store_call(lambda: self._store.get_response(served.id))
+            fetched = await self._store_call(lambda: self._store.get_response(served.id), read=True)
             if fetched is None:  # deleted or expired since the search: nothing to serve
                 return no_hit("miss")
             response = fetched
@@ -1063,10 +1065,16 @@ class SemanticCache:
         self._start_purge()
 
     async def _store_call[T](
-        self, make: Callable[[], Awaitable[T]], *, open_first: bool = True
+        self, make: Callable[[], Awaitable[T]], *, open_first: bool = True, read: bool = False
     ) -> T:
         """Run one store operation under the store breaker and ``store_timeout``
         (opening the cache first, unless ``open_first`` is false).
+
+        ``read``: a lookup-path read (:mod:`~semanticcache.storage.wire`), which ends
+        at once when interrupted, so it runs in the caller's task under a plain timeout;
+        any other operation (a psycopg cursor's interrupted wait lasts up to 10 s) runs
+        as a task given up at the budget (:func:`_within`). Opening the cache is the
+        latter kind.
 
         An operation whose connection was closed under it (a server restart) runs once
         more on another, within the same budget: the closed connection says nothing
@@ -1083,7 +1091,8 @@ class SemanticCache:
                     raise
             return await make()
 
-        return await _guarded(self._store_breaker, self._store_timeout, "store", run)
+        inline = read and self._ready
+        return await _guarded(self._store_breaker, self._store_timeout, "store", run, inline)
 
     async def _embed(self, text: str) -> BinaryVector:
         """Embed one text under the embedder breaker and ``embed_timeout``; check it.
@@ -1108,11 +1117,17 @@ async def _guarded[T](
     budget: float | None,
     dependency: Literal["embed", "store"],
     make: Callable[[], Awaitable[T]],
+    inline: bool = False,
 ) -> T:
     if not breaker.allow():
         raise _Unavailable("breaker_open", dependency)
     try:
-        result = await _within(budget, make)
+        if inline:
+            # make() stops at once when cancelled: no task needed for a hard bound.
+            async with asyncio.timeout(budget):
+                result = await make()
+        else:
+            result = await _within(budget, make)
     except asyncio.CancelledError:
         breaker.release()
         raise
