@@ -2,8 +2,8 @@
 when the server stalls with connections open, for lookups, puts, leases and requests
 through the middleware; a Postgres restart costs no request that starts after it.
 
-These tests stall and restart a Postgres of their own (``tests/faults.py``), never the
-session's.
+These tests stall and restart a Postgres of their own, or reach it through a relay
+that hangs or cuts connections (``tests/faults.py``), never the session's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache.middleware.singleflight import SingleFlight
 from semanticcache.storage.embedded import EmbeddedPostgres
-from tests.faults import own_postgres, stalled
+from tests.faults import Relay, own_postgres, stalled
 from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
 
 PROMPT = "What is the capital of France?"
@@ -209,3 +209,56 @@ async def test_a_query_whose_connection_is_closed_under_it_runs_again(
             await locker.rollback()
             result = await within(30, lookup)
         assert result.reason == "hit"
+
+
+async def test_a_hung_network_costs_a_lookup_or_put_its_budget(own_pg: EmbeddedPostgres) -> None:
+    relay = Relay(own_pg.uri)
+    scope = secrets.token_hex(4)
+    try:
+        async with SemanticCache(
+            pg_uri=await relay.start(),
+            embedder=HashingEmbedder(dimension=80),
+            threshold=0.9,
+            store_timeout=BUDGET,
+            breaker_failures=100,
+        ) as cache:
+            key = CacheKey(PROMPT, scope=scope)
+            await cache.put(key, b"paris")
+            relay.hang()  # nothing gets through; the cancel request would not either
+            result, elapsed = await timed(cache.lookup(CacheKey(REWORDED, scope=scope)))
+            assert (result.hit, result.reason) == (None, "store_timeout")
+            assert elapsed < BUDGET + SLACK
+            stored, elapsed = await timed(cache.put(CacheKey("other", scope=scope), b"x"))
+            assert stored is None
+            assert elapsed < BUDGET + SLACK
+            relay.resume()
+            await served_again(cache, key)
+    finally:
+        await relay.close()
+
+
+async def test_connections_cut_while_idle_cost_no_later_request(
+    own_pg: EmbeddedPostgres,
+) -> None:
+    relay = Relay(own_pg.uri)
+    scope = secrets.token_hex(4)
+    try:
+        async with SemanticCache(
+            pg_uri=await relay.start(),
+            embedder=HashingEmbedder(dimension=88),
+            threshold=0.9,
+            store_timeout=5,
+            breaker_failures=2,
+            breaker_cooldown=60,
+            pool_min_size=3,
+            pool_max_size=3,
+        ) as cache:
+            key = CacheKey(PROMPT, scope=scope)
+            await cache.put(key, b"paris")
+            await cache.store.pool.wait(timeout=30)
+            relay.cut()  # as a proxy's idle timeout or a network failure would
+            await asyncio.sleep(0.05)  # the resets arrive
+            reasons = [(await within(30, cache.lookup(key))).reason for _ in range(5)]
+            assert reasons == ["hit"] * 5
+    finally:
+        await relay.close()
