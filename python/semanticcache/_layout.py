@@ -29,6 +29,10 @@ _WHITESPACE: Final = re.compile(r"\s+")
 _FENCE: Final = re.compile(r"[^\S\r\n]*(`{3,}|~{3,})")
 # What ends a line that opens a block: any indentation of the next line is structure.
 _BLOCK_OPENERS: Final = frozenset(":{([\\")
+# Long texts are split and collapsed a slice of this many characters at a time, with the
+# same result: one regex call over a whole long text holds the GIL, and so the event
+# loop, for its whole length, even when it runs on a worker thread.
+_SLICE: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,39 @@ class Layout:
 
 
 def _collapse(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
+    if len(text) <= _SLICE:
+        return _WHITESPACE.sub(" ", text).strip()
+    out: list[str] = []
+    for start in range(0, len(text), _SLICE):
+        piece = _WHITESPACE.sub(" ", text[start : start + _SLICE])
+        # A run cut in two became a space on each side of the cut: one space, as whole.
+        if out and out[-1].endswith(" ") and piece.startswith(" "):
+            piece = piece[1:]
+        if piece:
+            out.append(piece)
+    return "".join(out).strip()
+
+
+def _split_lines(text: str) -> list[str]:
+    """``_LINE_BREAK.split(text)``, a slice at a time for a long text."""
+    if len(text) <= _SLICE:
+        return _LINE_BREAK.split(text)
+    lines: list[str] = []
+    pending: list[str] = []  # the line that runs on across a cut
+    start = 0
+    while start < len(text):
+        end = start + _SLICE
+        if text[end - 1 : end + 1] == "\r\n":
+            end += 1  # never cut a CRLF in two
+        parts = _LINE_BREAK.split(text[start:end])
+        pending.append(parts[0])
+        if len(parts) > 1:
+            lines.append("".join(pending))
+            lines += parts[1:-1]
+            pending = [parts[-1]]
+        start = end
+    lines.append("".join(pending))
+    return lines
 
 
 def _opening(line: str) -> tuple[str, int] | None:
@@ -71,7 +107,7 @@ def layout(text: str) -> Layout:
     """The layout of ``text`` (in the Unicode form the caller compares)."""
     if "\n" not in text and "\r" not in text and _opening(text) is None:
         return Layout(_collapse(text), ())
-    lines = [line.rstrip() for line in _LINE_BREAK.split(text)]
+    lines = [line.rstrip() for line in _split_lines(text)]
 
     # Pass 1: each line's kind: "f" fenced (fences included), "i" indented, "" other.
     kinds: list[str] = []

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from semanticcache._offload import off_loop_if_long
 from semanticcache.agreement import texts_agree
 from semanticcache.breaker import CircuitBreaker
 from semanticcache.embedders.base import BaseEmbedder
@@ -42,6 +43,7 @@ from semanticcache.storage.pgvector import (
     connection_options,
     similarity_bucket,
 )
+from semanticcache.storage.pool import StorePool
 from semanticcache.storage.redis_tier import RedisBlobStore, RedisTimeoutError
 
 _log = logging.getLogger("semanticcache.cache")
@@ -464,6 +466,35 @@ class SemanticCache:
         """The underlying pgvector store (low-level access)."""
         return self._store
 
+    async def run_on_store[T](
+        self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T:
+        """``work(conn)`` on a connection of the cache's pool (autocommit), as the
+        cache's own queries run: under ``store_timeout`` (waiting for a connection
+        included) and the Postgres circuit breaker, its failures counted by the breaker.
+
+        The cache must be open (:meth:`open`, or a first lookup); this never opens it,
+        so work left over after :meth:`close` fails instead of reopening it. Raises
+        :class:`~semanticcache.errors.StorageError` when Postgres fails, the budget
+        passes (``work`` is then cancelled in the background), the breaker is open or
+        the cache is not open. ``work`` may run twice when its connection was closed
+        under it (a server restart): it must be safe to repeat.
+        """
+
+        async def make() -> T:
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"store operation failed: {exc}") from exc
+
+        if not self._ready:
+            raise StorageError("the cache is not open")
+        try:
+            return await self._store_call(make, open_first=False)
+        except _Unavailable as exc:
+            raise StorageError(f"store operation failed: {exc.describe()}") from exc.cause
+
     def _new_pool(self) -> AsyncConnectionPool:
         # Session settings travel in the startup packet: no round trip per query.
         options = [connection_options(self._settings.pgvector_hnsw_ef_search)]
@@ -472,7 +503,8 @@ class SemanticCache:
             ms = max(1, math.ceil(self._store_timeout * 1000))
             options.append(f"-c statement_timeout={ms}")
         kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
-        return AsyncConnectionPool(
+        # StorePool: a checkout skips connections the server closed (after a restart).
+        return StorePool(
             # Until open() has started the embedded Postgres there is no URI; this pool
             # is replaced before it is ever opened.
             self._pg_uri or "",
@@ -541,7 +573,7 @@ class SemanticCache:
         (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
         ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
         """
-        target = self._target(key, partition)
+        target = await self._target(key, partition)
         try:
             result = await self._lookup(target)
         except _Unavailable as exc:
@@ -590,7 +622,7 @@ class SemanticCache:
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
             # by the search below, at similarity 1: one Postgres query per hit either way.
             entry = await self._store_call(
-                lambda: self._store.get_exact(target.partition, target.text_digest)
+                lambda: self._store.get_exact(target.partition, target.text_digest), read=True
             )
             if entry is not None:
                 self._remember(target, entry, generation)
@@ -601,7 +633,8 @@ class SemanticCache:
         except _BadVector as exc:
             raise _Unavailable("embed_error", "embed", exc) from exc
         candidates = await self._store_call(
-            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k)
+            lambda: self._store.search(target.partition, vector, self.threshold, k=self.top_k),
+            read=True,
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
         return await self._judge(target, candidates, refill=refill, generation=None)
@@ -620,14 +653,15 @@ class SemanticCache:
             candidates = await self._store_call(
                 lambda: self._store.lookup(
                     target.partition, target.text_digest, vector, self.threshold, k=self.top_k
-                )
+                ),
+                read=True,
             )
             # Redis answered "absent" for an exact row Postgres has: it lost the blob.
             return await self._judge(target, candidates, refill=refill, generation=generation)
         # No vector (embedder error, timeout, open breaker): an exact repeat is still
         # served, as it is on the exact-first path.
         entry = await self._store_call(
-            lambda: self._store.get_exact(target.partition, target.text_digest)
+            lambda: self._store.get_exact(target.partition, target.text_digest), read=True
         )
         if entry is None:
             raise failure
@@ -695,7 +729,7 @@ class SemanticCache:
         response = served.response
         if served is not best:
             # The search ships only the best candidate's response; fetch this one's.
-            fetched = await self._store_call(lambda: self._store.get_response(served.id))
+            fetched = await self._store_call(lambda: self._store.get_response(served.id), read=True)
             if fetched is None:  # deleted or expired since the search: nothing to serve
                 return no_hit("miss")
             response = fetched
@@ -727,7 +761,7 @@ class SemanticCache:
         the wrong dimension, or with NaN / infinite values, always raises
         :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
         """
-        target = self._target(key, partition)
+        target = await self._target(key, partition)
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
@@ -735,11 +769,12 @@ class SemanticCache:
         epoch = self._hot.last_redis_epoch
         try:
             vector = await self._embed(target.text)
+            text = await off_loop_if_long(len(target.text), lambda: db_text(target.text))
             stored = await self._store_call(
                 lambda: self._store.put_entry(
                     target.partition,
                     target.text_digest,
-                    db_text(target.text),
+                    text,
                     vector,
                     response,
                     scope=db_text(target.scope),
@@ -910,7 +945,7 @@ class SemanticCache:
             full = deleted >= self._purge_batch
             await asyncio.sleep(self._purge_pause if full else self._purge_interval)
 
-    def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
+    async def _target(self, key: CacheKey | str, partition: bytes | None) -> _Target:
         if isinstance(key, CacheKey):
             if partition is not None:
                 raise ConfigurationError(
@@ -923,7 +958,8 @@ class SemanticCache:
             partition = b""
         elif not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
-        return _Target(partition, lookup_digest(key), key, "")
+        digest = await off_loop_if_long(len(key), lambda: lookup_digest(key))
+        return _Target(partition, digest, key, "")
 
     async def _redis_call[T](self, make: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
         """``(True, result)``, or ``(False, None)`` when Redis failed, timed out or its
@@ -1028,14 +1064,35 @@ class SemanticCache:
             await self.open()
         self._start_purge()
 
-    async def _store_call[T](self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run one store operation under the store breaker and ``store_timeout``."""
+    async def _store_call[T](
+        self, make: Callable[[], Awaitable[T]], *, open_first: bool = True, read: bool = False
+    ) -> T:
+        """Run one store operation under the store breaker and ``store_timeout``
+        (opening the cache first, unless ``open_first`` is false).
+
+        ``read``: a lookup-path read (:mod:`~semanticcache.storage.wire`), which ends
+        at once when interrupted, so it runs in the caller's task under a plain timeout;
+        any other operation (a psycopg cursor's interrupted wait lasts up to 10 s) runs
+        as a task given up at the budget (:func:`_within`). Opening the cache is the
+        latter kind.
+
+        An operation whose connection was closed under it (a server restart) runs once
+        more on another, within the same budget: the closed connection says nothing
+        about the server, a failure to get a working one does.
+        """
 
         async def run() -> T:
-            await self._ensure_open()
+            if open_first:
+                await self._ensure_open()
+            try:
+                return await make()
+            except StorageError as exc:
+                if not _connection_lost(exc):
+                    raise
             return await make()
 
-        return await _guarded(self._store_breaker, self._store_timeout, "store", run)
+        inline = read and self._ready
+        return await _guarded(self._store_breaker, self._store_timeout, "store", run, inline)
 
     async def _embed(self, text: str) -> BinaryVector:
         """Embed one text under the embedder breaker and ``embed_timeout``; check it.
@@ -1043,14 +1100,15 @@ class SemanticCache:
         Recent vectors are remembered (``embedding_memo_size``): the ``put`` that follows
         a missed lookup, and a paraphrase asked again, cost no second embedding call.
         """
-        remembered = self._vectors.get(text)
+        memo_key = await off_loop_if_long(len(text), lambda: _VectorMemo.key(text))
+        remembered = self._vectors.get(memo_key)
         if remembered is not None:
             return remembered
         vectors = await _guarded(
             self._embed_breaker, self._embed_timeout, "embed", lambda: self._embedder.embed([text])
         )
         vector = _check_vector(vectors, self._embedder)
-        self._vectors.add(text, vector)
+        self._vectors.add(memo_key, vector)
         return vector
 
 
@@ -1059,12 +1117,17 @@ async def _guarded[T](
     budget: float | None,
     dependency: Literal["embed", "store"],
     make: Callable[[], Awaitable[T]],
+    inline: bool = False,
 ) -> T:
     if not breaker.allow():
         raise _Unavailable("breaker_open", dependency)
     try:
-        async with asyncio.timeout(budget):
-            result = await make()
+        if inline:
+            # make() stops at once when cancelled: no task needed for a hard bound.
+            async with asyncio.timeout(budget):
+                result = await make()
+        else:
+            result = await _within(budget, make)
     except asyncio.CancelledError:
         breaker.release()
         raise
@@ -1084,6 +1147,61 @@ async def _guarded[T](
     return result
 
 
+# Calls given up at their budget, still unwinding (a server-side cancel, a connection
+# being closed): held here so that they finish in the background.
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def _within[T](budget: float | None, make: Callable[[], Awaitable[T]]) -> T:
+    """``make()``'s result, or ``TimeoutError`` once ``budget`` seconds have passed.
+
+    A hard bound: the call runs as a task of its own and is cancelled at the budget
+    without being waited for. (Cancelling a psycopg query waits up to 5 s for the
+    server to acknowledge the cancel, then 5 s more for the query to end; a stalled
+    server would hold the request that long.) The cancelled task finishes in the
+    background, where its connection is discarded.
+    """
+    if budget is None:
+        return await make()
+    task = asyncio.ensure_future(make())
+    try:
+        done, _ = await asyncio.wait((task,), timeout=budget)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError(f"no answer within {budget} s")
+    return task.result()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget_abandoned)
+
+
+def _forget_abandoned(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # Already reported as a timeout; its late error says nothing new.
+        _log.debug("abandoned call ended with %s", type(task.exception()).__name__)
+
+
+def _connection_lost(exc: StorageError) -> bool:
+    """Whether a store failure is its connection's loss (closed by the server, or
+    found broken), rather than an error of the statement or of the server now."""
+    cause = exc.__cause__
+    if not isinstance(cause, psycopg.OperationalError) or isinstance(
+        cause, PoolTimeout | PoolClosed | psycopg.errors.QueryCanceled
+    ):
+        return False
+    # No SQLSTATE: libpq's own "server closed the connection"; 08: connection
+    # exceptions; 57P01/57P02: the server terminated the session (shutdown).
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02")
+
+
 class _VectorMemo:
     """The last ``size`` embeddings (packed, as pgvector takes them), by a digest of the
     exact text (not the normalized one: two spellings that share an entry may still
@@ -1099,23 +1217,23 @@ class _VectorMemo:
         return len(self._items)
 
     @staticmethod
-    def _key(text: str) -> bytes:
+    def key(text: str) -> bytes:
+        """The memo key of ``text``."""
         data = text.encode("utf-8", "surrogatepass")
         return hashlib.blake2b(data, digest_size=16, person=b"semcache-memo").digest()
 
-    def get(self, text: str) -> BinaryVector | None:
+    def get(self, key: bytes) -> BinaryVector | None:
         if not self._size:
             return None
-        key = self._key(text)
         vector = self._items.get(key)
         if vector is not None:
             self._items.move_to_end(key)
         return vector
 
-    def add(self, text: str, vector: BinaryVector) -> None:
+    def add(self, key: bytes, vector: BinaryVector) -> None:
         if not self._size:
             return
-        self._items[self._key(text)] = vector
+        self._items[key] = vector
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semanticcache import _native
+from semanticcache._offload import off_loop_if_long
 from semanticcache.cache import CacheHit, SemanticCache
 from semanticcache.errors import ConfigurationError, RequestBodyError, StreamFormatError
 from semanticcache.key import MAX_SCOPE_BYTES, CacheKey
@@ -450,7 +451,7 @@ class _Flow:
                 if lease.role == "waited":
                     # The leader has finished: its answer is stored now (under the Vary
                     # names it may just have taught us), or it gave up.
-                    key = self.key_for(mw.vary_for(self.target))
+                    key = await self.key_for(mw.vary_for(self.target))
                     hit = (await mw.cache.lookup(key)).hit
                     if (
                         hit is not None
@@ -462,7 +463,7 @@ class _Flow:
         # The key to store under follows from the response's Vary (_call_app_and_store).
         await self._call_app(control, outcome, lease)
 
-    def key_for(self, vary: tuple[str, ...]) -> CacheKey:
+    async def key_for(self, vary: tuple[str, ...]) -> CacheKey:
         """This request's key for a response that varies on ``vary``: the target plus
         the request's values of those headers make the route, so only a request with
         the same values shares the entry."""
@@ -476,7 +477,10 @@ class _Flow:
             and (values := _header_values(self.headers, name.encode("latin-1")))
         }
         route = vary_route(self.target, vary, self.headers, digests)
-        return dataclasses.replace(base, route=route)
+        # replace() computes the key's digests again: off the loop for a long text.
+        return await off_loop_if_long(
+            len(base.text), lambda: dataclasses.replace(base, route=route)
+        )
 
     def _credential_digest(self, entries: list[tuple[str, list[str]]]) -> str:
         return _native.hmac_sha256_hex(self.mw.credential_key, credential_bytes(entries))
@@ -493,7 +497,10 @@ class _Flow:
             raise _Bypass("cache_control")
         body = await self._read_body()
         try:
-            scan = _native.scan_request(body, max_bytes=mw.settings.max_body_bytes)
+            scan = await off_loop_if_long(
+                len(body),
+                lambda: _native.scan_request(body, max_bytes=mw.settings.max_body_bytes),
+            )
         except RequestBodyError as exc:
             raise _Bypass(f"body_{exc.kind}") from None
         request = Request(self.scope, self._replay_receive())
@@ -523,16 +530,21 @@ class _Flow:
             model = await _call_extractor(mw.extract_model, request, body)
         if text is None:
             raise _Bypass("no_query")
-        self.text_digest = self._digest(text)
-        self.base_key = CacheKey(
-            text=text,
-            scope=partition_scope,
-            route=self.target,
-            model=model,
-            params_digest=scan.params_digest,
-            context_digest=scan.context_digest,
-        )
-        return self.key_for(mw.vary_for(self.target)), control, scan.stream is True
+
+        def make_key(text: str) -> CacheKey:
+            # Normalising and hashing a long text: off the loop past OFF_LOOP_CHARS.
+            self.text_digest = self._digest(text)
+            return CacheKey(
+                text=text,
+                scope=partition_scope,
+                route=self.target,
+                model=model,
+                params_digest=scan.params_digest,
+                context_digest=scan.context_digest,
+            )
+
+        self.base_key = await off_loop_if_long(len(text), lambda: make_key(text))
+        return await self.key_for(mw.vary_for(self.target)), control, scan.stream is True
 
     async def _read_body(self) -> bytes:
         cap = self.mw.settings.max_body_bytes
@@ -696,7 +708,7 @@ class _Flow:
                 return False
         # Stored under the Vary names its own response gave; lookups learn them here.
         mw.learn_vary(self.target, vary)
-        key = self.key_for(vary)
+        key = await self.key_for(vary)
         return mw._store_later(key, encode_record(stored), self.log_fields(), lease)
 
 

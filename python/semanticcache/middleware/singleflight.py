@@ -11,7 +11,9 @@ done row stays a few seconds, so a request that missed just before the store fin
 looks again rather than leading a second call. A lease expires on its own, so a crashed
 leader blocks nobody for longer than ``lease_seconds``.
 
-Everything here fails open: a Postgres error while taking or polling a lease makes the
+Lease queries run as the cache's own do (:meth:`SemanticCache.run_on_store`): each under
+``store_timeout`` and the Postgres circuit breaker. Everything here fails open: a
+Postgres error, a timeout or an open breaker while taking or polling a lease makes the
 request call the app itself.
 """
 
@@ -23,7 +25,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import sql
@@ -101,8 +103,8 @@ class SingleFlight:
                 return lease
             if taken is False:
                 await self._wait_remote(ident)
-        except (psycopg.Error, OSError, StorageError) as exc:
-            _log.warning("semantic cache: single-flight unavailable (%s)", type(exc).__name__)
+        except StorageError as exc:
+            _log.warning("semantic cache: single-flight unavailable (%s)", _cause_name(exc))
             return lease  # lead without a lease: the app is called, as without single-flight
         except BaseException:
             # Cancelled (the client left): let local waiters go. A row taken just before
@@ -117,26 +119,30 @@ class SingleFlight:
         if lease.role != "leader" or lease.released:
             return
         self._finish_local(lease)
-        try:
-            async with self.cache.store.pool.connection() as conn:
-                # The row stays "done" for a moment: a request that missed just before
-                # the store finished then looks again instead of calling the app.
+        self._releases += 1
+        cleanup = self._releases % _CLEANUP_EVERY == 0
+
+        async def release(conn: psycopg.AsyncConnection[Any]) -> None:
+            # The row stays "done" for a moment: a request that missed just before the
+            # store finished then looks again instead of calling the app.
+            await conn.execute(
+                sql.SQL(
+                    "UPDATE {t} SET done = true,"
+                    " expires_at = now() + make_interval(secs => %s)"
+                    " WHERE ident = %s AND token = %s"
+                ).format(t=self._table),
+                (_DONE_SECONDS, lease.ident, lease.token),
+            )
+            if cleanup:
                 await conn.execute(
-                    sql.SQL(
-                        "UPDATE {t} SET done = true,"
-                        " expires_at = now() + make_interval(secs => %s)"
-                        " WHERE ident = %s AND token = %s"
-                    ).format(t=self._table),
-                    (_DONE_SECONDS, lease.ident, lease.token),
+                    sql.SQL("DELETE FROM {t} WHERE expires_at < now()").format(t=self._table)
                 )
-                self._releases += 1
-                if self._releases % _CLEANUP_EVERY == 0:
-                    await conn.execute(
-                        sql.SQL("DELETE FROM {t} WHERE expires_at < now()").format(t=self._table)
-                    )
-        except (psycopg.Error, OSError) as exc:
+
+        try:
+            await self.cache.run_on_store(release)
+        except StorageError as exc:
             # The row expires on its own; waiters then go ahead.
-            _log.warning("semantic cache: lease not released (%s)", type(exc).__name__)
+            _log.warning("semantic cache: lease not released (%s)", _cause_name(exc))
 
     def _finish_local(self, lease: Lease) -> None:
         lease.released = True
@@ -148,37 +154,44 @@ class SingleFlight:
     async def _ensure_table(self) -> None:
         if self._ready:
             return
+
+        async def create(conn: psycopg.AsyncConnection[Any]) -> None:
+            # UniqueViolation: another process created it at the same moment.
+            # UNLOGGED: leases live seconds; skipping the WAL makes a miss's lease
+            # insert and release cheaper, and a crash only empties the table.
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE UNLOGGED TABLE IF NOT EXISTS {t} ("
+                        " ident bytea PRIMARY KEY,"
+                        " token bytea NOT NULL,"
+                        " done boolean NOT NULL DEFAULT false,"
+                        " expires_at timestamptz NOT NULL)"
+                    ).format(t=self._table)
+                )
+
         # Two first uses at once both run CREATE TABLE IF NOT EXISTS: harmless.
         async with self._ready_lock:
-            await self.cache.open()
-            async with self.cache.store.pool.connection() as conn:
-                # UniqueViolation: another process created it at the same moment.
-                # UNLOGGED: leases live seconds; skipping the WAL makes a miss's lease
-                # insert and release cheaper, and a crash only empties the table.
-                with contextlib.suppress(psycopg.errors.UniqueViolation):
-                    await conn.execute(
-                        sql.SQL(
-                            "CREATE UNLOGGED TABLE IF NOT EXISTS {t} ("
-                            " ident bytea PRIMARY KEY,"
-                            " token bytea NOT NULL,"
-                            " done boolean NOT NULL DEFAULT false,"
-                            " expires_at timestamptz NOT NULL)"
-                        ).format(t=self._table)
-                    )
-            self._ready = True
+            if not self._ready:
+                await self.cache.open()  # already open after the request's lookup
+                await self.cache.run_on_store(create)
+                self._ready = True
 
     async def _try_take(self, ident: bytes, token: bytes) -> bool | None:
         """``True``: the lease is ours. ``None``: a leader finished moments ago (look
         the cache up). ``False``: a leader is at work."""
         await self._ensure_table()
-        async with self.cache.store.pool.connection() as conn:
+
+        async def take(conn: psycopg.AsyncConnection[Any]) -> bool | None:
+            # "OR token": a repeat of this very insert (its connection was lost after
+            # the row was written) finds the row its own.
             cursor = await conn.execute(
                 sql.SQL(
                     "INSERT INTO {t} (ident, token, expires_at)"
                     " VALUES (%s, %s, now() + make_interval(secs => %s))"
                     " ON CONFLICT (ident) DO UPDATE SET token = EXCLUDED.token,"
                     " done = false, expires_at = EXCLUDED.expires_at"
-                    " WHERE {t}.expires_at < now()"
+                    " WHERE {t}.expires_at < now() OR {t}.token = EXCLUDED.token"
                     " RETURNING 1"
                 ).format(t=self._table),
                 (ident, token, self.lease_seconds),
@@ -191,15 +204,26 @@ class SingleFlight:
             row = await cursor.fetchone()
             return None if row is None or row[0] else False
 
+        return await self.cache.run_on_store(take)
+
     async def _wait_remote(self, ident: bytes) -> None:
         query = sql.SQL(
             "SELECT 1 FROM {t} WHERE ident = %s AND NOT done AND expires_at >= now()"
         ).format(t=self._table)
+
+        async def leader_at_work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cursor = await conn.execute(query, (ident,))
+            return await cursor.fetchone() is not None
+
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.wait_seconds):
                 while True:
                     await asyncio.sleep(self.poll_interval)
-                    async with self.cache.store.pool.connection() as conn:
-                        cursor = await conn.execute(query, (ident,))
-                        if await cursor.fetchone() is None:
-                            return
+                    if not await self.cache.run_on_store(leader_at_work):
+                        return
+
+
+def _cause_name(exc: StorageError) -> str:
+    # The driver's error type, never its message (it can quote parameters).
+    cause = exc.__cause__
+    return type(cause if cause is not None else exc).__name__

@@ -73,7 +73,10 @@ _PARTITION_STATS_SQL: Final = (
     "SELECT c.reltuples::float8, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
-    "AND s.attname = 'partition' WHERE c.oid = to_regclass(%s)"
+    "AND s.attname = 'partition' WHERE c.oid = to_regclass($1)"
+)
+_PARTITION_STATS: Final = ReadStatement(
+    _PARTITION_STATS_SQL, [wire.TEXT_OID], [wire.load_float8] * 3
 )
 _MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1
 # The lookup statements' columns: id, response, created_at, similarity, text_digest,
@@ -224,7 +227,7 @@ class _PlanPolicy:
     """
 
     def __init__(self, table: str) -> None:
-        self._table = table
+        self._table = table.encode()
         self._custom = True
         self._due = 0.0
 
@@ -233,8 +236,9 @@ class _PlanPolicy:
         if now >= self._due:
             self._due = now + _PLAN_POLICY_SECONDS
             with contextlib.suppress(psycopg.Error):  # keep the last verdict
-                cur = await conn.execute(_PARTITION_STATS_SQL, (self._table,), prepare=True)
-                self._custom = _skewed(await cur.fetchone())
+                # A wire statement, as the search's own: interrupted, it ends at once.
+                rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                self._custom = _skewed(rows[0] if rows else None)
         return self._custom
 
 

@@ -10,11 +10,13 @@ the per-call set-up. Everything else (writes, schema, tools) goes through psycop
 ordinary API.
 
 Connections come from the store's psycopg pool, one caller at a time, in autocommit
-mode. A statement interrupted by a timeout is cancelled on the server by psycopg's wait,
-as a cursor's is; a connection left busy or broken is discarded by the pool when it is
-returned. Whatever goes wrong on the way, a server error, an undecodable value or an
-unexpected result, raises a ``psycopg.Error``: the store's callers treat those as a
-store failure (a miss), never as a bug.
+mode. A wait interrupted (by a timeout) ends at once: unlike psycopg's own wait, which
+then sends the server a cancel request and waits up to 10 s for it to work, it leaves
+the connection busy, and the pool closes a busy connection when it is returned. The
+server ends the statement on its own (the cache's connections carry a
+``statement_timeout`` of its budget). Whatever goes wrong on the way, a server error,
+an undecodable value or an unexpected result, raises a ``psycopg.Error``: the store's
+callers treat those as a store failure (a miss), never as a bug.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors, pq
 from psycopg.generators import execute
+from psycopg.waiting import wait_async
 
 __all__ = [
     "BYTEA_OID",
@@ -36,6 +39,7 @@ __all__ = [
     "INFERRED_OID",
     "INT4_OID",
     "INT8_OID",
+    "TEXT_OID",
     "ReadStatement",
     "dump_float8",
     "dump_int4",
@@ -56,12 +60,16 @@ _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 # timestamptz's binary form: microseconds since 2000-01-01 UTC; these two mean ±infinity.
 _INFINITIES: Final = (2**63 - 1, -(2**63))
 
+# How often a wait wakes up to look for interruptions (psycopg's own interval).
+_WAIT_INTERVAL: Final = 0.1
+
 # Parameter type OIDs; 0 lets the server infer the type (pgvector's vector has no
 # fixed OID).
 BYTEA_OID: Final = 17
 FLOAT8_OID: Final = 701
 INT4_OID: Final = 23
 INT8_OID: Final = 20
+TEXT_OID: Final = 25
 INFERRED_OID: Final = 0
 
 
@@ -171,13 +179,14 @@ class ReadStatement:
     async def _execute(
         self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None]
     ) -> pq.abc.PGresult:
-        conn.pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
-        return _last(await conn.wait(execute(conn.pgconn)))
+        pgconn = conn.pgconn
+        pgconn.send_query_prepared(self.name, params, self._formats, pq.Format.BINARY)
+        return _last(await _wait(pgconn))
 
     async def _prepare(self, conn: psycopg.AsyncConnection[Any]) -> None:
         pgconn = conn.pgconn
         pgconn.send_prepare(self.name, self.query, self._param_types)
-        result = _last(await conn.wait(execute(pgconn)))
+        result = _last(await _wait(pgconn))
         if result.status == pq.ExecStatus.FATAL_ERROR and not _duplicate_statement(result):
             raise errors.error_from_result(result, encoding=conn.info.encoding)
         self._prepared.add(pgconn)
@@ -216,6 +225,12 @@ class ReadStatement:
             ]
         except (struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise psycopg.DataError(f"statement {self.name.decode()}: {exc}") from exc
+
+
+async def _wait(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """The results of the statement sent on ``pgconn``; cancelled, it returns at once
+    (see the module doc)."""
+    return await wait_async(execute(pgconn), pgconn.socket, interval=_WAIT_INTERVAL)
 
 
 def _last(results: list[pq.abc.PGresult]) -> pq.abc.PGresult:
