@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -98,20 +99,28 @@ class LoopLag:
 
 
 class Relay:
-    """A loopback TCP relay in front of a Postgres (or any server), on the running loop.
+    """A loopback TCP relay in front of a Postgres or a Redis, on the running loop.
 
-    ``uri``: the server's libpq URI with the relay as host and port. ``hang()``: stop
-    forwarding in both directions (connections stay open, new ones are accepted and
-    held: a server that stalled, or a network that black-holes); ``resume()``: forward
-    again, what was held included. ``cut()``: reset every open connection (a restart,
-    a proxy's idle timeout, a network failure); new ones are relayed.
+    ``uri``: the server's URI (libpq, or ``redis://``) with the relay as host and port.
+    ``hang()``: stop forwarding in both directions (connections stay open, new ones are
+    accepted and held: a server that stalled, or a network that black-holes);
+    ``resume()``: forward again, what was held included. ``cut()``: reset every open
+    connection (a restart, a proxy's idle timeout, a network failure); new ones are
+    relayed. ``down()``: reset every connection and refuse new ones until ``resume()``
+    (a server that died).
     """
 
     def __init__(self, target_uri: str) -> None:
-        params = conninfo_to_dict(target_uri)
-        self._host = str(params.get("host") or "127.0.0.1")
-        self._port = int(str(params.get("port") or 5432))
+        self._redis = target_uri.startswith("redis://")
+        if self._redis:
+            parts = urlsplit(target_uri)
+            self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 6379
+        else:
+            params = conninfo_to_dict(target_uri)
+            self._host = str(params.get("host") or "127.0.0.1")
+            self._port = int(str(params.get("port") or 5432))
         self._target_uri = target_uri
+        self._refusing = False
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -123,7 +132,10 @@ class Relay:
         """Listen on a free 127.0.0.1 port; the relayed URI."""
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
-        self.uri = make_conninfo(self._target_uri, host="127.0.0.1", port=port)
+        if self._redis:
+            self.uri = urlsplit(self._target_uri)._replace(netloc=f"127.0.0.1:{port}").geturl()
+        else:
+            self.uri = make_conninfo(self._target_uri, host="127.0.0.1", port=port)
         return self.uri
 
     async def close(self) -> None:
@@ -140,7 +152,13 @@ class Relay:
         self._flowing.clear()
 
     def resume(self) -> None:
+        self._refusing = False
         self._flowing.set()
+
+    def down(self) -> None:
+        self._refusing = True
+        self._flowing.set()  # held connections are reset, not left waiting
+        self.cut()
 
     def cut(self) -> None:
         for writer in list(self._writers):
@@ -148,9 +166,14 @@ class Relay:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            writer.transport.abort()
+            return
         self._writers.add(writer)
         try:
             await self._flowing.wait()
+            if self._refusing:
+                raise ConnectionRefusedError
             if self._host.startswith("/"):
                 path = f"{self._host}/.s.PGSQL.{self._port}"
                 up_reader, up_writer = await asyncio.open_unix_connection(path)
