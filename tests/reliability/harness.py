@@ -1,7 +1,7 @@
 """Fault injection under mixed load: the reliability suite's engine.
 
 One run starts its own Postgres (embedded, pgvector) and ``redis-server``, puts a
-:class:`~tests.reliability.relay.FaultRelay` in front of each, and serves
+:class:`~tests.faults.Relay` in front of each, and serves
 ``tests.reliability.app:cached_app`` with ``uvicorn --workers 2``. A load generator sends
 a mix of requests (repeated questions and their paraphrases, new questions, JSON and
 streamed answers, three tenants, three credentials) while a schedule of faults runs:
@@ -34,15 +34,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
 from semanticcache.storage.embedded import EmbeddedPostgres
+from tests.faults import Relay, free_port, postgres_pids
 from tests.reliability.app import credential_digest
-from tests.reliability.relay import FaultRelay
 from tests.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,12 +243,8 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _postmaster_pid(server: EmbeddedPostgres) -> int:
-    return int((server.pgdata / "postmaster.pid").read_text().splitlines()[0])
-
-
-def _signal_tree(root: int, sig: signal.Signals) -> None:
-    for pid in [root, *_children(root)]:
+def _signal_postgres(server: EmbeddedPostgres, sig: signal.Signals) -> None:
+    for pid in postgres_pids(server):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
@@ -260,42 +256,17 @@ class Stack:
     pg: EmbeddedPostgres
     redis: RedisServer
     redis_port: int
-    pg_relay: FaultRelay
-    redis_relay: FaultRelay
+    pg_relay: Relay
+    redis_relay: Relay
     app: subprocess.Popen[bytes]
     base_url: str
     call_log: Path
 
 
-def start_stack(workdir: Path, *, budget: float, workers: int = 2) -> Stack:
-    # A fixed port: a restarted server is found where the clients left it.
-    pg_port = _free_port()
-    pg = EmbeddedPostgres(workdir / "pg", port=pg_port)
-    pg.start()
-    pg.create_database("reliability")
-    redis = RedisServer(workdir / "redis")
-    redis.start()
-    pg_relay = FaultRelay("127.0.0.1", pg_port).start()
-    redis_relay = FaultRelay("127.0.0.1", redis.port).start()
-    call_log = workdir / "calls"
-    call_log.mkdir()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "python"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-        ),
-        "SEMANTIC_CACHE_PG_URI": f"postgresql://postgres@127.0.0.1:{pg_relay.port}/reliability",
-        "SEMANTIC_CACHE_REDIS_URI": f"redis://127.0.0.1:{redis_relay.port}/0",
-        "SEMANTIC_CACHE_STORE_TIMEOUT_SECONDS": str(budget),
-        "SEMANTIC_CACHE_EMBED_TIMEOUT_SECONDS": str(budget),
-        "SEMANTIC_CACHE_BREAKER_COOLDOWN_SECONDS": "2",
-        "SEMANTIC_CACHE_CACHE_AUTHORIZED_REQUESTS": "true",
-        "SEMANTIC_CACHE_LOG_DIGEST_KEY": "reliability-suite-digest-key-0123456789",
-        "SEMANTIC_CACHE_THRESHOLD": "0.9",
-        "RELIABILITY_CALL_LOG": str(call_log),
-    }
-    app = subprocess.Popen(
+def _spawn_app(
+    workdir: Path, env: dict[str, str], *, port: int, workers: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -316,97 +287,117 @@ def start_stack(workdir: Path, *, budget: float, workers: int = 2) -> Stack:
         stdout=(workdir / "app.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+async def start_stack(workdir: Path, *, budget: float, workers: int = 2) -> Stack:
+    # A fixed port: a restarted server is found where the clients left it.
+    pg = EmbeddedPostgres(workdir / "pg", port=free_port())
+    await asyncio.to_thread(pg.start)
+    pg_uri = await asyncio.to_thread(pg.create_database, "reliability")
+    redis = RedisServer(workdir / "redis")
+    await asyncio.to_thread(redis.start)
+    pg_relay, redis_relay = Relay(pg_uri), Relay(redis.url)
+    await pg_relay.start()
+    await redis_relay.start()
+    call_log = workdir / "calls"
+    call_log.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "python"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
+        "SEMANTIC_CACHE_PG_URI": pg_relay.uri,
+        "SEMANTIC_CACHE_REDIS_URI": redis_relay.uri,
+        "SEMANTIC_CACHE_STORE_TIMEOUT_SECONDS": str(budget),
+        "SEMANTIC_CACHE_EMBED_TIMEOUT_SECONDS": str(budget),
+        "SEMANTIC_CACHE_BREAKER_COOLDOWN_SECONDS": "2",
+        "SEMANTIC_CACHE_CACHE_AUTHORIZED_REQUESTS": "true",
+        "SEMANTIC_CACHE_LOG_DIGEST_KEY": "reliability-suite-digest-key-0123456789",
+        "SEMANTIC_CACHE_THRESHOLD": "0.9",
+        "RELIABILITY_CALL_LOG": str(call_log),
+    }
+    app = _spawn_app(workdir, env, port=port, workers=workers)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if app.poll() is not None:
-            raise RuntimeError(f"the app exited: {(workdir / 'app.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(base_url + "/docs", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        raise RuntimeError("the app did not start within 60 s")
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if app.poll() is not None:
+                log = (workdir / "app.log").read_text()[-2000:]
+                raise RuntimeError(f"the app exited: {log}")
+            try:
+                if (await client.get(base_url + "/docs", timeout=1)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError("the app did not start within 60 s")
     return Stack(pg, redis, redis.port, pg_relay, redis_relay, app, base_url, call_log)
 
 
-def stop_stack(stack: Stack) -> None:
+async def stop_stack(stack: Stack) -> None:
     stack.app.send_signal(signal.SIGTERM)
     try:
-        stack.app.wait(timeout=20)
+        await asyncio.to_thread(stack.app.wait, timeout=20)
     except subprocess.TimeoutExpired:
         stack.app.kill()
         stack.app.wait()
-    stack.pg_relay.close()
-    stack.redis_relay.close()
+    await stack.pg_relay.close()
+    await stack.redis_relay.close()
     stack.redis.stop()
-    stack.pg.stop()
+    await asyncio.to_thread(stack.pg.stop)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+Action = Callable[[Stack], Awaitable[None]]
+Fault = tuple[str, Action, Action]
 
 
-Fault = tuple[str, Callable[[Stack], None], Callable[[Stack], None]]
+def _relay(which: str, method: str) -> Action:
+    async def act(stack: Stack) -> None:
+        getattr(getattr(stack, which), method)()
+
+    return act
 
 
-def _kill_redis(stack: Stack) -> None:
+async def _kill_redis(stack: Stack) -> None:
     os.kill(stack.redis.pid or 0, signal.SIGKILL)
 
 
-def _restart_redis(stack: Stack) -> None:
-    stack.redis.start(port=stack.redis_port)
+async def _restart_redis(stack: Stack) -> None:
+    await asyncio.to_thread(stack.redis.start, port=stack.redis_port)
 
 
-def _kill_pg(stack: Stack) -> None:
-    _signal_tree(_postmaster_pid(stack.pg), signal.SIGKILL)
+async def _stop_pg(stack: Stack) -> None:
+    _signal_postgres(stack.pg, signal.SIGSTOP)
 
 
-def _restart_pg(stack: Stack) -> None:
+async def _continue_pg(stack: Stack) -> None:
+    _signal_postgres(stack.pg, signal.SIGCONT)
+
+
+async def _kill_pg(stack: Stack) -> None:
+    _signal_postgres(stack.pg, signal.SIGKILL)
+
+
+async def _restart_pg(stack: Stack) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):  # a killed server leaves a stale pid file
-            stack.pg.stop(force=True)
+            await asyncio.to_thread(stack.pg.stop, force=True)
         try:
-            stack.pg.start()
+            await asyncio.to_thread(stack.pg.start)
             return
         except Exception:
-            time.sleep(0.5)
+            await asyncio.sleep(0.5)
     raise RuntimeError("Postgres did not restart")
 
 
 FAULTS: list[Fault] = [
-    (
-        "postgres relay hangs",
-        lambda s: s.pg_relay.set_mode("hang"),
-        lambda s: s.pg_relay.set_mode("pass"),
-    ),
-    (
-        "postgres relay cuts",
-        lambda s: s.pg_relay.set_mode("cut"),
-        lambda s: s.pg_relay.set_mode("pass"),
-    ),
-    (
-        "redis relay hangs",
-        lambda s: s.redis_relay.set_mode("hang"),
-        lambda s: s.redis_relay.set_mode("pass"),
-    ),
-    (
-        "redis relay cuts",
-        lambda s: s.redis_relay.set_mode("cut"),
-        lambda s: s.redis_relay.set_mode("pass"),
-    ),
-    (
-        "postgres SIGSTOP",
-        lambda s: _signal_tree(_postmaster_pid(s.pg), signal.SIGSTOP),
-        lambda s: _signal_tree(_postmaster_pid(s.pg), signal.SIGCONT),
-    ),
+    ("postgres relay hangs", _relay("pg_relay", "hang"), _relay("pg_relay", "resume")),
+    ("postgres relay down", _relay("pg_relay", "down"), _relay("pg_relay", "resume")),
+    ("redis relay hangs", _relay("redis_relay", "hang"), _relay("redis_relay", "resume")),
+    ("redis relay down", _relay("redis_relay", "down"), _relay("redis_relay", "resume")),
+    ("postgres SIGSTOP", _stop_pg, _continue_pg),
     ("postgres SIGKILL + start", _kill_pg, _restart_pg),
     ("redis SIGKILL + start", _kill_redis, _restart_redis),
 ]
@@ -427,7 +418,7 @@ async def run(
     # The longest a request may take: its handler, the cache's guarded steps at their
     # budget (lookup, single-flight lease, embedding), and scheduling slack.
     late_bound = 0.02 + 4 * budget + 1.0
-    stack = await asyncio.to_thread(start_stack, workdir, budget=budget)
+    stack = await start_stack(workdir, budget=budget)
     rss: dict[str, list[float]] = {str(pid): [] for pid in _children(stack.app.pid)}
     load = Load(stack.base_url, concurrency=concurrency, late_bound=late_bound, seed=seed)
     phases: list[PhaseReport] = []
@@ -438,10 +429,10 @@ async def run(
                 rss[pid].append(_rss_mb(int(pid)))
             await asyncio.sleep(1.0)
 
-    async def phase(name: str, seconds: float, action: Callable[[Stack], None] | None) -> None:
+    async def phase(name: str, seconds: float, action: Action | None) -> None:
         load.begin(name)
         if action is not None:
-            await asyncio.to_thread(action, stack)
+            await action(stack)
         await asyncio.sleep(seconds)
         phases.append(load.end())
 
@@ -456,7 +447,7 @@ async def run(
         load.stop()
         await driver
         sampler.cancel()
-        await asyncio.to_thread(stop_stack, stack)
+        await stop_stack(stack)
     calls: dict[str, tuple[str, str, str]] = {}
     for path in stack.call_log.glob("calls-*.jsonl"):
         for line in path.read_text().splitlines():
