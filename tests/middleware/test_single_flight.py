@@ -133,9 +133,11 @@ async def test_single_flight_across_two_server_processes(
 ) -> None:
     urls, count = two_servers
     body = chat_body(model, PROMPT)
+    # Two processes of one service: the clients name one host (the host is in the key).
+    host = {"host": "api.example"}
     async with httpx.AsyncClient(timeout=60) as client:
         responses = await asyncio.gather(
-            *(client.post(urls[i % 2] + URL, json=body) for i in range(8))
+            *(client.post(urls[i % 2] + URL, json=body, headers=host) for i in range(8))
         )
     assert [r.status_code for r in responses] == [200] * 8
     assert len(count.read_text().splitlines()) == 1
