@@ -266,27 +266,28 @@ class Stack:
 def _spawn_app(
     workdir: Path, env: dict[str, str], *, port: int, workers: int
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.reliability.app:cached_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=(workdir / "app.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with (workdir / "app.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.reliability.app:cached_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def start_stack(workdir: Path, *, budget: float, workers: int = 2) -> Stack:
@@ -361,6 +362,7 @@ def _relay(which: str, method: str) -> Action:
 
 async def _kill_redis(stack: Stack) -> None:
     os.kill(stack.redis.pid or 0, signal.SIGKILL)
+    await asyncio.to_thread(stack.redis.stop)  # reaps the killed process
 
 
 async def _restart_redis(stack: Stack) -> None:
