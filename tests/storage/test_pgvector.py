@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import secrets
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from semanticcache.key import lookup_digest
 from semanticcache.storage.pgvector import (
     PgVectorStore,
     SearchResult,
-    _skewed,
+    _plan_verdict,
     connection_options,
 )
 
@@ -37,12 +38,14 @@ async def log_plans(
     conn: psycopg.AsyncConnection[tuple[object, ...]], *, analyze: bool = False
 ) -> list[str]:
     """Have ``conn`` report every plan it runs (with ``analyze``, the nodes it never
-    executed marked so) as a notice; the list the plans are appended to."""
+    executed marked so, and the buffers each node read) as a notice; the list the plans
+    are appended to."""
     plans: list[str] = []
     await conn.execute("LOAD 'auto_explain'")
     await conn.execute("SET auto_explain.log_min_duration = 0")
     if analyze:
         await conn.execute("SET auto_explain.log_analyze = on")
+        await conn.execute("SET auto_explain.log_buffers = on")
     await conn.execute("SET auto_explain.log_nested_statements = on")
     await conn.execute("SET client_min_messages = log")  # the plans come as notices
     conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
@@ -50,7 +53,7 @@ async def log_plans(
 
 
 @contextlib.asynccontextmanager
-async def open_store(pg_uri: str, model_id: str) -> AsyncIterator[PgVectorStore]:
+async def open_store(pg_uri: str, model_id: str, dim: int = DIM) -> AsyncIterator[PgVectorStore]:
     """A store over a pool of one connection: settings made on it apply to the lookups."""
     pool = AsyncConnectionPool(
         pg_uri,
@@ -61,7 +64,7 @@ async def open_store(pg_uri: str, model_id: str) -> AsyncIterator[PgVectorStore]
     )
     await pool.open()
     try:
-        s = PgVectorStore(pool, model_id=model_id, dimension=DIM)
+        s = PgVectorStore(pool, model_id=model_id, dimension=dim)
         await s.ensure_schema()
         yield s
     finally:
@@ -141,10 +144,15 @@ async def test_partitions_and_expiry_hold_for_both_halves(store: PgVectorStore) 
     assert await store.lookup(mine, digest, vec(1.0), 0.0, k=5) == SearchResult([], None)
 
 
-async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
+async def test_exact_hit_never_runs_the_hnsw_scan(pg_uri: str) -> None:
     """auto_explain shows the lookup statement's plan: without an exact row, the search
     is pgvector's HNSW index scan under the partition filter; with one, the search never
     starts."""
+    async with open_store(pg_uri, "exact-hit-plan") as store:
+        await _exact_hit_never_runs_the_hnsw_scan(store)
+
+
+async def _exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
     partition = secrets.token_bytes(32)
     await put(store, partition, "the exact one", vec(1.0))
     async with store.pool.connection() as conn:
@@ -159,10 +167,6 @@ async def test_exact_hit_never_runs_the_hnsw_scan(store: PgVectorStore) -> None:
             (partition,),
         )
         await conn.execute(f"ANALYZE {store.table}")
-        # A table where HNSW is the planner's choice, as for a large partition in
-        # production; with so few rows it would rather sort (see
-        # test_a_small_partition_still_gets_its_top_k).
-        await conn.execute("SET enable_sort = off")
         plans = await log_plans(conn, analyze=True)
     # The pool holds one connection: the lookups below run on the one set up above.
     semantic = (
@@ -231,18 +235,149 @@ async def test_a_large_partition_keeps_its_hnsw_plan_among_tiny_ones(pg_uri: str
 
 
 @pytest.mark.parametrize(
-    ("row", "custom"),
+    ("row", "verdict"),
     [
-        (None, True),  # no table statistics yet: plan each search
-        ((0.0, None, None), True),
-        ((1000.0, 1.0, 1.0), False),  # one partition: one plan fits all
-        ((100_000.0, 500.0, 0.0025), False),  # 500 partitions alike
-        ((100_000.0, -0.5, None), False),  # 50,000 partitions of two rows
-        ((9000.0, -0.3334, 0.6667), True),  # 6,000 rows beside 3,000 one-row partitions
-        ((3000.0, 1001.0, 0.5), False),  # skewed, but the largest is 1,500 rows
+        (None, "custom"),  # no table statistics (analyzing failed): plan each search
+        ((0.0, None, None), "custom"),
+        ((1000.0, 1.0, 1.0), "index"),  # one partition of 1,000: the HNSW scan
+        ((100.0, 1.0, 1.0), "exact"),  # one partition of 100: reading them is cheaper
+        ((100_000.0, 500.0, 0.0025), "exact"),  # 500 partitions of 200 rows alike
+        ((1_000_000.0, 10.0, 0.1), "index"),  # 10 partitions of 100,000
+        ((100_000.0, -0.5, None), "exact"),  # 50,000 partitions of two rows
+        ((9000.0, -0.3334, 0.6667), "custom"),  # 6,000 rows beside 3,000 one-row partitions
+        ((3000.0, 1001.0, 0.5), "custom"),  # 1,500 rows beside 1,000 one-row partitions
     ],
 )
-def test_the_plan_policy_reads_skew_from_the_statistics(
-    row: tuple[float, float | None, float | None] | None, custom: bool
+def test_the_plan_policy_reads_partition_sizes_from_the_statistics(
+    row: tuple[float, float | None, float | None] | None, verdict: str
 ) -> None:
-    assert _skewed(row) is custom
+    assert _plan_verdict(row) == verdict
+
+
+WIDE = 384  # the default local model's dimension
+
+
+async def fill_wide(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    table: str,
+    partitions: str,
+    rows: int,
+    params: tuple[object, ...] = (),
+) -> None:
+    """``rows`` random 384-dimension rows, each with an incompressible 600-byte response
+    (a stored response, beside which a vector stored out of line costs a scan three
+    buffers a row); ``partitions`` is the SQL of each row ``g``'s partition."""
+    await conn.execute(
+        f"""
+        INSERT INTO {table} (partition, text_digest, lookup_text, embedding, response)
+        SELECT {partitions}, int8send(g), 'row ' || g,
+               (SELECT array_agg(random() - 0.5) FROM generate_series(1, {WIDE})
+                WHERE g > 0)::vector,
+               (SELECT string_agg(md5(random()::text || i), '') FROM generate_series(1, 19) AS i
+                WHERE g > 0)::bytea
+        FROM generate_series(1, {rows}) AS g
+        """,
+        params or None,
+    )
+
+
+def scan_node(plan: str) -> tuple[str, int]:
+    """The scan node under the sort of ``plan``, and the buffers it read."""
+    lines = plan.splitlines()
+    start = next(i for i, line in enumerate(lines) if "->  Sort" in line)
+    for i, line in enumerate(lines[start:], start):
+        if "Scan" in line:
+            buffers = next(
+                (
+                    int(m.group(1))
+                    for later in lines[i + 1 :]
+                    if (m := re.search(r"Buffers: shared hit=(\d+)", later))
+                ),
+                -1,
+            )
+            return line, buffers
+    raise AssertionError(plan)
+
+
+@pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "young"])
+async def test_1000_rows_of_384_dimensions_are_searched_by_the_hnsw_index(
+    pg_uri: str, analyzed: bool
+) -> None:
+    """One partition of 1,000 rows of the default model's dimension: the HNSW scan costs
+    a few hundred index entries, where a sort reads and compares all 1,000 rows. The
+    planner's costs for the sort leave that work out and would sort them, with
+    statistics (a sequential scan) or without (a young table: the partition's btree).
+    Both states get the HNSW scan, and no sort."""
+    async with open_store(pg_uri, f"hnsw-1000-{analyzed}", WIDE) as store:
+        partition = secrets.token_bytes(32)
+        async with store.pool.connection() as conn:
+            await conn.execute(f"ALTER TABLE {store.table} SET (autovacuum_enabled = false)")
+            await fill_wide(conn, store.table, "%s", 1000, (partition,))
+            if analyzed:
+                await conn.execute(f"ANALYZE {store.table}")
+            plans = await log_plans(conn, analyze=True)
+        query = [0.01 * (i % 7) for i in range(WIDE)]
+        for _ in range(8):  # past the plan cache's five custom plans
+            plans.clear()
+            found = await store.lookup(partition, b"none", query, 0.0)
+            assert found.nearest is not None
+            (searched,) = [p for p in plans if "<=>" in p]
+            assert "Index Scan using" in searched, searched
+            assert "_hnsw" in searched, searched
+            assert "Sort" not in searched, searched
+
+
+async def test_small_partitions_are_read_without_their_responses(pg_uri: str) -> None:
+    """100 partitions of 20 rows (each on a few heap pages): reading a partition's 20
+    rows beats walking the HNSW graph past the other partitions' rows. That scan reads
+    ids and vectors from the heap pages alone: its buffers are fewer than its rows (no
+    vector nor response fetched out of line), and only the nearest row's response is
+    read, by primary key."""
+    async with open_store(pg_uri, "narrow-exact", WIDE) as store:
+        async with store.pool.connection() as conn:
+            await fill_wide(conn, store.table, "int4send(g / 20)", 2000)
+            await conn.execute(f"ANALYZE {store.table}")
+            plans = await log_plans(conn, analyze=True)
+        query = [0.01 * (i % 5) for i in range(WIDE)]
+        for p in range(1, 9):
+            plans.clear()
+            found = await store.lookup(p.to_bytes(4, "big"), b"none", query, 0.0)
+            assert found.matches
+            assert len(found.matches[0].response) == 19 * 32
+            (searched,) = [x for x in plans if "<=>" in x]
+            assert "_hnsw" not in searched, searched
+            assert "Sort" in searched, searched
+            node, buffers = scan_node(searched)
+            assert "rows=20" in node, node
+            assert 0 < buffers < 20, searched
+
+
+async def test_skewed_384_dimension_partitions_get_their_own_plans(pg_uri: str) -> None:
+    """2,500 rows in one partition beside 500 one-row partitions (384 dimensions): the
+    large one is searched by the HNSW index, a one-row one by its btree."""
+    async with open_store(pg_uri, "skewed-wide", WIDE) as store:
+        large = b"\x01" * 32
+        async with store.pool.connection() as conn:
+            await fill_wide(
+                conn,
+                store.table,
+                "CASE WHEN g <= 2500 THEN %s ELSE int4send(g) END",
+                3000,
+                (large,),
+            )
+            await conn.execute(f"ANALYZE {store.table}")
+            plans = await log_plans(conn)
+        query = [0.01 * (i % 3) for i in range(WIDE)]
+        for g in range(2501, 2511):
+            plans.clear()
+            found = await store.lookup(g.to_bytes(4, "big"), b"none", query, 0.0)
+            assert found.nearest is not None
+            searched = [p for p in plans if "<=>" in p]
+            assert searched, plans
+            assert all("_hnsw" not in p for p in searched), plans
+        for _ in range(3):
+            plans.clear()
+            assert (await store.lookup(large, b"none", query, 0.0)).nearest is not None
+            searched = [p for p in plans if "<=>" in p]
+            assert searched, plans
+            assert all("_hnsw" in p and "Sort" not in p for p in searched), plans

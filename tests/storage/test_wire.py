@@ -164,3 +164,21 @@ async def test_timestamps_python_cannot_hold_are_data_errors(
     )
     with pytest.raises(psycopg.DataError, match=message):
         await far.fetch(conn, [literal.encode()])
+
+
+async def test_a_command_runs_and_its_errors_raise(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+) -> None:
+    """``command`` runs a statement without rows (the plan policy's ``ANALYZE``) on the
+    connection, and a server error is the psycopg class of its SQLSTATE."""
+    await conn.execute("CREATE TABLE wire_command (x int)")
+    await conn.execute("INSERT INTO wire_command SELECT generate_series(1, 10)")
+    await wire.command(conn, b"ANALYZE wire_command")
+    cur = await conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'wire_command'")
+    assert await cur.fetchone() == (10.0,)
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        await wire.command(conn, b"ANALYZE no_such_table")
+    with pytest.raises(psycopg.InterfaceError):
+        await wire.command(conn, b"SELECT 1")  # rows: not a command
+    cur = await conn.execute("SELECT 1")  # the connection is still usable
+    assert await cur.fetchone() == (1,)

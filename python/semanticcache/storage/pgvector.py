@@ -64,13 +64,17 @@ CREATE UNLOGGED TABLE IF NOT EXISTS semcache_similarity_counts (
     PRIMARY KEY (cache_table, outcome, bucket)
 )
 """
-# _PlanPolicy: partitions count as skewed past these; the statistics are read again
-# this often.
-_SKEW_RATIO: Final = 10.0
-_SKEW_MIN_ROWS: Final = 2000.0
+# _PlanPolicy: the statistics are read again this often.
 _PLAN_POLICY_SECONDS: Final = 60.0
+# _PlanPolicy: the HNSW scan serves a partition whose rows times its share of the table
+# reach this; an exact scan of the partition is cheaper below (benches/bench_plans.py).
+_INDEX_MIN_ROWS: Final = 300.0
+# reltuples scaled to the heap's current size, as the planner scales it: a table that
+# grew since its last ANALYZE is counted at its size now.
 _PARTITION_STATS_SQL: Final = (
-    "SELECT c.reltuples::float8, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
+    "SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples::float8 "
+    "/ c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::float8) "
+    "ELSE c.reltuples::float8 END, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
     "AND s.attname = 'partition' WHERE c.oid = to_regclass($1)"
@@ -212,34 +216,53 @@ def table_name_for(model_id: str, dimension: int) -> str:
     return f"{_TABLE_PREFIX}{slug}{suffix}"
 
 
-class _PlanPolicy:
-    """Whether a table's searches must be planned for each partition (custom plans) or
-    may share one cached plan (generic), from the planner's own statistics.
+CUSTOM: Final = "custom"
+INDEX: Final = "index"
+EXACT: Final = "exact"
 
-    A generic plan is sized for the average partition. That is right when partitions
-    are of similar sizes (one partition, or many alike), and saves the planning of
-    every search. It is wrong when the largest partition holds more than
-    ``_SKEW_RATIO`` times the average and more than ``_SKEW_MIN_ROWS`` rows: sorting
-    it in full (the plan for small partitions) would cost milliseconds to seconds.
-    Custom plans are also the choice while the table has no statistics. Checked on
-    the first search and then every ``_PLAN_POLICY_SECONDS``, with one more statement
-    on the search's own connection.
+
+class _PlanPolicy:
+    """How a table's searches are planned, from the planner's own statistics: one of
+
+    - ``INDEX``: one cached plan that is the HNSW scan (the statement runs with
+      ``enable_sort`` off, see :func:`connection_options`, so that the planner, whose
+      costs for ``<=>`` under a sort leave out the distance work on wide vectors, cannot
+      pick a sort);
+    - ``EXACT``: one cached plan that reads the partition's ids and vectors and keeps
+      the nearest (the statement's ordering is not the index's);
+    - ``CUSTOM``: the lookup function, which plans the search for each lookup's
+      partition.
+
+    A partition is served best by the HNSW scan when its rows times its share of the
+    table reach ``_INDEX_MIN_ROWS`` (the scan walks about ``1 / share`` index entries for
+    each candidate it keeps, the exact scan reads the partition's rows), else by the
+    exact scan. When that choice is the same for the average partition and the largest
+    one, one cached plan fits every partition; when they differ (one large partition
+    beside many small ones), custom plans. A table without statistics yet is analyzed first
+    (Postgres's autovacuum would take up to minutes; the planner's guesses meanwhile
+    sort the partition); custom plans while that fails (a role that may not). Checked
+    on the first search and then every ``_PLAN_POLICY_SECONDS``, on the search's own
+    connection.
     """
 
     def __init__(self, table: str) -> None:
         self._table = table.encode()
-        self._custom = True
+        self._analyze = sql.SQL("ANALYZE {t}").format(t=sql.Identifier(table)).as_bytes()
+        self._verdict: str = CUSTOM
         self._due = 0.0
 
-    async def custom(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> bool:
+    async def verdict(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> str:
         now = time.monotonic()
         if now >= self._due:
             self._due = now + _PLAN_POLICY_SECONDS
             with contextlib.suppress(psycopg.Error):  # keep the last verdict
-                # A wire statement, as the search's own: interrupted, it ends at once.
+                # Wire statements, as the search's own: interrupted, they end at once.
                 rows = await _PARTITION_STATS.fetch(conn, (self._table,))
-                self._custom = _skewed(rows[0] if rows else None)
-        return self._custom
+                if not _has_statistics(rows[0] if rows else None):
+                    await wire.command(conn, self._analyze)
+                    rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                self._verdict = _plan_verdict(rows[0] if rows else None)
+        return self._verdict
 
 
 def similarity_bucket(similarity: float) -> int:
@@ -247,16 +270,25 @@ def similarity_bucket(similarity: float) -> int:
     return min(SIMILARITY_BUCKETS - 1, max(0, int(similarity * SIMILARITY_BUCKETS)))
 
 
-def _skewed(row: tuple[Any, ...] | None) -> bool:
-    """The policy's verdict on a (reltuples, n_distinct, largest frequency) row."""
-    if row is None or row[0] is None or row[1] is None or row[0] <= 0:
-        return True  # no statistics yet
+def _has_statistics(row: tuple[Any, ...] | None) -> bool:
+    return row is not None and row[0] is not None and row[1] is not None and row[0] > 0
+
+
+def _plan_verdict(row: tuple[Any, ...] | None) -> str:
+    """The policy's verdict on a (rows, n_distinct, largest frequency) row."""
+    if row is None or not _has_statistics(row):
+        return CUSTOM  # no statistics (or an empty table)
     rows, n_distinct, top = float(row[0]), float(row[1]), row[2]
     # Negative n_distinct: minus the share of the rows that are distinct.
     distinct = max(1.0, n_distinct if n_distinct > 0 else -n_distinct * rows)
     average = rows / distinct
-    largest = float(top) * rows if top is not None else average
-    return largest > _SKEW_MIN_ROWS and largest > _SKEW_RATIO * average
+    largest = max(average, float(top) * rows if top is not None else average)
+    # A partition of r rows: the HNSW scan walks about rows / r index entries for each
+    # it keeps; the exact scan reads r rows.
+    small, large = (r * r / rows >= _INDEX_MIN_ROWS for r in (average, largest))
+    if small != large:
+        return CUSTOM  # no one plan fits both the largest and the average partition
+    return INDEX if small else EXACT
 
 
 class PgVectorStore:
@@ -326,8 +358,10 @@ class PgVectorStore:
             [wire.INT8_OID],
             [wire.load_bytea],
         )
-        self._lookup_top1 = self._lookup_statement(top1=True)
-        self._lookup_topk = self._lookup_statement(top1=False)
+        self._lookup_top1 = self._lookup_statement(top1=True, exact=False)
+        self._lookup_topk = self._lookup_statement(top1=False, exact=False)
+        self._exact_top1 = self._lookup_statement(top1=True, exact=True)
+        self._exact_topk = self._lookup_statement(top1=False, exact=True)
         # Versioned: CREATE OR REPLACE cannot change a function's arguments or result
         # columns, and a process of an earlier version must keep the body it expects
         # (v3 returns rows below the threshold, which v2's callers would serve), so a
@@ -396,6 +430,23 @@ class PgVectorStore:
                         """
                     ).format(t=self._t, dim=sql.Literal(self._dimension))
                 )
+                # Vectors stay in the row (MAIN), responses and texts go to TOAST first: an
+                # exact scan reads ids and vectors from the heap alone. With the default
+                # (EXTERNAL), a 384-dimension vector beside a response of a few hundred
+                # bytes was moved out of line: three buffers a row for every scan.
+                # Altered only when needed: the ALTER locks out every lookup.
+                cur = await conn.execute(
+                    "SELECT attstorage FROM pg_attribute "
+                    "WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                    (self._t.as_string(conn),),
+                )
+                storage = await cur.fetchone()
+                if storage is None or storage[0] != "m":
+                    await conn.execute(
+                        sql.SQL("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE MAIN").format(
+                            t=self._t
+                        )
+                    )
                 # Tables created by earlier versions: add the newer columns in place.
                 await conn.execute(
                     sql.SQL(
@@ -674,12 +725,18 @@ class PgVectorStore:
         try:
             conn = await self._pool.getconn()  # see _fetch
             try:
-                if await self._plans.custom(conn):
+                verdict = await self._plans.verdict(conn)
+                if verdict == CUSTOM:
                     rows = await self._lookup_skewed.fetch(conn, params)
+                elif verdict == INDEX:
+                    if k == 1:
+                        rows = await self._lookup_top1.fetch(conn, params[:4])
+                    else:
+                        rows = await self._lookup_topk.fetch(conn, params)
                 elif k == 1:
-                    rows = await self._lookup_top1.fetch(conn, params[:4])
+                    rows = await self._exact_top1.fetch(conn, params[:4])
                 else:
-                    rows = await self._lookup_topk.fetch(conn, params)
+                    rows = await self._exact_topk.fetch(conn, params)
             finally:
                 await self._pool.putconn(conn)
         except psycopg.Error as exc:
@@ -886,7 +943,7 @@ class PgVectorStore:
         """libpq ``options`` the pool's connections need: see :func:`connection_options`."""
         return connection_options(self._ef_search)
 
-    def _lookup_statement(self, *, top1: bool) -> ReadStatement:
+    def _lookup_statement(self, *, top1: bool, exact: bool) -> ReadStatement:
         """The lookup path's one statement: the exact probe, and the stage-1 search run
         only if the probe found nothing. Parameters: partition, text digest, vector,
         threshold (and k, unless ``top1``).
@@ -915,6 +972,12 @@ class PgVectorStore:
         to 170 us more than the table's lookup function (:meth:`_lookup_function_ddl`),
         which the lookups use then. Otherwise the function costs 40 to 80 us a lookup
         more than this statement (1,000 and 100,000 rows).
+
+        Two versions, one for each of the plan policy's verdicts: the index's (its
+        ordering is the HNSW index's, and the pool's connections run with ``enable_sort``
+        off, so the plan is the HNSW scan), and with ``exact``, one whose ordering the
+        index cannot serve (``+ 0``): the partition's rows are read (heap only: the
+        vectors are stored in the row) and the nearest kept by a top-N sort.
         """
         probe = sql.SQL(
             "SELECT id, response, created_at, 1.0::float8 AS similarity, text_digest, "
@@ -922,9 +985,13 @@ class PgVectorStore:
             "FROM {t} WHERE partition = $1 AND text_digest = $2 AND expires_at > now()"
         ).format(t=self._t)
         nearest = sql.SQL(
-            "SELECT id, embedding <=> $3 AS distance FROM {t} "
+            "SELECT id, {distance} AS distance FROM {t} "
             "WHERE partition = $1 AND expires_at > now() ORDER BY distance LIMIT {k}"
-        ).format(t=self._t, k=sql.SQL("1" if top1 else "$5"))
+        ).format(
+            t=self._t,
+            k=sql.SQL("1" if top1 else "$5"),
+            distance=sql.SQL("(embedding <=> $3) + 0" if exact else "embedding <=> $3"),
+        )
         columns = sql.SQL(
             "e.id, CASE WHEN {first}1 - n.distance >= $4 THEN e.response END, e.created_at, "
             "1 - n.distance, e.text_digest, e.lookup_text, NULL::timestamptz "
@@ -1057,6 +1124,7 @@ class PgVectorStore:
             #variable_conflict use_column
             DECLARE
                 _mode text := current_setting('plan_cache_mode');
+                _sort text := current_setting('enable_sort');
             BEGIN
                 RETURN QUERY
                     SELECT id, response, created_at, 1.0::double precision, text_digest,
@@ -1068,6 +1136,9 @@ class PgVectorStore:
                 END IF;
                 IF _custom THEN
                     PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+                    -- The planner's choice for each partition (connection_options
+                    -- turns sorts off for the cached plans).
+                    PERFORM set_config('enable_sort', 'on', true);
                 END IF;
                 IF _k = 1 THEN
                     RETURN QUERY {top1};
@@ -1076,6 +1147,7 @@ class PgVectorStore:
                 END IF;
                 IF _custom THEN
                     PERFORM set_config('plan_cache_mode', _mode, true);
+                    PERFORM set_config('enable_sort', _sort, true);
                 END IF;
             END
             $semcache$
@@ -1172,12 +1244,14 @@ def connection_options(ef_search: int | None) -> str:
     """libpq ``options`` for a store's pool connections: the HNSW search settings.
 
     ``-c hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; older servers drop the
-    unknown setting with a warning in their log) and ``-c hnsw.ef_search=N`` when
+    unknown setting with a warning in their log), ``-c enable_sort=off`` (the search's
+    cached plan is the HNSW scan where the store's plan policy chose it; its exact
+    scans and the lookup function are unaffected) and ``-c hnsw.ef_search=N`` when
     ``ef_search`` is set. They apply to every query of the connection, so give the store a
     pool of its own. Without them, searches still return correct rows, but a small
     partition of a large table may get fewer than ``k``.
     """
-    options = ["-c hnsw.iterative_scan=relaxed_order"]
+    options = ["-c hnsw.iterative_scan=relaxed_order", "-c enable_sort=off"]
     if ef_search is not None:
         options.append(f"-c hnsw.ef_search={ef_search}")
     return " ".join(options)

@@ -227,6 +227,20 @@ class ReadStatement:
             raise psycopg.DataError(f"statement {self.name.decode()}: {exc}") from exc
 
 
+async def command(conn: psycopg.AsyncConnection[Any], query: bytes) -> None:
+    """Run one statement without parameters or rows (``ANALYZE``) as the reads run:
+    interrupted, it returns at once. A server error raises its ``psycopg.Error``."""
+    pgconn = conn.pgconn
+    pgconn.send_query(query)
+    result = _last(await _wait(pgconn))
+    if result.status == pq.ExecStatus.FATAL_ERROR:
+        raise errors.error_from_result(result, encoding=conn.info.encoding)
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.InterfaceError(
+            f"unexpected result status {pq.ExecStatus(result.status).name}"
+        )
+
+
 async def _wait(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
     """The results of the statement sent on ``pgconn``; cancelled, it returns at once
     (see the module doc)."""
