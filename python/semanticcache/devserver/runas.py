@@ -128,29 +128,19 @@ def run(argv: list[str], run_as: RunAs | None, *, timeout: float, what: str) -> 
     # hold a pipe open and hang the read.
     with tempfile.TemporaryFile("w+") as out:
         try:
-            if run_as is None:
-                done = subprocess.run(  # noqa: S603 - argv from bundled binaries, no shell
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd="/",
-                    timeout=timeout,
-                    check=False,
-                )
-            else:
-                done = subprocess.run(  # noqa: S603
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd="/",
-                    timeout=timeout,
-                    check=False,
-                    user=run_as.uid,
-                    group=run_as.gid,
-                    extra_groups=[],
-                )
+            done = subprocess.run(  # noqa: S603 - argv from bundled binaries, no shell
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd="/",
+                timeout=timeout,
+                check=False,
+                user=None if run_as is None else run_as.uid,
+                group=None if run_as is None else run_as.gid,
+                # As root, root's supplementary groups are dropped with its uid.
+                extra_groups=None if run_as is None else [],
+            )
         except subprocess.TimeoutExpired:
             raise EmbeddedPostgresError(f"{what} did not finish within {timeout:.0f} s") from None
         except OSError as exc:
