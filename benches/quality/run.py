@@ -22,7 +22,9 @@ pairs (0, 2, 4...), applied to the odd ones. ``--from-scores`` re-evaluates a sa
         [--pg-uri postgresql://...] [--json out.json] [--markdown out.md] [--plot out.png]
 
 Without ``--pg-uri`` an embedded Postgres is started in a temporary folder and stopped
-after.
+after. The data (non-commercial terms, so not in this repository) is read from the
+project's shared folder beside the checkout, or from ``--data`` /
+``SEMCACHE_QUALITY_DATA``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import secrets
 import sys
 import tempfile
@@ -56,8 +59,20 @@ from semanticcache.calibration import (
     threshold_for_false_hit_rate,
 )
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata"
-DEFAULT_DATA = DEFAULT_DATA / "qqp_gptcache" / "dev.jsonl"
+DATA_ENV = "SEMCACHE_QUALITY_DATA"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "evaldata"
+DEFAULT_DATA = Path(os.environ.get(DATA_ENV) or SHARED_DATA / "qqp_gptcache" / "dev.jsonl")
+
+
+def missing_data_message(path: Path) -> str:
+    """Where to get the labelled pairs, for a run or a test that finds ``path`` absent."""
+    return (
+        f"answer-quality data not found at {path}: it is qqp_gptcache/dev.jsonl (40,797 "
+        "labelled Quora question pairs from GPTCache's benchmark file; non-commercial "
+        "terms, so not in this repository), read from the project's shared folder "
+        "../shared/evaldata/ beside the checkout; point --data or "
+        f"{DATA_ENV} at a copy (docs/BENCHMARKS.md, 'Answer quality')"
+    )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -311,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="evaluate the similarities a --scores file holds instead of running the cache",
     )
     args = parser.parse_args(argv)
+    if not args.data.is_file():
+        sys.stderr.write(f"error: {missing_data_message(args.data)}\n")
+        return 2
     pairs = load_pairs(args.data, args.limit)
     names = [n.strip() for n in args.embedders.split(",") if n.strip()]
     if args.from_scores:
