@@ -30,6 +30,8 @@ from training.verifier.common import (
     LabelledPair,
     load_jsonl,
     load_split,
+    rates_at,
+    threshold_at_fpr,
 )
 from training.verifier.evaluate import at_threshold, format_summary, summarise
 from training.verifier.features import NAMES, TokenEncoder, pair_features
@@ -109,11 +111,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     results["cosine"] = summarise(cosine_scores, eval_pairs)
     print(format_summary("cosine alone", results["cosine"]))
 
+    # The boosted model's settings: the best QQP-calibrate recall at its own 1 % threshold
+    # (the test split is not looked at).
+    best: tuple[float, dict[str, Any]] | None = None
+    x_cal = matrix("qqp", "calibrate")
+    y_cal = [p.label for p in pairs["qqp"]["calibrate"]]
+    for grid in (
+        {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 31},
+        {"max_iter": 800, "learning_rate": 0.03, "max_leaf_nodes": 63, "min_samples_leaf": 40},
+        {"max_iter": 300, "learning_rate": 0.1, "max_leaf_nodes": 15},
+        {"max_iter": 600, "learning_rate": 0.05, "max_leaf_nodes": 31, "l2_regularization": 1.0},
+    ):
+        trial = HistGradientBoostingClassifier(random_state=SEED, **grid).fit(x_train, y_train)
+        cal = trial.predict_proba(x_cal)[:, 1]
+        recall = rates_at(cal, y_cal, threshold_at_fpr(cal, y_cal))[0]
+        print(f"  boosted {grid}: QQP-calibrate recall at 1 % {100 * recall:.1f}%")
+        if best is None or recall > best[0]:
+            best = (recall, grid)
+    assert best is not None
+    results["boosted_settings"] = best[1]
     models: dict[str, Any] = {
         "logistic": make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)),
-        "boosted": HistGradientBoostingClassifier(
-            max_iter=400, learning_rate=0.05, max_leaf_nodes=31, random_state=SEED
-        ),
+        "boosted": HistGradientBoostingClassifier(random_state=SEED, **best[1]),
     }
     # Timing: embedding both texts of 5 short pairs (the query's vector exists already in
     # the cache; the stored text's token states would be new), the features, the model.
