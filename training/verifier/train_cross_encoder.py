@@ -470,10 +470,13 @@ def evaluate(args: argparse.Namespace) -> None:
     def score_all(score: Callable[[Sequence[LabelledPair]], Any]) -> dict[str, dict[str, Any]]:
         return {k: {s: score(p) for s, p in v.items()} for k, v in eval_pairs.items()}
 
-    t0 = time.monotonic()
-    results["torch"] = summarise(score_all(lambda p: score_torch(model, tokenizer, p)), eval_pairs)
-    seconds = time.monotonic() - t0
-    log(format_summary(f"torch fp32 {checkpoint.name} ({seconds:.0f} s)", results["torch"]))
+    if args.torch_scores:
+        t0 = time.monotonic()
+        results["torch"] = summarise(
+            score_all(lambda p: score_torch(model, tokenizer, p)), eval_pairs
+        )
+        seconds = time.monotonic() - t0
+        log(format_summary(f"torch fp32 {checkpoint.name} ({seconds:.0f} s)", results["torch"]))
 
     fp32 = run / f"{checkpoint.stem}.onnx"
     int8 = run / f"{checkpoint.stem}.int8.onnx"
@@ -518,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--evaluate", action="store_true", help="evaluate instead of training")
     parser.add_argument("--checkpoint", default=None, help="with --evaluate: this checkpoint")
     parser.add_argument("--eval-limit", type=int, default=None, help="first N pairs per split")
+    parser.add_argument(
+        "--torch-scores", action="store_true", help="with --evaluate: score with torch too"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.evaluate:
