@@ -1,0 +1,1 @@
+"""Stage-2 verifier training: does a stored text want the same answer as a query?"""
