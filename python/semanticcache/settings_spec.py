@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
@@ -311,6 +311,22 @@ class _Url(Kind):
 
     type_name = "URL"
 
+    def _masked(self, env: str, value: object) -> tuple[str, str]:
+        """``value`` as a string, and as shown in errors (credentials masked)."""
+        if not isinstance(value, str):
+            raise _type_error(env, "a string", value, self.describe())
+        return value, mask_connection_string(value)
+
+    def _split(self, env: str, value: object) -> tuple[SplitResult, int | None, str]:
+        """``value`` split, its port (checked), and ``value`` as shown in errors."""
+        text, shown = self._masked(env, value)
+        try:
+            parts = urlsplit(text)
+            port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+        except ValueError:
+            raise error(env, f"cannot be parsed: {shown!r}", self.describe()) from None
+        return parts, port, shown
+
 
 @dataclass(frozen=True, slots=True)
 class PgUri(_Url):
@@ -318,9 +334,7 @@ class PgUri(_Url):
 
     def check(self, env: str, value: object, owner: Any) -> object:
         accepted = self.describe()
-        if not isinstance(value, str):
-            raise _type_error(env, "a string", value, accepted)
-        shown = mask_connection_string(value)
+        value, shown = self._masked(env, value)
         is_uri = value.startswith(_PG_URI_PREFIXES)
         if not value.strip() or (not is_uri and (_URI_SCHEME.match(value) or "=" not in value)):
             raise error(env, f"is not a Postgres connection string: {shown!r}", accepted)
@@ -345,14 +359,7 @@ class PgUri(_Url):
 class RedisUri(_Url):
     def check(self, env: str, value: object, owner: Any) -> object:
         accepted = self.describe()
-        if not isinstance(value, str):
-            raise _type_error(env, "a string", value, accepted)
-        shown = mask_connection_string(value)
-        try:
-            parts = urlsplit(value)
-            port = parts.port  # raises ValueError for a non-numeric or out-of-range port
-        except ValueError:
-            raise error(env, f"cannot be parsed: {shown!r}", accepted) from None
+        parts, port, shown = self._split(env, value)
         if parts.scheme not in _REDIS_SCHEMES:
             raise error(env, f"has an unsupported scheme: {shown!r}", accepted)
         if parts.scheme == "unix":
@@ -372,17 +379,9 @@ class RedisUri(_Url):
 @dataclass(frozen=True, slots=True)
 class HttpUrl(_Url):
     def check(self, env: str, value: object, owner: Any) -> object:
-        accepted = self.describe()
-        if not isinstance(value, str):
-            raise _type_error(env, "a string", value, accepted)
-        shown = mask_connection_string(value)
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018  (raises ValueError for a bad port)
-        except ValueError:
-            raise error(env, f"cannot be parsed: {shown!r}", accepted) from None
+        parts, _, shown = self._split(env, value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise error(env, f"is not an http(s) URL: {shown!r}", accepted)
+            raise error(env, f"is not an http(s) URL: {shown!r}", self.describe())
         return value
 
     def describe(self) -> str:
