@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from semanticcache.devserver import EmbeddedPostgres
 from semanticcache.storage import wire
-from semanticcache.storage.embedded import EmbeddedPostgres
 from semanticcache.storage.pgvector import (
     CUSTOM,
     INDEX,

@@ -41,9 +41,9 @@ from psycopg import sql  # noqa: E402
 
 from semanticcache import HashingEmbedder, SemanticCache  # noqa: E402
 from semanticcache._native import scan_request  # noqa: E402
+from semanticcache.devserver import EmbeddedPostgres  # noqa: E402
 from semanticcache.key import CacheKey  # noqa: E402
 from semanticcache.middleware.record import StoredResponse, encode_record  # noqa: E402
-from semanticcache.storage.embedded import EmbeddedPostgres  # noqa: E402
 
 PATH = "/v1/chat/completions"
 STORED = "What is the capital of France?"

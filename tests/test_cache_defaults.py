@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache
+from semanticcache.devserver import EmbeddedPostgres
 from semanticcache.embedders.local import LocalEmbedder
 from semanticcache.errors import ConfigurationError
 from semanticcache.settings import CacheSettings, reset_cache_settings
-from semanticcache.storage.embedded import EmbeddedPostgres
 
 
 @pytest.fixture

@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.pg_uri:
         results = asyncio.run(run(args.pg_uri, names, pairs, args.concurrency))
     else:
-        from semanticcache.storage.embedded import EmbeddedPostgres
+        from semanticcache.devserver import EmbeddedPostgres
 
         with tempfile.TemporaryDirectory(prefix="semcache-quality-") as folder:
             server = EmbeddedPostgres(Path(folder) / "data")

@@ -205,7 +205,7 @@ def _start_embedded_postgres(data_dir: Path | None) -> str:
     Blocking (initdb, pg_ctl): called in a worker thread. The server is left running when
     the cache closes, so that other workers and the next start reuse it.
     """
-    from semanticcache.storage.embedded import EmbeddedPostgres  # POSIX-only module
+    from semanticcache.devserver import EmbeddedPostgres  # POSIX-only module
 
     folder = data_dir or default_embedded_data_dir()
     _log.warning(

@@ -12,9 +12,9 @@ import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache
 from semanticcache.cli import main, serve
+from semanticcache.devserver import EmbeddedPostgres
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.settings import CacheSettings
-from semanticcache.storage.embedded import EmbeddedPostgres
 
 
 def _fake_proxy(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

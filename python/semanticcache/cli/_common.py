@@ -113,7 +113,7 @@ def postgres(
         return
     # Imported here: the embedded launcher is development-only, POSIX-only machinery.
     try:
-        from semanticcache.storage.embedded import EmbeddedPostgres
+        from semanticcache.devserver import EmbeddedPostgres
     except ImportError as exc:  # fcntl / pwd: not on Windows
         raise EmbeddedPostgresError(
             f"the embedded Postgres is not available on this platform ({exc}); "

@@ -1,4 +1,4 @@
-"""Storage back ends: the pgvector store and the embedded development Postgres.
+"""Storage back ends: the pgvector store and the optional Redis tier.
 
-Submodules are imported on demand: the embedded launcher needs the ``embedded`` extra.
+Submodules are imported on demand: the Redis tier needs the ``redis`` extra.
 """

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 import semanticcache
+from semanticcache.devserver import EmbeddedPostgres
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, StorageError
-from semanticcache.storage.embedded import EmbeddedPostgres, default_data_dir
+from semanticcache.settings import default_embedded_data_dir
 
 
 def _can_connect(uri: str) -> bool:
@@ -112,7 +113,7 @@ def test_concurrent_starts_from_two_processes_share_one_server(tmp_path: Path) -
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from semanticcache.storage.embedded import EmbeddedPostgres
+        from semanticcache.devserver import EmbeddedPostgres
         print(EmbeddedPostgres(Path({str(data)!r})).start())
         """
     )
@@ -206,10 +207,12 @@ def test_refuses_to_drop_the_maintenance_database(pg_server: EmbeddedPostgres) -
 
 
 def test_default_data_dir_follows_xdg_cache_home(tmp_path: Path) -> None:
-    assert default_data_dir({"XDG_CACHE_HOME": str(tmp_path)}) == (
+    assert default_embedded_data_dir({"XDG_CACHE_HOME": str(tmp_path)}) == (
         tmp_path / "fastapi-semcache" / "postgres"
     )
-    assert default_data_dir({}) == Path.home() / ".cache" / "fastapi-semcache" / "postgres"
+    expected = Path.home() / ".cache" / "fastapi-semcache" / "postgres"
+    assert default_embedded_data_dir({}) == expected
+    assert default_embedded_data_dir({"XDG_CACHE_HOME": ""}) == expected
 
 
 def test_stop_without_start_is_a_no_op(tmp_path: Path) -> None:
@@ -254,7 +257,7 @@ def test_runs_as_a_normal_user(tmp_path: Path) -> None:
         import os
         from pathlib import Path
         import psycopg
-        from semanticcache.storage.embedded import EmbeddedPostgres
+        from semanticcache.devserver import EmbeddedPostgres
         assert os.geteuid() != 0
         with EmbeddedPostgres(Path({str(data / "pg")!r})) as pg:
             uri = pg.create_database("userdb")
