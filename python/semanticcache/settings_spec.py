@@ -128,14 +128,17 @@ class Choice(Kind):
         lowered = raw.lower()
         return None if lowered == self.unset_word else lowered
 
+    def accepted(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
     def check(self, env: str, value: object, owner: Any) -> object:
         if not isinstance(value, str) or value not in self.choices:
-            raise error(env, f"is not a known value: {value!r}", self.describe())
+            raise error(env, f"is not a known value: {value!r}", self.accepted())
         return value
 
     def describe(self) -> str:
-        accepted = "one of " + ", ".join(self.choices)
-        return f"{accepted} (or `{self.unset_word}`)" if self.unset_word else accepted
+        unset = f" (or `{self.unset_word}` in the environment)" if self.unset_word else ""
+        return self.accepted() + unset
 
 
 @dataclass(frozen=True, slots=True)
