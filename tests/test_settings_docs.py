@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import semanticcache
 from semanticcache.settings import CacheSettings
 from semanticcache.settings_doc import render_reference
 from semanticcache.settings_spec import env_name
@@ -33,7 +35,13 @@ def test_readme_links_the_reference() -> None:
 
 def test_script_check_mode_accepts_the_current_file() -> None:
     script = ROOT / "scripts" / "gen_config_docs.py"
+    # The package this test imports, whether installed or on PYTHONPATH.
+    env = {**os.environ, "PYTHONPATH": str(Path(semanticcache.__file__).parent.parent)}
     ok = subprocess.run(
-        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+        [sys.executable, str(script), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
