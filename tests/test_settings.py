@@ -643,3 +643,43 @@ def test_get_cache_settings_does_not_cache_a_failure(monkeypatch: pytest.MonkeyP
         get_cache_settings()
     monkeypatch.setenv(P + "THRESHOLD", "0.7")
     assert get_cache_settings().threshold == 0.7
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"hit_response_mode": "auto"},
+            "SEMANTIC_CACHE_HIT_RESPONSE_MODE is not a known value: 'auto'; "
+            "accepted: one of single, stream",
+        ),
+        (
+            {"pgvector_hnsw_ef_construction": 31},
+            "SEMANTIC_CACHE_PGVECTOR_HNSW_EF_CONSTRUCTION is 31, below 2 * "
+            "SEMANTIC_CACHE_PGVECTOR_HNSW_M (32); accepted: an integer from 32 to 1000",
+        ),
+        (
+            {"pg_pool_min_size": 5, "pg_pool_max_size": 4},
+            "SEMANTIC_CACHE_PG_POOL_MAX_SIZE is out of range: 4; accepted: an integer >= 5",
+        ),
+        (
+            {"rejection_threshold": 0.9},
+            "SEMANTIC_CACHE_REJECTION_THRESHOLD is out of range: 0.9; "
+            "accepted: unset, or from SEMANTIC_CACHE_THRESHOLD (0.95) to 1.0",
+        ),
+        (
+            {"pg_ttl_days": 1.0, "redis_ttl_seconds": 86401},
+            "SEMANTIC_CACHE_REDIS_TTL_SECONDS is 86401, longer than SEMANTIC_CACHE_PG_TTL_DAYS "
+            "(86400 s); accepted: an integer from 1 to 86400",
+        ),
+        (
+            {"openai_api_key": " "},
+            "SEMANTIC_CACHE_OPENAI_API_KEY is blank; accepted: unset, or a non-empty string",
+        ),
+    ],
+)
+def test_exact_messages(kwargs: dict[str, Any], message: str) -> None:
+    # Messages that depend on another setting, or that must not show the value.
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings(**kwargs)
+    assert str(info.value) == message
