@@ -117,8 +117,11 @@ class RequestKey:
         def make_key() -> CacheKey:
             # Normalising and hashing a long text: off the loop past OFF_LOOP_CHARS.
             self.text_digest = log_digest(settings.effective_log_digest_key, query)
-            key = None if extracted else CacheKey.from_scan(scan, scope=scope, route=self.target)
-            return key or CacheKey(
+            if not extracted:
+                key = CacheKey.from_scan(scan, scope=scope, route=self.target)
+                assert key is not None, "text is the scan's query"
+                return key
+            return CacheKey(
                 text=query,
                 scope=scope,
                 route=self.target,
