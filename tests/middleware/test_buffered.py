@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
-from semanticcache.middleware.core.extractors import trusted_extract_scope_from_server_side
+from semanticcache.middleware.extractors import trusted_extract_scope_from_server_side
 from semanticcache.settings import ResponseMode
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 

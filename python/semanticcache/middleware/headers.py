@@ -1,24 +1,32 @@
 """Request and response header rules shared by the middleware and the proxy: hop-by-hop
-fields, credentials, cookies, ``Vary`` and the request target that keys a route."""
+fields, credentials, cookies, ``Cache-Control``, ``Vary`` and the request target that keys
+a route."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping
-from typing import Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 __all__ = [
     "DEFAULT_CREDENTIAL_HEADERS",
     "HOP_BY_HOP",
     "VARY_ANY",
+    "CacheControl",
     "RouteKey",
+    "content_type",
     "credential_bytes",
     "credential_entries",
     "header_values",
+    "is_sse",
+    "parse_cache_control",
     "parse_cookies",
     "request_target",
     "vary_names",
     "vary_route",
+    "with_header",
+    "with_headers",
 ]
 
 RouteKey = Literal["target", "path_query", "path"]
@@ -57,11 +65,79 @@ VARY_ANY: Final = "*"
 # identity is acceptable to every client: Accept-Encoding cannot change what is served.
 _VARY_IGNORED: Final = frozenset({"accept-encoding"})
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+_SSE_TYPE: Final = b"text/event-stream"
+_MAX_AGE_CAP: Final = 2**31
+_MAX_AGE_DIGITS: Final = 11
 
 
 def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     """The values of header ``name`` (lower-case) in order."""
     return [v for n, v in headers if n.lower() == name]
+
+
+def content_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The first ``Content-Type`` value (empty when there is none)."""
+    values = header_values(headers, b"content-type")
+    return values[0] if values else b""
+
+
+def is_sse(content_type: bytes) -> bool:
+    """Whether a ``Content-Type`` value is ``text/event-stream`` (any parameters)."""
+    return content_type.split(b";", 1)[0].strip().lower() == _SSE_TYPE
+
+
+def with_headers(message: Mapping[str, Any], extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """An ASGI ``http.response.start`` message with ``extra`` set (replacing those names)."""
+    names = {n for n, _ in extra}
+    headers = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+    return {**message, "headers": headers + extra}
+
+
+def with_header(
+    headers: list[tuple[bytes, bytes]], name: bytes, value: bytes
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``name`` (lower-case) set to ``value`` alone."""
+    return [(n, v) for n, v in headers if n != name] + [(name, value)]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """The request's ``Cache-Control`` directives the cache obeys."""
+
+    no_store: bool = False
+    no_cache: bool = False
+    max_age: int | None = None
+
+
+def parse_cache_control(values: Iterable[bytes]) -> CacheControl:
+    """The directives of a request's ``Cache-Control`` lines."""
+    no_store = no_cache = False
+    max_age: int | None = None
+    for value in values:
+        for raw in value.split(b","):
+            name, _, arg = raw.strip().partition(b"=")
+            name = name.strip().lower()
+            if name == b"no-store":
+                no_store = True
+            elif name == b"no-cache":
+                no_cache = True
+            elif name == b"max-age":
+                digits = arg.strip().strip(b'"')
+                if digits.isdigit():
+                    # Past 2**31 means "any age" (RFC 9111, 1.2.2); never int() a
+                    # thousands-digit value (CPython refuses it: a 500 before the app).
+                    significant = digits.lstrip(b"0") or b"0"
+                    age = (
+                        _MAX_AGE_CAP
+                        if len(significant) > _MAX_AGE_DIGITS
+                        else min(int(significant), _MAX_AGE_CAP)
+                    )
+                    # Several max-age values: the strictest wins.
+                    max_age = age if max_age is None else min(max_age, age)
+                else:
+                    # An unreadable max-age must not widen what is served.
+                    max_age = 0
+    return CacheControl(no_store, no_cache, max_age)
 
 
 def parse_cookies(values: Iterable[bytes]) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from semanticcache.cache import SemanticCache
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.middleware.asgi import ResponseValidator, SemanticCacheMiddleware
-from semanticcache.middleware.core.extractors import Extractor
+from semanticcache.middleware.extractors import Extractor
 from semanticcache.middleware.headers import RouteKey
 from semanticcache.proxy.forward import Forwarder
 from semanticcache.settings import CacheSettings, HitResponseMode, ResponseMode

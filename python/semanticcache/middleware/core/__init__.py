@@ -1,1 +1,0 @@
-"""Request-side building blocks of the middleware (extractors)."""
