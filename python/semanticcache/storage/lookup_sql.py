@@ -1,5 +1,7 @@
 """The lookup SQL: the exact probe, then the stage-1 search, as a statement or a function.
 
+Also the lookup path's two single reads (:func:`exact_read`, :func:`response_read`).
+
 One builder of the search (:func:`search_sql`) serves both forms: the plain statement
 (one cached plan, for the plan policy's ``INDEX`` and ``EXACT`` verdicts) and the table's
 lookup function (planned for each lookup's partition, for ``CUSTOM``).
@@ -15,7 +17,15 @@ from psycopg import sql
 from semanticcache.storage import wire
 from semanticcache.storage.wire import ReadStatement
 
-__all__ = ["LOOKUP_COLUMNS", "function_call", "function_ddl", "function_name", "statement"]
+__all__ = [
+    "LOOKUP_COLUMNS",
+    "exact_read",
+    "function_call",
+    "function_ddl",
+    "function_name",
+    "response_read",
+    "statement",
+]
 
 # The lookups' columns: id, response, created_at, similarity, text_digest, lookup_text,
 # expires_at.
@@ -143,6 +153,26 @@ def statement(table: sql.Identifier, *, top1: bool, exact: bool) -> ReadStatemen
     return ReadStatement(
         query.as_bytes(), _PARAM_TYPES[:4] if top1 else _PARAM_TYPES, LOOKUP_COLUMNS
     )
+
+
+def exact_read(table: sql.Identifier) -> ReadStatement:
+    """The live row of (partition, text digest): id, response, created_at, expires_at."""
+    query = sql.SQL(
+        # 'infinity' has no Python datetime: NULL stands for "never expires".
+        "SELECT id, response, created_at, NULLIF(expires_at, 'infinity') FROM {t} "
+        "WHERE partition = $1 AND text_digest = $2 AND expires_at > now()"
+    ).format(t=table)
+    return ReadStatement(
+        query.as_bytes(),
+        [wire.BYTEA_OID, wire.BYTEA_OID],
+        [wire.load_int8, wire.load_bytea, wire.load_timestamptz, wire.load_timestamptz],
+    )
+
+
+def response_read(table: sql.Identifier) -> ReadStatement:
+    """The response of the live row of an id."""
+    query = sql.SQL("SELECT response FROM {t} WHERE id = $1 AND expires_at > now()")
+    return ReadStatement(query.format(t=table).as_bytes(), [wire.INT8_OID], [wire.load_bytea])
 
 
 def function_name(table: str) -> sql.Identifier:

@@ -18,9 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.storage import lookup_sql, schema, wire
 from semanticcache.storage.hot import advance_redis_epoch_sql
-from semanticcache.storage.plan import CUSTOM, EXACT, INDEX, PlanPolicy, connection_options
+from semanticcache.storage.plan import CUSTOM, INDEX, PlanPolicy, connection_options
 from semanticcache.storage.records import (
-    SIMILARITY_BUCKETS,
     ScopeStats,
     SearchResult,
     StoredEntry,
@@ -41,9 +40,7 @@ from semanticcache.storage.wire import ReadStatement
 
 __all__ = [
     "CUSTOM",
-    "EXACT",
     "INDEX",
-    "SIMILARITY_BUCKETS",
     "BinaryVector",
     "CacheTable",
     "PgVectorStore",
@@ -99,24 +96,8 @@ class PgVectorStore:
         """The table name (``semcache_entries_<slug>_<dim>``)."""
         self._t = sql.Identifier(self.table)
         self._iterative_scan = False
-        self._exact_read = ReadStatement(
-            sql.SQL(
-                # 'infinity' has no Python datetime: NULL stands for "never expires".
-                "SELECT id, response, created_at, NULLIF(expires_at, 'infinity') FROM {t} "
-                "WHERE partition = $1 AND text_digest = $2 AND expires_at > now()"
-            )
-            .format(t=self._t)
-            .as_bytes(),
-            [wire.BYTEA_OID, wire.BYTEA_OID],
-            [wire.load_int8, wire.load_bytea, wire.load_timestamptz, wire.load_timestamptz],
-        )
-        self._response_read = ReadStatement(
-            sql.SQL("SELECT response FROM {t} WHERE id = $1 AND expires_at > now()")
-            .format(t=self._t)
-            .as_bytes(),
-            [wire.INT8_OID],
-            [wire.load_bytea],
-        )
+        self._exact_read = lookup_sql.exact_read(self._t)
+        self._response_read = lookup_sql.response_read(self._t)
         self._lookup_top1 = lookup_sql.statement(self._t, top1=True, exact=False)
         self._lookup_topk = lookup_sql.statement(self._t, top1=False, exact=False)
         self._exact_top1 = lookup_sql.statement(self._t, top1=True, exact=True)
@@ -348,24 +329,7 @@ class PgVectorStore:
                 await self._pool.putconn(conn)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
-        if len(rows) == 1:
-            # The common case (top-1, or an exact row): no sort, one object.
-            r = rows[0]
-            entry = StoredEntry(
-                r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], r[6]
-            )
-            # The same float8 comparison as the server's, which chose whether to send
-            # the response.
-            return SearchResult([entry] if entry.similarity >= threshold else [], entry.similarity)
-        if not rows:
-            return SearchResult([], None)
-        found = [
-            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], r[6])
-            for r in rows
-        ]
-        # The server sorted them, but relaxed_order and float ties deserve a stable order.
-        found.sort(key=lambda e: (-e.similarity, e.id))
-        return SearchResult([e for e in found if e.similarity >= threshold], found[0].similarity)
+        return SearchResult.from_rows(rows, threshold)
 
     async def _fetch(
         self, statement: ReadStatement, params: Sequence[bytes | None]
@@ -373,12 +337,10 @@ class PgVectorStore:
         """Run one read statement of the lookup path (see :mod:`~semanticcache.storage.wire`);
         its rows.
 
-        ``getconn`` / ``putconn`` rather than ``pool.connection()``: the context manager
-        also enters the connection's own context (a commit step under the connection
-        lock, for an autocommit connection), which made a checkout cost three times as
-        much; one autocommit statement needs none of it. ``putconn`` discards a
-        connection returned mid-query (a lookup cancelled by its timeout), as the
-        context manager does.
+        ``getconn`` / ``putconn``: ``pool.connection()`` also enters the connection's own
+        context (a commit step under its lock), which one autocommit statement does not
+        need. ``putconn`` discards a connection returned mid-query (a lookup cancelled by
+        its timeout), as the context manager does.
         """
         conn = await self._pool.getconn()
         try:
@@ -510,22 +472,8 @@ class PgVectorStore:
                     counted = await cur.fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"cache stats failed: {exc}") from exc
-        nearest: dict[str, list[int]] = {}
-        for outcome, bucket, lookups in counted:
-            if 0 <= bucket < SIMILARITY_BUCKETS:
-                nearest.setdefault(str(outcome), [0] * SIMILARITY_BUCKETS)[bucket] += int(lookups)
-        scopes = {
-            str(r[0]): ScopeStats(rows=int(r[1]), hits=int(r[2]), expired_rows=int(r[3]))
-            for r in rows
-        }
-        return StoreStats(
-            rows=sum(v.rows for v in scopes.values()),
-            hits=sum(v.hits for v in scopes.values()),
-            expired_rows=sum(v.expired_rows for v in scopes.values()),
-            table_bytes=int(size_row[0]) if size_row is not None else 0,
-            scopes=scopes,
-            nearest_similarity={k: tuple(v) for k, v in sorted(nearest.items())},
-        )
+        size = int(size_row[0]) if size_row is not None else 0
+        return StoreStats.from_rows(rows, size, counted)
 
     async def _delete(
         self,

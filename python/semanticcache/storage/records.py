@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, Self
 
 __all__ = [
     "SIMILARITY_BUCKETS",
@@ -52,6 +52,23 @@ class SearchResult:
     threshold (1.0 for the exact row); ``None`` when the partition holds no live row.
     What a miss was missed by: the figure to tune a threshold on."""
 
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]], threshold: float) -> Self:
+        """From the lookup SQL's rows (:data:`~semanticcache.storage.lookup_sql.LOOKUP_COLUMNS`)."""
+        found = [
+            StoredEntry(r[0], r[1] if r[1] is not None else b"", r[2], r[3], r[4], r[5], r[6])
+            for r in rows
+        ]
+        if not found:
+            return cls([], None)
+        if len(found) > 1:
+            # The server sorted them, but relaxed_order and float ties deserve a stable
+            # order.
+            found.sort(key=lambda e: (-e.similarity, e.id))
+        # The same float8 comparison as the server's, which chose whether to send the
+        # response.
+        return cls([e for e in found if e.similarity >= threshold], found[0].similarity)
+
 
 @dataclass(frozen=True, slots=True)
 class ScopeStats:
@@ -83,6 +100,31 @@ class StoreStats:
     """Lookups of every process that ran a similarity search (exact hits excluded), by
     outcome: how many had their nearest entry in each of ``SIMILARITY_BUCKETS``
     buckets of similarity (see :func:`similarity_bucket`), as flushed so far."""
+
+    @classmethod
+    def from_rows(
+        cls,
+        scope_rows: list[tuple[Any, ...]],
+        table_bytes: int,
+        counted: list[tuple[Any, ...]],
+    ) -> Self:
+        """From (scope, rows, hits, expired rows) and (outcome, bucket, lookups) rows."""
+        nearest: dict[str, list[int]] = {}
+        for outcome, bucket, lookups in counted:
+            if 0 <= bucket < SIMILARITY_BUCKETS:
+                nearest.setdefault(str(outcome), [0] * SIMILARITY_BUCKETS)[bucket] += int(lookups)
+        scopes = {
+            str(r[0]): ScopeStats(rows=int(r[1]), hits=int(r[2]), expired_rows=int(r[3]))
+            for r in scope_rows
+        }
+        return cls(
+            rows=sum(v.rows for v in scopes.values()),
+            hits=sum(v.hits for v in scopes.values()),
+            expired_rows=sum(v.expired_rows for v in scopes.values()),
+            table_bytes=table_bytes,
+            scopes=scopes,
+            nearest_similarity={k: tuple(v) for k, v in sorted(nearest.items())},
+        )
 
 
 def similarity_bucket(similarity: float) -> int:
