@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.storage import lookup_sql, schema, wire
 from semanticcache.storage.hot import advance_redis_epoch_sql
-from semanticcache.storage.plan import CUSTOM, INDEX, PlanPolicy, connection_options
+from semanticcache.storage.plan import CUSTOM, EXACT, INDEX, PlanPolicy, connection_options
 from semanticcache.storage.records import (
     ScopeStats,
     SearchResult,
@@ -98,10 +98,12 @@ class PgVectorStore:
         self._iterative_scan = False
         self._exact_read = lookup_sql.exact_read(self._t)
         self._response_read = lookup_sql.response_read(self._t)
-        self._lookup_top1 = lookup_sql.statement(self._t, top1=True, exact=False)
-        self._lookup_topk = lookup_sql.statement(self._t, top1=False, exact=False)
-        self._exact_top1 = lookup_sql.statement(self._t, top1=True, exact=True)
-        self._exact_topk = lookup_sql.statement(self._t, top1=False, exact=True)
+        # By (plan verdict, top-1): the statements of the verdicts that cache one plan.
+        self._lookups = {
+            (verdict, top1): lookup_sql.statement(self._t, top1=top1, exact=verdict == EXACT)
+            for verdict in (INDEX, EXACT)
+            for top1 in (True, False)
+        }
         self._lookup_skewed = lookup_sql.function_call(self.table)
         self._plans = PlanPolicy(self.table)
 
@@ -316,15 +318,10 @@ class PgVectorStore:
                 verdict = await self._plans.verdict(conn)
                 if verdict == CUSTOM:
                     rows = await self._lookup_skewed.fetch(conn, params)
-                elif verdict == INDEX:
-                    if k == 1:
-                        rows = await self._lookup_top1.fetch(conn, params[:4])
-                    else:
-                        rows = await self._lookup_topk.fetch(conn, params)
-                elif k == 1:
-                    rows = await self._exact_top1.fetch(conn, params[:4])
+                elif k == 1:  # the top-1 statements take no k
+                    rows = await self._lookups[verdict, True].fetch(conn, params[:4])
                 else:
-                    rows = await self._exact_topk.fetch(conn, params)
+                    rows = await self._lookups[verdict, False].fetch(conn, params)
             finally:
                 await self._pool.putconn(conn)
         except psycopg.Error as exc:
