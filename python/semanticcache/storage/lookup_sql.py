@@ -104,7 +104,7 @@ def search_sql(
         p=a.partition,
         k=sql.SQL("1") if top1 else a.k,
     )
-    row = sql.Identifier("e" if join_back else "n")
+    row = sql.SQL("e" if join_back else "n")
     joined = sql.SQL(" JOIN {t} AS e ON e.id = n.id").format(t=table) if join_back else sql.SQL("")
     best = sql.SQL("" if top1 else "row_number() OVER w = 1 AND ")
     # The client's order (similarity, then id), which ties on similarity where
