@@ -32,7 +32,6 @@ from semanticcache.devserver import EmbeddedPostgres
 from semanticcache.storage import wire
 from semanticcache.storage.pgvector import (
     CUSTOM,
-    INDEX,
     BinaryVector,
     PgVectorStore,
     connection_options,
@@ -138,9 +137,7 @@ async def measure(
         verdict = force or await store._plans.verdict(conn)
         if verdict == CUSTOM:
             return await store._lookup_skewed.fetch(conn, params)
-        if verdict == INDEX:
-            return await store._lookup_top1.fetch(conn, params[:4])
-        return await store._exact_top1.fetch(conn, params[:4])
+        return await store._lookups[verdict, True].fetch(conn, params[:4])
 
     async def floor(v: bytes) -> list[tuple[Any, ...]]:
         return await bare.fetch(hnsw_conn, [v])

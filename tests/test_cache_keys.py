@@ -113,23 +113,6 @@ async def test_a_scope_with_nul_and_surrogates_is_stored(cache: SemanticCache) -
     assert hit.response == b"ok"
 
 
-async def test_old_tables_get_the_scope_column(pg_uri: str) -> None:
-    embedder = HashingEmbedder(dimension=16)
-    table = "semcache_entries_hashing_v1_16"
-    async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
-        await conn.execute(
-            f"""CREATE TABLE {table} (
-                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                partition bytea NOT NULL, text_digest bytea NOT NULL,
-                lookup_text text NOT NULL, embedding vector(16) NOT NULL,
-                response bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
-                hit_count bigint NOT NULL DEFAULT 0, UNIQUE (partition, text_digest))"""
-        )
-    async with SemanticCache(pg_uri=pg_uri, embedder=embedder) as c:
-        await c.put(CacheKey(PROMPT, scope="s"), b"x")
-        assert await c.get(CacheKey(PROMPT, scope="s")) is not None
-
-
 _keys = st.builds(
     CacheKey,
     text=st.sampled_from(["q1", "q2", "q3"]),

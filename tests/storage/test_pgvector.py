@@ -13,12 +13,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.key import lookup_digest
-from semanticcache.storage.pgvector import (
-    PgVectorStore,
-    SearchResult,
-    _plan_verdict,
-    connection_options,
-)
+from semanticcache.storage.pgvector import PgVectorStore, SearchResult, connection_options
+from semanticcache.storage.plan import plan_verdict as _plan_verdict
 
 DIM = 8
 
