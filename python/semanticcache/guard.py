@@ -48,10 +48,6 @@ class Unavailable(Exception):
         self.dependency: Dependency = dependency
         self.cause = cause
 
-    @property
-    def timed_out(self) -> bool:
-        return self.reason in ("embed_timeout", "store_timeout")
-
     def describe(self) -> str:
         # Exception type and SQLSTATE only: messages can quote inputs (prompt text).
         if self.cause is None:

@@ -23,7 +23,7 @@ from semanticcache.storage.pgvector import BinaryVector, PgVectorStore, SearchRe
 # grows with the text, while the exact probe does not (figures: docs/cache.md).
 _EMBED_FIRST_MAX_CHARS: Final = 256
 # Past this many characters (query and candidates together) the agreement check runs
-# on a worker thread, off the event loop.
+# on a worker thread, off the event loop (its cost: docs/cache.md).
 _AGREEMENT_INLINE_CHARS: Final = 8192
 
 
