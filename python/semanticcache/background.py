@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from semanticcache.errors import StorageError
@@ -58,18 +58,11 @@ class Background:
     async def flush(self) -> None:
         """Write the hit counts and nearest-similarity counts gathered so far."""
         if self.pending_hits:
-            pending, self.pending_hits = self.pending_hits, Counter()
-            try:
-                await self._store.add_hits(pending)
-            except StorageError as exc:
-                # Hit counts feed stats only: losing a second's worth beats piling them up.
-                _log.warning("dropped %d hit counts: %s", sum(pending.values()), exc)
+            hits, self.pending_hits = self.pending_hits, Counter()
+            await _write(self._store.add_hits, hits, "hit")
         if self.pending_nearest:
             nearest, self.pending_nearest = self.pending_nearest, Counter()
-            try:
-                await self._store.add_nearest(nearest)
-            except StorageError as exc:
-                _log.warning("dropped %d similarity counts: %s", sum(nearest.values()), exc)
+            await _write(self._store.add_nearest, nearest, "similarity")
 
     def _schedule_flush(self) -> None:
         if self._flush_task is None or self._flush_task.done():
@@ -116,3 +109,13 @@ class Background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._purge_task = self._flush_task = None
+
+
+async def _write[K](
+    write: Callable[[Mapping[K, int]], Awaitable[None]], counts: Counter[K], what: str
+) -> None:
+    try:
+        await write(counts)
+    except StorageError as exc:
+        # The counts feed stats only: losing a second's worth beats piling them up.
+        _log.warning("dropped %d %s counts: %s", sum(counts.values()), what, exc)
