@@ -13,7 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache.errors import ConfigurationError, StorageError
 from semanticcache.settings import CacheSettings, default_embedded_data_dir
-from semanticcache.storage.pgvector import PgVectorStore, connection_options
+from semanticcache.storage.pgvector import PgVectorStore
+from semanticcache.storage.plan import connection_options
 from semanticcache.storage.pool import StorePool
 
 # The cache's own logger: these records are part of what the cache reports.
