@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from semanticcache import agreement
-from semanticcache.agreement import texts_agree
+from semanticcache import _agreement as agreement
+from semanticcache._agreement import texts_agree
 
 PAIRS = {
     # A typical short question pair of the quality benchmark (about 8 words each).

@@ -41,8 +41,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from tests.servers import RedisServer
 
 from semanticcache import BaseEmbedder, CacheHit, SemanticCache
-from semanticcache.devserver import EmbeddedPostgres
-from semanticcache.key import lookup_digest
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._key import lookup_digest
 
 DIM = 64
 PARTITION = b"\x01" * 32

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from semanticcache.embedders.local import DIMENSION, LocalEmbedder
+from semanticcache._embedders.local import DIMENSION, LocalEmbedder
 
 SHORT = "What is the capital of France?"
 BATCH = 64

@@ -22,7 +22,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 
 URL = "/v1/chat/completions"
 PROMPT = "What is the capital of France?"

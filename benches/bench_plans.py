@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from semanticcache.devserver import EmbeddedPostgres
-from semanticcache.storage import wire
-from semanticcache.storage.pgvector import (
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._storage import wire
+from semanticcache._storage.pgvector import (
     CUSTOM,
     BinaryVector,
     PgVectorStore,
     connection_options,
 )
-from semanticcache.storage.wire import ReadStatement
+from semanticcache._storage.wire import ReadStatement
 
 FIXTURE = Path(__file__).parent / "data" / "questions_384.npy"
 PARTITION = b"\x07" * 32

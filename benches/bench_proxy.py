@@ -17,7 +17,7 @@ from aiohttp import web
 from pytest_benchmark.fixture import BenchmarkFixture
 from starlette.types import Message
 
-from semanticcache.proxy import Forwarder
+from semanticcache._proxy import Forwarder
 
 ANSWER = b'{"object": "list", "data": [{"id": "gpt-test", "object": "model"}]}'
 

@@ -13,7 +13,8 @@ import math
 import pytest
 
 from benches.quality.run import DEFAULT_DATA, evaluate, markdown, missing_data_message, run
-from semanticcache.agreement import texts_agree
+from semanticcache._agreement import texts_agree
+from semanticcache._embedders.local import LocalEmbedder
 from semanticcache.calibration import (
     MISS,
     Pair,
@@ -22,7 +23,6 @@ from semanticcache.calibration import (
     roc_auc,
     threshold_for_false_hit_rate,
 )
-from semanticcache.embedders.local import LocalEmbedder
 
 SAMPLE = 200
 

@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from psycopg import sql  # noqa: E402
 
 from semanticcache import HashingEmbedder, SemanticCache  # noqa: E402
+from semanticcache._devserver import EmbeddedPostgres  # noqa: E402
+from semanticcache._key import CacheKey  # noqa: E402
+from semanticcache._middleware.record import StoredResponse, encode_record  # noqa: E402
 from semanticcache._native import scan_request  # noqa: E402
-from semanticcache.devserver import EmbeddedPostgres  # noqa: E402
-from semanticcache.key import CacheKey  # noqa: E402
-from semanticcache.middleware.record import StoredResponse, encode_record  # noqa: E402
 
 PATH = "/v1/chat/completions"
 STORED = "What is the capital of France?"
@@ -373,7 +373,7 @@ async def bare_worker(uri: str, level: int, seconds: float) -> dict[str, float]:
     ``level`` connections with the cache's session settings (``ef_search``)."""
     import psycopg
 
-    from semanticcache.storage.pgvector import connection_options, table_name_for
+    from semanticcache._storage.pgvector import connection_options, table_name_for
 
     ef = os.environ.get("SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH")
     options = connection_options(int(ef) if ef else None)

@@ -45,7 +45,7 @@ from benches.load_middleware import (  # noqa: E402
     run_load,
     seed,
 )
-from semanticcache.devserver import EmbeddedPostgres  # noqa: E402
+from semanticcache._devserver import EmbeddedPostgres  # noqa: E402
 
 SCENARIOS = "direct,proxy-get,direct-post,proxy-hit,proxy-semantic"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semanticcache.embedders.local import LocalEmbedder
+from semanticcache._embedders.local import LocalEmbedder
 
 OUT = Path(__file__).parent / "data" / "questions_384.npy"
 

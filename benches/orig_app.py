@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from semanticcache.embedders._base import BaseEmbedder
+from semanticcache._embedders._base import BaseEmbedder
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
 

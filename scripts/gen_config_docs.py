@@ -1,4 +1,4 @@
-"""Write docs/configuration.md from the declarations in python/semanticcache/settings.py.
+"""Write docs/configuration.md from the declarations in python/semanticcache/_settings.py.
 
 Run it after adding or changing a setting: ``python scripts/gen_config_docs.py``
 (``--check`` exits 1 instead when the file is out of date).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from semanticcache.settings import CacheSettings
-from semanticcache.settings_doc import render_reference
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_doc import render_reference
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

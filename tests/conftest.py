@@ -13,7 +13,7 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from semanticcache import HashingEmbedder
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 from tests.servers import RedisServer, start_postgres
 
 # Machines here are noisy: no per-example deadline; CI runs more examples.

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 
 __all__ = ["LoopLag", "Relay", "free_port", "own_postgres", "postgres_pids", "stalled"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 
 __all__ = ["RedisServer", "find_redis_server", "serve_asgi", "start_postgres"]
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semanticcache.agreement import texts_agree
+from semanticcache._agreement import texts_agree
 
 # Pairs a sentence embedding scores as near-duplicates but whose answers differ.
 DISAGREE = [

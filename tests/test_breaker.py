@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from semanticcache.breaker import CircuitBreaker
+from semanticcache._breaker import CircuitBreaker
 from semanticcache.errors import ConfigurationError
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from semanticcache import BaseEmbedder, SemanticCache
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 
 DIM = 8
 

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
-from semanticcache.devserver import EmbeddedPostgres
-from semanticcache.middleware.singleflight import SingleFlight
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._middleware.singleflight import SingleFlight
 from tests.faults import Relay, own_postgres, stalled
 from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
 

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 
 INSIDE = "Why does this print 3 times?\nfor i in range(3):\n    x = i\n    print(x)\n"
 AFTER = "Why does this print 3 times?\nfor i in range(3):\n    x = i\nprint(x)\n"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache
-from semanticcache.devserver import EmbeddedPostgres
-from semanticcache.embedders.local import LocalEmbedder
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._embedders.local import LocalEmbedder
+from semanticcache._settings import CacheSettings, reset_cache_settings
 from semanticcache.errors import ConfigurationError
-from semanticcache.settings import CacheSettings, reset_cache_settings
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from semanticcache import (
     SemanticCache,
     StorageError,
 )
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"

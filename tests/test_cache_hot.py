@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache
-from semanticcache.storage.hot import HotEntries, HotEntry
+from semanticcache._storage.hot import HotEntries, HotEntry
 
 QUESTION = "What is the boiling point of water at sea level?"
 

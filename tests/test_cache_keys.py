@@ -19,7 +19,7 @@ from semanticcache import (
     HashingEmbedder,
     SemanticCache,
 )
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"

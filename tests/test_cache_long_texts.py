@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache, SemanticCacheMiddleware, _layout
-from semanticcache.embedders import hashing
+from semanticcache._embedders import hashing
 from tests.faults import LoopLag
 from tests.middleware.conftest import URL, client_for
 

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache
-from semanticcache.settings import CacheSettings
-from semanticcache.storage.redis_tier import RedisBlobStore
+from semanticcache._settings import CacheSettings
+from semanticcache._storage.redis_tier import RedisBlobStore
 from tests.servers import RedisServer
 
 PROMPT = "What is the capital of France?"

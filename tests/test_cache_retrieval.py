@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from semanticcache import BaseEmbedder, CacheStats, SemanticCache
+from semanticcache._key import lookup_digest
 from semanticcache.errors import ConfigurationError
-from semanticcache.key import lookup_digest
 
 DIM = 32
 

@@ -19,8 +19,8 @@ from semanticcache import (
     SemanticCache,
     StorageError,
 )
-from semanticcache.cache import lookup_digest
-from semanticcache.storage.pgvector import table_name_for
+from semanticcache._cache import lookup_digest
+from semanticcache._storage.pgvector import table_name_for
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"

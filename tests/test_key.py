@@ -12,14 +12,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from semanticcache import CacheKey, ConfigurationError
-from semanticcache._native import scan_request
-from semanticcache.key import (
+from semanticcache._key import (
     MAX_SCOPE_BYTES,
     db_text,
     lookup_digest,
     normalize_lookup_text,
     partition_digest,
 )
+from semanticcache._native import scan_request
 
 D1 = hashlib.blake2b(b"params-1", digest_size=32).digest()
 D2 = hashlib.blake2b(b"params-2", digest_size=32).digest()

@@ -9,14 +9,14 @@ from typing import Any, cast
 
 import pytest
 
-from semanticcache.errors import ConfigurationError
-from semanticcache.settings import (
+from semanticcache._settings import (
     CacheSettings,
     EmbedderType,
     get_cache_settings,
     mask_connection_string,
     reset_cache_settings,
 )
+from semanticcache.errors import ConfigurationError
 
 P = "SEMANTIC_CACHE_"
 

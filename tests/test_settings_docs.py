@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import semanticcache
-from semanticcache.settings import CacheSettings
-from semanticcache.settings_doc import render_reference
-from semanticcache.settings_spec import env_name
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_doc import render_reference
+from semanticcache._settings_spec import env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "configuration.md"

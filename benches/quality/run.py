@@ -10,7 +10,7 @@ false-hit rate on the others and the precision of hits; plus the lowest threshol
 false-hit rate is at most 1 %.
 
 The cache runs with its agreement check on (the default): a lookup whose candidate
-disagrees with it (numbers, negation, names, opposites: :mod:`semanticcache.agreement`)
+disagrees with it (numbers, negation, names, opposites: :mod:`semanticcache._agreement`)
 ends with reason ``disagreement`` and still reports the similarity. Each embedder gets two
 row sets: the plain similarity, and the product's behaviour (a refused candidate is a
 miss). The summary also gives a split-half figure: the 1 % threshold chosen on the even
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
-from semanticcache.agreement import texts_agree
+from semanticcache._agreement import texts_agree
 from semanticcache.calibration import (
     MAX_FALSE_HIT_RATE,
     MISS,
@@ -142,11 +142,11 @@ def build_embedder(name: str) -> BaseEmbedder:
     if name == "hashing":
         return HashingEmbedder()
     if name == "local":
-        from semanticcache.embedders.local import LocalEmbedder
+        from semanticcache._embedders.local import LocalEmbedder
 
         return LocalEmbedder()
     if name == "huggingface":
-        from semanticcache.embedders.huggingface import HuggingFaceEmbedder
+        from semanticcache._embedders.huggingface import HuggingFaceEmbedder
 
         return HuggingFaceEmbedder()
     raise SystemExit(f"unknown embedder {name!r}: local, hashing or huggingface")
@@ -284,7 +284,7 @@ def from_scores(path: Path, pairs: Sequence[Pair]) -> list[Result]:
     """Results for the similarities of a ``--scores`` file (no run time: ``nan``).
 
     A file without the ``agrees`` field (older runs) gets the verdict of today's
-    :func:`~semanticcache.agreement.texts_agree`, as the cache would give it.
+    :func:`~semanticcache._agreement.texts_agree`, as the cache would give it.
     """
     by_embedder: dict[str, dict[str, tuple[float, bool | None]]] = {}
     with path.open(encoding="utf-8") as f:
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.pg_uri:
         results = asyncio.run(run(args.pg_uri, names, pairs, args.concurrency))
     else:
-        from semanticcache.devserver import EmbeddedPostgres
+        from semanticcache._devserver import EmbeddedPostgres
 
         with tempfile.TemporaryDirectory(prefix="semcache-quality-") as folder:
             server = EmbeddedPostgres(Path(folder) / "data")

@@ -1,18 +1,38 @@
 """fastapi-semcache: a semantic response cache for ASGI apps and LLM endpoints.
 
-The public API is what ``__all__`` lists, plus ``create_semantic_cache_proxy_app`` (the
-``proxy`` extra), loaded on first access. It is left out of ``__all__`` so that ``from
-semanticcache import *`` (and the ``fastapi_semcache`` alias) never needs FastAPI or
-aiohttp; import it by name. Everything else is private.
+The public API is this package (``__all__``), :mod:`semanticcache.errors` (the exception
+tree, also re-exported here) and :mod:`semanticcache.calibration`. Modules and packages
+whose name starts with ``_`` are private.
+
+Names that need an optional extra are loaded on first access and left out of ``__all__``,
+so that ``import semanticcache`` and ``from semanticcache import *`` never import an
+extra's packages: ``create_semantic_cache_proxy_app`` (``proxy``), ``LocalEmbedder``
+(``embed-local``), ``OpenAIEmbedder`` (``embed-openai``), ``OllamaEmbedder``
+(``embed-ollama``), ``VoyageEmbedder`` (``embed-voyage``), ``CohereEmbedder``
+(``embed-cohere``) and ``HuggingFaceEmbedder`` (``embed-huggingface``). Import them by name.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Final
 
 from semanticcache import _native
-from semanticcache.cache import CacheHit, CacheLookup, CacheStats, SemanticCache
-from semanticcache.embedders import BaseEmbedder, HashingEmbedder, get_embedder
+from semanticcache._cache import SemanticCache
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._embedders import BaseEmbedder, HashingEmbedder, get_embedder
+from semanticcache._key import CacheKey
+from semanticcache._masking import mask_connection_string
+from semanticcache._middleware import ResponseValidator, SemanticCacheMiddleware
+from semanticcache._middleware.asgi import STORABLE_EXTENSION
+from semanticcache._middleware.extractors import (
+    SCOPE_HEADER,
+    Extractor,
+    client_extract_scope,
+    trusted_extract_scope_from_server_side,
+)
+from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
+from semanticcache._settings import CacheSettings, get_cache_settings, reset_cache_settings
 from semanticcache.errors import (
     ConfigurationError,
     EmbeddedPostgresError,
@@ -23,44 +43,76 @@ from semanticcache.errors import (
     StorageError,
     StreamFormatError,
 )
-from semanticcache.key import CacheKey
-from semanticcache.middleware import SemanticCacheMiddleware
 
 if TYPE_CHECKING:
-    # Explicit re-export (``as``): importable by name, typed, and not in ``__all__``.
-    from semanticcache.proxy import (
+    # Explicit re-exports (``as``): importable by name, typed, and not in ``__all__``.
+    from semanticcache._embedders.cohere import CohereEmbedder as CohereEmbedder
+    from semanticcache._embedders.huggingface import (
+        HuggingFaceEmbedder as HuggingFaceEmbedder,
+    )
+    from semanticcache._embedders.local import LocalEmbedder as LocalEmbedder
+    from semanticcache._embedders.openai import OllamaEmbedder as OllamaEmbedder
+    from semanticcache._embedders.openai import OpenAIEmbedder as OpenAIEmbedder
+    from semanticcache._embedders.voyage import VoyageEmbedder as VoyageEmbedder
+    from semanticcache._proxy import (
         create_semantic_cache_proxy_app as create_semantic_cache_proxy_app,
     )
 
 __version__: str = _native.__version__
 
 __all__ = [
+    "SCOPE_HEADER",
+    "STORABLE_EXTENSION",
     "BaseEmbedder",
     "CacheHit",
     "CacheKey",
     "CacheLookup",
+    "CacheSettings",
     "CacheStats",
     "ConfigurationError",
+    "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "EmbedderError",
+    "Extractor",
     "HashingEmbedder",
+    "LookupReason",
     "NativeInputError",
     "RequestBodyError",
+    "ResponseValidator",
     "SemanticCache",
     "SemanticCacheError",
     "SemanticCacheMiddleware",
     "StorageError",
     "StreamFormatError",
     "__version__",
+    "client_extract_scope",
+    "get_cache_settings",
     "get_embedder",
+    "mask_connection_string",
+    "reset_cache_settings",
+    "trusted_extract_scope_from_server_side",
 ]
+
+# Name -> private module, for the names whose module imports an optional extra.
+_LAZY: Final = {
+    "create_semantic_cache_proxy_app": "semanticcache._proxy",
+    "LocalEmbedder": "semanticcache._embedders.local",
+    "OpenAIEmbedder": "semanticcache._embedders.openai",
+    "OllamaEmbedder": "semanticcache._embedders.openai",
+    "VoyageEmbedder": "semanticcache._embedders.voyage",
+    "CohereEmbedder": "semanticcache._embedders.cohere",
+    "HuggingFaceEmbedder": "semanticcache._embedders.huggingface",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The proxy needs FastAPI and aiohttp (the ``proxy`` extra): imported on first use
-    # only, so ``import semanticcache`` never pulls them in.
-    if name == "create_semantic_cache_proxy_app":
-        from semanticcache.proxy import create_semantic_cache_proxy_app
+    # Imported on first use only, so that a missing extra fails where it is needed (with
+    # the pip command that installs it) and ``import semanticcache`` stays light.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return create_semantic_cache_proxy_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

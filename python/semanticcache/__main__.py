@@ -1,5 +1,5 @@
 """``python -m semanticcache``: the ``semcache`` command."""
 
-from semanticcache.cli import main
+from semanticcache._cli import main
 
 raise SystemExit(main())

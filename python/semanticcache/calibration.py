@@ -26,9 +26,9 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
-from semanticcache.cache import SemanticCache
+from semanticcache._cache import SemanticCache
+from semanticcache._key import CacheKey
 from semanticcache.errors import ConfigurationError, StorageError
-from semanticcache.key import CacheKey
 
 __all__ = [
     "MAX_FALSE_HIT_RATE",

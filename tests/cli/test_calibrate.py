@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from semanticcache import HashingEmbedder
-from semanticcache.agreement import texts_agree
+from semanticcache._agreement import texts_agree
+from semanticcache._cli import main
 from semanticcache.calibration import MISS, roc_auc, threshold_for_false_hit_rate
-from semanticcache.cli import main
 from tests.cli.helpers import semcache
 
 HASHING_TABLE = "semcache_entries_hashing_v1_256"

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from semanticcache.cli.demo import (
+from semanticcache._cli.demo import (
     Group,
     Outcome,
     Question,

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache
-from semanticcache.cli import main, serve
-from semanticcache.devserver import EmbeddedPostgres
-from semanticcache.embedders.base import BaseEmbedder
-from semanticcache.settings import CacheSettings
+from semanticcache._cli import main, serve
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._embedders.base import BaseEmbedder
+from semanticcache._settings import CacheSettings
 
 
 def _fake_proxy(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -25,9 +25,9 @@ def _fake_proxy(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen["cache"] = cache
         return "the app"
 
-    module = types.ModuleType("semanticcache.proxy")
+    module = types.ModuleType("semanticcache._proxy")
     module.create_semantic_cache_proxy_app = create_semantic_cache_proxy_app  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "semanticcache.proxy", module)
+    monkeypatch.setitem(sys.modules, "semanticcache._proxy", module)
 
     def run_uvicorn(app: object, host: str, port: int, log_level: str) -> None:
         seen["served"] = (app, host, port, log_level)
@@ -112,7 +112,7 @@ def test_missing_proxy_names_the_extra(
 ) -> None:
     _clear_env(monkeypatch)
     # None in sys.modules makes the import fail like a missing package.
-    monkeypatch.setitem(sys.modules, "semanticcache.proxy", None)
+    monkeypatch.setitem(sys.modules, "semanticcache._proxy", None)
     assert main(["serve", "--upstream", "http://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from semanticcache import CacheKey, HashingEmbedder, SemanticCache
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 from tests.cli.helpers import assert_one_error_line, semcache
 
 TABLE_A = "semcache_entries_hashing_v1_256"

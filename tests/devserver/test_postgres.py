@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 import semanticcache
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._settings import default_embedded_data_dir
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, StorageError
-from semanticcache.settings import default_embedded_data_dir
 
 
 def _can_connect(uri: str) -> bool:
@@ -113,7 +113,7 @@ def test_concurrent_starts_from_two_processes_share_one_server(tmp_path: Path) -
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from semanticcache.devserver import EmbeddedPostgres
+        from semanticcache._devserver import EmbeddedPostgres
         print(EmbeddedPostgres(Path({str(data)!r})).start())
         """
     )
@@ -257,7 +257,7 @@ def test_runs_as_a_normal_user(tmp_path: Path) -> None:
         import os
         from pathlib import Path
         import psycopg
-        from semanticcache.devserver import EmbeddedPostgres
+        from semanticcache._devserver import EmbeddedPostgres
         assert os.geteuid() != 0
         with EmbeddedPostgres(Path({str(data / "pg")!r})) as pg:
             uri = pg.create_database("userdb")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from semanticcache.embedders.base import BaseEmbedder
+from semanticcache._embedders.base import BaseEmbedder
 from tests.embedders.fake_provider import FakeProvider
 
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from semanticcache import BaseEmbedder, EmbedderError
-from semanticcache.embedders import check_embeddings
-from semanticcache.embedders.base import batches
+from semanticcache._embedders import check_embeddings
+from semanticcache._embedders.base import batches
 
 
 def test_accepts_and_converts_a_correct_answer() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from semanticcache import ConfigurationError, HashingEmbedder, get_embedder
-from semanticcache.settings import CacheSettings, EmbedderType, reset_cache_settings
+from semanticcache._settings import CacheSettings, EmbedderType, reset_cache_settings
 
 P = "SEMANTIC_CACHE_"
 KEY = "sk-test-0123456789-secret"

@@ -59,8 +59,8 @@ def test_rejects_unusable_dimensions(dimension: int) -> None:
 def test_only_in_process_embedders_declare_cheap_embedding() -> None:
     # The cache embeds before its exact probe only for these: a remote or model-based
     # embedder must keep the default, or every exact repeat would cost an embedding.
-    from semanticcache.embedders.local import LocalEmbedder
-    from semanticcache.embedders.openai import OpenAIEmbedder
+    from semanticcache._embedders.local import LocalEmbedder
+    from semanticcache._embedders.openai import OpenAIEmbedder
 
     assert HashingEmbedder.embeds_cheaply is True
     assert BaseEmbedder.embeds_cheaply is False

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from semanticcache import ConfigurationError, EmbedderError, get_embedder
-from semanticcache.embedders.huggingface import HuggingFaceEmbedder
-from semanticcache.embedders.local import LocalEmbedder
-from semanticcache.settings import CacheSettings
+from semanticcache._embedders.huggingface import HuggingFaceEmbedder
+from semanticcache._embedders.local import LocalEmbedder
+from semanticcache._settings import CacheSettings
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_fp32_reference.json"
 

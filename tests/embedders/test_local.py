@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from semanticcache import ConfigurationError, EmbedderError, get_embedder
-from semanticcache.embedders.local import (
+from semanticcache._embedders.local import (
     DIMENSION,
     MAX_TOKENS,
     MODEL_ID,
     LocalEmbedder,
     build_tokenizer,
 )
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_fp32_reference.json"
 
@@ -191,9 +191,9 @@ def test_the_factory_builds_it_by_default() -> None:
 
 def test_importing_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    monkeypatch.delitem(sys.modules, "semanticcache.embedders.local")
+    monkeypatch.delitem(sys.modules, "semanticcache._embedders.local")
     with pytest.raises(ConfigurationError, match=r'pip install "fastapi-semcache\[embed-local\]"'):
-        importlib.import_module("semanticcache.embedders.local")
+        importlib.import_module("semanticcache._embedders.local")
 
 
 async def test_calls_queued_behind_a_busy_worker_run_as_one_batch() -> None:

@@ -12,13 +12,13 @@ import pytest
 import tiktoken
 
 from semanticcache import ConfigurationError, EmbedderError, get_embedder
-from semanticcache.embedders.openai import (
+from semanticcache._embedders.openai import (
     MAX_INPUT_TOKENS,
     MAX_TOKENS_PER_REQUEST,
     OllamaEmbedder,
     OpenAIEmbedder,
 )
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 from tests.embedders.conftest import EmbedderFactory
 from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
 

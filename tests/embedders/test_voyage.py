@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from semanticcache import ConfigurationError, EmbedderError, get_embedder
-from semanticcache.embedders.voyage import MAX_BYTES_PER_REQUEST, VoyageEmbedder
-from semanticcache.settings import CacheSettings
+from semanticcache._embedders.voyage import MAX_BYTES_PER_REQUEST, VoyageEmbedder
+from semanticcache._settings import CacheSettings
 from tests.embedders.conftest import EmbedderFactory
 from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
 

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
-from semanticcache.middleware.extractors import trusted_extract_scope_from_server_side
-from semanticcache.settings import ResponseMode
+from semanticcache._middleware.extractors import trusted_extract_scope_from_server_side
+from semanticcache._settings import ResponseMode
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 
 URL = "/v1/chat/completions"

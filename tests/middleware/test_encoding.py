@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
-from semanticcache.middleware.asgi import STORABLE_EXTENSION
+from semanticcache._middleware.asgi import STORABLE_EXTENSION
 from tests.middleware.conftest import chat_body, client_for, completion
 
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware, _native
+from semanticcache._settings import CacheSettings
 from semanticcache.errors import RequestBodyError
-from semanticcache.settings import CacheSettings
 from tests.middleware.conftest import URL, Calls, chat_body, make_app, serve
 from tests.rawhttp import RawResponse, chunked, request_head, send_raw
 

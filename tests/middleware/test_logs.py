@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware, _native
-from semanticcache.settings import CacheSettings
+from semanticcache._settings import CacheSettings
 from tests.middleware.conftest import URL, Calls, Stream, chat_app, client_for
 
 SECRET = "zebraquartz confidential diagnosis for patient"

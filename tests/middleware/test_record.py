@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from semanticcache.middleware.record import StoredResponse, decode_record, encode_record
+from semanticcache._middleware.record import StoredResponse, decode_record, encode_record
 
 _header = st.tuples(
     st.binary(min_size=1, max_size=20).map(lambda b: b.decode("latin-1").lower().encode("latin-1")),

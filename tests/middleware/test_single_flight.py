@@ -174,8 +174,8 @@ async def test_waiters_are_bounded_then_call_the_app(cache: SemanticCache, model
 async def test_a_cancelled_candidate_leaves_no_stale_registration(
     cache: SemanticCache, model: str
 ) -> None:
-    from semanticcache.key import CacheKey
-    from semanticcache.middleware.singleflight import SingleFlight
+    from semanticcache._key import CacheKey
+    from semanticcache._middleware.singleflight import SingleFlight
 
     key = CacheKey(text=PROMPT, model=model)
     other_process = SingleFlight(cache)

@@ -12,7 +12,7 @@ import pytest
 from starlette.types import Message
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware, _native
-from semanticcache.middleware.record import decode_record
+from semanticcache._middleware.record import decode_record
 from tests.middleware.conftest import (
     URL,
     Calls,
@@ -148,7 +148,7 @@ async def test_aborted_stream_over_uvicorn_is_never_stored(
 
 
 def _key_for(base: str, body: Any) -> Any:
-    from semanticcache.key import CacheKey
+    from semanticcache._key import CacheKey
 
     scan = _native.scan_request(json.dumps(body).encode())
     # The route is the whole target: the server's scheme, Host and path.

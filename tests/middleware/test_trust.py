@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from semanticcache import CacheKey, SemanticCache, SemanticCacheMiddleware
+from semanticcache._middleware import StoredResponse, encode_record
+from semanticcache._middleware.headers import RouteKey, parse_cookies, request_target, vary_route
 from semanticcache._native import scan_request
-from semanticcache.middleware import StoredResponse, encode_record
-from semanticcache.middleware.headers import RouteKey, parse_cookies, request_target, vary_route
 from tests.middleware.conftest import Calls, chat_body, client_for, completion, serve
 
 URL = "/v1/chat/completions"

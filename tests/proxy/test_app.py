@@ -13,8 +13,8 @@ import pytest
 
 from semanticcache import CacheKey, ConfigurationError, HashingEmbedder, SemanticCache
 from semanticcache._native import scan_request
-from semanticcache.proxy import Forwarder, create_semantic_cache_proxy_app
-from semanticcache.proxy.forward import _DecodeChain
+from semanticcache._proxy import Forwarder, create_semantic_cache_proxy_app
+from semanticcache._proxy.forward import _DecodeChain
 from tests.proxy.conftest import CHAT, Upstream, chat_body, serve
 
 
@@ -157,7 +157,7 @@ def test_importing_the_package_imports_neither_fastapi_nor_aiohttp() -> None:
         "print(f.__module__, 'fastapi' in sys.modules, 'aiohttp' in sys.modules)\n"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["[]", "semanticcache.proxy.app True True"]
+    assert done.stdout.splitlines() == ["[]", "semanticcache._proxy.app True True"]
 
 
 def test_without_the_extra_a_clear_error_names_it() -> None:
@@ -235,6 +235,6 @@ def test_star_imports_and_the_alias_never_need_the_extra() -> None:
 
 def test_the_alias_serves_the_proxy_factory_by_name() -> None:
     import fastapi_semcache
-    from semanticcache.proxy import create_semantic_cache_proxy_app
+    from semanticcache._proxy import create_semantic_cache_proxy_app
 
     assert fastapi_semcache.create_semantic_cache_proxy_app is create_semantic_cache_proxy_app

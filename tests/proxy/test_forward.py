@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from semanticcache import SemanticCache, create_semantic_cache_proxy_app
-from semanticcache.settings import ResponseMode
+from semanticcache._settings import ResponseMode
 from tests.proxy.conftest import CHAT, PATTERN, Upstream, chat_body, free_port, serve, stream_of
 
 BIG = 50 * 1024 * 1024

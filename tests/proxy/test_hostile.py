@@ -27,8 +27,8 @@ from semanticcache import (
     _native,
     create_semantic_cache_proxy_app,
 )
+from semanticcache._settings import CacheSettings
 from semanticcache.errors import RequestBodyError
-from semanticcache.settings import CacheSettings
 from tests.proxy.conftest import Upstream, chat_body, serve
 from tests.rawhttp import RawResponse, chunked, request_head, send_raw
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from semanticcache.devserver import EmbeddedPostgres
+from semanticcache._devserver import EmbeddedPostgres
 from tests.faults import Relay, free_port, postgres_pids
 from tests.reliability.app import credential_digest
 from tests.servers import RedisServer

@@ -8,7 +8,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from semanticcache import ConfigurationError, HashingEmbedder, SemanticCache
-from semanticcache.storage.pgvector import CacheTable, PgVectorStore, find_cache_tables
+from semanticcache._storage.pgvector import CacheTable, PgVectorStore, find_cache_tables
 
 
 async def test_find_cache_tables_by_naming_rule_and_columns(pg_uri: str) -> None:

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from semanticcache.key import lookup_digest
-from semanticcache.storage.pgvector import PgVectorStore, SearchResult, connection_options
-from semanticcache.storage.plan import plan_verdict as _plan_verdict
+from semanticcache._key import lookup_digest
+from semanticcache._storage.pgvector import PgVectorStore, SearchResult, connection_options
+from semanticcache._storage.plan import plan_verdict as _plan_verdict
 
 DIM = 8
 

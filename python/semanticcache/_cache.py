@@ -1,0 +1,506 @@
+"""``SemanticCache``: exact match first, then embedding similarity inside a partition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+
+from semanticcache import _options as options
+from semanticcache._background import Background
+from semanticcache._breaker import CircuitBreaker
+from semanticcache._connection import PgConnection
+from semanticcache._embedders.base import BaseEmbedder
+from semanticcache._embedders.factory import get_embedder
+from semanticcache._guard import Guard, Unavailable, connection_lost
+from semanticcache._key import CacheKey, db_text, lookup_digest
+from semanticcache._lookup import LookupPath, target_of
+from semanticcache._memo import Embeddings
+from semanticcache._offload import off_loop_if_long
+from semanticcache._redis_copies import RedisCopies
+from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
+from semanticcache._settings import (
+    SECONDS_PER_DAY,
+    CacheSettings,
+)
+from semanticcache._storage.hot import HotEntries
+from semanticcache._storage.pgvector import PgVectorStore, ScopeStats
+from semanticcache._storage.redis_tier import RedisBlobStore
+from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
+
+_log = logging.getLogger("semanticcache.cache")
+
+__all__ = [
+    "CacheHit",
+    "CacheLookup",
+    "CacheStats",
+    "LookupReason",
+    "ScopeStats",
+    "SemanticCache",
+    "lookup_digest",
+]
+
+
+class SemanticCache:
+    """A semantic response cache on Postgres + pgvector.
+
+    A lookup checks the exact (normalized) text of the key's partition first, by digest
+    and without calling the embedder; then embeds the text and asks pgvector for the
+    ``top_k`` nearest entries *of the same partition* with cosine similarity >=
+    ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
+    whose text agrees with the lookup text on numbers, negation, names, opposites, code
+    (:func:`~semanticcache._agreement.texts_agree`) is the one considered, otherwise the
+    best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
+    Exact hits skip both checks. With an embedder that declares
+    :attr:`~semanticcache.BaseEmbedder.embeds_cheaply`, a short text is
+    embedded first and the exact check and stage 1 take one round trip together.
+    Partitions never mix: isolation is an SQL equality filter, never an embedding
+    distance.
+
+    Configuration comes from ``settings`` (a :class:`~semanticcache.CacheSettings`,
+    default: all defaults); a keyword argument that is not ``None`` overrides the
+    setting of the same meaning. The pool and the schema are created on first use (or by
+    :meth:`open`). Use ``async with`` or call :meth:`close`.
+
+    ``hot_entries=N`` keeps the last N exact hits (at most ``hot_entries_bytes`` of
+    responses) in memory, so an exact repeat costs no round trip; Postgres triggers and
+    ``LISTEN`` keep them true across processes (see :mod:`semanticcache._storage.hot`).
+    ``embedding_memo_size`` recent embeddings are remembered, so a ``put`` after a missed
+    lookup of the same text does not call the embedder again.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: BaseEmbedder | None = None,
+        settings: CacheSettings | None = None,
+        pg_uri: str | None = None,
+        redis_uri: str | None = None,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        rejection_threshold: float | None = None,
+        agreement_check: bool | None = None,
+        hnsw_m: int | None = None,
+        hnsw_ef_construction: int | None = None,
+        ef_search: int | None = None,
+        ttl_days: float | None = None,
+        embed_timeout: float | None = None,
+        store_timeout: float | None = None,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+        breaker_failures: int | None = None,
+        breaker_cooldown: float | None = None,
+        connect_timeout: float = options.CONNECT_TIMEOUT,
+        hit_flush_interval: float = options.HIT_FLUSH_INTERVAL,
+        purge_interval: float = options.PURGE_INTERVAL,
+        purge_batch_size: int = options.PURGE_BATCH,
+        purge_pause: float = options.PURGE_PAUSE,
+        embedding_memo_size: int = options.EMBEDDING_MEMO,
+        hot_entries: int | None = None,
+        hot_entries_bytes: int = options.HOT_BYTES,
+        raise_errors: bool = False,
+    ) -> None:
+        arguments = locals()
+        merged = options.merged_settings(settings, arguments)
+        # Checks the URI first: without one and without the embedded extra, nothing works.
+        self._pg = PgConnection(merged, connect_timeout)
+        if embedder is None:
+            embedder = get_embedder(merged)
+        elif not isinstance(embedder, BaseEmbedder):
+            raise ConfigurationError("embedder must be a BaseEmbedder instance")
+        options.check_tuning(arguments)
+        self._settings = merged
+        self._embedder = embedder
+        self._connect_timeout = connect_timeout
+        self._raise_errors = raise_errors
+        self._ttl_seconds = (
+            merged.pg_ttl_days * SECONDS_PER_DAY if merged.pg_ttl_days is not None else None
+        )
+        self._store_timeout = merged.store_timeout_seconds
+        self._outcomes: Counter[str] = Counter()
+        self._store_guard = Guard("store", self._breaker("postgres"), self._store_timeout)
+        self._embeddings = Embeddings(
+            embedder,
+            Guard(
+                "embed",
+                self._breaker(f"embedder {embedder.model_id}"),
+                merged.embed_timeout_seconds,
+            ),
+            embedding_memo_size,
+        )
+        self._store = PgVectorStore(
+            self._pg.pool,
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            hnsw_m=merged.pgvector_hnsw_m,
+            hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
+            ef_search=merged.pgvector_hnsw_ef_search,
+        )
+        self._hot = HotEntries(
+            self._store.table,
+            max_entries=merged.hot_entries,
+            max_bytes=hot_entries_bytes,
+            redis_epoch=merged.redis_uri is not None,
+        )
+        self._background = Background(
+            self._store,
+            flush_interval=hit_flush_interval,
+            purge_interval=purge_interval if self._ttl_seconds is not None else None,
+            purge_batch=purge_batch_size,
+            purge_pause=purge_pause,
+        )
+        redis = None
+        if merged.redis_uri is not None:
+            redis = RedisBlobStore(
+                merged.redis_uri,
+                namespace=self._store.table,
+                ttl_seconds=merged.effective_redis_ttl_seconds,
+                timeout=self._store_timeout,
+            )
+        self._redis = RedisCopies(
+            redis,
+            Guard("redis", self._breaker("redis"), self._store_timeout),
+            store=self._store,
+            store_call=self._store_call,
+            hot=self._hot,
+            background=self._background,
+        )
+        self._lookups = LookupPath(
+            merged,
+            store=self._store,
+            store_call=self._store_call,
+            embeddings=self._embeddings,
+            hot=self._hot,
+            redis=self._redis,
+        )
+        self._ready = False
+        self._open_lock = asyncio.Lock()
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            failures=self._settings.breaker_failures,
+            cooldown=self._settings.breaker_cooldown_seconds,
+        )
+
+    @property
+    def settings(self) -> CacheSettings:
+        """The effective settings (``settings`` with the keyword overrides applied)."""
+        return self._settings
+
+    @property
+    def threshold(self) -> float:
+        """Stage-1 minimum cosine similarity of a semantic hit."""
+        return self._settings.threshold
+
+    @property
+    def top_k(self) -> int:
+        """How many nearest neighbours stage 1 fetches."""
+        return self._settings.top_k_candidates
+
+    @property
+    def agreement_check(self) -> bool:
+        """Whether semantic candidates must agree with the lookup text to be served."""
+        return self._settings.agreement_check
+
+    @property
+    def rejection_threshold(self) -> float | None:
+        """Stage-2 cutoff the best candidate must also reach, or ``None``."""
+        return self._settings.rejection_threshold
+
+    @property
+    def embedder(self) -> BaseEmbedder:
+        """The embedder of lookup texts."""
+        return self._embedder
+
+    @property
+    def hot_serving(self) -> bool:
+        """Whether exact hits are being served from memory now (``hot_entries`` set
+        and the invalidation listener connected)."""
+        return self._hot.serving
+
+    @property
+    def table(self) -> str:
+        """The Postgres table holding this embedder's entries."""
+        return self._store.table
+
+    @property
+    def store(self) -> PgVectorStore:
+        """The underlying pgvector store (low-level access)."""
+        return self._store
+
+    async def run_on_store[T](
+        self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T:
+        """``work(conn)`` on a connection of the cache's pool (autocommit), as the
+        cache's own queries run: under ``store_timeout`` (waiting for a connection
+        included) and the Postgres circuit breaker, its failures counted by the breaker.
+
+        The cache must be open (:meth:`open`, or a first lookup); this never opens it,
+        so work left over after :meth:`close` fails instead of reopening it. Raises
+        :class:`~semanticcache.errors.StorageError` when Postgres fails, the budget
+        passes (``work`` is then cancelled in the background), the breaker is open or
+        the cache is not open. ``work`` may run twice when its connection was closed
+        under it (a server restart): it must be safe to repeat.
+        """
+
+        async def make() -> T:
+            try:
+                async with self._pg.pool.connection() as conn:
+                    return await work(conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"store operation failed: {exc}") from exc
+
+        if not self._ready:
+            raise StorageError("the cache is not open")
+        try:
+            return await self._store_call(make, open_first=False)
+        except Unavailable as exc:
+            raise StorageError(f"store operation failed: {exc.describe()}") from exc.cause
+
+    async def open(self) -> None:
+        """Connect and create the schema; called by the first operation if not before.
+
+        Raises :class:`~semanticcache.errors.StorageError` when Postgres cannot be reached
+        or the schema cannot be created (``get`` / ``lookup`` turn that into a miss and
+        try again on a later call). A closed cache opens again with a new pool.
+        """
+        async with self._open_lock:
+            if self._ready:
+                return
+            uri = await self._pg.connect(self._store)
+            await self._store.ensure_schema()
+            self._hot.start(uri, self._connect_timeout)
+            if self._redis.redis is not None:
+                # Redis copies are served once the listener knows the epoch.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._connect_timeout):
+                        await self._hot.wait_first_attempt()
+            self._ready = True
+
+    async def get(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheHit | None:
+        """The cached response for ``key``, or None on a miss.
+
+        ``key`` is a :class:`~semanticcache.CacheKey`, or (low level) a lookup text
+        with an explicit ``partition`` digest (default ``b""``).
+        """
+        return (await self.lookup(key, partition=partition)).hit
+
+    async def lookup(self, key: CacheKey | str, *, partition: bytes | None = None) -> CacheLookup:
+        """Like :meth:`get`, with the reason for a miss and the stage-1 figures.
+
+        Never raises for a dependency failure: an embedder or Postgres error, a timeout
+        (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
+        ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
+        """
+        target = await target_of(key, partition)
+        try:
+            result = await self._lookups.run(target)
+        except Unavailable as exc:
+            if exc.reason != "breaker_open":
+                _log.warning("cache lookup failed open: %s", exc.describe())
+            result = CacheLookup(None, exc.reason)
+        self._outcomes[result.reason] += 1
+        if result.hit is not None:
+            self._background.count_hit(result.hit.entry_id)
+        nearest = result.nearest_similarity
+        searched = result.hit is None or result.hit.match == "semantic"
+        # NaN: a zero vector stored by hand (the cache refuses them) has no direction.
+        if nearest is not None and math.isfinite(nearest) and searched:
+            self._background.count_nearest(result.reason, nearest)
+        return result
+
+    async def put(
+        self,
+        key: CacheKey | str,
+        response: bytes,
+        *,
+        partition: bytes | None = None,
+        raise_errors: bool | None = None,
+    ) -> int | None:
+        """Store ``response`` for ``key`` (replacing the entry of the same normalized
+        text in the same partition); return the entry id.
+
+        A dependency failure (embedder or Postgres error, timeout, open breaker) is
+        logged without the prompt and gives ``None``, unless ``raise_errors`` (this call's
+        argument, else the constructor's) is true: then it raises
+        :class:`~semanticcache.errors.EmbedderError` or
+        :class:`~semanticcache.errors.StorageError`. An embedder that returns a vector of
+        the wrong dimension, or with NaN / infinite values, always raises
+        :class:`~semanticcache.errors.EmbedderError`: that is a configuration error.
+        """
+        target = await target_of(key, partition)
+        if not isinstance(response, bytes):
+            raise ConfigurationError("response must be bytes")
+        loud = self._raise_errors if raise_errors is None else raise_errors
+        # Read before Postgres is written: see RedisCopies.copy.
+        epoch = self._hot.last_redis_epoch
+        try:
+            vector = await self._embeddings.embed(target.text)
+            text = await off_loop_if_long(len(target.text), lambda: db_text(target.text))
+            stored = await self._store_call(
+                lambda: self._store.put_entry(
+                    target.partition,
+                    target.text_digest,
+                    text,
+                    vector,
+                    response,
+                    scope=db_text(target.scope),
+                    ttl_seconds=self._ttl_seconds,
+                )
+            )
+        except Unavailable as exc:
+            self._hot.forget(target.slot)
+            if loud:
+                error = EmbedderError if exc.dependency == "embed" else StorageError
+                raise error(f"cache put failed: {exc.describe()}") from exc.cause
+            if exc.reason != "breaker_open":
+                _log.warning("cache put failed, not stored: %s", exc.describe())
+            return None
+        # This process's own memory: no need to wait for the notice.
+        self._hot.forget(target.slot)
+        redis = self._redis
+        if redis.redis is not None and not await redis.copy(
+            target.partition, target.text_digest, stored, epoch
+        ):
+            # Redis may still hold the replaced answer: void every copy before returning.
+            await redis.void("a replaced entry")
+        return stored.id
+
+    async def delete(self, entry_id: int) -> bool:
+        """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+            raise ConfigurationError("entry_id must be an int")
+        await self._ensure_open()
+        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
+        existed = await self._store.delete(entry_id, keys=keys)
+        if existed:
+            await self._redis.forget(keys)
+        return existed
+
+    async def purge(
+        self,
+        *,
+        scope: str | None = None,
+        partition: bytes | None = None,
+        expired: bool = False,
+        older_than: float | None = None,
+        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+    ) -> int:
+        """Delete entries and return how many.
+
+        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
+        (a partition digest), ``expired=True`` (rows past their TTL), ``older_than=``
+        (seconds since the entry was stored or last replaced). ``all=True`` empties this
+        embedder's table and takes no other selector. At least one selector is required,
+        so a bare ``purge()`` never deletes everything by accident.
+        """
+        if scope is not None and not isinstance(scope, str):
+            raise ConfigurationError("scope must be a str")
+        if partition is not None and not isinstance(partition, bytes):
+            raise ConfigurationError("partition must be bytes")
+        await self._ensure_open()
+        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
+        count = await self._store.purge(
+            scope=db_text(scope) if scope is not None else None,
+            partition=partition,
+            expired=expired,
+            older_than=older_than,
+            all=all,
+            keys=keys,
+        )
+        if count:
+            await self._redis.forget(keys)
+        return count
+
+    async def stats(self) -> CacheStats:
+        """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
+        and this process's lookup outcomes."""
+        await self._ensure_open()
+        await self.flush_hits()
+        stored = await self._store.stats()
+        return CacheStats(
+            rows=stored.rows,
+            hits=stored.hits,
+            expired_rows=stored.expired_rows,
+            table_bytes=stored.table_bytes,
+            scopes=stored.scopes,
+            lookups=dict(self._outcomes),
+            nearest_similarity=stored.nearest_similarity,
+        )
+
+    async def flush_hits(self) -> None:
+        """Write the hit counts and nearest-similarity counts gathered since the last
+        flush (done in the background every ``hit_flush_interval`` seconds, and by
+        :meth:`close`)."""
+        await self._background.flush()
+
+    async def close(self) -> None:
+        """Stop the background tasks, write pending hit counts, close the pool and the
+        Redis client. Idempotent."""
+        await self._background.stop()
+        if self._ready:
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(self._connect_timeout):
+                    await self.flush_hits()
+        self._background.pending_hits.clear()
+        self._ready = False
+        await self._hot.stop()
+        if self._redis.redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.redis.close()
+        await self._pg.pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _ensure_open(self) -> None:
+        if not self._ready:
+            await self.open()
+        self._background.start_purge()
+
+    async def _store_call[T](
+        self, make: Callable[[], Awaitable[T]], *, open_first: bool = True, read: bool = False
+    ) -> T:
+        """Run one store operation under the store breaker and ``store_timeout``
+        (opening the cache first, unless ``open_first`` is false).
+
+        ``read``: a lookup-path read (:mod:`~semanticcache._storage.wire`), which ends
+        at once when interrupted, so it runs in the caller's task under a plain timeout;
+        any other operation (a psycopg cursor's interrupted wait lasts up to 10 s) runs
+        as a task given up at the budget (:func:`~semanticcache._guard.within`). Opening
+        the cache is the latter kind.
+
+        An operation whose connection was closed under it (a server restart) runs once
+        more on another, within the same budget: the closed connection says nothing
+        about the server, a failure to get a working one does.
+        """
+
+        async def run() -> T:
+            if open_first:
+                await self._ensure_open()
+            try:
+                return await make()
+            except StorageError as exc:
+                if not connection_lost(exc):
+                    raise
+            return await make()
+
+        inline = read and self._ready  # opening the cache is never inline
+        return await self._store_guard.call(run, inline=inline)

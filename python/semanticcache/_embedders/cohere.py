@@ -1,0 +1,175 @@
+"""Cohere embeddings through the official ``cohere`` SDK (``AsyncClientV2``, ``/v2/embed``).
+
+Limits, as Cohere documents them: at most 96 texts per request; inputs longer than the
+model's context (512 tokens for the v3 models, 128K for ``embed-v4.0``) are **truncated**
+at the end (``truncate="END"``, sent explicitly), so a long prompt still gets a vector of
+its beginning. Requests are split at ``batch_size`` texts.
+
+Lookups and stored entries are both questions, so both are embedded with
+``input_type="search_query"``: the same side of Cohere's asymmetric models, hence
+comparable. Every call runs under one deadline (``timeout_seconds``) that covers the SDK's
+retries, which honour ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Final
+
+from semanticcache._embedders.base import (
+    BaseEmbedder,
+    batches,
+    check_provider_args,
+    sendable_text,
+    shorten,
+)
+from semanticcache._embedders.factory import missing_extra_error
+from semanticcache.errors import ConfigurationError, EmbedderError
+
+try:
+    import cohere
+    import cohere.core.api_error
+    import httpx
+except ModuleNotFoundError as exc:
+    raise missing_extra_error(exc.name, "embed-cohere", "CohereEmbedder") from exc
+
+__all__ = ["COHERE_MODELS", "CohereEmbedder"]
+
+MAX_TEXTS_PER_REQUEST: Final = 96
+
+# Default vector length, and the other lengths the model offers on request.
+COHERE_MODELS: Final[dict[str, tuple[int, frozenset[int]]]] = {
+    "embed-v4.0": (1536, frozenset({256, 512, 1024})),
+    "embed-english-v3.0": (1024, frozenset()),
+    "embed-multilingual-v3.0": (1024, frozenset()),
+    "embed-english-light-v3.0": (384, frozenset()),
+    "embed-multilingual-light-v3.0": (384, frozenset()),
+}
+
+
+class CohereEmbedder(BaseEmbedder):
+    """Embeddings from the Cohere API.
+
+    ``model_id`` is ``cohere:<model>``; ``dimension`` is ``dimensions`` when given
+    (``embed-v4.0`` offers 256, 512, 1024 or 1536), else the model's default. A model this
+    package does not know needs ``dimensions``. ``timeout_seconds`` bounds a whole
+    :meth:`embed` call, retries included.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "embed-v4.0",
+        dimensions: int | None = None,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_seconds: float | None = 30.0,
+        max_retries: int = 2,
+        batch_size: int = MAX_TEXTS_PER_REQUEST,
+    ) -> None:
+        check_provider_args(
+            "CohereEmbedder",
+            api_key=api_key,
+            api_key_variable="SEMANTIC_CACHE_COHERE_API_KEY",
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            batch_size=batch_size,
+            max_batch_size=MAX_TEXTS_PER_REQUEST,
+        )
+        self.model = model
+        self.dimension, self._output_dimension = _resolve_dimension(model, dimensions)
+        self.model_id = f"cohere:{model}"
+        self.timeout_seconds = timeout_seconds
+        self.batch_size = batch_size
+        # Our own HTTP client, so that aclose() can close it.
+        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+        self._client = cohere.AsyncClientV2(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_seconds,
+            max_retries=max_retries,
+            httpx_client=self._http,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed ``texts`` in requests of at most ``batch_size`` texts."""
+        if not texts:
+            return []
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {index} is {type(text).__name__}, not str")
+        vectors: list[list[float]] = []
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                for batch in batches(texts, self.batch_size):
+                    vectors.extend(await self._request(batch))
+        except TimeoutError as exc:
+            raise EmbedderError(
+                f"{self!r} did not answer within {self.timeout_seconds} s (retries included)"
+            ) from exc
+        return self.check_output(len(texts), vectors)
+
+    async def _request(self, batch: list[str]) -> list[list[float]]:
+        try:
+            if self._output_dimension is None:
+                response = await self._client.embed(
+                    model=self.model,
+                    input_type="search_query",
+                    texts=[sendable_text(text) for text in batch],
+                    embedding_types=["float"],
+                    truncate="END",
+                )
+            else:
+                response = await self._client.embed(
+                    model=self.model,
+                    input_type="search_query",
+                    texts=[sendable_text(text) for text in batch],
+                    embedding_types=["float"],
+                    truncate="END",
+                    output_dimension=self._output_dimension,
+                )
+            floats: object = response.embeddings.float_
+            if not isinstance(floats, list):
+                raise EmbedderError(f"{self!r} returned a malformed answer: no float embeddings")
+            return floats
+        except EmbedderError:
+            raise
+        except cohere.core.api_error.ApiError as exc:
+            raise EmbedderError(
+                f"{self!r} failed: HTTP {exc.status_code} {shorten(str(exc.body))}"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise EmbedderError(f"{self!r} timed out") from exc
+        except httpx.TransportError as exc:
+            raise EmbedderError(f"{self!r} could not connect: {shorten(str(exc))}") from exc
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Malformed bodies surface as JSON or validation errors in the SDK.
+            raise EmbedderError(
+                f"{self!r} returned a malformed answer: {shorten(str(exc))}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
+
+
+def _resolve_dimension(model: str, dimensions: int | None) -> tuple[int, int | None]:
+    """(vector length, the request's ``output_dimension`` or None to omit it)."""
+    known = COHERE_MODELS.get(model)
+    if known is None:
+        if dimensions is None:
+            raise ConfigurationError(
+                f"cohere model {model!r} is not one this package knows: "
+                "set SEMANTIC_CACHE_COHERE_DIMENSIONS to its vector length"
+            )
+        return dimensions, None
+    default, offered = known
+    if dimensions is None or dimensions == default:
+        return default, None
+    if dimensions not in offered:
+        choices = ", ".join(str(d) for d in sorted({*offered, default}))
+        raise ConfigurationError(
+            f"SEMANTIC_CACHE_COHERE_DIMENSIONS={dimensions} is not offered by {model!r} ({choices})"
+        )
+    return dimensions, dimensions

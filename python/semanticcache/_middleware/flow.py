@@ -1,0 +1,222 @@
+"""One request's way through the middleware: gate, key, lookup, replay or call the app,
+store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from semanticcache._cache import CacheHit
+from semanticcache._middleware.headers import (
+    CacheControl,
+    header_values,
+    vary_names,
+    with_headers,
+)
+from semanticcache._middleware.keying import Bypass, RequestKey
+from semanticcache._middleware.record import encode_record
+from semanticcache._middleware.replay import fresh_enough, replay
+from semanticcache._middleware.responder import Responder, XCache
+from semanticcache._middleware.singleflight import Lease
+from semanticcache._middleware.store_policy import storable_scope, validated
+
+if TYPE_CHECKING:
+    from semanticcache._middleware.asgi import SemanticCacheMiddleware
+
+__all__ = ["Flow"]
+
+_log = logging.getLogger("semanticcache.middleware")
+
+_REQUEST_ID_HEADER: Final = b"x-request-id"
+_REQUEST_ID_SAFE: Final = re.compile(rb"[^A-Za-z0-9._:-]")
+
+
+class Flow:
+    """One request's state; made per request, since one middleware serves them all."""
+
+    def __init__(self, mw: SemanticCacheMiddleware, scope: Scope, receive: Receive, send: Send):
+        self.mw = mw
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.key = RequestKey(mw, scope)
+        self.request_id = self._request_id()
+        # The client went away before the response was complete (an aborted response).
+        self.disconnected = False
+        self.response_done = False
+        # Body chunks read so far, replayed to the app before the real receive().
+        self.chunks: list[bytes] = []
+        self.body_complete = False
+
+    def _request_id(self) -> str:
+        values = header_values(self.key.headers, _REQUEST_ID_HEADER)
+        if values:
+            # Client-sent: keep it short and log-safe (no new lines, no escapes).
+            return _REQUEST_ID_SAFE.sub(b"", values[0])[:64].decode("ascii") or "-"
+        return secrets.token_hex(8)
+
+    def log_fields(self, reason: str | None = None) -> str:
+        fields = (
+            f"route={self.scope['path']} scope={self.key.scope_digest} "
+            f"request_id={self.request_id} text={self.key.text_digest}"
+        )
+        return fields if reason is None else f"{fields} reason={reason}"
+
+    async def run(self) -> None:
+        try:
+            control = self.key.gate()
+            body = await self._read_body()
+            key, stream = await self.key.build(body, Request(self.scope, self._replay_receive()))
+        except Bypass as exc:
+            _log.debug("semantic cache: bypass %s", self.log_fields(exc.reason))
+            await self._pass_through("BYPASS")
+            return
+        mw = self.mw
+        outcome: XCache = "MISS"
+        lease: Lease | None = None
+        if not control.no_cache:
+            lookup = await mw.cache.lookup(key)
+            hit = lookup.hit
+            if hit is None and lookup.reason not in ("miss", "rejected", "disagreement"):
+                outcome = "ERROR"
+                _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
+            elif hit is None:
+                # The nearest similarity (a number, nothing of the prompt) is what a
+                # threshold is tuned on.
+                nearest = lookup.nearest_similarity
+                _log.debug(
+                    "semantic cache: miss %s nearest=%s",
+                    self.log_fields(lookup.reason),
+                    "none" if nearest is None else f"{nearest:.4f}",
+                )
+            if await self._serve(hit, control, stream):
+                return
+            if outcome == "MISS" and mw.single_flight is not None:
+                lease = await mw.single_flight.acquire(key)
+                if lease.role == "waited":
+                    # The leader has finished: its answer is stored now (under the Vary
+                    # names it may just have taught us), or it gave up.
+                    key = await self.key.for_vary(mw.vary_for(self.key.target))
+                    if await self._serve((await mw.cache.lookup(key)).hit, control, stream):
+                        return
+                    lease = None
+        # The key to store under follows from the response's Vary (_call_app_and_store).
+        await self._call_app(control, outcome, lease)
+
+    async def _serve(self, hit: CacheHit | None, control: CacheControl, stream: bool) -> bool:
+        """Replay ``hit`` if there is one the request accepts; whether it was sent."""
+        return (
+            hit is not None
+            and fresh_enough(hit, control)
+            and await replay(
+                hit,
+                self.send,
+                stream=stream,
+                vary=self.key.vary,
+                mode=self.mw.hit_response_mode,
+                log_fields=self.log_fields,
+            )
+        )
+
+    async def _read_body(self) -> bytes:
+        cap = self.mw.settings.max_body_bytes
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise Bypass("disconnected")
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                self.chunks.append(chunk)
+                size += len(chunk)
+            if not message.get("more_body", False):
+                self.body_complete = True
+                break
+            if size > cap:
+                raise Bypass("body_too_large")
+        if size > cap:
+            raise Bypass("body_too_large")
+        return b"".join(self.chunks)
+
+    def _replay_receive(self) -> Receive:
+        """The app's receive(): the chunks read so far, each as it came, then the real
+        receive(), which waits for the client's next message (a disconnect, usually)."""
+        # A deque: a body can come in very many small chunks (popping a list's head
+        # would make replaying them quadratic).
+        pending = deque(self.chunks)
+        complete = self.body_complete
+        disconnected = self.disconnected
+        if not pending and complete:
+            pending.append(b"")
+
+        async def receive() -> Message:
+            if pending:
+                chunk = pending.popleft()
+                more = bool(pending) or not complete
+                return {"type": "http.request", "body": chunk, "more_body": more}
+            if disconnected:
+                return {"type": "http.disconnect"}
+            message = await self.receive()
+            if message["type"] == "http.disconnect" and not self.response_done:
+                self.disconnected = True
+            return message
+
+        return receive
+
+    async def _pass_through(self, outcome: XCache) -> None:
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = with_headers(message, [(b"x-cache", outcome.encode())])
+            await self.send(message)
+
+        await self.mw.app(self.scope, self._replay_receive(), send)
+
+    async def _call_app(self, control: CacheControl, outcome: XCache, lease: Lease | None) -> None:
+        mw = self.mw
+        handed_over = False
+        try:
+            handed_over = await self._call_app_and_store(control, outcome, lease)
+        finally:
+            if lease is not None and not handed_over and mw.single_flight is not None:
+                await mw.single_flight.release(lease)
+
+    async def _call_app_and_store(
+        self, control: CacheControl, outcome: XCache, lease: Lease | None
+    ) -> bool:
+        """Call the app, send its answer, start the store; whether a store task took
+        over ``lease``."""
+        mw = self.mw
+        responder = Responder(self, outcome, tee=mw.response_mode == "tee")
+        timeout = mw.settings.upstream_timeout_seconds
+        scope = self.scope if control.no_store else storable_scope(self.scope)
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                if timeout is not None:
+                    responder.keep_alive = (deadline, timeout)
+                await mw.app(scope, self._replay_receive(), responder.send)
+        except TimeoutError:
+            _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
+            await responder.timed_out()
+            return False
+        await responder.finish()
+        stored = responder.stored_response()
+        if stored is None or control.no_store or self.disconnected:
+            return False
+        vary = vary_names(stored.headers)
+        if vary is None:
+            # Vary: * - the answer may depend on anything: never stored (RFC 9111 4.1).
+            return False
+        if not await validated(mw.validate_response, stored, self.log_fields()):
+            return False
+        # Stored under the Vary names its own response gave; lookups learn them here.
+        mw.learn_vary(self.key.target, vary)
+        key = await self.key.for_vary(vary)
+        return mw.stores.start(key, encode_record(stored), self.log_fields(), lease)

@@ -1,0 +1,445 @@
+"""Configuration: the ``SEMANTIC_CACHE_*`` environment variables, read once, validated once.
+
+Settings are read at the edge only: :func:`get_cache_settings` (or
+:meth:`CacheSettings.from_env`) turns the environment into a frozen :class:`CacheSettings`,
+and every other class takes that object or explicit keyword arguments, never ``os.environ``.
+
+Each setting is declared once, as a field with :func:`~semanticcache._settings_spec.setting`
+(default, kind, range, doc); parsing, validation and docs/configuration.md derive from
+those declarations. Every invalid value raises
+:class:`~semanticcache.errors.ConfigurationError` with the variable's name, the value
+(connection strings with their password masked, the digest key never) and the accepted
+range. Empty variables count as unset, as container tooling writes ``NAME=`` for "no value".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+from semanticcache._masking import mask_connection_string
+from semanticcache._settings_spec import (
+    ENV_PREFIX,
+    Choice,
+    Flag,
+    Folder,
+    HttpUrl,
+    Integer,
+    Key,
+    Names,
+    PgUri,
+    Real,
+    RedisUri,
+    Text,
+    check_fields,
+    env_name,
+    error,
+    parse_environ,
+    setting,
+    spec,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "CacheSettings",
+    "EmbedderType",
+    "HitResponseMode",
+    "ResponseMode",
+    "default_embedded_data_dir",
+    "get_cache_settings",
+    "mask_connection_string",
+    "reset_cache_settings",
+]
+
+EmbedderType = Literal["openai", "voyage", "cohere", "huggingface", "ollama", "local", "hashing"]
+ResponseMode = Literal["buffered", "tee"]
+HitResponseMode = Literal["single", "stream"]
+
+# pgvector's `vector` type holds at most 16000 dimensions (and HNSW indexes 2000).
+MAX_EMBEDDING_DIMENSIONS: Final = 16000
+# pgvector's documented HNSW ranges (src/hnsw.h: HNSW_MIN_M .. HNSW_MAX_M and so on); a
+# value outside them makes CREATE INDEX / SET fail at run time, so refuse it at start-up.
+HNSW_M_RANGE: Final = (2, 100)
+HNSW_EF_CONSTRUCTION_RANGE: Final = (4, 1000)
+HNSW_EF_SEARCH_RANGE: Final = (1, 1000)
+TOP_K_RANGE: Final = (1, 1000)
+# A hundred years: keeps `now() + interval` far from timestamp overflow.
+MAX_TTL_DAYS: Final = 36500.0
+SECONDS_PER_DAY: Final = 86400
+DEFAULT_REDIS_TTL_SECONDS: Final = SECONDS_PER_DAY
+DIGEST_KEY_MIN_BYTES: Final = 16
+
+# One random key per process, so digests of the same prompt still correlate across the log
+# lines of one process when no key is configured.
+_PROCESS_DIGEST_KEY: Final = secrets.token_bytes(32)
+
+_DIMENSIONS: Final = Integer(1, MAX_EMBEDDING_DIMENSIONS)
+_API_KEY: Final = Text(required=False, secret=True)
+_TIMEOUT: Final = Real(0.0, math.inf, "unset, or seconds > 0", low_open=True)
+_SDK_URL: Final = "unset (the SDK's)"
+
+
+@dataclass(frozen=True, slots=True)
+class _RedisTtl(Integer):
+    """Redis blob TTL: never longer than the Postgres TTL, or a blob would be served after
+    Postgres expired its row."""
+
+    def check(self, env: str, value: object, owner: Any) -> object:
+        ttl = Integer.check(self, env, value, owner)
+        pg_seconds: int | None = owner._pg_ttl_seconds()
+        if pg_seconds is not None and isinstance(ttl, int) and ttl > pg_seconds:
+            raise error(
+                env,
+                f"is {ttl}, longer than {env_name('pg_ttl_days')} ({pg_seconds} s)",
+                f"an integer from 1 to {pg_seconds}",
+            )
+        return ttl
+
+    def describe(self) -> str:
+        return f"an integer >= 1, at most {env_name('pg_ttl_days')} in seconds"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class CacheSettings:
+    """Validated cache configuration; one attribute per ``SEMANTIC_CACHE_*`` variable.
+
+    Build it from the environment with :meth:`from_env` (or the shared
+    :func:`get_cache_settings`), or with keyword arguments; both validate the same way and
+    raise :class:`~semanticcache.errors.ConfigurationError`. ``repr`` masks passwords and
+    leaves the digest key out. Fields are checked in declaration order, so a range that
+    depends on another field comes after it.
+    """
+
+    pg_uri: str | None = setting(
+        None,
+        PgUri(),
+        "Postgres connection string. Unset: the embedded development Postgres (needs the "
+        "`embedded` extra; a loud warning says so).",
+    )
+    embedder_type: EmbedderType = setting(
+        "local",
+        Choice(get_args(EmbedderType)),
+        "Built-in embedder that `get_embedder()` constructs: `local` (offline packaged "
+        "model), `hashing` (zero-cost, not semantic), or a provider below.",
+    )
+    openai_model: str = setting("text-embedding-3-small", Text(), "OpenAI embedding model.")
+    openai_dimensions: int | None = setting(
+        None,
+        _DIMENSIONS,
+        "Shorter OpenAI vectors (`text-embedding-3-*` only).",
+        default_doc="unset (the model's)",
+    )
+    openai_base_url: str | None = setting(
+        None,
+        HttpUrl(),
+        "OpenAI-compatible API root (Azure, a gateway).",
+        default_doc=_SDK_URL,
+    )
+    openai_api_key: str | None = setting(
+        None, _API_KEY, "OpenAI API key.", fallback="OPENAI_API_KEY"
+    )
+    voyage_model: str = setting("voyage-3.5", Text(), "Voyage AI embedding model.")
+    voyage_dimensions: int | None = setting(
+        None,
+        _DIMENSIONS,
+        "Voyage output dimension (models that offer several).",
+        default_doc="unset (the model's)",
+    )
+    voyage_base_url: str | None = setting(None, HttpUrl(), "Voyage API root.", default_doc=_SDK_URL)
+    voyage_api_key: str | None = setting(
+        None, _API_KEY, "Voyage API key.", fallback="VOYAGE_API_KEY"
+    )
+    cohere_model: str = setting("embed-v4.0", Text(), "Cohere embedding model.")
+    cohere_dimensions: int | None = setting(
+        None,
+        _DIMENSIONS,
+        "Cohere output dimension (`embed-v4.0`).",
+        default_doc="unset (the model's)",
+    )
+    cohere_base_url: str | None = setting(None, HttpUrl(), "Cohere API root.", default_doc=_SDK_URL)
+    cohere_api_key: str | None = setting(None, _API_KEY, "Cohere API key.", fallback="CO_API_KEY")
+    huggingface_model: str | None = setting(
+        None,
+        Text(required=False),
+        "sentence-transformers model name or folder.",
+        default_doc="unset (the packaged all-MiniLM-L6-v2, nothing downloaded)",
+    )
+    huggingface_dimensions: int | None = setting(
+        None,
+        _DIMENSIONS,
+        "Truncate sentence-transformers vectors to this length.",
+        default_doc="unset (the model's)",
+    )
+    ollama_model: str = setting(
+        "nomic-embed-text", Text(), "Ollama embedding model (`ollama pull` it first)."
+    )
+    ollama_dimensions: int | None = setting(
+        None,
+        _DIMENSIONS,
+        "Ollama vector length; required for a model the package does not know.",
+        default_doc="unset (the model's)",
+    )
+    ollama_base_url: str = setting(
+        "http://127.0.0.1:11434/v1", HttpUrl(), "Ollama's OpenAI-compatible API root."
+    )
+    threshold: float = setting(
+        0.95, Real(0.0, 1.0, "0.0 to 1.0"), "Stage-1 cosine similarity gate."
+    )
+    top_k_candidates: int = setting(
+        1, Integer(*TOP_K_RANGE), "Nearest neighbours pgvector returns for stage 2."
+    )
+    rejection_threshold: float | None = setting(
+        None,
+        Real(0.0, 1.0, "unset, or from SEMANTIC_CACHE_THRESHOLD{floor} to 1.0", floor="threshold"),
+        "Optional stricter stage-2 cutoff.",
+    )
+    agreement_check: bool = setting(
+        True,
+        Flag(),
+        "Serve a semantic candidate only if its text agrees with the lookup's on numbers, "
+        "negation, names, opposites and code ([cache.md](cache.md#the-agreement-check)); a "
+        "refused one is a miss with reason `disagreement`.",
+    )
+    pgvector_hnsw_m: int = setting(
+        16,
+        Integer(*HNSW_M_RANGE),
+        "HNSW `m` for new indexes; existing indexes keep theirs until rebuilt.",
+    )
+    pgvector_hnsw_ef_construction: int = setting(
+        64,
+        Integer(
+            *HNSW_EF_CONSTRUCTION_RANGE,
+            floor="pgvector_hnsw_m",
+            floor_factor=2,
+            explain_floor=True,  # pgvector refuses ef_construction < 2 * m: say so
+        ),
+        "HNSW `ef_construction` for new indexes; existing indexes keep theirs.",
+    )
+    pgvector_hnsw_ef_search: int | None = setting(
+        None,
+        Integer(*HNSW_EF_SEARCH_RANGE),
+        "Query-time `hnsw.ef_search`; safe to change at any time.",
+        default_doc="unset (pgvector's)",
+    )
+    redis_uri: str | None = setting(
+        None,
+        RedisUri(),
+        "URI of the optional Redis blob tier (copies of responses, never served past or out "
+        'of step with their Postgres row: [cache.md](cache.md), "Redis tier"). Unset: '
+        "Postgres only.",
+    )
+    require_cache_scope: bool = setting(
+        False,
+        Flag(),
+        "Require a non-empty, server-derived scope on every cached request (multi-tenant).",
+    )
+    cache_authorized_requests: bool = setting(
+        False,
+        Flag(),
+        "Cache requests that carry credentials (`Authorization`, `Proxy-Authorization`, "
+        "`Cookie`, `X-Api-Key`, `Api-Key`, `SEMANTIC_CACHE_CREDENTIAL_HEADERS`); a keyed "
+        "digest of every credential present then joins the key. Off: they pass by uncached.",
+    )
+    credential_headers: tuple[str, ...] = setting(
+        (),
+        Names(lower=True),
+        "More request headers that are credentials (`X-Tenant-Token,X-Session`), added to "
+        "the built-in ones; compared in lower case.",
+    )
+    # Cookie names are case-sensitive (RFC 6265 5.4).
+    credential_cookies: tuple[str, ...] = setting(
+        (),
+        Names(lower=False),
+        "The cookies that are credentials (`session,sid`); other cookies (analytics) then "
+        "neither bypass nor key the cache.",
+        default_doc="none (any cookie is a credential)",
+    )
+    log_digest_key: bytes | None = setting(
+        None,
+        Key(DIGEST_KEY_MIN_BYTES),
+        "HMAC key for prompt digests in logs; set it for digests stable across restarts.",
+        default_doc="unset (a random key per process)",
+    )
+    response_mode: ResponseMode = setting(
+        "buffered",
+        Choice(get_args(ResponseMode)),
+        "Miss delivery: `buffered`, or `tee` (forward chunks as they arrive).",
+    )
+    hit_response_mode: HitResponseMode | None = setting(
+        None,
+        Choice(get_args(HitResponseMode), unset_word="auto"),
+        "Hit delivery: `single` or `stream`; unset (`auto`) follows the request.",
+        default_doc="`auto`",
+    )
+    pg_ttl_days: float | None = setting(
+        None,
+        Real(0.0, MAX_TTL_DAYS, f"unset, or days > 0 and <= {MAX_TTL_DAYS:g}", low_open=True),
+        "Age in (fractional) days after which an entry is never served and is purged.",
+        default_doc="unset (no expiry)",
+    )
+    embed_timeout_seconds: float | None = setting(
+        None,
+        _TIMEOUT,
+        "Budget for one embedder call: a hard bound on the caller's wait (the call is "
+        "cancelled in the background).",
+        default_doc="unset (no limit)",
+    )
+    store_timeout_seconds: float | None = setting(
+        None,
+        _TIMEOUT,
+        "Budget for one Postgres / Redis operation; for Postgres, waiting for a pool "
+        "connection included, a hard bound on the caller's wait ([cache.md](cache.md), "
+        '"Budgets and fail-open").',
+        default_doc="unset (no limit)",
+    )
+    upstream_timeout_seconds: float | None = setting(
+        None,
+        _TIMEOUT,
+        "Budget for the app / upstream call: until the response starts reaching the client "
+        "(504 if nothing was sent), then for each pause between chunks.",
+        default_doc="unset (no limit)",
+    )
+    max_body_bytes: int = setting(
+        10_485_760,
+        Integer(1),
+        "Request and response body cap (10 MiB); larger bodies pass through uncached.",
+    )
+    pg_pool_min_size: int = setting(1, Integer(0), "Connections the Postgres pool keeps open.")
+    pg_pool_max_size: int = setting(
+        10, Integer(1, floor="pg_pool_min_size"), "Most connections the Postgres pool opens."
+    )
+    redis_ttl_seconds: int | None = setting(
+        None,
+        _RedisTtl(1),
+        "TTL of Redis blobs; never longer than a row's remaining lifetime.",
+        default_doc="unset (the Postgres TTL, else one day)",
+    )
+    breaker_failures: int = setting(
+        5, Integer(1), "Consecutive failures of a dependency that open its circuit breaker."
+    )
+    breaker_cooldown_seconds: float = setting(
+        30.0,
+        Real(0.0, math.inf, "seconds > 0", low_open=True),
+        "How long an open breaker skips the dependency before it tries again.",
+    )
+    hot_entries: int = setting(
+        0,
+        Integer(0),
+        "Exact hits kept in process memory (0: off): a repeat costs no round trip. Postgres "
+        "triggers + `LISTEN` drop deleted or replaced entries in every process "
+        "([cache.md](cache.md)).",
+    )
+    embedded_data_dir: Path | None = setting(
+        None,
+        Folder(),
+        "Data folder of the embedded development Postgres.",
+        default_doc="unset (`$XDG_CACHE_HOME/fastapi-semcache/postgres`, else "
+        "`~/.cache/fastapi-semcache/postgres`)",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def _pg_ttl_seconds(self) -> int | None:
+        if self.pg_ttl_days is None:
+            return None
+        return max(1, math.floor(self.pg_ttl_days * SECONDS_PER_DAY))
+
+    @property
+    def log_digest_key_is_set(self) -> bool:
+        """Whether ``SEMANTIC_CACHE_LOG_DIGEST_KEY`` was configured (digests then stay
+        stable across restarts)."""
+        return self.log_digest_key is not None
+
+    @property
+    def effective_log_digest_key(self) -> bytes:
+        """The HMAC key to use: the configured one, or this process's random key."""
+        return self.log_digest_key if self.log_digest_key is not None else _PROCESS_DIGEST_KEY
+
+    @property
+    def effective_redis_ttl_seconds(self) -> int:
+        """Redis blob TTL: the configured one, else the Postgres TTL, else one day."""
+        if self.redis_ttl_seconds is not None:
+            return self.redis_ttl_seconds
+        pg_seconds = self._pg_ttl_seconds()
+        return pg_seconds if pg_seconds is not None else DEFAULT_REDIS_TTL_SECONDS
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        """True when no Postgres URI is configured (development mode)."""
+        return self.pg_uri is None
+
+    def redacted(self) -> dict[str, object]:
+        """Every setting by name, safe to log: passwords masked, the digest key left out
+        (``log_digest_key_is_set`` says whether there is one)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "log_digest_key":
+                out["log_digest_key_is_set"] = value is not None
+            elif spec(f).secret and value is not None:
+                out[f.name] = "***"
+            elif spec(f).url and value is not None:
+                out[f.name] = mask_connection_string(value)
+            else:
+                out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"{type(self).__name__}({inner})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CacheSettings:
+        """Read every ``SEMANTIC_CACHE_*`` variable from ``environ`` (default
+        ``os.environ``) once and validate them.
+
+        Unset or empty variables take their defaults; other ``SEMANTIC_CACHE_*`` names are
+        ignored.
+        """
+        env = os.environ if environ is None else environ
+        # The dict holds exactly the fields' names with parsed values of the fields' types.
+        return cls(**parse_environ(cls, env))  # type: ignore[arg-type]
+
+
+_lock = threading.Lock()
+_cached: CacheSettings | None = None
+
+
+def default_embedded_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded development Postgres's default data folder:
+    ``$XDG_CACHE_HOME/fastapi-semcache/postgres``, or ``~/.cache/...`` when
+    ``XDG_CACHE_HOME`` is unset or empty. ``environ`` defaults to ``os.environ``."""
+    env = os.environ if environ is None else environ
+    cache_home = env.get("XDG_CACHE_HOME", "")
+    base = Path(cache_home) if cache_home else Path.home() / ".cache"
+    return base / "fastapi-semcache" / "postgres"
+
+
+def get_cache_settings() -> CacheSettings:
+    """The process-wide settings, read from ``os.environ`` on first call and then reused."""
+    global _cached
+    with _lock:
+        if _cached is None:
+            _cached = CacheSettings.from_env()
+        return _cached
+
+
+def reset_cache_settings() -> None:
+    """Forget the cached settings, so the next :func:`get_cache_settings` reads the
+    environment again (for tests, or after changing the environment on purpose)."""
+    global _cached
+    with _lock:
+        _cached = None
+
+
+# The providers' conventional key variables, read when the prefixed one is unset.
+API_KEY_FALLBACKS: Final[dict[str, str]] = {
+    f.name: fallback for f in fields(CacheSettings) if (fallback := spec(f).fallback)
+}

@@ -1,0 +1,496 @@
+"""The cache store: rows of one embedder configuration in Postgres + pgvector.
+
+Rows are keyed by (partition digest, lookup-text digest): the unique btree holds two
+short digests, never the full text (long prompts would break a btree). A semantic search
+only ever looks inside one partition (an SQL equality filter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from semanticcache._storage import lookup_sql, schema, wire
+from semanticcache._storage.hot import advance_redis_epoch_sql
+from semanticcache._storage.plan import CUSTOM, EXACT, INDEX, PlanPolicy, connection_options
+from semanticcache._storage.records import (
+    ScopeStats,
+    SearchResult,
+    StoredEntry,
+    StoreStats,
+    similarity_bucket,
+)
+from semanticcache._storage.tables import (
+    MAX_DIMENSION,
+    MAX_IDENTIFIER,
+    TABLE_PREFIX,
+    CacheTable,
+    find_cache_tables,
+    is_cache_table_name,
+    table_name_for,
+)
+from semanticcache._storage.vector import BinaryVector, vector_param
+from semanticcache._storage.wire import ReadStatement
+from semanticcache.errors import ConfigurationError, StorageError
+
+__all__ = [
+    "CUSTOM",
+    "INDEX",
+    "BinaryVector",
+    "CacheTable",
+    "PgVectorStore",
+    "ScopeStats",
+    "SearchResult",
+    "StoreStats",
+    "StoredEntry",
+    "connection_options",
+    "find_cache_tables",
+    "similarity_bucket",
+    "table_name_for",
+]
+
+
+class PgVectorStore:
+    """Cache rows of one embedder configuration, over a psycopg async pool.
+
+    The pool's connections must be in autocommit mode (``kwargs={"autocommit": True}``);
+    methods open their own transactions where they need one. Call :meth:`ensure_schema`
+    once before use (idempotent, safe from concurrent processes).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        model_id: str,
+        dimension: int,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        ef_search: int | None = None,
+        table: str | None = None,
+    ) -> None:
+        if table is not None and not is_cache_table_name(table):
+            raise ConfigurationError(
+                f"table must be a cache table name ({TABLE_PREFIX}<model>_<dimension>, "
+                f"at most {MAX_IDENTIFIER} bytes), not {table!r}"
+            )
+        # The other arguments' ranges are CacheSettings'; this one is the embedder's.
+        if not 1 <= dimension <= MAX_DIMENSION:
+            raise ConfigurationError(
+                f"embedding dimension must be in 1..{MAX_DIMENSION} "
+                f"(pgvector HNSW limit), not {dimension}"
+            )
+        self._pool = pool
+        self._dimension = dimension
+        self._m = hnsw_m
+        self._ef_construction = hnsw_ef_construction
+        self._ef_search = ef_search
+        # An explicit table serves tools that work on every cache table of a database
+        # (``semcache stats`` / ``purge``), found by :func:`find_cache_tables`.
+        self.table = table if table is not None else table_name_for(model_id, dimension)
+        """The table name (``semcache_entries_<slug>_<dim>``)."""
+        self._t = sql.Identifier(self.table)
+        self._iterative_scan = False
+        self._exact_read = lookup_sql.exact_read(self._t)
+        self._response_read = lookup_sql.response_read(self._t)
+        # By (plan verdict, top-1): the statements of the verdicts that cache one plan.
+        self._lookups = {
+            (verdict, top1): lookup_sql.statement(self._t, top1=top1, exact=verdict == EXACT)
+            for verdict in (INDEX, EXACT)
+            for top1 in (True, False)
+        }
+        self._lookup_skewed = lookup_sql.function_call(self.table)
+        self._plans = PlanPolicy(self.table)
+
+    @property
+    def dimension(self) -> int:
+        """The dimension of the table's vectors."""
+        return self._dimension
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connection pool the store uses."""
+        return self._pool
+
+    def rebind(self, pool: AsyncConnectionPool) -> None:
+        """Use ``pool`` from now on (the owner replaced a closed pool)."""
+        self._pool = pool
+
+    @property
+    def iterative_scan(self) -> bool:
+        """Whether searches use pgvector's iterative index scan (pgvector >= 0.8; known
+        after :meth:`ensure_schema`)."""
+        return self._iterative_scan
+
+    async def ensure_schema(self) -> None:
+        """Create the ``vector`` extension (if the role may), the table and its indexes."""
+        self._iterative_scan = await schema.ensure_schema(
+            self._pool,
+            self.table,
+            dimension=self._dimension,
+            m=self._m,
+            ef_construction=self._ef_construction,
+        )
+
+    async def put(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        lookup_text: str,
+        embedding: Sequence[float] | BinaryVector,
+        response: bytes,
+        *,
+        scope: str = "",
+        ttl_seconds: float | None = None,
+    ) -> int:
+        """Insert or replace the entry for (partition, text_digest); return its id.
+        See :meth:`put_entry`."""
+        entry = await self.put_entry(
+            partition,
+            text_digest,
+            lookup_text,
+            embedding,
+            response,
+            scope=scope,
+            ttl_seconds=ttl_seconds,
+        )
+        return entry.id
+
+    async def put_entry(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        lookup_text: str,
+        embedding: Sequence[float] | BinaryVector,
+        response: bytes,
+        *,
+        scope: str = "",
+        ttl_seconds: float | None = None,
+    ) -> StoredEntry:
+        """Insert or replace the entry for (partition, text_digest); return it (its id,
+        ``created_at`` and ``expires_at``: its version, see
+        :mod:`semanticcache._storage.redis_tier`).
+
+        A replaced entry gets the new text, vector and response, a fresh ``created_at``
+        (later than the one it replaces, so that (id, created_at) orders the versions of
+        a row as the row lock ordered the writes) and a hit count of zero.
+        ``lookup_text`` and ``scope`` are stored as given (use
+        :func:`~semanticcache._key.db_text` for arbitrary strings: ``text`` holds no NUL).
+        ``ttl_seconds`` sets ``expires_at`` (``None``: ``'infinity'``, never expires).
+        """
+        vector = vector_param(embedding, self._dimension, self.table)
+        query = sql.SQL(
+            """
+            INSERT INTO {t}
+                (partition, text_digest, scope, lookup_text, embedding, response, expires_at)
+            VALUES (%s, %s, %s, %s, %s::vector, %s,
+                    coalesce(now() + make_interval(secs => %s), 'infinity'))
+            ON CONFLICT (partition, text_digest) DO UPDATE SET
+                scope = EXCLUDED.scope,
+                lookup_text = EXCLUDED.lookup_text,
+                embedding = EXCLUDED.embedding,
+                response = EXCLUDED.response,
+                created_at = greatest(clock_timestamp(), {t}.created_at + interval '1 microsecond'),
+                expires_at = EXCLUDED.expires_at,
+                hit_count = 0
+            RETURNING id, created_at, NULLIF(expires_at, 'infinity')
+            """
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    query,
+                    (partition, text_digest, scope, lookup_text, vector, response, ttl_seconds),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache put failed: {exc}") from exc
+        if row is None:  # RETURNING always yields the row; guard for the type checker
+            raise StorageError("cache put returned no row")
+        return StoredEntry(row[0], response, row[1], 1.0, text_digest, expires_at=row[2])
+
+    async def advance_redis_epoch(self) -> int:
+        """Advance this table's Redis epoch (no Redis copy written before is served
+        again, in any process); return the new one."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(advance_redis_epoch_sql(), (self.table, self.table))
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"could not advance the Redis epoch: {exc}") from exc
+        if row is None:
+            raise StorageError(f"no Redis epoch for {self.table}: its schema is incomplete")
+        return int(row[0])
+
+    async def get_exact(self, partition: bytes, text_digest: bytes) -> StoredEntry | None:
+        """The entry stored for exactly this (partition, text digest), or None.
+
+        One statement, one index probe on the unique (partition, text_digest) btree.
+        """
+        try:
+            rows = await self._fetch(self._exact_read, (partition, text_digest))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache exact lookup failed: {exc}") from exc
+        if not rows:
+            return None
+        row = rows[0]
+        return StoredEntry(row[0], row[1], row[2], 1.0, text_digest, expires_at=row[3])
+
+    async def get_response(self, entry_id: int) -> bytes | None:
+        """The response of the entry ``entry_id`` if it exists and has not expired.
+
+        :meth:`search` ships only the best candidate's response; this fetches another
+        candidate's when the best one was not served (the agreement check refused it).
+        """
+        try:
+            rows = await self._fetch(self._response_read, (wire.dump_int8(entry_id),))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache response fetch failed: {exc}") from exc
+        return rows[0][0] if rows else None
+
+    async def search(
+        self,
+        partition: bytes,
+        embedding: Sequence[float] | BinaryVector,
+        threshold: float,
+        k: int = 1,
+    ) -> SearchResult:
+        """Stage 1: up to ``k`` entries of ``partition`` with cosine similarity >= ``threshold``,
+        and the similarity of the nearest row (passed or not).
+
+        Best first. The HNSW index returns the ``k`` nearest rows of the partition
+        (iterative scan, so a partition that holds a small share of the table still gets
+        its ``k``). Only the best candidate carries its response, and only if it passes
+        the threshold (the others have ``response == b""``), so a large ``k`` or a miss
+        does not ship response bodies.
+
+        One round trip: what :meth:`lookup` sends, with an empty text digest, which no
+        row has. ``hnsw.ef_search`` and ``hnsw.iterative_scan`` are session settings of
+        the pool's connections (see :func:`connection_options`): a per-query ``SET``
+        needs a multi-statement message, which cannot be prepared.
+        """
+        return await self._run_search(partition, b"", embedding, threshold, k, "similarity search")
+
+    async def lookup(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        embedding: Sequence[float] | BinaryVector,
+        threshold: float,
+        k: int = 1,
+    ) -> SearchResult:
+        """The exact row and stage 1 in one round trip: ``matches == [entry]`` when
+        (partition, text_digest) holds a live row (``similarity == 1.0``,
+        ``text_digest`` equal to the argument), else what :meth:`search` returns.
+
+        One round trip for a semantic hit, where :meth:`get_exact` then :meth:`search`
+        take two; but the caller must have the embedding first, so this suits embedders
+        that embed cheaply (:attr:`~semanticcache.BaseEmbedder.embeds_cheaply`).
+        The SQL is :mod:`~semanticcache._storage.lookup_sql`'s, in the form the plan
+        policy (:mod:`~semanticcache._storage.plan`) chose for the table.
+        """
+        return await self._run_search(partition, text_digest, embedding, threshold, k, "lookup")
+
+    async def _run_search(
+        self,
+        partition: bytes,
+        text_digest: bytes,
+        embedding: Sequence[float] | BinaryVector,
+        threshold: float,
+        k: int,
+        what: str,
+    ) -> SearchResult:
+        params = [
+            partition,
+            text_digest,
+            vector_param(embedding, self._dimension, self.table).data,
+            wire.dump_float8(threshold),
+            wire.dump_int4(k),
+        ]
+        try:
+            conn = await self._pool.getconn()  # see _fetch
+            try:
+                verdict = await self._plans.verdict(conn)
+                if verdict == CUSTOM:
+                    rows = await self._lookup_skewed.fetch(conn, params)
+                elif k == 1:  # the top-1 statements take no k
+                    rows = await self._lookups[verdict, True].fetch(conn, params[:4])
+                else:
+                    rows = await self._lookups[verdict, False].fetch(conn, params)
+            finally:
+                await self._pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise StorageError(f"cache {what} failed: {exc}") from exc
+        return SearchResult.from_rows(rows, threshold)
+
+    async def _fetch(
+        self, statement: ReadStatement, params: Sequence[bytes | None]
+    ) -> list[tuple[Any, ...]]:
+        """Run one read statement of the lookup path (see :mod:`~semanticcache._storage.wire`);
+        its rows.
+
+        ``getconn`` / ``putconn``: ``pool.connection()`` also enters the connection's own
+        context (a commit step under its lock), which one autocommit statement does not
+        need. ``putconn`` discards a connection returned mid-query (a lookup cancelled by
+        its timeout), as the context manager does.
+        """
+        conn = await self._pool.getconn()
+        try:
+            return await statement.fetch(conn, params)
+        finally:
+            await self._pool.putconn(conn)
+
+    async def add_hits(self, counts: Mapping[int, int]) -> None:
+        """Add ``counts[id]`` to the hit count of each entry, in one statement."""
+        if not counts:
+            return
+        ids, hits = list(counts), list(counts.values())
+        query = sql.SQL(
+            "UPDATE {t} SET hit_count = hit_count + v.n "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE {t}.id = v.id"
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(query, (ids, hits))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache hit count update failed: {exc}") from exc
+
+    async def add_nearest(self, counts: Mapping[tuple[str, int], int]) -> None:
+        """Add ``counts[(outcome, bucket)]`` lookups to the table's nearest-similarity
+        counts, in one statement."""
+        if not counts:
+            return
+        outcomes = [outcome for outcome, _ in counts]
+        buckets = [bucket for _, bucket in counts]
+        query = (
+            "INSERT INTO semcache_similarity_counts AS c (cache_table, outcome, bucket, lookups) "
+            "SELECT %s, v.o, v.b, v.n "
+            "FROM unnest(%s::text[], %s::smallint[], %s::bigint[]) AS v(o, b, n) "
+            "ON CONFLICT (cache_table, outcome, bucket) "
+            "DO UPDATE SET lookups = c.lookups + EXCLUDED.lookups"
+        )
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(query, (self.table, outcomes, buckets, list(counts.values())))
+        except psycopg.Error as exc:
+            raise StorageError(f"cache similarity count update failed: {exc}") from exc
+
+    async def delete(
+        self, entry_id: int, *, keys: list[tuple[bytes, bytes, int]] | None = None
+    ) -> bool:
+        """Delete one entry by id; whether it existed. ``keys`` (when given) receives the
+        deleted row's (partition, text digest, id)."""
+        query = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=self._t)
+        return await self._delete(query, (entry_id,), keys) > 0
+
+    async def purge(
+        self,
+        *,
+        scope: str | None = None,
+        partition: bytes | None = None,
+        expired: bool = False,
+        older_than: float | None = None,
+        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+        keys: list[tuple[bytes, bytes, int]] | None = None,
+    ) -> int:
+        """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
+        (when given) receives each deleted row's (partition, text digest, id)."""
+        if older_than is not None and not (math.isfinite(older_than) and older_than >= 0):
+            raise ConfigurationError(f"older_than must be >= 0 seconds, not {older_than!r}")
+        if all:
+            if scope is not None or partition is not None or expired or older_than is not None:
+                raise ConfigurationError("purge(all=True) takes no other selector")
+            return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), (), keys)
+        conditions: list[sql.Composable] = []
+        params: list[object] = []
+        if scope is not None:
+            conditions.append(sql.SQL("scope = %s"))
+            params.append(scope)
+        if partition is not None:
+            conditions.append(sql.SQL("partition = %s"))
+            params.append(partition)
+        if expired:
+            conditions.append(sql.SQL("expires_at <= now() AND expires_at < 'infinity'"))
+        if older_than is not None:
+            # created_at is reset when an entry is replaced: age counts from the last put.
+            conditions.append(sql.SQL("created_at < now() - make_interval(secs => %s)"))
+            params.append(older_than)
+        if not conditions:
+            raise ConfigurationError(
+                "purge needs a selector: scope=, partition=, expired=True, older_than= or all=True"
+            )
+        query = sql.SQL("DELETE FROM {t} WHERE {c}").format(
+            t=self._t, c=sql.SQL(" AND ").join(conditions)
+        )
+        return await self._delete(query, tuple(params), keys)
+
+    async def purge_expired_batch(self, limit: int) -> int:
+        """Delete up to ``limit`` expired rows; return how many.
+
+        ``SKIP LOCKED``: several processes purging at once take different rows instead of
+        queueing on the same ones.
+        """
+        query = sql.SQL(
+            # "< 'infinity'": implied by the first condition, but the planner needs it
+            # spelled out to use the partial expiry index.
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= now() "
+            "AND expires_at < 'infinity' ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(t=self._t)
+        return await self._delete(query, (limit,))
+
+    async def stats(self) -> StoreStats:
+        """Rows, hits and expired rows per scope, and the table's size on disk."""
+        query = sql.SQL(
+            "SELECT scope, count(*), coalesce(sum(hit_count), 0)::bigint, "
+            "count(*) FILTER (WHERE expires_at <= now()) FROM {t} GROUP BY scope"
+        ).format(t=self._t)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query)
+                rows = await cur.fetchall()
+                cur = await conn.execute(
+                    "SELECT pg_total_relation_size(%s::regclass), "
+                    "to_regclass('semcache_similarity_counts') IS NOT NULL",
+                    (self._t.as_string(conn),),
+                )
+                size_row = await cur.fetchone()
+                counted: list[tuple[Any, ...]] = []
+                if size_row is not None and size_row[1]:  # absent before any lookup ran
+                    cur = await conn.execute(
+                        "SELECT outcome, bucket, lookups FROM semcache_similarity_counts "
+                        "WHERE cache_table = %s",
+                        (self.table,),
+                    )
+                    counted = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache stats failed: {exc}") from exc
+        size = int(size_row[0]) if size_row is not None else 0
+        return StoreStats.from_rows(rows, size, counted)
+
+    async def _delete(
+        self,
+        query: sql.Composed,
+        params: tuple[object, ...],
+        keys: list[tuple[bytes, bytes, int]] | None = None,
+    ) -> int:
+        if keys is not None:
+            query = query + sql.SQL(" RETURNING partition, text_digest, id")
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                if keys is None:
+                    return max(cur.rowcount, 0)
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache delete failed: {exc}") from exc
+        keys.extend((bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows)
+        return len(rows)
+
+    def connection_options(self) -> str:
+        """libpq ``options`` the pool's connections need: see :func:`connection_options`."""
+        return connection_options(self._ef_search)

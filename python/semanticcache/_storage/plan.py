@@ -1,0 +1,114 @@
+"""The plan policy: which lookup SQL serves a table, from its partition statistics.
+
+``INDEX``: one cached plan that is the HNSW scan; ``EXACT``: one cached plan that reads
+the partition and keeps the nearest; ``CUSTOM``: the lookup function, planned for each
+lookup's partition (see :mod:`semanticcache._storage.lookup_sql`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from semanticcache._storage import wire
+from semanticcache._storage.wire import ReadStatement
+
+__all__ = ["CUSTOM", "EXACT", "INDEX", "PlanPolicy", "connection_options", "plan_verdict"]
+
+CUSTOM: Final = "custom"
+INDEX: Final = "index"
+EXACT: Final = "exact"
+
+# The statistics are read again this often.
+_PLAN_POLICY_SECONDS: Final = 60.0
+# The HNSW scan serves a partition whose rows times its share of the table reach this;
+# an exact scan of the partition is cheaper below (benches/bench_plans.py).
+_INDEX_MIN_ROWS: Final = 300.0
+# reltuples scaled to the heap's current size, as the planner scales it: a table that
+# grew since its last ANALYZE is counted at its size now.
+_PARTITION_STATS: Final = ReadStatement(
+    "SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples::float8 "
+    "/ c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::float8) "
+    "ELSE c.reltuples::float8 END, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+    "AND s.attname = 'partition' WHERE c.oid = to_regclass($1)",
+    [wire.TEXT_OID],
+    [wire.load_float8] * 3,
+)
+
+
+class PlanPolicy:
+    """One table's verdict (``INDEX``, ``EXACT`` or ``CUSTOM``), read again every
+    ``_PLAN_POLICY_SECONDS`` on the search's own connection.
+
+    A table without statistics yet is analyzed first (autovacuum may take minutes, and
+    the planner's guesses meanwhile sort the partition); ``CUSTOM`` while that fails (a
+    role that may not).
+    """
+
+    def __init__(self, table: str) -> None:
+        self._table = table.encode()
+        self._analyze = sql.SQL("ANALYZE {t}").format(t=sql.Identifier(table)).as_bytes()
+        self._verdict: str = CUSTOM
+        self._due = 0.0
+
+    async def verdict(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> str:
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + _PLAN_POLICY_SECONDS
+            with contextlib.suppress(psycopg.Error):  # keep the last verdict
+                # Wire statements, as the search's own: interrupted, they end at once.
+                rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                if not _has_statistics(rows[0] if rows else None):
+                    await wire.command(conn, self._analyze)
+                    rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                self._verdict = plan_verdict(rows[0] if rows else None)
+        return self._verdict
+
+
+def _has_statistics(row: tuple[Any, ...] | None) -> bool:
+    return row is not None and row[0] is not None and row[1] is not None and row[0] > 0
+
+
+def plan_verdict(row: tuple[Any, ...] | None) -> str:
+    """The verdict on a (rows, n_distinct, largest frequency) row of statistics.
+
+    The HNSW scan walks about ``1 / share`` index entries for each candidate it keeps,
+    the exact scan reads the partition's rows: a partition of ``r`` rows is the index's
+    when ``r * r / rows`` reaches ``_INDEX_MIN_ROWS``. When the average and the largest
+    partition get the same answer, one cached plan fits every partition; else ``CUSTOM``.
+    """
+    if row is None or not _has_statistics(row):
+        return CUSTOM  # no statistics (or an empty table)
+    rows, n_distinct, top = float(row[0]), float(row[1]), row[2]
+    # Negative n_distinct: minus the share of the rows that are distinct.
+    distinct = max(1.0, n_distinct if n_distinct > 0 else -n_distinct * rows)
+    average = rows / distinct
+    largest = max(average, float(top) * rows if top is not None else average)
+    small, large = (r * r / rows >= _INDEX_MIN_ROWS for r in (average, largest))
+    if small != large:
+        return CUSTOM
+    return INDEX if small else EXACT
+
+
+def connection_options(ef_search: int | None) -> str:
+    """libpq ``options`` for a store's pool connections: the HNSW search settings.
+
+    ``-c hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; older servers drop the
+    unknown setting with a warning in their log), ``-c enable_sort=off`` (the ``INDEX``
+    verdict's cached plan is then the HNSW scan: the planner's costs for ``<=>`` under a
+    sort leave out the distance work on wide vectors; the ``EXACT`` statement and the
+    lookup function are unaffected) and ``-c hnsw.ef_search=N`` when ``ef_search`` is
+    set. They apply to every query of the connection, so give the store a pool of its
+    own. Without them, searches still return correct rows, but a small partition of a
+    large table may get fewer than ``k``.
+    """
+    options = ["-c hnsw.iterative_scan=relaxed_order", "-c enable_sort=off"]
+    if ef_search is not None:
+        options.append(f"-c hnsw.ef_search={ef_search}")
+    return " ".join(options)
