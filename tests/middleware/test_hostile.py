@@ -16,25 +16,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from semanticcache import SemanticCache, SemanticCacheMiddleware, _native
+from semanticcache import SemanticCache, SemanticCacheMiddleware
 from semanticcache._settings import CacheSettings
-from semanticcache.errors import RequestBodyError
+from tests.hostile import CAP, HOSTILE, cache_controls, header_values, malformed, refused
 from tests.middleware.conftest import URL, Calls, chat_body, make_app, serve
 from tests.rawhttp import RawResponse, chunked, request_head, send_raw
-
-# Each example is a real HTTP exchange: a bounded number even in the ci profile.
-EXAMPLES = min(settings().max_examples, 25)
-HOSTILE = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-# A cap small enough to pass cheaply in a test: bodies past it must pass through.
-CAP = 1024 * 1024
 
 
 @dataclass
@@ -68,61 +58,12 @@ async def served(cache: SemanticCache) -> AsyncIterator[Served]:
         yield Served(url, mw, calls, cache)
 
 
-def refused(body: bytes) -> bool:
-    """Whether the scan refuses ``body`` or finds no lookup text in it (a bypass)."""
-    try:
-        return _native.scan_request(body, max_bytes=CAP).query is None
-    except RequestBodyError:
-        return True
-
-
 async def check_passed_through(served: Served, body: bytes, response: RawResponse) -> None:
     """The app answered with ``body`` as it was sent; a refused body stored nothing."""
     assert response.status == 200, response.body[:200]
     assert served.calls.bodies[-1] == body
     if refused(body):
         assert response.header("x-cache") == "BYPASS"
-
-
-# --- strategies ---------------------------------------------------------------------
-
-_pieces = st.sampled_from(
-    [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"\\u", b"d800", b'"messages"',
-     b'"role"', b'"user"', b'"content"', b'"model"', b"1e999", b"null", b" ", b"\xff",
-     b"\xc3", b"\xe2\x82", b"\x00"]
-)  # fmt: skip
-
-
-@st.composite
-def damaged_chat_bodies(draw: st.DrawFn) -> bytes:
-    """A valid chat body, then cut, or with bytes flipped or inserted."""
-    text = draw(st.text(max_size=40))
-    body = json.dumps(chat_body("m-hostile", text)).encode()
-    i = draw(st.integers(0, len(body) - 1))
-    how = draw(st.sampled_from(["cut", "flip", "insert"]))
-    if how == "cut":
-        return body[:i]
-    if how == "flip":
-        return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1 :]
-    return body[:i] + draw(st.binary(min_size=1, max_size=4)) + body[i:]
-
-
-@st.composite
-def invalid_utf8_bodies(draw: st.DrawFn) -> bytes:
-    """A chat body whose text holds bytes that are not UTF-8."""
-    bad = draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80"]))
-    before = draw(st.text(st.characters(codec="ascii", exclude_characters='"\\'), max_size=20))
-    return b'{"model":"m-hostile","messages":[{"role":"user","content":"' + (
-        before.encode() + bad + b'"}]}'
-    )
-
-
-malformed = (
-    st.binary(max_size=200)
-    | st.lists(_pieces, max_size=40).map(b"".join)
-    | damaged_chat_bodies()
-    | invalid_utf8_bodies()
-)
 
 
 # --- tests --------------------------------------------------------------------------
@@ -299,24 +240,11 @@ async def test_a_body_in_very_many_chunks_is_replayed_in_linear_time(
     await mw.drain()
 
 
-# Header values a client can send: any byte but CR, LF and NUL (the server refuses those).
-_header_values = st.binary(min_size=1, max_size=60).map(
-    lambda b: b.translate(None, b"\r\n\x00").strip(b" \t").decode("latin-1") or "x"
-)
-_cache_controls = (
-    _header_values
-    | st.integers(0, 10**6).map(lambda n: f"max-age={n}")
-    | st.integers(4000, 6000).map(lambda n: "max-age=" + "9" * n)  # past int()'s limit
-    | st.integers(4000, 6000).map(lambda n: "max-age=" + "0" * n + "1")
-    | st.sampled_from(["no-cache", "no-store", "max-age=", 'max-age="5"', "max-age=-1"])
-)
-
-
 @HOSTILE
 @given(
-    cache_control=_cache_controls,
+    cache_control=cache_controls,
     other=st.sampled_from(["x-request-id", "content-type", "accept", "x-forwarded-for"]),
-    value=_header_values,
+    value=header_values,
 )
 async def test_hostile_headers_never_make_a_5xx(
     served: Served, model: str, cache_control: str, other: str, value: str

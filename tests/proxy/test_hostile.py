@@ -18,27 +18,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from semanticcache import (
     SemanticCache,
     SemanticCacheMiddleware,
-    _native,
     create_semantic_cache_proxy_app,
 )
 from semanticcache._settings import CacheSettings
-from semanticcache.errors import RequestBodyError
+from tests.hostile import CAP, HOSTILE, cache_controls, header_values, malformed, refused
 from tests.proxy.conftest import Upstream, chat_body, serve
 from tests.rawhttp import RawResponse, chunked, request_head, send_raw
 
-EXAMPLES = min(settings().max_examples, 25)
-HOSTILE = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-CAP = 1024 * 1024
 UPLOAD = "/upload"
 
 
@@ -72,56 +64,12 @@ async def served(upstream: Upstream, cache: SemanticCache) -> AsyncIterator[Serv
         yield Served(url, upstream, app.state.semantic_cache_middleware, cache)
 
 
-def refused(body: bytes) -> bool:
-    try:
-        return _native.scan_request(body, max_bytes=CAP).query is None
-    except RequestBodyError:
-        return True
-
-
 def check_upstream_saw(body: bytes, response: RawResponse) -> None:
     assert response.status == 200, response.body[:200]
     answer = json.loads(response.body)
     assert answer == {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
     if refused(body):
         assert response.header("x-cache") == "BYPASS"
-
-
-_pieces = st.sampled_from(
-    [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"\\u", b"d800", b'"messages"',
-     b'"role"', b'"user"', b'"content"', b'"model"', b"1e999", b"null", b" ", b"\xff",
-     b"\xc3", b"\xe2\x82", b"\x00"]
-)  # fmt: skip
-
-
-@st.composite
-def damaged_chat_bodies(draw: st.DrawFn) -> bytes:
-    text = draw(st.text(max_size=40))
-    body = json.dumps(chat_body("m-hostile", text)).encode()
-    i = draw(st.integers(0, len(body) - 1))
-    how = draw(st.sampled_from(["cut", "flip", "insert"]))
-    if how == "cut":
-        return body[:i]
-    if how == "flip":
-        return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1 :]
-    return body[:i] + draw(st.binary(min_size=1, max_size=4)) + body[i:]
-
-
-@st.composite
-def invalid_utf8_bodies(draw: st.DrawFn) -> bytes:
-    bad = draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80"]))
-    before = draw(st.text(st.characters(codec="ascii", exclude_characters='"\\'), max_size=20))
-    return b'{"model":"m-hostile","messages":[{"role":"user","content":"' + (
-        before.encode() + bad + b'"}]}'
-    )
-
-
-malformed = (
-    st.binary(max_size=200)
-    | st.lists(_pieces, max_size=40).map(b"".join)
-    | damaged_chat_bodies()
-    | invalid_utf8_bodies()
-)
 
 
 @HOSTILE
@@ -231,18 +179,11 @@ async def test_slow_bodies(served: Served, text: str, cuts: list[int], framing: 
     assert json.loads(again.body) == json.loads(response.body)
 
 
-_header_values = st.binary(min_size=1, max_size=60).map(
-    lambda b: b.translate(None, b"\r\n\x00").strip(b" \t").decode("latin-1") or "x"
-)
-
-
 @HOSTILE
 @given(
-    cache_control=_header_values
-    | st.integers(4000, 6000).map(lambda n: "max-age=" + "9" * n)
-    | st.sampled_from(["no-cache", "no-store", "max-age=", "max-age=-1"]),
+    cache_control=cache_controls,
     other=st.sampled_from(["x-request-id", "accept", "x-forwarded-for", "x-custom"]),
-    value=_header_values,
+    value=header_values,
 )
 async def test_hostile_headers_never_make_a_5xx(
     served: Served, model: str, cache_control: str, other: str, value: str
