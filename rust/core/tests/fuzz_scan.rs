@@ -5,8 +5,8 @@
 //! `serde_json` reads back as the same document. The seeds in `tests/corpus/scan/`
 //! (tricky inputs, and any input that ever found a bug) are replayed on every run.
 use std::fmt::Write as _;
-use std::fs;
-use std::path::PathBuf;
+
+mod common;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -373,27 +373,9 @@ fn deep_nesting_is_refused_without_recursion() {
 
 // --- the kept corpus ----------------------------------------------------------------
 
-fn corpus(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(kind);
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).expect("corpus file");
-            (p, bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn corpus_replays() {
-    let seeds = corpus("scan");
+    let seeds = common::corpus("scan");
     assert!(seeds.len() >= 5, "the scan corpus holds its seeds");
     for (path, bytes) in seeds {
         let result = exercise(&bytes);

@@ -5,8 +5,8 @@
 //! panic; well-formed streams written with any line endings, comments and BOM parse back
 //! to the events they were written from. The seeds in `tests/corpus/sse/` are replayed
 //! at every single cut and byte by byte on every run.
-use std::fs;
-use std::path::PathBuf;
+
+mod common;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -267,27 +267,9 @@ proptest! {
 
 // --- the kept corpus ----------------------------------------------------------------
 
-fn corpus(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(kind);
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).expect("corpus file");
-            (p, bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn corpus_replays_at_every_cut() {
-    let seeds = corpus("sse");
+    let seeds = common::corpus("sse");
     assert!(seeds.len() >= 5, "the SSE corpus holds its seeds");
     for (path, body) in seeds {
         let whole = parse(&body);
