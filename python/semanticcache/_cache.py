@@ -20,6 +20,7 @@ from semanticcache._connection import PgConnection
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder
 from semanticcache._guard import Guard, Unavailable, connection_lost
+from semanticcache._judge import Judge
 from semanticcache._key import CacheKey, db_text, lookup_digest
 from semanticcache._lookup import LookupPath, target_of
 from semanticcache._memo import Embeddings
@@ -33,6 +34,7 @@ from semanticcache._settings import (
 from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore, ScopeStats
 from semanticcache._storage.redis_tier import RedisBlobStore
+from semanticcache._verifier import Verifier, load_verifier
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 
 _log = logging.getLogger("semanticcache.cache")
@@ -172,6 +174,9 @@ class SemanticCache:
             hot=self._hot,
             background=self._background,
         )
+        self._verifier = load_verifier(merged, embedder)
+        verify_guard = Guard("verify", self._breaker("verifier"), merged.embed_timeout_seconds)
+        self._judge = Judge(merged, self._verifier, verify_guard)
         self._lookups = LookupPath(
             merged,
             store=self._store,
@@ -179,6 +184,7 @@ class SemanticCache:
             embeddings=self._embeddings,
             hot=self._hot,
             redis=self._redis,
+            judge=self._judge,
         )
         self._ready = False
         self._open_lock = asyncio.Lock()
@@ -197,8 +203,14 @@ class SemanticCache:
 
     @property
     def threshold(self) -> float:
-        """Stage-1 minimum cosine similarity of a semantic hit."""
+        """Minimum cosine similarity of a semantic hit when the verifier is off (with it
+        on, the verifier's ``floor`` is the stage-1 gate)."""
         return self._settings.threshold
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """Stage 2's pair classifier with its threshold, or ``None`` when it is off."""
+        return self._verifier
 
     @property
     def top_k(self) -> int:

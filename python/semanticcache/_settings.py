@@ -51,6 +51,7 @@ __all__ = [
     "EmbedderType",
     "HitResponseMode",
     "ResponseMode",
+    "VerifierMode",
     "default_embedded_data_dir",
     "get_cache_settings",
     "mask_connection_string",
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 EmbedderType = Literal["openai", "voyage", "cohere", "huggingface", "ollama", "local", "hashing"]
+VerifierMode = Literal["auto", "on", "off"]
 ResponseMode = Literal["buffered", "tee"]
 HitResponseMode = Literal["single", "stream"]
 
@@ -189,7 +191,10 @@ class CacheSettings:
         "http://127.0.0.1:11434/v1", HttpUrl(), "Ollama's OpenAI-compatible API root."
     )
     threshold: float = setting(
-        0.95, Real(0.0, 1.0, "0.0 to 1.0"), "Stage-1 cosine similarity gate."
+        0.95,
+        Real(0.0, 1.0, "0.0 to 1.0"),
+        "Cosine similarity a semantic hit needs when the verifier is off (with it on, "
+        "`SEMANTIC_CACHE_VERIFIER_FLOOR` is the stage-1 gate).",
     )
     top_k_candidates: int = setting(
         1, Integer(*TOP_K_RANGE), "Nearest neighbours pgvector returns for stage 2."
@@ -205,6 +210,38 @@ class CacheSettings:
         "Serve a semantic candidate only if its text agrees with the lookup's on numbers, "
         "negation, names, opposites and code ([cache.md](cache.md#the-agreement-check)); a "
         "refused one is a miss with reason `disagreement`.",
+    )
+    verifier: VerifierMode = setting(
+        "auto",
+        Choice(get_args(VerifierMode)),
+        "Stage 2, the trained pair classifier that decides whether a candidate wants the same "
+        "answer ([cache.md](cache.md#stage-2-the-verifier)): `auto` is on with the `local` "
+        "embedder or a `SEMANTIC_CACHE_VERIFIER_MODEL`, `on` behind any embedder (needs the "
+        "`embed-local` packages), `off` serves on similarity alone.",
+    )
+    max_false_hit_rate: float = setting(
+        0.01,
+        Real(0.0, 0.5, "more than 0.0, at most 0.5", low_open=True),
+        "The share of different-answer pairs the verifier may serve; picks its threshold "
+        "from the packaged model's calibration table.",
+    )
+    verifier_threshold: float | None = setting(
+        None,
+        Real(0.0, 1.0, "unset, or more than 0.0 and at most 1.0", low_open=True),
+        "The verifier's probability threshold, instead of the table's (what `semcache "
+        "calibrate` measures on your pairs). Required with `SEMANTIC_CACHE_VERIFIER_MODEL`.",
+    )
+    verifier_floor: float | None = setting(
+        None,
+        Real(0.0, 1.0, "unset, or 0.0 to 1.0"),
+        "Cosine similarity below which a candidate is not given to the verifier.",
+        default_doc="unset (the packaged model's floor, fit with the `local` embedder)",
+    )
+    verifier_model: str | None = setting(
+        None,
+        Text(required=False),
+        "A sentence-transformers cross-encoder (hub name or folder) to use instead of the "
+        "packaged model; needs the `embed-huggingface` extra.",
     )
     pgvector_hnsw_m: int = setting(
         16,

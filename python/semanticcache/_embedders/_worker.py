@@ -19,27 +19,26 @@ from semanticcache.errors import EmbedderError
 
 __all__ = ["BatchingWorker"]
 
-Vectors = list[list[float]]
 
-
-class BatchingWorker:
-    """Runs ``run(texts)`` on one thread, merging queued calls into batches."""
+class BatchingWorker[In, Out]:
+    """Runs ``run(items)`` on one thread, merging queued calls into batches; ``run``
+    returns one answer per item, in order."""
 
     def __init__(
-        self, run: Callable[[list[str]], Vectors], *, max_texts: int, thread_name: str
+        self, run: Callable[[list[In]], list[Out]], *, max_texts: int, thread_name: str
     ) -> None:
         self._run = run
         self._max_texts = max_texts
         self._lock = threading.Lock()
-        self._pending: deque[tuple[list[str], Future[Vectors]]] = deque()
+        self._pending: deque[tuple[list[In], Future[list[Out]]]] = deque()
         self._draining = False
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=thread_name
         )
 
-    async def submit(self, texts: list[str], owner: object) -> Vectors:
-        """``run``'s answer for ``texts``, computed on the worker thread."""
-        future: Future[Vectors] = Future()
+    async def submit(self, texts: list[In], owner: object) -> list[Out]:
+        """``run``'s answers for ``texts``, computed on the worker thread."""
+        future: Future[list[Out]] = Future()
         with self._lock:
             executor = self._executor
             if executor is None:
@@ -62,7 +61,7 @@ class BatchingWorker:
                 if not self._pending:
                     self._draining = False
                     return
-                taken: list[tuple[list[str], Future[Vectors]]] = []
+                taken: list[tuple[list[In], Future[list[Out]]]] = []
                 count = 0
                 while self._pending and (
                     not taken or count + len(self._pending[0][0]) <= self._max_texts
@@ -75,7 +74,7 @@ class BatchingWorker:
             if taken:
                 self._serve(taken)
 
-    def _serve(self, taken: list[tuple[list[str], Future[Vectors]]]) -> None:
+    def _serve(self, taken: list[tuple[list[In], Future[list[Out]]]]) -> None:
         try:
             vectors = self._run([text for texts, _ in taken for text in texts])
         except BaseException as exc:  # handed to every caller of this batch

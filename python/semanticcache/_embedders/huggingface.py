@@ -94,7 +94,7 @@ class HuggingFaceEmbedder(BaseEmbedder):
         self.model_id = f"huggingface:{name}"
         self.dimension = native if dimensions is None else dimensions
         self.batch_size = batch_size
-        self._worker = BatchingWorker(
+        self._worker: BatchingWorker[str, list[float]] = BatchingWorker(
             lambda texts: self.embed_sync(texts),
             max_texts=COALESCE_MAX_TEXTS,
             thread_name="semcache-hf-embed",
