@@ -36,6 +36,8 @@ _log = logging.getLogger("semanticcache.middleware")
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _REQUEST_ID_SAFE: Final = re.compile(rb"[^A-Za-z0-9._:-]")
+# Lookups that ended for these reasons are misses; any other reason is a failure.
+_MISS_REASONS: Final = frozenset({"miss", "rejected", "disagreement", "unverified"})
 
 
 class Flow:
@@ -84,7 +86,7 @@ class Flow:
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
             hit = lookup.hit
-            if hit is None and lookup.reason not in ("miss", "rejected", "disagreement"):
+            if hit is None and lookup.reason not in _MISS_REASONS:
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
             elif hit is None:
