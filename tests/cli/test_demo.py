@@ -118,11 +118,8 @@ def test_summary_counts_paraphrases_near_misses_false_hits_and_savings() -> None
     )
     text = "\n".join(lines)
     assert "hit rate        28.6 %  (2 hits: 0 exact, 2 semantic; 5 misses, 1 bypassed" in text
-    assert "stage 2         verifier v1, a hit at probability >= 0.900 (floor 0.6)" in text
-    assert (
-        "paraphrases     1 of 3 served; not served: 1 refused by the verifier, "
-        "1 below the floor" in text
-    )
+    assert "stage 2         verifier v1 (floor 0.6), hit at p >= 0.900" in text
+    assert "paraphrases     1 of 3 served; refused: 1 by the verifier, 1 below the floor" in text
     assert "near misses     1 of 2 refused: 1 by the agreement check; 1 served" in text
     assert "false hits      1  (#3 got a)" in text
     assert "p50 latency     hit 15 ms, miss 500 ms (33x faster)" in text
@@ -130,7 +127,7 @@ def test_summary_counts_paraphrases_near_misses_false_hits_and_savings() -> None
     off = Decision(0.958, "--threshold")
     text = "\n".join(summary(outcomes, 5, 1.5, 900, decision=off, look_alikes=look_alikes))
     assert "stage 2         off: similarity >= 0.958 decides" in text
-    assert "1 refused by the verifier, 1 below the threshold" in text
+    assert "refused: 1 by the verifier, 1 below the threshold" in text
 
 
 def _rows(stdout: str) -> list[re.Match[str]]:
@@ -179,7 +176,7 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
         f"stage 1: the nearest cached question, if its similarity is >= {card.floor} "
         "(the verifier's floor)" in out
     )
-    assert f"stage 2: the agreement check, then the verifier {card.name}: a hit" in out
+    assert f"stage 2: the agreement check, then the verifier {card.name}:\n" in out
     assert f"want the same answer is >= {threshold:.3f}\n" in out
     assert "(its threshold for <= 1 % false hits: SEMANTIC_CACHE_MAX_FALSE_HIT_RATE)" in out
     assert re.search(r"cache scope demo-[0-9a-f]{8}", out)
@@ -228,11 +225,11 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
     below = [m for m in missed if m.group(5) == "-"]  # no candidate at the floor
     assert all(m.group(4) == "-" or float(m.group(4)) < card.floor for m in below)
     assert served + by_verifier + by_check + len(below) == len(paraphrases)
-    expected = f"  paraphrases     {served} of {len(paraphrases)} served; not served: "
+    expected = f"  paraphrases     {served} of {len(paraphrases)} served; refused: "
     line = next(x for x in out.splitlines() if x.startswith(expected))
     for n, what in (
-        (by_verifier, "refused by the verifier"),
-        (by_check, "refused by the agreement check"),
+        (by_verifier, "by the verifier"),
+        (by_check, "by the agreement check"),
         (len(below), "below the floor"),
     ):
         assert (f"{n} {what}" in line) if n else (what not in line), line
@@ -243,8 +240,8 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
     assert _summary_int(out, r"hit rate\s+[\d.]+ %  \((\d+) hits") == len(hits)
     assert _summary_int(out, r"; (\d+) misses") == len(misses)
     assert (
-        f"  stage 2         verifier {card.name}, a hit at probability >= {threshold:.3f} "
-        f"(floor {card.floor})" in out
+        f"  stage 2         verifier {card.name} (floor {card.floor}), hit at p >= {threshold:.3f}"
+        in out
     )
     # Every miss went to the stand-in; every hit was a call saved.
     assert _summary_int(out, rf"upstream calls\s+(\d+) of {total}") == len(misses)

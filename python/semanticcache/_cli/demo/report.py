@@ -44,18 +44,16 @@ class Decision:
         check = "the agreement check, then " if self.agreement_check else ""
         return [
             f"stage 1: {nearest}, if its similarity is >= {self.gate} ({self.gate_source})",
-            f"stage 2: {check}the verifier {self.verifier}: a hit if the probability",
-            f"         that both questions want the same answer is >= {self.probability:.3f}",
+            f"stage 2: {check}the verifier {self.verifier}:",
+            "         a hit if the probability that both questions want the same answer is "
+            f">= {self.probability:.3f}",
             f"         ({self.probability_source})",
         ]
 
     def summary_line(self) -> str:
         if self.verifier is None:
             return f"off: similarity >= {self.gate} decides"
-        return (
-            f"verifier {self.verifier}, a hit at probability >= {self.probability:.3f} "
-            f"(floor {self.gate})"
-        )
+        return f"verifier {self.verifier} (floor {self.gate}), hit at p >= {self.probability:.3f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +129,10 @@ def kinds(outcomes: Sequence[Outcome], look_alikes: Mapping[str, set[str]]) -> l
     return found
 
 
-def _refusals(outcomes: Sequence[Outcome], gate: str, verb: str = "") -> str:
-    """The misses of ``outcomes`` by what refused them (``verb`` before each)."""
+def _refusals(outcomes: Sequence[Outcome], gate: str) -> str:
+    """The misses of ``outcomes`` by what refused them."""
     by = Counter(o.refused_by or gate for o in outcomes if o.cache == "MISS")
-    parts = [f"{n} {verb}by {what}" for what, n in by.most_common() if what != gate]
+    parts = [f"{n} by {what}" for what, n in by.most_common() if what != gate]
     if by[gate]:
         parts.append(f"{by[gate]} below {gate}")
     return ", ".join(parts) if parts else "none"
@@ -181,7 +179,7 @@ def summary(
         f"  stage 2         {decision.summary_line()}",
         f"  paraphrases     {served} of {len(paraphrases)} served"
         + (f", {wrong} with another group's answer" if wrong else "")
-        + f"; not served: {_refusals(paraphrases, gate, 'refused ')}{_failed(paraphrases)}",
+        + f"; refused: {_refusals(paraphrases, gate)}{_failed(paraphrases)}",
         f"  near misses     {refused} of {len(near)} refused: {_refusals(near, gate)}"
         + (f"; {trapped} served" if trapped else "")
         + _failed(near),
