@@ -18,7 +18,7 @@ from typing import Any, Final
 from semanticcache._cli._common import add_postgres_arguments
 from semanticcache._cli.demo.llm import StandInLLM, stand_in_latency_ms
 from semanticcache._cli.demo.questions import Group, Question, build_stream, load_groups
-from semanticcache._cli.demo.report import Decision, Outcome, kinds, summary
+from semanticcache._cli.demo.report import Decision, Outcome, summary
 from semanticcache._cli.demo.runner import RECOMMENDED_THRESHOLD, THRESHOLD_ENV, run
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "StandInLLM",
     "add_parser",
     "build_stream",
-    "kinds",
     "load_groups",
     "run",
     "stand_in_latency_ms",

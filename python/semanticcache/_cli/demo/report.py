@@ -106,7 +106,7 @@ def _p50(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def kinds(outcomes: Sequence[Outcome], look_alikes: Mapping[str, set[str]]) -> list[str]:
+def _kinds(outcomes: Sequence[Outcome], look_alikes: Mapping[str, set[str]]) -> list[str]:
     """Each request's kind when it was sent: ``repeat`` (the same text was asked before),
     ``paraphrase`` (another question of its group was), ``near miss`` (no question of its
     group was, but one of a look-alike group was: serving that answer is a false hit) or
@@ -163,7 +163,7 @@ def summary(
     rate = 100 * len(hits) / n if n else 0.0
     misses = n - len(hits)
     gate = "the floor" if decision.verifier is not None else "the threshold"
-    kind = kinds(outcomes, look_alikes)
+    kind = _kinds(outcomes, look_alikes)
     paraphrases = [o for o, k in zip(outcomes, kind, strict=True) if k == "paraphrase"]
     near = [o for o, k in zip(outcomes, kind, strict=True) if k == "near miss"]
     served = sum(1 for o in paraphrases if o.hit and not o.false_hit)

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from semanticcache._cli._common import UsageError, load_settings, postgres
 from semanticcache._cli.demo.llm import ID_PREFIX, MODEL, PATH, StandInLLM, stand_in_latency_ms
-from semanticcache._cli.demo.questions import Group, Question, build_stream, load_groups
+from semanticcache._cli.demo.questions import (
+    Group,
+    Question,
+    build_stream,
+    load_groups,
+    look_alikes,
+)
 from semanticcache._cli.demo.report import Decision, Outcome, summary
 from semanticcache._cli.demo.table import MIN_LIVE_COLUMNS, Table
 from semanticcache._embedders.factory import missing_extra_error
@@ -85,7 +91,6 @@ async def _send(
     import httpx
 
     first = len(lookups)
-
     started = time.perf_counter()
     try:
         response = await client.post(
@@ -187,11 +192,6 @@ async def _demo(
 
     cache, lookups = make_cache()
     decision = _decision(cache, settings, threshold_source)
-    look_alikes: dict[str, set[str]] = {g.id: set() for g in groups}
-    for g in groups:
-        if g.near_miss_of is not None:
-            look_alikes[g.id].add(g.near_miss_of)
-            look_alikes.setdefault(g.near_miss_of, set()).add(g.id)
 
     scope = f"demo-{secrets.token_hex(4)}"
     llm = StandInLLM(groups, seed=args.seed, latency_ms=args.latency_ms)
@@ -249,7 +249,12 @@ async def _demo(
             # uvicorn took the Ctrl-C (it stops the server): summarise what was sent.
             print(f"interrupted after {len(outcomes)} of {len(stream)} questions", file=out)
         lines = summary(
-            outcomes, llm.calls, seconds, saved_ms, decision=decision, look_alikes=look_alikes
+            outcomes,
+            llm.calls,
+            seconds,
+            saved_ms,
+            decision=decision,
+            look_alikes=look_alikes(groups),
         )
         for line in lines:
             print(line, file=out)
