@@ -138,30 +138,6 @@ class PgVectorStore:
             ef_construction=self._ef_construction,
         )
 
-    async def put(
-        self,
-        partition: bytes,
-        text_digest: bytes,
-        lookup_text: str,
-        embedding: Sequence[float] | BinaryVector,
-        response: bytes,
-        *,
-        scope: str = "",
-        ttl_seconds: float | None = None,
-    ) -> int:
-        """Insert or replace the entry for (partition, text_digest); return its id.
-        See :meth:`put_entry`."""
-        entry = await self.put_entry(
-            partition,
-            text_digest,
-            lookup_text,
-            embedding,
-            response,
-            scope=scope,
-            ttl_seconds=ttl_seconds,
-        )
-        return entry.id
-
     async def put_entry(
         self,
         partition: bytes,
