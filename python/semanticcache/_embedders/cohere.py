@@ -13,7 +13,7 @@ retries, which honour ``Retry-After``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from semanticcache._embedders.base import batches, sendable_text, shorten
 from semanticcache._embedders.factory import extra_imports
@@ -24,7 +24,6 @@ with extra_imports("embed-cohere", "CohereEmbedder"):
     import cohere
     import cohere.core.api_error
     import httpx
-    from cohere.v2.client import OMIT
 
 __all__ = ["COHERE_MODELS", "CohereEmbedder"]
 
@@ -86,6 +85,10 @@ class CohereEmbedder(ProviderEmbedder):
         return list(batches(texts, self.batch_size))
 
     async def _request(self, batch: list[str]) -> list[list[float]]:
+        # The model's default length is asked for by leaving the field out.
+        shorter: dict[str, Any] = {}
+        if self._output_dimension is not None:
+            shorter["output_dimension"] = self._output_dimension
         try:
             response = await self._client.embed(
                 model=self.model,
@@ -93,8 +96,7 @@ class CohereEmbedder(ProviderEmbedder):
                 texts=[sendable_text(text) for text in batch],
                 embedding_types=["float"],
                 truncate="END",
-                # The SDK leaves OMIT out of the body; the default length needs no field.
-                output_dimension=OMIT if self._output_dimension is None else self._output_dimension,
+                **shorter,
             )
             floats: object = response.embeddings.float_
             if not isinstance(floats, list):

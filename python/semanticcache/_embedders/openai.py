@@ -168,10 +168,12 @@ class OpenAIEmbedder(ProviderEmbedder):
 
     async def _request(self, batch: list[str]) -> list[list[float]]:
         try:
-            dimensions = openai.omit if self._send_dimensions is None else self._send_dimensions
-            response = await self._client.embeddings.create(
-                model=self.model, input=batch, dimensions=dimensions
-            )
+            if self._send_dimensions is None:
+                response = await self._client.embeddings.create(model=self.model, input=batch)
+            else:
+                response = await self._client.embeddings.create(
+                    model=self.model, input=batch, dimensions=self._send_dimensions
+                )
             data = response.data
             if not isinstance(data, list) or len(data) != len(batch):
                 raise EmbedderError(
