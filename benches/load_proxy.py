@@ -48,7 +48,7 @@ from benches.load_middleware import (  # noqa: E402
     run_load,
     seed,
 )
-from benches.plan_guard import PlanGuardError, intended_plan  # noqa: E402
+from benches.plan_guard import PlanGuardError  # noqa: E402
 from semanticcache._devserver import EmbeddedPostgres  # noqa: E402
 
 SCENARIOS = "direct,proxy-get,direct-post,proxy-hit,proxy-semantic"
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
             asyncio.run(seed(uri, workload))
             # The search of the paraphrase must run its intended plan: checked before
             # and after the load, and in a sample of the proxy's own statements.
-            guard = Guard(uri, workload, intended_plan(args.rows, args.rows), pg.log_file)
+            guard = Guard(uri, workload, "auto", pg.log_file)
             asyncio.run(guard.check_store("before the load"))
             guard.start_sampling(args.plan_sample)
             # The server measured is on core 0 in every scenario: the upstream clients

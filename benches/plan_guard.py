@@ -19,7 +19,7 @@ the intended one (:func:`intended_plan`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -117,15 +117,18 @@ def _is_search(plan: dict[str, Any], table: str) -> bool:
     return table in text and "<=>" in text and "partition =" in text
 
 
-def enforce(plans: Sequence[SearchPlan], expected: str, where: str) -> None:
-    """Raise :class:`PlanGuardError` unless ``plans`` holds plans, all ``expected``."""
+def enforce(plans: Sequence[SearchPlan], expected: str | Collection[str], where: str) -> None:
+    """Raise :class:`PlanGuardError` unless ``plans`` holds plans, all of the
+    ``expected`` kind (or of one of the ``expected`` kinds)."""
+    allowed = {expected} if isinstance(expected, str) else set(expected)
     if not plans:
         raise PlanGuardError(f"{where}: no search plan was seen, so none could be checked")
-    wrong = [p for p in plans if p.kind != expected]
+    wrong = [p for p in plans if p.kind not in allowed]
     if wrong:
+        intended = " or ".join(repr(k) for k in sorted(allowed))
         raise PlanGuardError(
             f"{where}: {len(wrong)} of {len(plans)} searches ran a {wrong[0].kind!r} plan, "
-            f"not the intended {expected!r} one; the plan found:\n{wrong[0].shape}"
+            f"not the intended {intended} one; the plan found:\n{wrong[0].shape}"
         )
 
 
