@@ -11,18 +11,17 @@ concurrencies, each run ``--runs`` times; the table reports medians of requests 
 second, of p50 / p90 / p99 latency, and of the CPU time the server process and
 Postgres (all its processes) spent per request: on a noisy machine, where the
 throughput of one run may differ from the next by a third, CPU per request moves much
-less. The server is pinned to core 0,
-this load generator and the embedded Postgres to core 1 (``taskset``), when the machine
-has two cores or more.
+less. The server is pinned to core 0, this load generator and the embedded Postgres to
+core 1 (``taskset``), when the machine has two cores or more.
 
 The load generator is a minimal HTTP/1.1 keep-alive client on raw asyncio streams (one
 connection per concurrent client), so that the client costs less than the server.
 
 The plan guard (``benches/plan_guard.py``) fails the run (exit status 3, the plan found
-on stderr) when a search runs another plan than the intended one (the HNSW scan for the
-one partition of ``--rows``): the store's search is checked before and after the load,
-and a sample of the plans the server's own sessions ran (``--plan-sample``) after each
-scenario.
+on stderr) when a search runs another plan than the intended one (the plan policy's
+rule for the one partition's rows: the HNSW scan from 300): the store's search is
+checked before and after the load, and a sample of the plans the server's own sessions
+ran (``--plan-sample``) after each scenario.
 
     .venv/bin/python benches/load_middleware.py --rows 1000 --concurrency 1,16,64
     .venv/bin/python benches/load_middleware.py --embedder local --rows 1000 \
@@ -689,7 +688,7 @@ def put_cost_where_served(uri: str) -> tuple[float, float]:
 
 async def put_cost(uri: str, workload: Workload, rounds: int = 300) -> tuple[float, float]:
     """p50 of the embedding and of ``put`` (embed + insert) of new questions: what a miss
-    must pay anyway, to subtract from the miss latency."""
+    must pay anyway (the embedding on its path, the insert after its response)."""
     embedder = make_embedder(workload.embedder)
     record = encode_record(StoredResponse(200, (), b"{}", False))
     embeds: list[float] = []
