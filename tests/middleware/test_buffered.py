@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import psycopg
@@ -75,20 +76,21 @@ async def test_disagreeing_candidate_is_a_miss_not_an_error(
         assert (await c.stats()).lookups["disagreement"] == 1
 
 
-async def test_a_verifier_refusal_is_a_miss_not_an_error(
-    pg_uri: str, calls: Calls, model: str
+async def test_a_candidate_the_verifier_refuses_is_a_miss_not_an_error(
+    pg_uri: str, calls: Calls, model: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A probability threshold of 1.0 that no pair reaches: the verifier refuses the
-    # rewording (reason `unverified`), which is a miss like any other, not a failure.
+    # A probability threshold of 1.0 that no pair reaches: every candidate is refused.
     settings = CacheSettings(pg_uri=pg_uri, verifier="on", verifier_threshold=1.0)
-    async with SemanticCache(settings=settings, embedder=HashingEmbedder()) as c:
+    async with SemanticCache(embedder=HashingEmbedder(), settings=settings) as c:
         mw = SemanticCacheMiddleware(make_app(calls), cache=c)
         await post(mw, chat_body(model, PROMPT))
         await mw.drain()
-        second = await post(mw, chat_body(model, REWORDED))
+        with caplog.at_level(logging.WARNING, logger="semanticcache"):
+            second = await post(mw, chat_body(model, REWORDED))
         assert second.headers["x-cache"] == "MISS"
         assert calls.count == 2
         assert (await c.stats()).lookups["unverified"] == 1
+        assert not [r for r in caplog.records if "lookup failed" in r.getMessage()]
 
 
 async def test_different_parameters_or_context_never_share(
