@@ -150,8 +150,9 @@ def _recording_cache(
     return Recording(settings=settings, **kwargs), lookups
 
 
-def _decision(cache: SemanticCache, settings: CacheSettings, threshold_source: str) -> Decision:
+def _decision(cache: SemanticCache, threshold_source: str) -> Decision:
     verifier = cache.verifier
+    settings = cache.settings
     check = settings.agreement_check
     if verifier is None:
         return Decision(cache.threshold, threshold_source, agreement_check=check)
@@ -172,7 +173,7 @@ def _decision(cache: SemanticCache, settings: CacheSettings, threshold_source: s
         verifier.name,
         verifier.threshold,
         source,
-        candidates=cache.top_k,
+        candidates=settings.top_k_candidates,
         agreement_check=check,
     )
 
@@ -180,7 +181,6 @@ def _decision(cache: SemanticCache, settings: CacheSettings, threshold_source: s
 async def _demo(
     args: argparse.Namespace,
     make_cache: Callable[[], tuple[SemanticCache, list[CacheLookup]]],
-    settings: CacheSettings,
     groups: Sequence[Group],
     stream: Sequence[Question],
     threshold_source: str,
@@ -191,7 +191,7 @@ async def _demo(
     from semanticcache._middleware import SemanticCacheMiddleware
 
     cache, lookups = make_cache()
-    decision = _decision(cache, settings, threshold_source)
+    decision = _decision(cache, threshold_source)
 
     scope = f"demo-{secrets.token_hex(4)}"
     llm = StandInLLM(groups, seed=args.seed, latency_ms=args.latency_ms)
@@ -322,6 +322,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return _recording_cache(settings, pg_uri=pg.uri, embedder=embedder, threshold=threshold)
 
         try:
-            return asyncio.run(_demo(args, make_cache, settings, groups, stream, source, out))
+            return asyncio.run(_demo(args, make_cache, groups, stream, source, out))
         finally:
             embedder.close()
