@@ -49,6 +49,7 @@ DISAGREE = [
     # direction: the same two terms swapped around "to" / "into"
     ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
     ("Flights from Paris to Rome", "Flights from Rome to Paris"),
+    ("Flights to Rome from Paris", "Flights from Rome to Paris"),
     ("How do I translate English to Hindi?", "How do I translate Hindi into English?"),
     ("How do I go from New York to Los Angeles?", "How do I go from Los Angeles to New York?"),
     # code: indentation, fenced blocks, code on one side only
@@ -84,6 +85,7 @@ AGREE = [
     ("How do I lock and unlock a file?", "How do I unlock and lock a file?"),
     # direction: the same direction in other words, and relations that are symmetric
     ("Flights from Paris to Rome", "Paris to Rome flights"),
+    ("Flights from Paris to Rome", "Flights to Rome from Paris"),
     (
         "How do I convert Celsius to Fahrenheit?",
         "What is the formula to convert Celsius into Fahrenheit?",

@@ -37,15 +37,17 @@ The rules (all symmetric; a text always agrees with itself):
    (``non`` and the next word are one word). The rest of the word has at least four
    letters, and words that merely start that way ("inside", "information", "disease",
    "improve"...: a list in :mod:`semanticcache._agreement_words`) do not count.
-6. **Direction.** The texts do not join the same two terms in opposite directions with
-   ``to`` or ``into``: "convert Celsius to Fahrenheit" and "convert Fahrenheit to
-   Celsius", "from New York to Los Angeles" and "from Los Angeles to New York". A term is
-   up to three words next to ``to`` (ended by a function word or a punctuation mark;
-   articles after ``to`` are skipped), and the target of each text must be the end of the
-   other's source. A text that names a symmetric relation (``compare``, ``distance``,
-   ``far``, ``between``, ``vs``...) is not checked: "how far is Paris to Rome" is "how far
-   is Rome to Paris". Order around ``or``, ``vs`` and ``and`` is not a direction: "Python
-   or Java, which is better?" asks what "Java or Python..." asks.
+6. **Direction.** The texts do not join the same two terms in opposite directions:
+   "convert Celsius to Fahrenheit" and "convert Fahrenheit to Celsius", "from New York
+   to Los Angeles" and "flights to New York from Los Angeles". A direction is the terms
+   on each side of ``to`` or ``into``, or in one sentence the term after ``from`` and a
+   term after ``to``; a term is up to three words (ended by a function word or a
+   punctuation mark; articles after ``to`` and ``from`` are skipped), and the target of
+   each text must be the end of the other's source. A text that names a symmetric
+   relation (``compare``, ``distance``, ``far``, ``between``, ``vs``...) has no
+   direction: "how far is Paris to Rome" asks what "how far is Rome to Paris" asks.
+   Order around ``or``, ``vs`` and ``and`` is not a direction either: "Python or Java,
+   which is better?" asks what "Java or Python..." asks.
 7. **Code.** When either text holds code (a fenced block, or lines with structural
    indentation: see :mod:`semanticcache._layout`), both hold the same code parts, line
    for line with their indentation (trailing white space aside): ``print`` inside a
@@ -67,7 +69,6 @@ from semanticcache._agreement_words import (
     DIRECTION_TERM_WORDS,
     DIRECTION_WORDS,
     MIN_STEM,
-    NEGATING_PREFIXES,
     NEGATIONS,
     NOT_NAMES,
     NOT_PREFIX_NEGATIONS,
@@ -100,8 +101,15 @@ _NOT_NAMES: Final = NOT_NAMES
 _MERIDIEM: Final = re.compile(r"\d\s*([ap])\.?m\b", re.IGNORECASE)
 # Words and single punctuation marks, for the direction rule (a comma ends a term).
 _TOKEN: Final = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+# A word with a negating prefix, and the rest of it: "in" is "im", "il" or "ir" before
+# "b m p", "l" and "r" ("impossible", "illegal", "irregular"; "inbound" is none of them).
+_PREFIXED: Final = re.compile(
+    r"(?<![\w'])(?:non|dis|un|in(?![bmplr])|im(?=[bmp])|il(?=l)|ir(?=r))"
+    rf"(\w[\w']{{{MIN_STEM - 1},}})(?![\w'])"
+)
 _NOT_NEGATING: Final = re.compile("|".join(sorted(NOT_PREFIX_NEGATIONS)))
 _ARTICLES: Final = frozenset(("the", "a", "an"))
+_SENTENCE_ENDS: Final = frozenset(".?!:;")
 # Words that end a term of a direction: function words and the direction words.
 _TERM_BOUNDARY: Final = _NOT_NAMES | DIRECTION_WORDS
 
@@ -193,7 +201,9 @@ def _analyse(text: str) -> _Facts:
     prefixed, plain = _prefixed(folded, words)
     directions = (
         _directions(normal)
-        if not DIRECTION_WORDS.isdisjoint(words) and SYMMETRIC_RELATIONS.isdisjoint(words)
+        if not DIRECTION_WORDS.isdisjoint(words)
+        and SYMMETRIC_RELATIONS.isdisjoint(words)
+        and _may_join_terms(folded)
         else frozenset()
     )
     return _Facts(
@@ -201,31 +211,10 @@ def _analyse(text: str) -> _Facts:
     )
 
 
-def _stem(word: str) -> str | None:
-    """The rest of a word after a negating prefix, if it is long enough to be a word
-    of its own: "unlock" -> "lock"; "in" is "im", "il" or "ir" before "b m p", "l", "r"."""
-    for prefix in NEGATING_PREFIXES:
-        if word.startswith(prefix) and len(word) - len(prefix) >= MIN_STEM:
-            stem = word[len(prefix) :]
-            head = stem[0]
-            if prefix == "in" and head in "bmplr":
-                return None
-            if (prefix == "im" and head not in "bmp") or (prefix == "il" and head != "l"):
-                return None
-            if prefix == "ir" and head != "r":
-                return None
-            return stem
-    return None
-
-
 def _prefixed(
     folded: list[str], words: frozenset[str]
 ) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
-    found: set[tuple[str, str]] = set()
-    for word in words:
-        stem = _stem(word)
-        if stem is not None:
-            found.add((word, stem))
+    found = {(m.group(0), m.group(1)) for m in _PREFIXED.finditer(" ".join(words))}
     if "non" not in words:
         return frozenset(found), words
     # "non-profit" and "non profit" are "nonprofit"; the word after "non" is not plain.
@@ -235,29 +224,67 @@ def _prefixed(
     return frozenset(found), words - (after_non - elsewhere)
 
 
+def _may_join_terms(folded: list[str]) -> bool:
+    """Whether a direction word of the text has a term word after it, and one before it
+    or a "from" in the text (a cheap test on the words alone: punctuation, which also
+    ends a term, is left to _directions)."""
+    last = len(folded) - 1
+    has_from = "from" in folded
+    for i, word in enumerate(folded):
+        if word in DIRECTION_WORDS and i < last:
+            if not has_from and (i == 0 or folded[i - 1] in _TERM_BOUNDARY):
+                continue
+            after = i + 1
+            while after < last and folded[after] in _ARTICLES:
+                after += 1
+            if folded[after] not in _TERM_BOUNDARY:
+                return True
+    return False
+
+
 def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The (source, target) terms joined by "to" or "into": up to three words on each
-    side, ended by a function word or a punctuation mark; articles after "to" skipped."""
+    """The (source, target) terms of the text's directions: the terms on each side of
+    "to" or "into", and in one sentence the term after "from" with each term after "to"
+    ("flights to Rome from Paris"). A term is up to three words, ended by a function
+    word or a punctuation mark; articles after "to" and "from" are skipped."""
     tokens = [t.casefold() for t in _TOKEN.findall(normal)]
     tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
     found: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-    for i, token in enumerate(tokens):
-        if token not in DIRECTION_WORDS:
-            continue
-        start = i
-        while start > 0 and i - start < DIRECTION_TERM_WORDS and _is_term_word(tokens[start - 1]):
-            start -= 1
-        begin = i + 1
-        while begin < len(tokens) and tokens[begin] in _ARTICLES:
-            begin += 1
-        end = begin
-        while (
-            end < len(tokens) and end - begin < DIRECTION_TERM_WORDS and _is_term_word(tokens[end])
-        ):
-            end += 1
-        if start < i and begin < end:
-            found.add((tuple(tokens[start:i]), tuple(tokens[begin:end])))
+    sources: list[tuple[str, ...]] = []  # after "from", in this sentence
+    targets: list[tuple[str, ...]] = []  # after "to", in this sentence
+    for i, part in enumerate([*tokens, "."]):
+        if part in _SENTENCE_ENDS:
+            found.update((s, t) for s in sources for t in targets if s != t)
+            sources.clear()
+            targets.clear()
+        elif part == "from":
+            source = _term_after(tokens, i)
+            if source:
+                sources.append(source)
+        elif part in DIRECTION_WORDS:
+            target = _term_after(tokens, i)
+            if target:
+                targets.append(target)
+                start = i
+                while (
+                    start > 0
+                    and i - start < DIRECTION_TERM_WORDS
+                    and _is_term_word(tokens[start - 1])
+                ):
+                    start -= 1
+                if start < i:
+                    found.add((tuple(tokens[start:i]), target))
     return frozenset(found)
+
+
+def _term_after(tokens: list[str], i: int) -> tuple[str, ...]:
+    begin = i + 1
+    while begin < len(tokens) and tokens[begin] in _ARTICLES:
+        begin += 1
+    end = begin
+    while end < len(tokens) and end - begin < DIRECTION_TERM_WORDS and _is_term_word(tokens[end]):
+        end += 1
+    return tuple(tokens[begin:end])
 
 
 def _is_term_word(token: str) -> bool:
@@ -292,8 +319,6 @@ def _opposed(mine: frozenset[str], theirs: frozenset[str]) -> bool:
 def _negates_by_prefix(mine: _Facts, theirs: _Facts) -> bool:
     """Whether a word of mine is a word of theirs with a negating prefix ("unlock" and
     "lock"), the plain word not in mine and the prefixed one not in theirs."""
-    if not mine.prefixed:
-        return False
     their_stems = {stem for _, stem in theirs.prefixed}
     return any(
         stem in theirs.plain
@@ -316,8 +341,6 @@ def _swapped(mine: _Facts, theirs: _Facts) -> bool:
     """Whether both texts join the same two terms in opposite directions: "from Paris to
     Rome" and "from Rome to Paris" (the target of each is the end of the other's
     source)."""
-    if not mine.directions or not theirs.directions:
-        return False
     only_mine = mine.directions - theirs.directions
     only_theirs = theirs.directions - mine.directions
     for source, target in only_mine:
@@ -343,8 +366,10 @@ def texts_agree(query: str, stored: str) -> bool:
         return False
     if not all(_name_in(n, a.words) for n in b.names):
         return False
-    if _opposed(a.words, b.words) or _opposed_meridiem(a.meridiem, b.meridiem):
+    if _opposed(a.words, b.words):
         return False
-    if _negates_by_prefix(a, b) or _negates_by_prefix(b, a):
+    if (a.meridiem or b.meridiem) and _opposed_meridiem(a.meridiem, b.meridiem):
         return False
-    return not _swapped(a, b)
+    if (a.prefixed or b.prefixed) and (_negates_by_prefix(a, b) or _negates_by_prefix(b, a)):
+        return False
+    return not (a.directions and b.directions and _swapped(a, b))

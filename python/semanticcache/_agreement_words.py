@@ -136,11 +136,8 @@ OPPOSITES: Final = (
     ("successful", "unsuccessful"),
 )
 
-# Prefixes that negate the rest of the word ("unlock", "non-profit", "impossible"); "in"
-# takes the form "im", "il" or "ir" before "b", "m", "p", "l" and "r".
-NEGATING_PREFIXES: Final = ("non", "dis", "un", "in", "im", "il", "ir")
-# The rest of the word must be at least this long: "undo" / "do" is left to the model,
-# "income" / "come" never arises.
+# The rest of the word must be at least this long: "into" is not "not to", and "undo" /
+# "do" is left to the model.
 MIN_STEM: Final = 4
 
 # Words that start like a negating prefix followed by another word but do not negate it
