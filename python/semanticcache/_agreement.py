@@ -110,6 +110,7 @@ _PREFIXED: Final = re.compile(
 _NOT_NEGATING: Final = re.compile("|".join(sorted(NOT_PREFIX_NEGATIONS)))
 _ARTICLES: Final = frozenset(("the", "a", "an"))
 _SENTENCE_ENDS: Final = frozenset(".?!:;")
+_DIRECTION_MARKS: Final = DIRECTION_WORDS | _SENTENCE_ENDS | {"from"}
 # Words that end a term of a direction: function words and the direction words.
 _TERM_BOUNDARY: Final = _NOT_NAMES | DIRECTION_WORDS
 
@@ -247,12 +248,15 @@ def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]
     "to" or "into", and in one sentence the term after "from" with each term after "to"
     ("flights to Rome from Paris"). A term is up to three words, ended by a function
     word or a punctuation mark; articles after "to" and "from" are skipped."""
-    tokens = [t.casefold() for t in _TOKEN.findall(normal)]
-    tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    tokens = _TOKEN.findall(normal.casefold())
+    if "'" in normal:
+        tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    tokens.append(".")  # the last sentence ends
     found: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
     sources: list[tuple[str, ...]] = []  # after "from", in this sentence
     targets: list[tuple[str, ...]] = []  # after "to", in this sentence
-    for i, part in enumerate([*tokens, "."]):
+    for i in [i for i, part in enumerate(tokens) if part in _DIRECTION_MARKS]:
+        part = tokens[i]
         if part in _SENTENCE_ENDS:
             found.update((s, t) for s in sources for t in targets if s != t)
             sources.clear()
@@ -261,7 +265,7 @@ def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]
             source = _term_after(tokens, i)
             if source:
                 sources.append(source)
-        elif part in DIRECTION_WORDS:
+        else:
             target = _term_after(tokens, i)
             if target:
                 targets.append(target)

@@ -146,13 +146,14 @@ MIN_STEM: Final = 4
 NOT_PREFIX_NEGATIONS: Final = _word_set(
     r"""
     inbound inbox inborn income incoming incorporat indeed indent indoor inflammab
-    inform(?!al) influx ingrain ingrown inhal injunct injur inland inline innate inside insight
-    install instance instead instill instruct insur intact intake intend intens intent
-    intern intuit invaluab invent invers invest invoice inward
+    inform(?!al) influx ingrain ingrown inhal injunct injur inland inline innate inside
+    insight install instance instead instill instruct insur intact intake intend intens
+    intent intern intuit invaluab invent invers invest invoice inward
     immediat immigra impact impair impart impeach impend implant import impos(?!sib)
     impound impress imprint imprison improv impulse
-    disappoint discard discern discharg disclos discount discours discover discuss disease
-    dismiss disorder dispatch displac display dispos dissent dissolv distract distribut
+    disappoint discard discern discharg disclos discount discours discover discuss
+    disease dismiss disorder dispatch displac display dispos dissent dissolv distract
+    distribut
     union unless
     """
 )
