@@ -52,6 +52,10 @@ DISAGREE = [
     ("Flights to Rome from Paris", "Flights from Rome to Paris"),
     ("How do I translate English to Hindi?", "How do I translate Hindi into English?"),
     ("How do I go from New York to Los Angeles?", "How do I go from Los Angeles to New York?"),
+    (
+        "What is the time difference from Paris to Tokyo?",
+        "What is the time difference from Tokyo to Paris?",
+    ),
     # code: indentation, fenced blocks, code on one side only
     (
         "Why does this loop print twice?\nfor i in range(3):\n    x = i\n    print(x)",
@@ -98,7 +102,7 @@ AGREE = [
         "What is the difference between Fahrenheit and Celsius?",
     ),
     ("How does Python compare to Java?", "How does Java compare to Python?"),
-    ("How far is Paris to Rome?", "How far is Rome to Paris?"),
+    ("Compare Python to Java", "Compare Java to Python"),
     (
         "How do I learn to code, from scratch to job?",
         "How do I learn to code from scratch to a job?",

@@ -44,8 +44,8 @@ The rules (all symmetric; a text always agrees with itself):
    term after ``to``; a term is up to three words (ended by a function word or a
    punctuation mark; articles after ``to`` and ``from`` are skipped), and the target of
    each text must be the end of the other's source. A text that names a symmetric
-   relation (``compare``, ``distance``, ``far``, ``between``, ``vs``...) has no
-   direction: "how far is Paris to Rome" asks what "how far is Rome to Paris" asks.
+   relation (``compare``, ``similar``, ``between``, ``vs``...) has no direction:
+   "compare Python to Java" asks what "compare Java to Python" asks.
    Order around ``or``, ``vs`` and ``and`` is not a direction either: "Python or Java,
    which is better?" asks what "Java or Python..." asks.
 7. **Code.** When either text holds code (a fenced block, or lines with structural

@@ -161,13 +161,12 @@ NOT_PREFIX_NEGATIONS: Final = _word_set(
 # Words that join two terms in a direction: "from Paris to Rome", "Celsius into
 # Fahrenheit".
 DIRECTION_WORDS: Final = _word_set("to into")
-# Words of a symmetric relation: "how far is Paris to Rome" is "how far is Rome to Paris".
-# A text that holds one is not checked for direction.
+# Words of a symmetric relation: "compare Python to Java" asks what "compare Java to
+# Python" asks. A text that holds one is not checked for direction. Distances and time
+# differences are not among them: "how far is it to drive from A to B" may differ from
+# "from B to A", and the time difference changes sign.
 SYMMETRIC_RELATIONS: Final = _word_set(
-    """
-    compare compared comparing comparison distance distances far close closer near
-    nearer between similar difference differences relation relationship vs versus
-    """
+    "compare compared comparing comparison similar between vs versus relation relationship"
 )
 # A term of a direction is at most this many words ("Los Angeles", "New York City").
 DIRECTION_TERM_WORDS: Final = 3
