@@ -357,7 +357,7 @@ def _swapped(mine: _Facts, theirs: _Facts) -> bool:
 
 
 def texts_agree(query: str, stored: str) -> bool:
-    """Whether two texts agree on numbers, negation, names, opposites and code (see the
+    """Whether two texts agree on numbers, negation, names, opposites, direction and code (see the
     module documentation for the exact rules); symmetric, and true for equal texts.
 
     The cache calls it on a lookup text and a semantic candidate's stored text; a
