@@ -10,6 +10,17 @@ Also reported: each one's plan (index scan or sort) from auto_explain. Vector ki
 ``real`` (local-model embeddings of generated questions, benches/data/questions_384.npy,
 queried with their rewordings), ``random`` (the adversarial case) at any dimension.
 
+The skewed table (``--skewed BIG:COUNTxSMALL``): one partition of ``BIG`` rows beside
+``COUNT`` partitions of ``SMALL`` rows, measured in the small partitions (each query in
+the partition of its nearest row) and in the big one; its floor is the bare query under
+the same partition filter (``WHERE partition = $2``), on the HNSW index.
+
+``--large`` adds 100,000 rows to the sizes, ``--huge`` 1,000,000 (by hand: see
+docs/BENCHMARKS.md for its build time). From ``--bulk-from`` rows on, a table is filled
+without its HNSW index, which is then built in one ``CREATE INDEX`` (the schema's own
+definition; ``--build-memory``, two parallel workers): much faster than inserting into
+the graph row by row.
+
     python benches/bench_plans.py --sizes 100,1000,10000 \\
         --kinds real:384,random:384,random:768,random:1536 --calls 2000
 """
@@ -20,8 +31,10 @@ import argparse
 import asyncio
 import re
 import statistics
+import struct
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,40 +73,81 @@ def vectors(
         idx = np.arange(rows) % n
         base = stored[idx]
         if rows > n:
-            base = (
-                base
-                + (idx >= 0)[:, None]
-                * rng.normal(0, 0.02, base.shape)
-                * (np.arange(rows) >= n)[:, None]
-            )
+            noise = rng.standard_normal(base.shape, dtype=np.float32) * np.float32(0.02)
+            noise[:n] = 0
+            base = base + noise
         q = min(queries, n, rows)
         return unit(base), reworded[:q]
-    base = rng.normal(size=(rows, dim)).astype(np.float32)
+    base = rng.standard_normal((rows, dim), dtype=np.float32)
     q = min(queries, rows)
     return unit(base), unit(base[:q] + rng.normal(0, 0.3, (q, dim)) / np.sqrt(dim) * 4)
 
 
 async def fill(
-    conn: psycopg.AsyncConnection[Any], table: str, stored: np.ndarray, body: int
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    stored: np.ndarray,
+    body: int,
+    partitions: list[bytes] | None = None,
 ) -> None:
+    """``stored`` as the table's rows (``partitions[i]`` each, default ``PARTITION``),
+    by binary COPY, with an incompressible response of ``body`` bytes each (as the worst
+    stored response)."""
     await conn.execute(f"TRUNCATE {table}")
     rng = np.random.default_rng(len(stored))
+    dim = stored.shape[1]
+    head = struct.pack(">HH", dim, 0)
+    big_endian = stored.astype(">f4")
     async with (
         conn.cursor() as cur,
         cur.copy(
-            f"COPY {table} (partition, text_digest, lookup_text, embedding, response) FROM STDIN"
+            f"COPY {table} (partition, text_digest, lookup_text, embedding, response) "
+            "FROM STDIN (FORMAT BINARY)"
         ) as copy,
     ):
-        for i, v in enumerate(stored):
-            await copy.write_row(
-                (
-                    PARTITION,
-                    i.to_bytes(8, "big"),
-                    f"question {i}",
-                    "[" + ",".join(f"{x:.6g}" for x in v) + "]",
-                    rng.bytes(body),
-                )  # incompressible, as the worst stored response
+        await copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+        chunk: list[bytes] = []
+        for i in range(len(stored)):
+            fields = (
+                partitions[i] if partitions is not None else PARTITION,
+                i.to_bytes(8, "big"),
+                f"question {i}".encode(),
+                head + big_endian[i].tobytes(),
+                rng.bytes(body),
             )
+            chunk.append(struct.pack(">h", 5))
+            for f in fields:
+                chunk.append(struct.pack(">i", len(f)) + f)
+            if len(chunk) >= 60_000:
+                await copy.write(b"".join(chunk))
+                chunk.clear()
+        chunk.append(struct.pack(">h", -1))
+        await copy.write(b"".join(chunk))
+
+
+async def fill_bulk(
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    stored: np.ndarray,
+    body: int,
+    memory: str,
+    partitions: list[bytes] | None = None,
+) -> float:
+    """:func:`fill` without the HNSW index, then the index built again from its own
+    definition; the build's seconds."""
+    cur = await conn.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+        "WHERE indrelid = %s::regclass AND pg_get_indexdef(indexrelid) LIKE '%% USING hnsw %%'",
+        (table,),
+    )
+    (name, definition), *_ = await cur.fetchall()
+    await conn.execute(f"DROP INDEX {name}")
+    await fill(conn, table, stored, body, partitions)
+    await conn.execute(f"SET maintenance_work_mem = '{memory}'")
+    await conn.execute("SET max_parallel_maintenance_workers = 2")
+    started = time.perf_counter()
+    await conn.execute(definition)
+    return time.perf_counter() - started
 
 
 def strip(plan: str) -> str:
@@ -114,38 +168,55 @@ def plan_kind(plan: str) -> str:
     return "?"
 
 
+@dataclass(frozen=True)
+class Case:
+    """One measured row: ``partitions[i]`` holds the nearest stored row of
+    ``queries[i]``; ``filtered``: the floor filters by partition too (a table of
+    several partitions)."""
+
+    label: str
+    rows: str
+    partitions: list[bytes]
+    queries: np.ndarray
+    filtered: bool = False
+
+
 async def measure(
     conn: psycopg.AsyncConnection[Any],
     hnsw_conn: psycopg.AsyncConnection[Any],
     store: PgVectorStore,
-    queries: np.ndarray,
+    case: Case,
     calls: int,
     force: str | None,
 ) -> dict[str, Any]:
+    where = "WHERE partition = $2 " if case.filtered else ""
     bare = ReadStatement(
-        f"SELECT id, response FROM {store.table} ORDER BY embedding <=> $1::vector LIMIT 1",
-        [wire.INFERRED_OID],
+        f"SELECT id, response FROM {store.table} {where}ORDER BY embedding <=> $1::vector LIMIT 1",
+        [wire.INFERRED_OID, wire.BYTEA_OID] if case.filtered else [wire.INFERRED_OID],
         [wire.load_int8, wire.load_bytea],
     )
-    packed = [BinaryVector.pack(q.tolist()).data for q in queries]
+    packed = [
+        (p, BinaryVector.pack(q.tolist()).data)
+        for p, q in zip(case.partitions, case.queries, strict=True)
+    ]
     threshold = wire.dump_float8(0.0)
     digest = b"\x00" * 32
 
-    async def lookup(v: bytes) -> list[tuple[Any, ...]]:
+    async def lookup(p: bytes, v: bytes) -> list[tuple[Any, ...]]:
         # What PgVectorStore._run_search sends for a top-1 lookup.
-        params = [PARTITION, digest, v, threshold, wire.dump_int4(1)]
+        params = [p, digest, v, threshold, wire.dump_int4(1)]
         verdict = force or await store._plans.verdict(conn)
         if verdict == CUSTOM:
             return await store._lookup_skewed.fetch(conn, params)
         return await store._lookups[verdict, True].fetch(conn, params[:4])
 
-    async def floor(v: bytes) -> list[tuple[Any, ...]]:
-        return await bare.fetch(hnsw_conn, [v])
+    async def floor(p: bytes, v: bytes) -> list[tuple[Any, ...]]:
+        return await bare.fetch(hnsw_conn, [v, p] if case.filtered else [v])
 
     # Plans: auto_explain on a few calls of each, after the plan cache settled.
     for i in range(8):
-        await lookup(packed[i % len(packed)])
-        await floor(packed[i % len(packed)])
+        await lookup(*packed[i % len(packed)])
+        await floor(*packed[i % len(packed)])
     plans: list[str] = []
     for c in (conn, hnsw_conn):
         await c.execute("LOAD 'auto_explain'")
@@ -155,24 +226,24 @@ async def measure(
         await c.execute("SET auto_explain.log_nested_statements = on")
         await c.execute("SET client_min_messages = log")
         c.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
-    await lookup(packed[1])
+    await lookup(*packed[1 % len(packed)])
     lookup_plans = [strip(p) for p in plans if "<=>" in p]
     plans.clear()
-    await floor(packed[1])
+    await floor(*packed[1 % len(packed)])
     floor_plans = [strip(p) for p in plans if "<=>" in p]
     for c in (conn, hnsw_conn):
         await c.execute("SET auto_explain.log_min_duration = -1")
         await c.execute("SET client_min_messages = notice")
     times: dict[str, list[float]] = {"lookup": [], "floor": []}
     for i in range(calls):
-        v = packed[i % len(packed)]
+        args = packed[i % len(packed)]
         for name, fn in (
             (("lookup", lookup), ("floor", floor))
             if i % 2
             else (("floor", floor), ("lookup", lookup))
         ):
             t = time.perf_counter()
-            await fn(v)
+            await fn(*args)
             times[name].append(time.perf_counter() - t)
     return {
         "lookup_us": statistics.median(times["lookup"]) * 1e6,
@@ -187,8 +258,24 @@ async def measure(
     }
 
 
+HEADER = [
+    "| vectors | rows | table | lookup plan | floor plan | lookup us p10 / p50 "
+    "| floor us p10 / p50 | ratio p10 / p50 |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def parse_skewed(spec: str) -> tuple[int, int, int]:
+    """``BIG:COUNTxSMALL`` as (big, count, small)."""
+    big, _, rest = spec.partition(":")
+    count, _, small = rest.partition("x")
+    return int(big), int(count), int(small)
+
+
 async def run(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(14)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    sizes += [100_000] * args.large + [1_000_000] * args.huge
     with tempfile.TemporaryDirectory(prefix="semcache-bench-plans-") as tmp:
         server = EmbeddedPostgres(Path(tmp))
         server.start()
@@ -198,39 +285,77 @@ async def run(args: argparse.Namespace) -> None:
             for spec in args.kinds.split(","):
                 kind, dim_text = spec.split(":")
                 dim = int(dim_text)
-                for size in (int(s) for s in args.sizes.split(",")):
+                tables: list[tuple[np.ndarray, list[bytes] | None, list[Case]]] = []
+                for size in sizes:
                     stored, queries = vectors(kind, dim, size, args.queries, rng)
+                    one_partition = [PARTITION] * len(queries)
+                    tables.append((stored, None, [Case("", f"{size:,}", one_partition, queries)]))
+                if args.skewed:
+                    tables.append(skewed_table(kind, dim, args, rng))
+                for stored, partitions, cases in tables:
                     for state in args.states.split(","):
-                        rows_out.append(
-                            await one(uri, kind, dim, size, state, stored, queries, args)
-                        )
-                        print(rows_out[-1]["line"], flush=True)
+                        for result in await one(
+                            uri, kind, dim, state, stored, partitions, cases, args
+                        ):
+                            rows_out.append(result)
+                            print(result["line"], flush=True)
         finally:
             server.stop()
-    table = [
-        "| vectors | rows | table | lookup plan | floor plan | lookup us p10 / p50 "
-        "| floor us p10 / p50 | ratio p10 / p50 |",
-        "|---|---|---|---|---|---|---|---|",
-        *(r["line"] for r in rows_out),
-    ]
+    table = [*HEADER, *(r["line"] for r in rows_out)]
     print("\n".join(table))
     if args.out:
         Path(args.out).write_text("\n".join(table) + "\n")  # noqa: ASYNC240 (once, at the end)
+
+
+def skewed_table(
+    kind: str, dim: int, args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[np.ndarray, list[bytes], list[Case]]:
+    """The skewed table's rows, their partitions, and its two cases: queries in the
+    small partitions, queries in the big one."""
+    big, count, small = parse_skewed(args.skewed)
+    rows = big + count * small
+    stored, queries = vectors(kind, dim, rows, rows, rng)
+    # Rows 0..big-1 in the big partition (the queries near them too), the rest in
+    # ``count`` partitions of ``small`` consecutive rows.
+    partitions = [PARTITION] * big + [
+        (1 + (i - big) // small).to_bytes(4, "big") for i in range(big, rows)
+    ]
+    label = f"{big:,} + {count:,}x{small}"
+    n = min(args.queries, big, count * small)
+    if len(queries) < rows:  # the fixture's rewordings end: queries near stored rows
+        queries = unit(stored + rng.normal(0, 0.3 / np.sqrt(dim), stored.shape))
+    # The small partitions' queries, spread over as many partitions as there are queries.
+    step = max(1, (count * small) // n)
+    small_rows = list(range(big, rows, step))[:n]
+    return (
+        stored,
+        partitions,
+        [
+            Case(
+                "small partition",
+                label,
+                [partitions[i] for i in small_rows],
+                queries[small_rows],
+                filtered=True,
+            ),
+            Case("big partition", label, [PARTITION] * n, queries[:n], filtered=True),
+        ],
+    )
 
 
 async def one(
     uri: str,
     kind: str,
     dim: int,
-    size: int,
     state: str,
     stored: np.ndarray,
-    queries: np.ndarray,
+    partitions: list[bytes] | None,
+    cases: list[Case],
     args: argparse.Namespace,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     from psycopg_pool import AsyncConnectionPool
 
-    model = f"bench-{kind}-{size}-{state}"
+    model = f"bench-{kind}-{len(stored)}-{state}"
     pool = AsyncConnectionPool(
         uri,
         min_size=1,
@@ -239,6 +364,7 @@ async def one(
         kwargs={"autocommit": True, "options": connection_options(None)},
     )
     await pool.open()
+    results = []
     try:
         store = PgVectorStore(pool, model_id=model, dimension=dim)
         async with pool.connection() as c:
@@ -247,45 +373,79 @@ async def one(
         async with pool.connection() as c:
             # A young table stays young for the run.
             await c.execute(f"ALTER TABLE {store.table} SET (autovacuum_enabled = false)")
-            await fill(c, store.table, stored, args.response_bytes)
+            started = time.perf_counter()
+            if len(stored) >= args.bulk_from:
+                build = await fill_bulk(
+                    c, store.table, stored, args.response_bytes, args.build_memory, partitions
+                )
+                print(
+                    f"{kind} {dim}, {len(stored):,} rows: filled and indexed in "
+                    f"{time.perf_counter() - started:.0f} s (HNSW build {build:.0f} s)",
+                    flush=True,
+                )
+            else:
+                await fill(c, store.table, stored, args.response_bytes, partitions)
             if state == "analyzed":
                 await c.execute(f"VACUUM ANALYZE {store.table}")
-        conn = await psycopg.AsyncConnection.connect(
-            uri, autocommit=True, options=connection_options(None)
-        )
-        # The floor: the bare query on pgvector's index (the planner would sort small
-        # tables).
-        hnsw_conn = await psycopg.AsyncConnection.connect(
-            uri, autocommit=True, options=connection_options(None) + " -c enable_sort=off"
-        )
-        try:
-            result = await measure(conn, hnsw_conn, store, queries, args.calls, args.force)
-        finally:
-            await conn.close()
-            await hnsw_conn.close()
-        if args.plans:
-            print("\n".join(result["plans"]))
+        for case in cases:
+            conn = await psycopg.AsyncConnection.connect(
+                uri, autocommit=True, options=connection_options(None)
+            )
+            # The floor: the bare query on pgvector's index (the planner would sort small
+            # tables).
+            hnsw_conn = await psycopg.AsyncConnection.connect(
+                uri, autocommit=True, options=connection_options(None) + " -c enable_sort=off"
+            )
+            try:
+                result = await measure(conn, hnsw_conn, store, case, args.calls, args.force)
+            finally:
+                await conn.close()
+                await hnsw_conn.close()
+            if args.plans:
+                print("\n".join(result["plans"]))
+            ratio = result["lookup_us"] / result["floor_us"]
+            ratio_p10 = result["lookup_p10"] / result["floor_p10"]
+            where = f", {case.label}" if case.label else ""
+            result["line"] = (
+                f"| {kind} {dim} | {case.rows}{where} | {state} | "
+                f"{result['verdict']}: {result['lookup_plan']} | "
+                f"{result['floor_plan']} | "
+                f"{result['lookup_p10']:.0f} / {result['lookup_us']:.0f} | "
+                f"{result['floor_p10']:.0f} / {result['floor_us']:.0f} | "
+                f"{ratio_p10:.2f}x / {ratio:.2f}x |"
+            )
+            results.append(result)
         async with pool.connection() as c:
             await c.execute(f"DROP TABLE {store.table}")
     finally:
         await pool.close()
-    ratio = result["lookup_us"] / result["floor_us"]
-    ratio_p10 = result["lookup_p10"] / result["floor_p10"]
-    result["line"] = (
-        f"| {kind} {dim} | {size:,} | {state} | {result['verdict']}: {result['lookup_plan']} | "
-        f"{result['floor_plan']} | {result['lookup_p10']:.0f} / {result['lookup_us']:.0f} | "
-        f"{result['floor_p10']:.0f} / {result['floor_us']:.0f} | "
-        f"{ratio_p10:.2f}x / {ratio:.2f}x |"
-    )
-    return result
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--kinds", default="real:384,random:384,random:768,random:1536")
+    parser.add_argument("--kinds", default="real:384,random:384")
     parser.add_argument("--states", default="young,analyzed")
-    parser.add_argument("--calls", type=int, default=2000, help="calls of each statement")
+    parser.add_argument(
+        "--skewed",
+        default="5000:1000x5",
+        help="the skewed table, BIG:COUNTxSMALL ('' for none)",
+    )
+    parser.add_argument("--large", action="store_true", help="also 100,000 rows")
+    parser.add_argument(
+        "--huge", action="store_true", help="also 1,000,000 rows (by hand: tens of minutes)"
+    )
+    parser.add_argument(
+        "--bulk-from",
+        type=int,
+        default=50_000,
+        help="from this many rows on, build the HNSW index after the load",
+    )
+    parser.add_argument(
+        "--build-memory", default="4GB", help="maintenance_work_mem of the index build"
+    )
+    parser.add_argument("--calls", type=int, default=1000, help="calls of each statement")
     parser.add_argument("--queries", type=int, default=1000, help="distinct query vectors")
     parser.add_argument("--response-bytes", type=int, default=1000)
     parser.add_argument("--plans", action="store_true", help="print the plans")

@@ -1,6 +1,8 @@
 """The app ``benches/load_middleware.py`` serves under uvicorn: a chat-completions route
 answering a fixed completion, behind ``SemanticCacheMiddleware`` when ``LOAD_PG_URI``
-is set (hashing embedder: deterministic, no model), bare otherwise (the baseline)."""
+is set, bare otherwise (the baseline). ``LOAD_EMBEDDER``: ``hashing`` (deterministic,
+microseconds) or ``local`` (the default local model); ``LOAD_THRESHOLD``: the cache's
+threshold; ``LOAD_EMBEDDING_MEMO``: its embedding memo size (unset: the default)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from semanticcache._options import EMBEDDING_MEMO
 
 ANSWER: dict[str, Any] = {
     "id": "chatcmpl-load",
@@ -27,8 +30,32 @@ ANSWER: dict[str, Any] = {
     ],
 }
 
+
+def make_embedder(name: str) -> BaseEmbedder:
+    """The benchmark's embedder by name: ``hashing`` or ``local``."""
+    if name == "local":
+        from semanticcache import LocalEmbedder
+
+        return LocalEmbedder()
+    if name == "hashing":
+        return HashingEmbedder()
+    raise ValueError(f"unknown embedder {name!r}")
+
+
+def make_cache(uri: str, embedder: BaseEmbedder | None = None) -> SemanticCache:
+    """The cache the benchmark serves (and seeds): the environment's embedder (unless
+    one is given), threshold and memo size."""
+    memo = os.environ.get("LOAD_EMBEDDING_MEMO")
+    return SemanticCache(
+        pg_uri=uri,
+        embedder=embedder or make_embedder(os.environ.get("LOAD_EMBEDDER", "hashing")),
+        threshold=float(os.environ.get("LOAD_THRESHOLD", "0.9")),
+        embedding_memo_size=int(memo) if memo else EMBEDDING_MEMO,
+    )
+
+
 _uri = os.environ.get("LOAD_PG_URI")
-_cache = SemanticCache(pg_uri=_uri, embedder=HashingEmbedder(), threshold=0.9) if _uri else None
+_cache = make_cache(_uri) if _uri else None
 
 
 @asynccontextmanager

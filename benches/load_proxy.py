@@ -9,7 +9,8 @@ proxy, an exact cache hit every time: the upstream is not called) and ``proxy-se
 latency. With two cores or more the proxy is pinned to core 0, the upstream, this load
 generator and the embedded Postgres to core 1 (``taskset``); the ``direct`` scenarios
 call a second upstream instance pinned to core 0, so the server measured always runs
-on core 0. The rounds interleave the scenarios.
+on core 0. The rounds interleave the scenarios. The plan guard of ``load_middleware``
+holds here too (exit status 3 when a search ran another plan than the intended one).
 
 The load generator is load_middleware's: a minimal HTTP/1.1 keep-alive client on raw
 asyncio streams, one connection per concurrent client.
@@ -38,13 +39,16 @@ sys.path.insert(0, str(ROOT))
 from benches.load_middleware import (  # noqa: E402
     PARAPHRASE,
     STORED,
+    Guard,
     body,
+    build_workload,
     free_port,
     percentile,
     request,
     run_load,
     seed,
 )
+from benches.plan_guard import PlanGuardError  # noqa: E402
 from semanticcache._devserver import EmbeddedPostgres  # noqa: E402
 
 SCENARIOS = "direct,proxy-get,direct-post,proxy-hit,proxy-semantic"
@@ -120,7 +124,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument(
+        "--plan-sample",
+        type=float,
+        default=0.02,
+        help="share of the proxy's statements whose plan Postgres logs for the plan guard",
+    )
     args = parser.parse_args()
+    try:
+        run(args)
+    except PlanGuardError as exc:
+        print(f"\nPLAN GUARD FAILED: {exc}", file=sys.stderr)
+        sys.exit(3)
+
+
+def run(args: argparse.Namespace) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     scenarios = args.scenarios.split(",")
     if (os.cpu_count() or 1) >= 2:
@@ -131,7 +149,13 @@ def main() -> None:
         procs: list[subprocess.Popen[bytes]] = []
         try:
             uri = pg.create_database("load")
-            asyncio.run(seed(uri, args.rows))
+            workload = build_workload("hashing", args.rows)
+            asyncio.run(seed(uri, workload))
+            # The search of the paraphrase must run its intended plan: checked before
+            # and after the load, and in a sample of the proxy's own statements.
+            guard = Guard(uri, workload, "auto", pg.log_file)
+            asyncio.run(guard.check_store("before the load"))
+            guard.start_sampling(args.plan_sample)
             # The server measured is on core 0 in every scenario: the upstream clients
             # call directly, or the proxy (whose own upstream is a second instance
             # on core 1, next to the load generator and Postgres).
@@ -169,6 +193,9 @@ def main() -> None:
                         f"| {med(cell.p99):.2f} | {min(cell.hits):.0%} |",
                         flush=True,
                     )
+            guard.check_sampled("proxy")
+            asyncio.run(guard.check_store("after the load"))
+            print("\nplan guard: " + "; ".join(guard.seen))
         finally:
             for proc in procs:
                 proc.terminate()

@@ -438,7 +438,7 @@ async def test_a_zero_vector_stored_by_hand_is_not_counted(
     async with SemanticCache(
         agreement_check=False, pg_uri=pg_uri, embedder=embedder, threshold=0.5
     ) as c:
-        await c.store.put(partition, b"\x00" * 32, "zero", [0.0] * len(unit(0)), b"x")
+        await c.store.put_entry(partition, b"\x00" * 32, "zero", [0.0] * len(unit(0)), b"x")
         before = await c.stats()
         result = await c.lookup("the query", partition=partition)
         assert result.reason == "miss"

@@ -24,7 +24,6 @@ from semanticcache._judge import Judge
 from semanticcache._key import CacheKey, db_text, lookup_digest
 from semanticcache._lookup import LookupPath, target_of
 from semanticcache._memo import Embeddings
-from semanticcache._offload import off_loop_if_long
 from semanticcache._redis_copies import RedisCopies
 from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
 from semanticcache._settings import (
@@ -35,7 +34,8 @@ from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore, ScopeStats
 from semanticcache._storage.redis_tier import RedisBlobStore
 from semanticcache._verifier import Verifier, load_verifier
-from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
+from semanticcache._writes import WritePath
+from semanticcache.errors import ConfigurationError, StorageError
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -53,29 +53,19 @@ __all__ = [
 class SemanticCache:
     """A semantic response cache on Postgres + pgvector.
 
-    A lookup checks the exact (normalized) text of the key's partition first, by digest
-    and without calling the embedder; then embeds the text and asks pgvector for the
-    ``top_k`` nearest entries *of the same partition* with cosine similarity >=
-    ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
-    whose text agrees with the lookup text on numbers, negation, names, opposites, code
-    (:func:`~semanticcache._agreement.texts_agree`) is the one considered, otherwise the
-    best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
-    Exact hits skip both checks. With an embedder that declares
-    :attr:`~semanticcache.BaseEmbedder.embeds_cheaply`, a short text is
-    embedded first and the exact check and stage 1 take one round trip together.
-    Partitions never mix: isolation is an SQL equality filter, never an embedding
-    distance.
+    A lookup tries the exact (normalized) text of the key's partition first, then embeds
+    the text and asks pgvector for the ``top_k`` nearest entries *of the same partition*
+    above the stage-1 gate; stage 2 (:mod:`semanticcache._judge`: the agreement check,
+    ``rejection_threshold``, the verifier) picks the one to serve, if any. Partitions
+    never mix: isolation is an SQL equality filter, never an embedding distance. The
+    whole path is described in docs/cache.md.
 
-    Configuration comes from ``settings`` (a :class:`~semanticcache.CacheSettings`,
-    default: all defaults); a keyword argument that is not ``None`` overrides the
-    setting of the same meaning. The pool and the schema are created on first use (or by
-    :meth:`open`). Use ``async with`` or call :meth:`close`.
-
-    ``hot_entries=N`` keeps the last N exact hits (at most ``hot_entries_bytes`` of
-    responses) in memory, so an exact repeat costs no round trip; Postgres triggers and
-    ``LISTEN`` keep them true across processes (see :mod:`semanticcache._storage.hot`).
-    ``embedding_memo_size`` recent embeddings are remembered, so a ``put`` after a missed
-    lookup of the same text does not call the embedder again.
+    Configuration comes from ``settings`` (default: the environment's); a keyword
+    argument that is not ``None`` overrides the setting of the same meaning. The pool and
+    the schema are created on first use (or by :meth:`open`). Use ``async with`` or call
+    :meth:`close`. ``hot_entries=N`` keeps the last N exact hits in memory (kept true
+    across processes by Postgres notices); ``embedding_memo_size`` recent embeddings are
+    remembered, so a ``put`` after a missed lookup does not embed again.
     """
 
     def __init__(
@@ -186,6 +176,14 @@ class SemanticCache:
             redis=self._redis,
             judge=self._judge,
         )
+        self._writes = WritePath(
+            store=self._store,
+            store_call=self._store_call,
+            embeddings=self._embeddings,
+            hot=self._hot,
+            redis=self._redis,
+            ttl_seconds=self._ttl_seconds,
+        )
         self._ready = False
         self._open_lock = asyncio.Lock()
 
@@ -211,21 +209,6 @@ class SemanticCache:
     def verifier(self) -> Verifier | None:
         """Stage 2's pair classifier with its threshold, or ``None`` when it is off."""
         return self._verifier
-
-    @property
-    def top_k(self) -> int:
-        """How many nearest neighbours stage 1 fetches."""
-        return self._settings.top_k_candidates
-
-    @property
-    def agreement_check(self) -> bool:
-        """Whether semantic candidates must agree with the lookup text to be served."""
-        return self._settings.agreement_check
-
-    @property
-    def rejection_threshold(self) -> float | None:
-        """Stage-2 cutoff the best candidate must also reach, or ``None``."""
-        return self._settings.rejection_threshold
 
     @property
     def embedder(self) -> BaseEmbedder:
@@ -352,50 +335,14 @@ class SemanticCache:
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
-        # Read before Postgres is written: see RedisCopies.copy.
-        epoch = self._hot.last_redis_epoch
-        try:
-            vector = await self._embeddings.embed(target.text)
-            text = await off_loop_if_long(len(target.text), lambda: db_text(target.text))
-            stored = await self._store_call(
-                lambda: self._store.put_entry(
-                    target.partition,
-                    target.text_digest,
-                    text,
-                    vector,
-                    response,
-                    scope=db_text(target.scope),
-                    ttl_seconds=self._ttl_seconds,
-                )
-            )
-        except Unavailable as exc:
-            self._hot.forget(target.slot)
-            if loud:
-                error = EmbedderError if exc.dependency == "embed" else StorageError
-                raise error(f"cache put failed: {exc.describe()}") from exc.cause
-            if exc.reason != "breaker_open":
-                _log.warning("cache put failed, not stored: %s", exc.describe())
-            return None
-        # This process's own memory: no need to wait for the notice.
-        self._hot.forget(target.slot)
-        redis = self._redis
-        if redis.redis is not None and not await redis.copy(
-            target.partition, target.text_digest, stored, epoch
-        ):
-            # Redis may still hold the replaced answer: void every copy before returning.
-            await redis.void("a replaced entry")
-        return stored.id
+        return await self._writes.put(target, response, loud=loud)
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
-        existed = await self._store.delete(entry_id, keys=keys)
-        if existed:
-            await self._redis.forget(keys)
-        return existed
+        return await self._writes.delete(entry_id)
 
     async def purge(
         self,
@@ -419,18 +366,13 @@ class SemanticCache:
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
-        count = await self._store.purge(
+        return await self._writes.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
             expired=expired,
             older_than=older_than,
             all=all,
-            keys=keys,
         )
-        if count:
-            await self._redis.forget(keys)
-        return count
 
     async def stats(self) -> CacheStats:
         """Rows, hits (pending hit counts flushed first), per-scope figures, table size,

@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from semanticcache._settings import CacheSettings, default_embedded_data_dir
+from semanticcache._devserver import default_embedded_data_dir
+from semanticcache._settings import CacheSettings
 from semanticcache._storage.pgvector import PgVectorStore
 from semanticcache._storage.plan import connection_options
 from semanticcache._storage.pool import StorePool

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from semanticcache._storage.pgvector import ScopeStats
 
-__all__ = ["CacheHit", "CacheLookup", "CacheStats", "LookupReason", "exact_hit"]
+__all__ = ["DECIDED_MISSES", "CacheHit", "CacheLookup", "CacheStats", "LookupReason", "exact_hit"]
 
 LookupReason = Literal[
     "hit",
@@ -30,6 +30,11 @@ LookupReason = Literal[
 numbers, negation, names, opposites and code: see :mod:`semanticcache._agreement`);
 ``unverified`` (the verifier judged no candidate to want the same answer); or the
 dependency failure that made it a miss."""
+
+DECIDED_MISSES: Final[frozenset[LookupReason]] = frozenset(
+    {"miss", "rejected", "disagreement", "unverified"}
+)
+"""The reasons of a miss the cache decided on; the others are dependency failures."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
 from semanticcache._masking import mask_connection_string
-from semanticcache._settings_spec import (
+from semanticcache._settings_kinds import (
     ENV_PREFIX,
     Choice,
     Flag,
@@ -35,15 +35,11 @@ from semanticcache._settings_spec import (
     Names,
     PgUri,
     Real,
+    RedisTtl,
     RedisUri,
     Text,
-    check_fields,
-    env_name,
-    error,
-    parse_environ,
-    setting,
-    spec,
 )
+from semanticcache._settings_spec import check_fields, parse_environ, setting, spec
 
 __all__ = [
     "ENV_PREFIX",
@@ -52,7 +48,6 @@ __all__ = [
     "HitResponseMode",
     "ResponseMode",
     "VerifierMode",
-    "default_embedded_data_dir",
     "get_cache_settings",
     "mask_connection_string",
     "reset_cache_settings",
@@ -85,26 +80,6 @@ _DIMENSIONS: Final = Integer(1, MAX_EMBEDDING_DIMENSIONS)
 _API_KEY: Final = Text(required=False, secret=True)
 _TIMEOUT: Final = Real(0.0, math.inf, "unset, or seconds > 0", low_open=True)
 _SDK_URL: Final = "unset (the SDK's)"
-
-
-@dataclass(frozen=True, slots=True)
-class _RedisTtl(Integer):
-    """Redis blob TTL: never longer than the Postgres TTL, or a blob would be served after
-    Postgres expired its row."""
-
-    def check(self, env: str, value: object, owner: Any) -> object:
-        ttl = Integer.check(self, env, value, owner)
-        pg_seconds: int | None = owner._pg_ttl_seconds()
-        if pg_seconds is not None and isinstance(ttl, int) and ttl > pg_seconds:
-            raise error(
-                env,
-                f"is {ttl}, longer than {env_name('pg_ttl_days')} ({pg_seconds} s)",
-                f"an integer from 1 to {pg_seconds}",
-            )
-        return ttl
-
-    def describe(self) -> str:
-        return f"an integer >= 1, at most {env_name('pg_ttl_days')} in seconds"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -353,7 +328,7 @@ class CacheSettings:
     )
     redis_ttl_seconds: int | None = setting(
         None,
-        _RedisTtl(1),
+        RedisTtl(1),
         "TTL of Redis blobs; never longer than a row's remaining lifetime.",
         default_doc="unset (the Postgres TTL, else one day)",
     )
@@ -447,16 +422,6 @@ class CacheSettings:
 
 _lock = threading.Lock()
 _cached: CacheSettings | None = None
-
-
-def default_embedded_data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The embedded development Postgres's default data folder:
-    ``$XDG_CACHE_HOME/fastapi-semcache/postgres``, or ``~/.cache/...`` when
-    ``XDG_CACHE_HOME`` is unset or empty. ``environ`` defaults to ``os.environ``."""
-    env = os.environ if environ is None else environ
-    cache_home = env.get("XDG_CACHE_HOME", "")
-    base = Path(cache_home) if cache_home else Path.home() / ".cache"
-    return base / "fastapi-semcache" / "postgres"
 
 
 def get_cache_settings() -> CacheSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 
@@ -58,6 +59,28 @@ def test_a_missing_extra_names_the_pip_install(
     message = str(caught.value)
     assert f"{P}EMBEDDER_TYPE={kind} needs the {module!r} package" in message
     assert f'pip install "fastapi-semcache[{extra}]"' in message
+
+
+@pytest.mark.parametrize(
+    ("embedder", "module", "extra", "what"),
+    [
+        ("openai", "openai", "embed-openai", "OpenAIEmbedder"),
+        ("voyage", "aiohttp", "embed-voyage", "VoyageEmbedder"),
+        ("cohere", "httpx", "embed-cohere", "CohereEmbedder"),
+        ("huggingface", "sentence_transformers", "embed-huggingface", "HuggingFaceEmbedder"),
+    ],
+)
+def test_importing_an_embedder_without_its_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, embedder: str, module: str, extra: str, what: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, f"semanticcache._embedders.{embedder}", raising=False)
+    with pytest.raises(ConfigurationError) as caught:
+        importlib.import_module(f"semanticcache._embedders.{embedder}")
+    assert str(caught.value) == (
+        f"{what} needs the {module!r} package, which is not installed: "
+        f'pip install "fastapi-semcache[{extra}]"'
+    )
 
 
 def test_a_missing_key_names_the_variable() -> None:

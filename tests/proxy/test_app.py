@@ -14,7 +14,7 @@ import pytest
 from semanticcache import CacheKey, ConfigurationError, HashingEmbedder, SemanticCache
 from semanticcache._native import scan_request
 from semanticcache._proxy import Forwarder, create_semantic_cache_proxy_app
-from semanticcache._proxy.forward import _DecodeChain
+from semanticcache._proxy.decoding import DecodeChain
 from tests.proxy.conftest import CHAT, Upstream, chat_body, serve
 
 
@@ -185,6 +185,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 @pytest.mark.parametrize(
     ("codings", "encode"),
     [
+        ([], lambda b: b),
         (["gzip"], lambda b: _gzip(b)),
         (["deflate"], zlib.compress),
         (["deflate"], lambda b: _raw_deflate(b)),
@@ -195,7 +196,7 @@ def test_decode_chain_undoes_each_coding_in_order(codings: list[str], encode: ob
     data = bytes(range(256)) * 4096  # 1 MiB: several bounded pieces
     assert callable(encode)
     encoded = encode(data)
-    chain = _DecodeChain(codings)
+    chain = DecodeChain(codings)
     out = b"".join(
         p for i in range(0, len(encoded), 1000) for p in chain.decode(encoded[i : i + 1000])
     )

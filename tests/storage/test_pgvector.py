@@ -74,7 +74,8 @@ async def store(pg_uri: str) -> AsyncIterator[PgVectorStore]:
 
 
 async def put(store: PgVectorStore, partition: bytes, text: str, vector: list[float]) -> int:
-    return await store.put(partition, lookup_digest(text), text, vector, f"answer {text}".encode())
+    answer = f"answer {text}".encode()
+    return (await store.put_entry(partition, lookup_digest(text), text, vector, answer)).id
 
 
 async def test_an_exact_row_comes_alone_whatever_the_vector(store: PgVectorStore) -> None:

@@ -1,4 +1,4 @@
-"""One worker thread per in-process model, coalescing concurrent calls into batches.
+"""In-process models on one worker thread each, coalescing concurrent calls into batches.
 
 A model on a small machine is fastest run one batch at a time (its runtime already uses
 every core), and a batch of n short texts costs far less than n runs of one. So calls that
@@ -9,15 +9,22 @@ threads and ``concurrent.futures`` futures keep it independent of any one event 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final
 
+from semanticcache._embedders.base import BaseEmbedder, check_types
 from semanticcache.errors import EmbedderError
 
-__all__ = ["BatchingWorker"]
+__all__ = ["BatchingWorker", "WorkerEmbedder"]
+
+
+# Concurrent calls merged into one worker run, at most (two batches of 32).
+COALESCE_MAX_TEXTS: Final = 64
 
 
 class BatchingWorker[In, Out]:
@@ -97,3 +104,48 @@ class BatchingWorker[In, Out]:
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._executor is None
+
+
+class WorkerEmbedder(BaseEmbedder):
+    """An embedder whose model runs in this process, on a worker thread of its own (never
+    on the event loop). Subclasses compute vectors in :meth:`_embed_now` and call
+    :meth:`_start_worker` once the model is loaded."""
+
+    _worker: BatchingWorker[str, list[float]]
+
+    def _start_worker(self, thread_name: str) -> None:
+        # Through embed_sync, looked up per run, so that a replaced one is the one called.
+        self._worker = BatchingWorker(
+            lambda texts: self.embed_sync(texts),
+            max_texts=COALESCE_MAX_TEXTS,
+            thread_name=thread_name,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed ``texts`` on the embedder's worker thread; one unit vector per text.
+
+        Calls that arrive while the worker is busy are run together as one batch."""
+        if not texts:
+            return []
+        check_types(texts)
+        return await self._worker.submit(list(texts), self)
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed ``texts`` on the calling thread (blocking: not for the event loop)."""
+        if not texts:
+            return []
+        check_types(texts)
+        return self.check_output(len(texts), self._embed_now(texts))
+
+    @abc.abstractmethod
+    def _embed_now(self, texts: Sequence[str]) -> object:
+        """The model's vectors for ``texts`` (checked by the caller); raises
+        :class:`~semanticcache.errors.EmbedderError` when the model fails."""
+
+    def close(self) -> None:
+        """Stop the worker thread (after the runs already queued); idempotent."""
+        self._worker.close()
+
+    async def aclose(self) -> None:
+        """Same as :meth:`close`."""
+        self.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from itertools import batched
 from typing import ClassVar
 
-from semanticcache.errors import ConfigurationError, EmbedderError
+from semanticcache.errors import EmbedderError
 
 __all__ = ["BaseEmbedder", "check_embeddings", "pack_requests"]
 
@@ -155,25 +155,3 @@ def check_types(texts: Sequence[object]) -> None:
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text {index} is {type(text).__name__}, not str")
-
-
-def check_provider_args(
-    embedder: str,
-    *,
-    api_key: str | None,
-    api_key_variable: str,
-    timeout_seconds: float | None,
-    max_retries: int,
-    batch_size: int,
-    max_batch_size: int,
-) -> None:
-    """The argument checks every hosted-provider embedder shares; raises
-    :class:`~semanticcache.errors.ConfigurationError` naming what to fix."""
-    if not api_key:
-        raise ConfigurationError(f"{embedder} needs an API key ({api_key_variable})")
-    if timeout_seconds is not None and not (math.isfinite(timeout_seconds) and timeout_seconds > 0):
-        raise ConfigurationError(f"timeout_seconds must be > 0, not {timeout_seconds}")
-    if not 1 <= batch_size <= max_batch_size:
-        raise ConfigurationError(f"batch_size must be in 1..{max_batch_size}, not {batch_size}")
-    if max_retries < 0:
-        raise ConfigurationError(f"max_retries must be >= 0, not {max_retries}")

@@ -13,26 +13,17 @@ retries, which honour ``Retry-After``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
-from semanticcache._embedders.base import (
-    BaseEmbedder,
-    batches,
-    check_provider_args,
-    sendable_text,
-    shorten,
-)
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders.base import batches, sendable_text, shorten
+from semanticcache._embedders.factory import extra_imports
+from semanticcache._embedders.provider import ProviderEmbedder, unknown_model_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-cohere", "CohereEmbedder"):
     import cohere
     import cohere.core.api_error
     import httpx
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-cohere", "CohereEmbedder") from exc
 
 __all__ = ["COHERE_MODELS", "CohereEmbedder"]
 
@@ -48,7 +39,7 @@ COHERE_MODELS: Final[dict[str, tuple[int, frozenset[int]]]] = {
 }
 
 
-class CohereEmbedder(BaseEmbedder):
+class CohereEmbedder(ProviderEmbedder):
     """Embeddings from the Cohere API.
 
     ``model_id`` is ``cohere:<model>``; ``dimension`` is ``dimensions`` when given
@@ -56,6 +47,8 @@ class CohereEmbedder(BaseEmbedder):
     package does not know needs ``dimensions``. ``timeout_seconds`` bounds a whole
     :meth:`embed` call, retries included.
     """
+
+    provider = "cohere"
 
     def __init__(
         self,
@@ -68,8 +61,8 @@ class CohereEmbedder(BaseEmbedder):
         max_retries: int = 2,
         batch_size: int = MAX_TEXTS_PER_REQUEST,
     ) -> None:
-        check_provider_args(
-            "CohereEmbedder",
+        super().__init__(
+            model=model,
             api_key=api_key,
             api_key_variable="SEMANTIC_CACHE_COHERE_API_KEY",
             timeout_seconds=timeout_seconds,
@@ -77,11 +70,7 @@ class CohereEmbedder(BaseEmbedder):
             batch_size=batch_size,
             max_batch_size=MAX_TEXTS_PER_REQUEST,
         )
-        self.model = model
         self.dimension, self._output_dimension = _resolve_dimension(model, dimensions)
-        self.model_id = f"cohere:{model}"
-        self.timeout_seconds = timeout_seconds
-        self.batch_size = batch_size
         # Our own HTTP client, so that aclose() can close it.
         self._http = httpx.AsyncClient(timeout=timeout_seconds)
         self._client = cohere.AsyncClientV2(
@@ -92,43 +81,23 @@ class CohereEmbedder(BaseEmbedder):
             httpx_client=self._http,
         )
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` in requests of at most ``batch_size`` texts."""
-        if not texts:
-            return []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, not str")
-        vectors: list[list[float]] = []
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                for batch in batches(texts, self.batch_size):
-                    vectors.extend(await self._request(batch))
-        except TimeoutError as exc:
-            raise EmbedderError(
-                f"{self!r} did not answer within {self.timeout_seconds} s (retries included)"
-            ) from exc
-        return self.check_output(len(texts), vectors)
+    async def _split(self, texts: list[str]) -> list[list[str]]:
+        return list(batches(texts, self.batch_size))
 
     async def _request(self, batch: list[str]) -> list[list[float]]:
+        # The model's default length is asked for by leaving the field out.
+        shorter: dict[str, Any] = {}
+        if self._output_dimension is not None:
+            shorter["output_dimension"] = self._output_dimension
         try:
-            if self._output_dimension is None:
-                response = await self._client.embed(
-                    model=self.model,
-                    input_type="search_query",
-                    texts=[sendable_text(text) for text in batch],
-                    embedding_types=["float"],
-                    truncate="END",
-                )
-            else:
-                response = await self._client.embed(
-                    model=self.model,
-                    input_type="search_query",
-                    texts=[sendable_text(text) for text in batch],
-                    embedding_types=["float"],
-                    truncate="END",
-                    output_dimension=self._output_dimension,
-                )
+            response = await self._client.embed(
+                model=self.model,
+                input_type="search_query",
+                texts=[sendable_text(text) for text in batch],
+                embedding_types=["float"],
+                truncate="END",
+                **shorter,
+            )
             floats: object = response.embeddings.float_
             if not isinstance(floats, list):
                 raise EmbedderError(f"{self!r} returned a malformed answer: no float embeddings")
@@ -159,10 +128,7 @@ def _resolve_dimension(model: str, dimensions: int | None) -> tuple[int, int | N
     known = COHERE_MODELS.get(model)
     if known is None:
         if dimensions is None:
-            raise ConfigurationError(
-                f"cohere model {model!r} is not one this package knows: "
-                "set SEMANTIC_CACHE_COHERE_DIMENSIONS to its vector length"
-            )
+            raise unknown_model_error("cohere", model, "SEMANTIC_CACHE_COHERE_DIMENSIONS")
         return dimensions, None
     default, offered = known
     if dimensions is None or dimensions == default:

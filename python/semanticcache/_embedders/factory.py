@@ -8,9 +8,10 @@ piece is reported as the one command or variable that fixes it.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypedDict
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.hashing import HashingEmbedder
@@ -22,7 +23,7 @@ from semanticcache._settings import (
 )
 from semanticcache.errors import ConfigurationError
 
-__all__ = ["get_embedder", "missing_extra_error"]
+__all__ = ["extra_imports", "get_embedder", "missing_extra_error"]
 
 PACKAGE: Final = "fastapi-semcache"
 
@@ -34,6 +35,16 @@ def missing_extra_error(module: str | None, extra: str, what: str) -> Configurat
     return ConfigurationError(
         f'{what} needs {missing}, which is not installed: pip install "{PACKAGE}[{extra}]"'
     )
+
+
+@contextmanager
+def extra_imports(extra: str, what: str) -> Iterator[None]:
+    """The imports in this block come from the optional ``extra``: a missing module raises
+    :func:`missing_extra_error`'s error for ``what``."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise missing_extra_error(exc.name, extra, what) from exc
 
 
 # A provider call with no deadline at all can stall a request for minutes (the SDKs'
@@ -67,16 +78,29 @@ def _build_local(settings: CacheSettings) -> BaseEmbedder:
     return LocalEmbedder()
 
 
+class _HostedArgs(TypedDict):
+    model: str
+    dimensions: int | None
+    api_key: str
+    base_url: str | None
+    timeout_seconds: float
+
+
+def _hosted_args(settings: CacheSettings, provider: str) -> _HostedArgs:
+    """A hosted-provider embedder's arguments, from its ``<provider>_*`` settings."""
+    return _HostedArgs(
+        model=getattr(settings, f"{provider}_model"),
+        dimensions=getattr(settings, f"{provider}_dimensions"),
+        api_key=getattr(settings, f"{provider}_api_key") or "",
+        base_url=getattr(settings, f"{provider}_base_url"),
+        timeout_seconds=_deadline(settings),
+    )
+
+
 def _build_openai(settings: CacheSettings) -> BaseEmbedder:
     from semanticcache._embedders.openai import OpenAIEmbedder
 
-    return OpenAIEmbedder(
-        model=settings.openai_model,
-        dimensions=settings.openai_dimensions,
-        api_key=settings.openai_api_key or "",
-        base_url=settings.openai_base_url,
-        timeout_seconds=_deadline(settings),
-    )
+    return OpenAIEmbedder(**_hosted_args(settings, "openai"))
 
 
 def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
@@ -93,25 +117,13 @@ def _build_ollama(settings: CacheSettings) -> BaseEmbedder:
 def _build_voyage(settings: CacheSettings) -> BaseEmbedder:
     from semanticcache._embedders.voyage import VoyageEmbedder
 
-    return VoyageEmbedder(
-        model=settings.voyage_model,
-        dimensions=settings.voyage_dimensions,
-        api_key=settings.voyage_api_key or "",
-        base_url=settings.voyage_base_url,
-        timeout_seconds=_deadline(settings),
-    )
+    return VoyageEmbedder(**_hosted_args(settings, "voyage"))
 
 
 def _build_cohere(settings: CacheSettings) -> BaseEmbedder:
     from semanticcache._embedders.cohere import CohereEmbedder
 
-    return CohereEmbedder(
-        model=settings.cohere_model,
-        dimensions=settings.cohere_dimensions,
-        api_key=settings.cohere_api_key or "",
-        base_url=settings.cohere_base_url,
-        timeout_seconds=_deadline(settings),
-    )
+    return CohereEmbedder(**_hosted_args(settings, "cohere"))
 
 
 def _build_huggingface(settings: CacheSettings) -> BaseEmbedder:

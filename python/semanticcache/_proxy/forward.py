@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 from urllib.parse import quote
 
@@ -26,6 +26,7 @@ from yarl import URL
 
 from semanticcache._middleware.asgi import STORABLE_EXTENSION
 from semanticcache._middleware.headers import HOP_BY_HOP
+from semanticcache._proxy.decoding import DecodeChain, content_codings, decodable
 from semanticcache._settings import mask_connection_string
 from semanticcache.errors import ConfigurationError
 
@@ -45,80 +46,8 @@ _AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type
 # Request chunks waiting for the upstream: a slow upstream stops the reads from the
 # client (and so the client's uploads) instead of growing memory.
 _QUEUE_CHUNKS: Final = 4
-# A decoded body is produced in pieces of at most this size (no decompression bomb held
-# in memory at once).
-_DECODE_PIECE: Final = 64 * 1024
-_ZLIB_DEFLATE: Final = 8
-# What the forwarder can undo. Others (br, zstd, ...) pass through with their header,
-# and the middleware's store policy refuses them.
-_DECODABLE: Final = frozenset({"gzip", "x-gzip", "deflate"})
 _JSON: Final = b"application/json"
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
-
-
-class _ZlibDecoder:
-    """gzip (``wbits`` auto-detects the gzip or zlib wrapper) or deflate, in bounded pieces.
-
-    ``deflate`` is the zlib format by the RFC, but some servers send raw deflate: the
-    first byte tells them apart (a zlib header's compression-method nibble is 8).
-    """
-
-    def __init__(self, coding: str) -> None:
-        self._coding = coding
-        self._inner: zlib._Decompress | None = None
-
-    def decode(self, data: bytes) -> Iterator[bytes]:
-        if not data:
-            return
-        if self._inner is None:
-            raw = self._coding == "deflate" and data[0] & 0x0F != _ZLIB_DEFLATE
-            self._inner = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS | 32)
-        inner = self._inner
-        while data:
-            piece = inner.decompress(data, _DECODE_PIECE)
-            if piece:
-                yield piece
-            data = inner.unconsumed_tail
-
-    def flush(self) -> bytes:
-        return b"" if self._inner is None else self._inner.flush()
-
-
-class _DecodeChain:
-    """The decoders of a ``Content-Encoding`` list, the last coding undone first."""
-
-    def __init__(self, codings: list[str]) -> None:
-        self._decoders = [_ZlibDecoder(c) for c in reversed(codings)]
-
-    def decode(self, data: bytes) -> Iterator[bytes]:
-        pieces: Iterator[bytes] = iter((data,))
-        for decoder in self._decoders:
-            pieces = _decode_all(decoder, pieces)
-        return pieces
-
-    def flush(self) -> list[bytes]:
-        pieces: list[bytes] = []
-        for decoder in self._decoders:
-            pieces = [out for p in pieces for out in decoder.decode(p)]
-            tail = decoder.flush()
-            if tail:
-                pieces.append(tail)
-        return pieces
-
-
-def _decode_all(decoder: _ZlibDecoder, pieces: Iterator[bytes]) -> Iterator[bytes]:
-    for piece in pieces:
-        yield from decoder.decode(piece)
-
-
-def _content_codings(headers: Iterable[tuple[str, str]]) -> list[str]:
-    codings = [
-        token.strip().lower()
-        for name, value in headers
-        if name == "content-encoding"
-        for token in value.split(",")
-    ]
-    return [c for c in codings if c and c != "identity"]
 
 
 def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -416,14 +345,13 @@ class _Exchange:
             (n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in response.raw_headers
         ]
         named = _connection_named(pairs)
-        codings = _content_codings(pairs)
-        decoder: _DecodeChain | None = None
-        if self.storable and codings and all(c in _DECODABLE for c in codings):
-            # Asked for identity and got it compressed anyway: decode, so what the
-            # middleware stores (and the client gets) carries no Content-Encoding.
-            decoder = _DecodeChain(codings)
+        codings = content_codings(pairs)
+        # Asked for identity and got it compressed anyway: decode, so what the middleware
+        # stores (and the client gets) carries no Content-Encoding. No codings: no decoding.
+        decode = self.storable and decodable(codings)
+        decoder = DecodeChain(codings if decode else [])
         dropped = _HOP_BY_HOP | named
-        if decoder is not None:
+        if decode:
             dropped = dropped | {"content-encoding", "content-length"}
         headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in pairs if n not in dropped]
         await self.send(
@@ -432,20 +360,12 @@ class _Exchange:
         self.started = True
         try:
             async for chunk in response.content.iter_any():
-                if decoder is None:
-                    await self.send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                    continue
                 for piece in decoder.decode(chunk):
                     await self.send(
                         {"type": "http.response.body", "body": piece, "more_body": True}
                     )
-            if decoder is not None:
-                for piece in decoder.flush():
-                    await self.send(
-                        {"type": "http.response.body", "body": piece, "more_body": True}
-                    )
+            for piece in decoder.flush():
+                await self.send({"type": "http.response.body", "body": piece, "more_body": True})
         except (TimeoutError, aiohttp.ClientError, zlib.error) as exc:
             # Head sent already: no status to change. End without completing the
             # response, so the server aborts it and the client sees a cut body (a

@@ -7,7 +7,6 @@ only ever looks inside one partition (an SQL equality filter).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from semanticcache._storage import lookup_sql, schema, wire
+from semanticcache._storage import lookup_sql, schema, wire, write_sql
 from semanticcache._storage.hot import advance_redis_epoch_sql
 from semanticcache._storage.plan import CUSTOM, EXACT, INDEX, PlanPolicy, connection_options
 from semanticcache._storage.records import (
@@ -105,6 +104,8 @@ class PgVectorStore:
             for top1 in (True, False)
         }
         self._lookup_skewed = lookup_sql.function_call(self.table)
+        self._upsert = write_sql.upsert(self._t)
+        self._add_hits = write_sql.add_hits(self._t)
         self._plans = PlanPolicy(self.table)
 
     @property
@@ -137,30 +138,6 @@ class PgVectorStore:
             ef_construction=self._ef_construction,
         )
 
-    async def put(
-        self,
-        partition: bytes,
-        text_digest: bytes,
-        lookup_text: str,
-        embedding: Sequence[float] | BinaryVector,
-        response: bytes,
-        *,
-        scope: str = "",
-        ttl_seconds: float | None = None,
-    ) -> int:
-        """Insert or replace the entry for (partition, text_digest); return its id.
-        See :meth:`put_entry`."""
-        entry = await self.put_entry(
-            partition,
-            text_digest,
-            lookup_text,
-            embedding,
-            response,
-            scope=scope,
-            ttl_seconds=ttl_seconds,
-        )
-        return entry.id
-
     async def put_entry(
         self,
         partition: bytes,
@@ -177,34 +154,17 @@ class PgVectorStore:
         :mod:`semanticcache._storage.redis_tier`).
 
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
-        (later than the one it replaces, so that (id, created_at) orders the versions of
-        a row as the row lock ordered the writes) and a hit count of zero.
+        (later than the one it replaces: see :func:`~semanticcache._storage.write_sql.upsert`)
+        and a hit count of zero.
         ``lookup_text`` and ``scope`` are stored as given (use
         :func:`~semanticcache._key.db_text` for arbitrary strings: ``text`` holds no NUL).
         ``ttl_seconds`` sets ``expires_at`` (``None``: ``'infinity'``, never expires).
         """
         vector = vector_param(embedding, self._dimension, self.table)
-        query = sql.SQL(
-            """
-            INSERT INTO {t}
-                (partition, text_digest, scope, lookup_text, embedding, response, expires_at)
-            VALUES (%s, %s, %s, %s, %s::vector, %s,
-                    coalesce(now() + make_interval(secs => %s), 'infinity'))
-            ON CONFLICT (partition, text_digest) DO UPDATE SET
-                scope = EXCLUDED.scope,
-                lookup_text = EXCLUDED.lookup_text,
-                embedding = EXCLUDED.embedding,
-                response = EXCLUDED.response,
-                created_at = greatest(clock_timestamp(), {t}.created_at + interval '1 microsecond'),
-                expires_at = EXCLUDED.expires_at,
-                hit_count = 0
-            RETURNING id, created_at, NULLIF(expires_at, 'infinity')
-            """
-        ).format(t=self._t)
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    query,
+                    self._upsert,
                     (partition, text_digest, scope, lookup_text, vector, response, ttl_seconds),
                 )
                 row = await cur.fetchone()
@@ -349,14 +309,9 @@ class PgVectorStore:
         """Add ``counts[id]`` to the hit count of each entry, in one statement."""
         if not counts:
             return
-        ids, hits = list(counts), list(counts.values())
-        query = sql.SQL(
-            "UPDATE {t} SET hit_count = hit_count + v.n "
-            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE {t}.id = v.id"
-        ).format(t=self._t)
         try:
             async with self._pool.connection() as conn:
-                await conn.execute(query, (ids, hits))
+                await conn.execute(self._add_hits, (list(counts), list(counts.values())))
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
 
@@ -367,16 +322,10 @@ class PgVectorStore:
             return
         outcomes = [outcome for outcome, _ in counts]
         buckets = [bucket for _, bucket in counts]
-        query = (
-            "INSERT INTO semcache_similarity_counts AS c (cache_table, outcome, bucket, lookups) "
-            "SELECT %s, v.o, v.b, v.n "
-            "FROM unnest(%s::text[], %s::smallint[], %s::bigint[]) AS v(o, b, n) "
-            "ON CONFLICT (cache_table, outcome, bucket) "
-            "DO UPDATE SET lookups = c.lookups + EXCLUDED.lookups"
-        )
+        params = (self.table, outcomes, buckets, list(counts.values()))
         try:
             async with self._pool.connection() as conn:
-                await conn.execute(query, (self.table, outcomes, buckets, list(counts.values())))
+                await conn.execute(write_sql.ADD_NEAREST, params)
         except psycopg.Error as exc:
             raise StorageError(f"cache similarity count update failed: {exc}") from exc
 
@@ -385,8 +334,7 @@ class PgVectorStore:
     ) -> bool:
         """Delete one entry by id; whether it existed. ``keys`` (when given) receives the
         deleted row's (partition, text digest, id)."""
-        query = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=self._t)
-        return await self._delete(query, (entry_id,), keys) > 0
+        return await self._delete(write_sql.delete_by_id(self._t), (entry_id,), keys) > 0
 
     async def purge(
         self,
@@ -400,48 +348,20 @@ class PgVectorStore:
     ) -> int:
         """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
         (when given) receives each deleted row's (partition, text digest, id)."""
-        if older_than is not None and not (math.isfinite(older_than) and older_than >= 0):
-            raise ConfigurationError(f"older_than must be >= 0 seconds, not {older_than!r}")
-        if all:
-            if scope is not None or partition is not None or expired or older_than is not None:
-                raise ConfigurationError("purge(all=True) takes no other selector")
-            return await self._delete(sql.SQL("DELETE FROM {t}").format(t=self._t), (), keys)
-        conditions: list[sql.Composable] = []
-        params: list[object] = []
-        if scope is not None:
-            conditions.append(sql.SQL("scope = %s"))
-            params.append(scope)
-        if partition is not None:
-            conditions.append(sql.SQL("partition = %s"))
-            params.append(partition)
-        if expired:
-            conditions.append(sql.SQL("expires_at <= now() AND expires_at < 'infinity'"))
-        if older_than is not None:
-            # created_at is reset when an entry is replaced: age counts from the last put.
-            conditions.append(sql.SQL("created_at < now() - make_interval(secs => %s)"))
-            params.append(older_than)
-        if not conditions:
-            raise ConfigurationError(
-                "purge needs a selector: scope=, partition=, expired=True, older_than= or all=True"
-            )
-        query = sql.SQL("DELETE FROM {t} WHERE {c}").format(
-            t=self._t, c=sql.SQL(" AND ").join(conditions)
+        query, params = write_sql.purge(
+            self._t,
+            scope=scope,
+            partition=partition,
+            expired=expired,
+            older_than=older_than,
+            all=all,
         )
-        return await self._delete(query, tuple(params), keys)
+        return await self._delete(query, params, keys)
 
     async def purge_expired_batch(self, limit: int) -> int:
-        """Delete up to ``limit`` expired rows; return how many.
-
-        ``SKIP LOCKED``: several processes purging at once take different rows instead of
-        queueing on the same ones.
-        """
-        query = sql.SQL(
-            # "< 'infinity'": implied by the first condition, but the planner needs it
-            # spelled out to use the partial expiry index.
-            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= now() "
-            "AND expires_at < 'infinity' ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-        ).format(t=self._t)
-        return await self._delete(query, (limit,))
+        """Delete up to ``limit`` expired rows (those no other purge holds); return how
+        many."""
+        return await self._delete(write_sql.purge_expired_batch(self._t), (limit,))
 
     async def stats(self) -> StoreStats:
         """Rows, hits and expired rows per scope, and the table's size on disk."""
@@ -479,7 +399,7 @@ class PgVectorStore:
         keys: list[tuple[bytes, bytes, int]] | None = None,
     ) -> int:
         if keys is not None:
-            query = query + sql.SQL(" RETURNING partition, text_digest, id")
+            query = write_sql.returning_keys(query)
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)

@@ -13,27 +13,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from semanticcache._embedders._worker import BatchingWorker
+from semanticcache._embedders._worker import COALESCE_MAX_TEXTS, BatchingWorker
 from semanticcache._embedders.base import sendable_text
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders.factory import extra_imports
 from semanticcache._verifier.card import ModelCard
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-local", "The verifier"):
     import numpy as np
     import onnxruntime as ort
 
     from semanticcache._embedders.local import build_tokenizer
-except ModuleNotFoundError as exc:
-    raise missing_extra_error(exc.name, "embed-local", "The verifier") from exc
 
 __all__ = ["CrossEncoder", "Pair"]
 
 Pair = tuple[str, str]
 """``(stored_text, lookup_text)``."""
 
-# Concurrent lookups merged into one run, at most (pairs).
-_COALESCE_MAX_PAIRS: Final = 64
 # Enough characters for the window of any ordinary text; bounds tokenizing cost.
 _MAX_CHARS: Final = 4_000
 
@@ -76,7 +72,7 @@ class CrossEncoder:
         self._tokenizer = build_tokenizer(card.max_tokens)
         self._tokenizer.no_padding()  # every pair runs alone (see logits_sync)
         self._worker: BatchingWorker[Pair, float] = BatchingWorker(
-            self.logits_sync, max_texts=_COALESCE_MAX_PAIRS, thread_name="semcache-verifier"
+            self.logits_sync, max_texts=COALESCE_MAX_TEXTS, thread_name="semcache-verifier"
         )
         # The first run allocates and plans; pay for it here rather than on a request.
         self.logits_sync([("warm up", "warm up")])

@@ -9,23 +9,18 @@ user's: ``SEMANTIC_CACHE_VERIFIER_THRESHOLD``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
-from semanticcache._embedders._worker import BatchingWorker
-from semanticcache._embedders.factory import missing_extra_error
+from semanticcache._embedders._worker import COALESCE_MAX_TEXTS, BatchingWorker
+from semanticcache._embedders.factory import extra_imports
 from semanticcache.errors import ConfigurationError, EmbedderError
 
-try:
+with extra_imports("embed-huggingface", "SEMANTIC_CACHE_VERIFIER_MODEL"):
     from sentence_transformers import CrossEncoder
-except ModuleNotFoundError as exc:
-    what = "SEMANTIC_CACHE_VERIFIER_MODEL"
-    raise missing_extra_error(exc.name, "embed-huggingface", what) from exc
 
 __all__ = ["SentenceTransformersScorer"]
 
 Pair = tuple[str, str]
-
-_COALESCE_MAX_PAIRS: Final = 64
 
 
 class SentenceTransformersScorer:
@@ -40,7 +35,7 @@ class SentenceTransformersScorer:
             ) from exc
         self.name = model
         self._worker: BatchingWorker[Pair, float] = BatchingWorker(
-            self._run, max_texts=_COALESCE_MAX_PAIRS, thread_name="semcache-verifier"
+            self._run, max_texts=COALESCE_MAX_TEXTS, thread_name="semcache-verifier"
         )
 
     def _run(self, pairs: list[Pair]) -> list[float]:
