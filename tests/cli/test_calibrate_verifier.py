@@ -44,6 +44,9 @@ PAIRS = [
     ("Who wrote Hamlet?", "Who painted the Mona Lisa?", False),
 ]
 TARGET = 0.1  # one of the ten different-answer pairs may be served
+# Low enough that several different-answer pairs reach the verifier: its threshold, not
+# the floor, must then keep them out.
+FLOOR = 0.5
 
 
 def _write(path: Path, pairs: list[tuple[str, str, bool]]) -> None:
@@ -89,12 +92,13 @@ def test_the_printed_verifier_threshold_holds_the_target_on_the_pairs(
     # The local embedder turns the verifier on (auto): the packaged model is calibrated.
     done = semcache(
         "calibrate", "--pairs", str(path), "--embedder", "local", "--target-fhr", str(TARGET),
-        "--pg-uri", pg_uri,
+        "--pg-uri", pg_uri, env={"SEMANTIC_CACHE_VERIFIER_FLOOR": str(FLOOR)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
     printed = _line(r"^SEMANTIC_CACHE_VERIFIER_THRESHOLD=(\d\.\d{4})$", out)
     threshold = float(printed)
+    assert threshold > 0.0001, out  # a threshold that refuses pairs, not the smallest one
     # The similarity-only threshold is beside it, not as a line to set.
     assert re.search(r"^SEMANTIC_CACHE_THRESHOLD=", out, re.MULTILINE) is None, out
     similarity = float(
@@ -107,7 +111,7 @@ def test_the_printed_verifier_threshold_holds_the_target_on_the_pairs(
 
     # Judged again, independently of the command: at the printed threshold the verifier
     # serves at most the target's share of the different-answer pairs...
-    at = CacheSettings(verifier_threshold=threshold)
+    at = CacheSettings(verifier_threshold=threshold, verifier_floor=FLOOR)
     served = _served(at, local, PAIRS)
     hit_rate, false_hit_rate = _rates(served, PAIRS)
     assert false_hit_rate <= TARGET
@@ -121,9 +125,8 @@ def test_the_printed_verifier_threshold_holds_the_target_on_the_pairs(
     assert float(figures.group(1)) == pytest.approx(100 * hit_rate, abs=0.05)
     assert float(figures.group(2)) == pytest.approx(100 * false_hit_rate, abs=0.005)
     # ... and it is the lowest such threshold on the printed grid: one step lower serves more.
-    if threshold > 0.0001:
-        lower = CacheSettings(verifier_threshold=round(threshold - 0.0001, 4))
-        assert _rates(_served(lower, local, PAIRS), PAIRS)[1] > TARGET
+    lower = CacheSettings(verifier_threshold=round(threshold - 0.0001, 4), verifier_floor=FLOOR)
+    assert _rates(_served(lower, local, PAIRS), PAIRS)[1] > TARGET
 
     # The similarity-only figure is today's decision (verifier off) at its threshold.
     off = CacheSettings(verifier="off", threshold=similarity)
