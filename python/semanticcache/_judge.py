@@ -75,8 +75,8 @@ class Judge:
         settings = self._settings
         verifier = self.verifier
         if settings.agreement_check:
-            # Numbers, negation, names, opposites, code: what an embedding confuses with a
-            # paraphrase ("2 + 2" and "2 + 3") and a rule decides surely and cheaply.
+            # Numbers, negation, names, opposites, direction, code: what an embedding
+            # confuses with a paraphrase ("2 + 2", "2 + 3") and a rule decides surely.
             pool = await _agreeing(query, candidates, pool, every=verifier is not None)
             if not pool:
                 return Verdict(None, "disagreement")

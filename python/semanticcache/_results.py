@@ -27,7 +27,7 @@ LookupReason = Literal[
 """Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
 ``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
 ``disagreement`` (candidates passed ``threshold``, but none agreed with the lookup text on
-numbers, negation, names, opposites and code: see :mod:`semanticcache._agreement`);
+numbers, negation, names, opposites, direction and code: see :mod:`semanticcache._agreement`);
 ``unverified`` (the verifier judged no candidate to want the same answer); or the
 dependency failure that made it a miss."""
 

@@ -183,8 +183,9 @@ class CacheSettings:
         True,
         Flag(),
         "Serve a semantic candidate only if its text agrees with the lookup's on numbers, "
-        "negation, names, opposites and code ([cache.md](cache.md#the-agreement-check)); a "
-        "refused one is a miss with reason `disagreement`.",
+        "negation, names, opposites, direction and code "
+        "([cache.md](cache.md#the-agreement-check)); a refused one is a miss with reason "
+        "`disagreement`.",
     )
     verifier: VerifierMode = setting(
         "auto",
