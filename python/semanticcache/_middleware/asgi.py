@@ -110,6 +110,9 @@ class SemanticCacheMiddleware:
             name.encode("latin-1") for name in self.settings.credential_headers
         }
         self.credential_cookies = frozenset(self.settings.credential_cookies)
+        # Hits name their entry by a token under this key (X-Cache-Entry).
+        self.entry_key = self.settings.effective_log_digest_key
+        self.metrics = cache.metrics
         # The Vary names each route's latest stored response gave (bounded, least
         # recently used dropped): lookups key by them, see RequestKey.for_vary.
         self._vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()
