@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -183,8 +183,17 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self._lock = threading.Lock()
+        # (family, labels) -> child: ``labels()`` checks and locks on every call.
+        self._children: dict[tuple[object, ...], Any] = {}
         # Route label -> (sum, count) of upstream seconds: what a hit is taken to save.
         self._upstream: dict[str, tuple[float, int]] = {}
+
+    def _child(self, family: Counter | Histogram | Gauge, *labels: str) -> Any:
+        key = (id(family), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def lookup(self, result: CacheLookup, seconds: float) -> None:
         route = _route.get()
@@ -193,14 +202,14 @@ class Metrics:
             outcome = "exact_hit" if hit.match == "exact" else "semantic_hit"
         else:
             outcome = result.reason
-        self.lookups.labels(outcome, route).inc()
-        self.lookup_seconds.labels(route).observe(seconds)
+        self._child(self.lookups, outcome, route).inc()
+        self._child(self.lookup_seconds, route).observe(seconds)
         nearest = result.nearest_similarity
         searched = (hit is None and result.reason in DECIDED_MISSES) or (
             hit is not None and hit.match == "semantic"
         )
         if nearest is not None and searched and nearest == nearest:  # NaN: no direction
-            self.nearest.labels(result.reason).observe(nearest)
+            self._child(self.nearest, result.reason).observe(nearest)
 
     def embedded(self, seconds: float) -> None:
         self.embed_seconds.observe(seconds)
@@ -209,16 +218,16 @@ class Metrics:
         self.search_seconds.observe(seconds)
 
     def stored(self, seconds: float) -> None:
-        self.store_seconds.labels(_route.get()).observe(seconds)
+        self._child(self.store_seconds, _route.get()).observe(seconds)
 
     def bypass(self, reason: str) -> None:
         # "extractor_error (KeyError)": the exception's type stays out of the label.
-        self.bypasses.labels(reason.split(" ", 1)[0], _route.get()).inc()
+        self._child(self.bypasses, reason.split(" ", 1)[0], _route.get()).inc()
 
     def upstream(self, seconds: float) -> None:
         route = _route.get()
-        self.upstream_calls.labels(route).inc()
-        self.upstream_seconds.labels(route).observe(seconds)
+        self._child(self.upstream_calls, route).inc()
+        self._child(self.upstream_seconds, route).observe(seconds)
         with self._lock:
             total, count = self._upstream.get(route, (0.0, 0))
             self._upstream[route] = (total + seconds, count + 1)
@@ -228,10 +237,10 @@ class Metrics:
         with self._lock:
             total, count = self._upstream.get(route, (0.0, 0))
         if count:
-            self.saved_seconds.labels(route).inc(total / count)
+            self._child(self.saved_seconds, route).inc(total / count)
 
     def waited(self, seconds: float) -> None:
-        self.single_flight_wait.labels(_route.get()).observe(seconds)
+        self._child(self.single_flight_wait, _route.get()).observe(seconds)
 
     def breaker(self, dependency: str, state: BreakerState) -> None:
         self.breaker_state.labels(dependency).set(_BREAKER_VALUES[state])
