@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache._cache import CacheHit
-from semanticcache._entry_token import entry_token
 from semanticcache._metrics import reset_route, route_label, set_route
 from semanticcache._middleware.headers import (
     CacheControl,
@@ -143,7 +142,7 @@ class Flow:
             vary=self.key.vary,
             mode=mw.hit_response_mode,
             log_fields=self.log_fields,
-            entry=entry_token(mw.entry_key, mw.cache.table, hit.entry_id).encode(),
+            entry=mw.entry_header(hit.entry_id),
         )
         if served and mw.metrics is not None:
             mw.metrics.served_hit()
