@@ -23,6 +23,7 @@ from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders import BaseEmbedder, HashingEmbedder, get_embedder
 from semanticcache._key import CacheKey
 from semanticcache._masking import mask_connection_string
+from semanticcache._metrics import metrics_app
 from semanticcache._middleware import ResponseValidator, SemanticCacheMiddleware
 from semanticcache._middleware.asgi import STORABLE_EXTENSION
 from semanticcache._middleware.extractors import (
@@ -89,6 +90,7 @@ __all__ = [
     "get_cache_settings",
     "get_embedder",
     "mask_connection_string",
+    "metrics_app",
     "reset_cache_settings",
     "trusted_extract_scope_from_server_side",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -24,6 +26,7 @@ from semanticcache._judge import Judge
 from semanticcache._key import CacheKey, db_text, lookup_digest
 from semanticcache._lookup import LookupPath, target_of
 from semanticcache._memo import Embeddings
+from semanticcache._metrics import Metrics, metrics_for
 from semanticcache._redis_copies import RedisCopies
 from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
 from semanticcache._settings import (
@@ -117,15 +120,18 @@ class SemanticCache:
         )
         self._store_timeout = merged.store_timeout_seconds
         self._outcomes: Counter[str] = Counter()
+        # None unless metrics are on: prometheus_client is then never imported.
+        self._metrics: Metrics | None = metrics_for(merged)
         self._store_guard = Guard("store", self._breaker("postgres"), self._store_timeout)
         self._embeddings = Embeddings(
             embedder,
             Guard(
                 "embed",
-                self._breaker(f"embedder {embedder.model_id}"),
+                self._breaker(f"embedder {embedder.model_id}", "embedder"),
                 merged.embed_timeout_seconds,
             ),
             embedding_memo_size,
+            on_embed=self._metrics.embedded if self._metrics is not None else None,
         )
         self._store = PgVectorStore(
             self._pg.pool,
@@ -175,6 +181,7 @@ class SemanticCache:
             hot=self._hot,
             redis=self._redis,
             judge=self._judge,
+            on_search=self._metrics.searched if self._metrics is not None else None,
         )
         self._writes = WritePath(
             store=self._store,
@@ -187,12 +194,24 @@ class SemanticCache:
         self._ready = False
         self._open_lock = asyncio.Lock()
 
-    def _breaker(self, name: str) -> CircuitBreaker:
+    def _breaker(self, name: str, dependency: str | None = None) -> CircuitBreaker:
+        metrics = self._metrics
+        on_change = None
+        if metrics is not None:
+            label = dependency or name
+            metrics.breaker(label, "closed")
+            on_change = functools.partial(metrics.breaker, label)
         return CircuitBreaker(
             name,
             failures=self._settings.breaker_failures,
             cooldown=self._settings.breaker_cooldown_seconds,
+            on_change=on_change,
         )
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """The process's Prometheus metrics when this cache records them, else ``None``."""
+        return self._metrics
 
     @property
     def settings(self) -> CacheSettings:
@@ -295,6 +314,7 @@ class SemanticCache:
         (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
         ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
         """
+        started = time.perf_counter()
         target = await target_of(key, partition)
         try:
             result = await self._lookups.run(target)
@@ -303,6 +323,8 @@ class SemanticCache:
                 _log.warning("cache lookup failed open: %s", exc.describe())
             result = CacheLookup(None, exc.reason)
         self._outcomes[result.reason] += 1
+        if self._metrics is not None:
+            self._metrics.lookup(result, time.perf_counter() - started)
         if result.hit is not None:
             self._background.count_hit(result.hit.entry_id)
         nearest = result.nearest_similarity
@@ -335,7 +357,13 @@ class SemanticCache:
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
-        return await self._writes.put(target, response, loud=loud)
+        if self._metrics is None:
+            return await self._writes.put(target, response, loud=loud)
+        started = time.perf_counter()
+        entry_id = await self._writes.put(target, response, loud=loud)
+        if entry_id is not None:
+            self._metrics.stored(time.perf_counter() - started)
+        return entry_id
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,8 +68,10 @@ class LookupPath:
         hot: HotEntries,
         redis: RedisCopies,
         judge: Judge,
+        on_search: Callable[[float], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_search = on_search  # told the seconds of each search (metrics)
         self._judge = judge
         self._store = store
         self._store_call = store_call
@@ -104,11 +108,19 @@ class LookupPath:
         vector = await self._embed(target.text)
         k = self._settings.top_k_candidates
         gate = self._judge.gate
-        candidates = await self._store_call(
-            lambda: self._store.search(target.partition, vector, gate, k=k), read=True
+        candidates = await self._search(
+            lambda: self._store.search(target.partition, vector, gate, k=k)
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
         return await self._decide(target, candidates, refill=refill, generation=None)
+
+    async def _search(self, make: Callable[[], Awaitable[SearchResult]]) -> SearchResult:
+        if self._on_search is None:
+            return await self._store_call(make, read=True)
+        started = time.perf_counter()
+        found = await self._store_call(make, read=True)
+        self._on_search(time.perf_counter() - started)
+        return found
 
     async def _embed(self, text: str) -> BinaryVector:
         try:
@@ -141,9 +153,8 @@ class LookupPath:
             return found
         k = self._settings.top_k_candidates
         gate = self._judge.gate
-        candidates = await self._store_call(
-            lambda: self._store.lookup(target.partition, target.text_digest, vector, gate, k=k),
-            read=True,
+        candidates = await self._search(
+            lambda: self._store.lookup(target.partition, target.text_digest, vector, gate, k=k)
         )
         # Redis answered "absent" for an exact row Postgres has: it lost the blob.
         return await self._decide(target, candidates, refill=refill, generation=generation)

@@ -38,6 +38,7 @@ from semanticcache._settings_kinds import (
     RedisTtl,
     RedisUri,
     Text,
+    UrlPath,
 )
 from semanticcache._settings_spec import check_fields, parse_environ, setting, spec
 
@@ -348,6 +349,19 @@ class CacheSettings:
         "triggers + `LISTEN` drop deleted or replaced entries in every process "
         "([cache.md](cache.md)).",
     )
+    metrics: bool = setting(
+        False,
+        Flag(),
+        "Record Prometheus metrics (needs the `metrics` extra; with several worker "
+        "processes set `PROMETHEUS_MULTIPROC_DIR`, see [observability.md](observability.md)).",
+    )
+    metrics_path: str | None = setting(
+        None,
+        UrlPath(),
+        "Path at which the proxy serves the Prometheus metrics (`/metrics`); setting it "
+        "turns `SEMANTIC_CACHE_METRICS` on.",
+        default_doc="unset (not served)",
+    )
     embedded_data_dir: Path | None = setting(
         None,
         Folder(),
@@ -374,6 +388,11 @@ class CacheSettings:
     def effective_log_digest_key(self) -> bytes:
         """The HMAC key to use: the configured one, or this process's random key."""
         return self.log_digest_key if self.log_digest_key is not None else _PROCESS_DIGEST_KEY
+
+    @property
+    def records_metrics(self) -> bool:
+        """Whether Prometheus metrics are recorded (``metrics``, or a ``metrics_path``)."""
+        return self.metrics or self.metrics_path is not None
 
     @property
     def effective_redis_ttl_seconds(self) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "RedisUri",
     "Text",
     "Url",
+    "UrlPath",
     "env_name",
     "error",
 ]
@@ -51,6 +52,8 @@ _URI_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _REDIS_DB_PATH: Final = re.compile(r"/?(\d*)")
 # RFC 9110 5.6.2 token: what header names and (RFC 6265) cookie names are made of.
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# An absolute URL path of RFC 3986 path characters (no query, fragment or white space).
+_URL_PATH: Final = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)+")
 
 
 def env_name(name: str) -> str:
@@ -106,6 +109,22 @@ class Text(Kind):
 
     def describe(self) -> str:
         return self.accepted() + (" (a secret, never shown)" if self.secret else "")
+
+
+@dataclass(frozen=True, slots=True)
+class UrlPath(Kind):
+    """An absolute URL path such as ``/metrics`` (no query string or fragment)."""
+
+    def check(self, env: str, value: object, owner: Any) -> object:
+        accepted = self.describe()
+        if not isinstance(value, str):
+            raise _type_error(env, "a string", value, accepted)
+        if not _URL_PATH.fullmatch(value):
+            raise error(env, f"is not an absolute URL path: {value!r}", accepted)
+        return value
+
+    def describe(self) -> str:
+        return "unset, or a path starting with `/` (no query string)"
 
 
 @dataclass(frozen=True, slots=True)
