@@ -198,7 +198,8 @@ def find_pgbouncer() -> Path | None:
 class PgBouncer:
     """A throw-away ``pgbouncer`` on a free 127.0.0.1 port in front of one Postgres
     (every database of it, trust authentication), in ``pool_mode``, with at most
-    ``pool_size`` server connections per database and user."""
+    ``pool_size`` server connections per database and user; each server connection is
+    reset when it is given back, in transaction mode after every transaction."""
 
     def __init__(self, workdir: Path, postgres_uri: str, *, pool_mode: str, pool_size: int) -> None:
         self._workdir = workdir
@@ -242,6 +243,10 @@ class PgBouncer:
                 f"pool_mode = {self.pool_mode}\n"
                 f"default_pool_size = {self.pool_size}\n"
                 "max_client_conn = 500\n"
+                # Reset (DISCARD ALL) after every transaction too, as deployments do for
+                # clients that might leave session state behind: anything prepared by
+                # name is gone by the next transaction, whichever server it gets.
+                "server_reset_query_always = 1\n"
                 f"logfile = {log}\n"
             )
             argv = [str(binary)]
