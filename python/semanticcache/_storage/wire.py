@@ -3,7 +3,8 @@
 A cache hit is one short statement, and psycopg's cursor machinery (query conversion,
 the prepared-statement manager, adapters and row makers, built anew per execute) cost
 about as much client CPU as the round trip itself. A :class:`ReadStatement` is prepared
-once per connection under a name of its own, takes its parameters already encoded
+once per connection under a name of its own (or, behind a transaction pooler, sent
+unnamed with its settings in one pipeline), takes its parameters already encoded
 (binary), and decodes its few result columns with ``struct``: the same libpq calls
 psycopg makes (``PQsendQueryPrepared``, then psycopg's own non-blocking wait), minus
 the per-call set-up. Everything else (writes, schema, tools) goes through psycopg's
