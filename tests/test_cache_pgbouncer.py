@@ -9,6 +9,7 @@ connections per database, fewer than the clients these tests open.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,10 +24,12 @@ from semanticcache import (
     SemanticCache,
     StorageError,
 )
+from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._middleware.singleflight import SingleFlight
 from semanticcache._settings import CacheSettings, PgPooler
 from semanticcache._storage import wire
 from semanticcache._storage.wire import ReadStatement
+from tests.cli.helpers import semcache
 from tests.servers import PgBouncer
 
 PROMPT = "What is the capital of France?"
@@ -283,3 +286,26 @@ async def test_a_pooler_left_unconfigured_is_named_at_open(
         with pytest.raises(StorageError, match="SEMANTIC_CACHE_PG_POOLER"):
             await cache.open()
     await cache.close()
+
+
+async def test_stats_and_purge_commands_through_a_transaction_bouncer(
+    pgbouncer_transaction: PgBouncer, pg_server: EmbeddedPostgres
+) -> None:
+    """``semcache stats`` runs the same statements once per cache table: eight tables,
+    past psycopg's prepare threshold, on the bouncer's two server connections."""
+    name = f"t_pgbouncer_cli_{secrets.token_hex(4)}"
+    uri = pg_server.create_database(name)
+    try:
+        for dimension in range(16, 24):
+            async with SemanticCache(pg_uri=uri, embedder=HashingEmbedder(dimension)) as c:
+                await c.put(PROMPT, b"paris", raise_errors=True)
+        pooled = pgbouncer_transaction.uri_for(uri)
+        done = await asyncio.to_thread(semcache, "stats", "--json", "--pg-uri", pooled)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert len(report["tables"]) == 8
+        done = await asyncio.to_thread(semcache, "purge", "--all", "--yes", "--pg-uri", pooled)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count(": deleted 1") == 8
+    finally:
+        pg_server.drop_database(name)
