@@ -199,10 +199,20 @@ class PgBouncer:
     """A throw-away ``pgbouncer`` on a free 127.0.0.1 port in front of one Postgres
     (every database of it, trust authentication), in ``pool_mode``, with at most
     ``pool_size`` server connections per database and user; each server connection is
-    reset when it is given back, in transaction mode after every transaction."""
+    reset when it is given back, in transaction mode after every transaction. ``extra``:
+    more lines for its ``[pgbouncer]`` section."""
 
-    def __init__(self, workdir: Path, postgres_uri: str, *, pool_mode: str, pool_size: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        postgres_uri: str,
+        *,
+        pool_mode: str,
+        pool_size: int,
+        extra: str = "",
+    ) -> None:
         self._workdir = workdir
+        self._extra = extra
         self._server = conninfo_to_dict(postgres_uri)
         self.pool_mode = pool_mode
         self.pool_size = pool_size
@@ -247,6 +257,7 @@ class PgBouncer:
                 # clients that might leave session state behind: anything prepared by
                 # name is gone by the next transaction, whichever server it gets.
                 "server_reset_query_always = 1\n"
+                f"{self._extra}"
                 f"logfile = {log}\n"
             )
             argv = [str(binary)]

@@ -30,7 +30,7 @@ from semanticcache._settings import CacheSettings, PgPooler
 from semanticcache._storage import wire
 from semanticcache._storage.wire import ReadStatement
 from tests.cli.helpers import semcache
-from tests.servers import PgBouncer
+from tests.servers import PgBouncer, find_pgbouncer
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"
@@ -286,6 +286,31 @@ async def test_a_pooler_left_unconfigured_is_named_at_open(
         with pytest.raises(StorageError, match="SEMANTIC_CACHE_PG_POOLER"):
             await cache.open()
     await cache.close()
+
+
+async def test_a_pooler_that_drops_options_is_named_at_open(
+    pg_server: EmbeddedPostgres, pg_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Told to ignore ``options``, PgBouncer lets the connection in without the search
+    settings: ``open`` reads one back and says what to set."""
+    bouncer = PgBouncer(
+        tmp_path_factory.mktemp("pgbouncer-ignoring"),
+        pg_server.uri,
+        pool_mode="transaction",
+        pool_size=2,
+        extra="ignore_startup_parameters = options\n",
+    )
+    if find_pgbouncer() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    bouncer.start()
+    try:
+        cache = SemanticCache(pg_uri=bouncer.uri_for(pg_uri), embedder=HashingEmbedder())
+        with pytest.raises(StorageError, match="drops the options parameter") as caught:
+            await cache.open()
+        assert "SEMANTIC_CACHE_PG_POOLER" in str(caught.value)
+        await cache.close()
+    finally:
+        bouncer.stop()
 
 
 async def test_stats_and_purge_commands_through_a_transaction_bouncer(
