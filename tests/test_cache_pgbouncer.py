@@ -3,7 +3,8 @@ transaction and in session mode, in front of the session's Postgres.
 
 Transaction mode gives each transaction whichever server connection is free: nothing
 prepared by name, no session settings, no ``LISTEN``. Its bouncer has two server
-connections per database, fewer than the clients these tests open.
+connections per database, fewer than the clients these tests open, and resets each one
+after every transaction, so a statement prepared by name never survives to the next.
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ def mode(request: pytest.FixtureRequest) -> PgPooler:
 
 
 @pytest.fixture
-def bouncer(
-    mode: PgPooler, request: pytest.FixtureRequest
-) -> PgBouncer:  # the one of this mode only: a skip names the missing binary
+def bouncer(mode: PgPooler, request: pytest.FixtureRequest) -> PgBouncer:
+    """The session's bouncer of ``mode`` (started on first use)."""
     fixture = "pgbouncer_transaction" if mode == "transaction" else "pgbouncer_session"
     bouncer: PgBouncer = request.getfixturevalue(fixture)
     return bouncer
@@ -293,6 +293,8 @@ async def test_a_pooler_that_drops_options_is_named_at_open(
 ) -> None:
     """Told to ignore ``options``, PgBouncer lets the connection in without the search
     settings: ``open`` reads one back and says what to set."""
+    if find_pgbouncer() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
     bouncer = PgBouncer(
         tmp_path_factory.mktemp("pgbouncer-ignoring"),
         pg_server.uri,
@@ -300,8 +302,6 @@ async def test_a_pooler_that_drops_options_is_named_at_open(
         pool_size=2,
         extra="ignore_startup_parameters = options\n",
     )
-    if find_pgbouncer() is None:
-        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
     bouncer.start()
     try:
         cache = SemanticCache(pg_uri=bouncer.uri_for(pg_uri), embedder=HashingEmbedder())
