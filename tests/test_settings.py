@@ -67,6 +67,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "max_body_bytes": 10_485_760,
     "pg_pool_min_size": 1,
     "pg_pool_max_size": 10,
+    "pg_pooler": "none",
     "redis_ttl_seconds": None,
     "breaker_failures": 5,
     "breaker_cooldown_seconds": 30.0,

@@ -140,6 +140,7 @@ class SemanticCache:
             hnsw_m=merged.pgvector_hnsw_m,
             hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
             ef_search=merged.pgvector_hnsw_ef_search,
+            transaction_settings=self._pg.transaction_settings,
         )
         self._hot = HotEntries(
             self._store.table,

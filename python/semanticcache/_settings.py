@@ -47,6 +47,7 @@ __all__ = [
     "CacheSettings",
     "EmbedderType",
     "HitResponseMode",
+    "PgPooler",
     "ResponseMode",
     "VerifierMode",
     "get_cache_settings",
@@ -58,6 +59,7 @@ EmbedderType = Literal["openai", "voyage", "cohere", "huggingface", "ollama", "l
 VerifierMode = Literal["auto", "on", "off"]
 ResponseMode = Literal["buffered", "tee"]
 HitResponseMode = Literal["single", "stream"]
+PgPooler = Literal["none", "session", "transaction"]
 
 # pgvector's `vector` type holds at most 16000 dimensions (and HNSW indexes 2000).
 MAX_EMBEDDING_DIMENSIONS: Final = 16000
@@ -327,6 +329,14 @@ class CacheSettings:
     pg_pool_min_size: int = setting(1, Integer(0), "Connections the Postgres pool keeps open.")
     pg_pool_max_size: int = setting(
         10, Integer(1, floor="pg_pool_min_size"), "Most connections the Postgres pool opens."
+    )
+    pg_pooler: PgPooler = setting(
+        "none",
+        Choice(get_args(PgPooler)),
+        "The connection pooler between the cache and Postgres: `none`, or PgBouncer's pool "
+        "mode, `session` or `transaction` (no named prepared statements, settings per "
+        "transaction; hot entries and the Redis tier refused) "
+        "([deployment.md](deployment.md#pgbouncer)).",
     )
     redis_ttl_seconds: int | None = setting(
         None,
