@@ -9,13 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from semanticcache._settings import (
-    CacheSettings,
-    EmbedderType,
-    get_cache_settings,
-    mask_connection_string,
-    reset_cache_settings,
-)
+from semanticcache._settings import CacheSettings, EmbedderType, mask_connection_string
+from semanticcache._settings_process import get_cache_settings, reset_cache_settings
 from semanticcache.errors import ConfigurationError
 
 P = "SEMANTIC_CACHE_"

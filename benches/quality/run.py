@@ -47,7 +47,7 @@ from typing import Any
 
 from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
 from semanticcache._agreement import texts_agree
-from semanticcache._settings import get_cache_settings
+from semanticcache._settings_process import get_cache_settings
 from semanticcache.calibration import (
     MAX_FALSE_HIT_RATE,
     MISS,

@@ -33,7 +33,8 @@ from semanticcache._middleware.extractors import (
     trusted_extract_scope_from_server_side,
 )
 from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
-from semanticcache._settings import CacheSettings, get_cache_settings, reset_cache_settings
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import get_cache_settings, reset_cache_settings
 from semanticcache.errors import (
     ConfigurationError,
     EmbeddedPostgresError,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -191,17 +189,14 @@ class SemanticCache:
             hot=self._hot,
             redis=self._redis,
             ttl_seconds=self._ttl_seconds,
+            on_stored=self._metrics.stored if self._metrics is not None else None,
         )
         self._ready = False
         self._open_lock = asyncio.Lock()
 
     def _breaker(self, name: str, dependency: str | None = None) -> CircuitBreaker:
         metrics = self._metrics
-        on_change = None
-        if metrics is not None:
-            label = dependency or name
-            metrics.breaker(label, "closed")
-            on_change = functools.partial(metrics.breaker, label)
+        on_change = None if metrics is None else metrics.watch_breaker(dependency or name)
         return CircuitBreaker(
             name,
             failures=self._settings.breaker_failures,
@@ -326,13 +321,7 @@ class SemanticCache:
         self._outcomes[result.reason] += 1
         if self._metrics is not None:
             self._metrics.lookup(result, time.perf_counter() - started)
-        if result.hit is not None:
-            self._background.count_hit(result.hit.entry_id)
-        nearest = result.nearest_similarity
-        searched = result.hit is None or result.hit.match == "semantic"
-        # NaN: a zero vector stored by hand (the cache refuses them) has no direction.
-        if nearest is not None and math.isfinite(nearest) and searched:
-            self._background.count_nearest(result.reason, nearest)
+        self._background.count_lookup(result)
         return result
 
     async def put(
@@ -358,13 +347,7 @@ class SemanticCache:
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
-        if self._metrics is None:
-            return await self._writes.put(target, response, loud=loud)
-        started = time.perf_counter()
-        entry_id = await self._writes.put(target, response, loud=loud)
-        if entry_id is not None:
-            self._metrics.stored(time.perf_counter() - started)
-        return entry_id
+        return await self._writes.put(target, response, loud=loud)
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""

@@ -15,8 +15,10 @@ process starts), ``prometheus_client`` keeps the values in files there and
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Final
 
@@ -243,6 +245,11 @@ class Metrics:
 
     def breaker(self, dependency: str, state: BreakerState) -> None:
         self.breaker_state.labels(dependency).set(_BREAKER_VALUES[state])
+
+    def watch_breaker(self, dependency: str) -> Callable[[BreakerState], None]:
+        """The ``on_change`` of a new (closed) breaker of ``dependency``."""
+        self.breaker(dependency, "closed")
+        return functools.partial(self.breaker, dependency)
 
 
 _lock = threading.Lock()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,9 +49,7 @@ __all__ = [
     "PgPooler",
     "ResponseMode",
     "VerifierMode",
-    "get_cache_settings",
     "mask_connection_string",
-    "reset_cache_settings",
 ]
 
 EmbedderType = Literal["openai", "voyage", "cohere", "huggingface", "ollama", "local", "hashing"]
@@ -448,30 +445,3 @@ class CacheSettings:
         env = os.environ if environ is None else environ
         # The dict holds exactly the fields' names with parsed values of the fields' types.
         return cls(**parse_environ(cls, env))  # type: ignore[arg-type]
-
-
-_lock = threading.Lock()
-_cached: CacheSettings | None = None
-
-
-def get_cache_settings() -> CacheSettings:
-    """The process-wide settings, read from ``os.environ`` on first call and then reused."""
-    global _cached
-    with _lock:
-        if _cached is None:
-            _cached = CacheSettings.from_env()
-        return _cached
-
-
-def reset_cache_settings() -> None:
-    """Forget the cached settings, so the next :func:`get_cache_settings` reads the
-    environment again (for tests, or after changing the environment on purpose)."""
-    global _cached
-    with _lock:
-        _cached = None
-
-
-# The providers' conventional key variables, read when the prefixed one is unset.
-API_KEY_FALLBACKS: Final[dict[str, str]] = {
-    f.name: fallback for f in fields(CacheSettings) if (fallback := spec(f).fallback)
-}

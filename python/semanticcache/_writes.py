@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from semanticcache._guard import StoreCall, Unavailable
 from semanticcache._key import db_text
@@ -30,6 +32,7 @@ class WritePath:
         hot: HotEntries,
         redis: RedisCopies,
         ttl_seconds: float | None,
+        on_stored: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
         self._store_call = store_call
@@ -37,10 +40,12 @@ class WritePath:
         self._hot = hot
         self._redis = redis
         self._ttl_seconds = ttl_seconds
+        self._on_stored = on_stored  # given each stored put's seconds (metrics)
 
     async def put(self, target: Target, response: bytes, *, loud: bool) -> int | None:
         """The new entry's id; on a dependency failure ``None`` (logged), or, when
         ``loud``, :class:`EmbedderError` / :class:`StorageError`."""
+        started = time.perf_counter()
         # Read before Postgres is written: see RedisCopies.copy.
         epoch = self._hot.last_redis_epoch
         try:
@@ -73,6 +78,8 @@ class WritePath:
         ):
             # Redis may still hold the replaced answer: void every copy before returning.
             await redis.void("a replaced entry")
+        if self._on_stored is not None:
+            self._on_stored(time.perf_counter() - started)
         return stored.id
 
     async def delete(self, entry_id: int) -> bool:

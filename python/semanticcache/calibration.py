@@ -38,7 +38,8 @@ from semanticcache._guard import Guard, Unavailable
 from semanticcache._judge import Candidate, Judge
 from semanticcache._key import CacheKey
 from semanticcache._results import LookupReason
-from semanticcache._settings import CacheSettings, get_cache_settings
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import get_cache_settings
 from semanticcache._verifier import load_verifier
 from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 
