@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from semanticcache._embedders._base import BaseEmbedder
+from semanticcache.embedders._base import BaseEmbedder  # 0.4.6's path: this app runs on it
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
 

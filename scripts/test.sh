@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Sets up .venv (release build of the extension, test extras) and runs every test and
 # benchmark-as-test against real servers: the test session itself starts an embedded
-# Postgres with pgvector and a redis-server on loopback, and stops them.
+# Postgres with pgvector, a redis-server and PgBouncer on loopback, and stops them.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/native -k scan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh embedded,redis,test,lint
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# redis-server, and Debian's pgbouncer (in /usr/sbin) for the PgBouncer tests.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "==> installing redis-server (Debian package) for the tests"
+        echo "==> installing ${missing[*]} (Debian packages) for the tests"
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    elif [[ " ${missing[*]} " == *" redis-server "* ]]; then
         echo "error: the tests need redis-server on PATH (Debian/Ubuntu: apt-get install redis-server;" >&2
         echo "       macOS: brew install redis)." >&2
         exit 1
+    else
+        echo "warning: pgbouncer is not installed (apt-get install pgbouncer): its tests skip." >&2
     fi
 fi
 

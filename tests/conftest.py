@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from semanticcache import HashingEmbedder
 from semanticcache._devserver import EmbeddedPostgres
-from tests.servers import RedisServer, start_postgres
+from tests.servers import PgBouncer, RedisServer, find_pgbouncer, start_postgres
 
 # Machines here are noisy: no per-example deadline; CI runs more examples.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -44,6 +44,47 @@ def pg_uri(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Itera
         yield uri
     finally:
         pg_server.drop_database(name)
+
+
+def _start_pgbouncer(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: EmbeddedPostgres, mode: str, size: int
+) -> PgBouncer:
+    if find_pgbouncer() is None:
+        pytest.skip(
+            "pgbouncer is not installed (Debian/Ubuntu: apt-get install pgbouncer; "
+            "scripts/test.sh installs it)"
+        )
+    bouncer = PgBouncer(
+        tmp_path_factory.mktemp(f"pgbouncer-{mode}"), pg_server.uri, pool_mode=mode, pool_size=size
+    )
+    bouncer.start()
+    return bouncer
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_transaction(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: EmbeddedPostgres
+) -> Iterator[PgBouncer]:
+    """Debian's pgbouncer in transaction mode in front of the session's Postgres, with
+    two server connections per database: fewer than the clients the tests open."""
+    bouncer = _start_pgbouncer(tmp_path_factory, pg_server, "transaction", 2)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_session(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: EmbeddedPostgres
+) -> Iterator[PgBouncer]:
+    """Debian's pgbouncer in session mode in front of the session's Postgres (a client
+    keeps its server connection: as many as the tests' clients)."""
+    bouncer = _start_pgbouncer(tmp_path_factory, pg_server, "session", 12)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")

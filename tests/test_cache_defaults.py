@@ -15,7 +15,8 @@ import pytest
 from semanticcache import HashingEmbedder, SemanticCache
 from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders.local import LocalEmbedder
-from semanticcache._settings import CacheSettings, reset_cache_settings
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import reset_cache_settings
 from semanticcache.errors import ConfigurationError
 
 

@@ -58,10 +58,12 @@ def test_settings_configure_the_cache_and_kwargs_override() -> None:
         pg_pool_max_size=3,
     )
     cache = SemanticCache(embedder=HashingEmbedder(), settings=s)
-    assert (cache.threshold, cache.top_k, cache.rejection_threshold) == (0.8, 4, 0.9)
+    assert (cache.threshold, cache.settings.top_k_candidates) == (0.8, 4)
+    assert cache.settings.rejection_threshold == 0.9
     assert cache.settings.pgvector_hnsw_ef_search == 77
     over = SemanticCache(embedder=HashingEmbedder(), settings=s, threshold=0.85, top_k=2)
-    assert (over.threshold, over.top_k, over.rejection_threshold) == (0.85, 2, 0.9)
+    assert (over.threshold, over.settings.top_k_candidates) == (0.85, 2)
+    assert over.settings.rejection_threshold == 0.9
     assert over.settings.pg_pool_max_size == 3
     assert "secret" not in repr(over.settings)
 

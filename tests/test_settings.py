@@ -9,13 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from semanticcache._settings import (
-    CacheSettings,
-    EmbedderType,
-    get_cache_settings,
-    mask_connection_string,
-    reset_cache_settings,
-)
+from semanticcache._settings import CacheSettings, EmbedderType, mask_connection_string
+from semanticcache._settings_process import get_cache_settings, reset_cache_settings
 from semanticcache.errors import ConfigurationError
 
 P = "SEMANTIC_CACHE_"
@@ -44,6 +39,11 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "top_k_candidates": 1,
     "rejection_threshold": None,
     "agreement_check": True,
+    "verifier": "auto",
+    "max_false_hit_rate": 0.01,
+    "verifier_threshold": None,
+    "verifier_floor": None,
+    "verifier_model": None,
     "pgvector_hnsw_m": 16,
     "pgvector_hnsw_ef_construction": 64,
     "pgvector_hnsw_ef_search": None,
@@ -62,10 +62,13 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "max_body_bytes": 10_485_760,
     "pg_pool_min_size": 1,
     "pg_pool_max_size": 10,
+    "pg_pooler": "none",
     "redis_ttl_seconds": None,
     "breaker_failures": 5,
     "breaker_cooldown_seconds": 30.0,
     "hot_entries": 0,
+    "metrics": False,
+    "metrics_path": None,
     "embedded_data_dir": None,
 }
 
@@ -345,6 +348,10 @@ INVALID_KWARGS: list[tuple[dict[str, Any], str, tuple[str, ...]]] = [
     ({"breaker_failures": 0}, "BREAKER_FAILURES", ("0", ">= 1")),
     ({"breaker_cooldown_seconds": 0}, "BREAKER_COOLDOWN_SECONDS", ("0", "seconds > 0")),
     ({"embedded_data_dir": 3}, "EMBEDDED_DATA_DIR", ("path",)),
+    ({"metrics_path": "metrics"}, "METRICS_PATH", ("'metrics'", "starting with `/`")),
+    ({"metrics_path": "/metrics?x=1"}, "METRICS_PATH", ("'/metrics?x=1'", "no query string")),
+    ({"metrics_path": "/a b"}, "METRICS_PATH", ("'/a b'",)),
+    ({"metrics_path": 5}, "METRICS_PATH", ("string",)),
     ({"log_digest_key": b"short"}, "LOG_DIGEST_KEY", ("5 bytes", "at least 16 bytes")),
     ({"log_digest_key": "x" * 32}, "LOG_DIGEST_KEY", ("bytes", "at least 16 bytes")),
     ({"pg_uri": ""}, "PG_URI", ("postgresql://",)),
@@ -403,6 +410,8 @@ INVALID_ENV: list[tuple[str, str, tuple[str, ...]]] = [
     ("MAX_BODY_BYTES", "0", ("0", ">= 1")),
     ("BREAKER_FAILURES", "-1", ("-1", ">= 1")),
     ("HOT_ENTRIES", "-5", ("-5", ">= 0")),
+    ("METRICS", "sometimes", ("'sometimes'", "true/false")),
+    ("METRICS_PATH", "http://host/metrics", ("'http://host/metrics'", "starting with `/`")),
     ("REDIS_URI", "memcached://h", ("memcached://h", "redis://")),
     ("PG_URI", "sqlite:///x.db", ("sqlite:///x.db", "postgresql://")),
 ]
@@ -683,3 +692,11 @@ def test_exact_messages(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         CacheSettings(**kwargs)
     assert str(info.value) == message
+
+
+def test_metrics_are_recorded_when_on_or_served() -> None:
+    assert not CacheSettings().records_metrics
+    assert CacheSettings.from_env({P + "METRICS": "on"}).records_metrics
+    served = CacheSettings.from_env({P + "METRICS_PATH": "/internal/metrics"})
+    assert served.metrics_path == "/internal/metrics"
+    assert served.records_metrics

@@ -11,7 +11,7 @@ from pathlib import Path
 import semanticcache
 from semanticcache._settings import CacheSettings
 from semanticcache._settings_doc import render_reference
-from semanticcache._settings_spec import env_name
+from semanticcache._settings_kinds import env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "configuration.md"

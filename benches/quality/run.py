@@ -9,9 +9,10 @@ embedder: ROC-AUC, and for each threshold the hit rate on ``same_answer`` pairs,
 false-hit rate on the others and the precision of hits; plus the lowest threshold whose
 false-hit rate is at most 1 %.
 
-The cache runs with its agreement check on (the default): a lookup whose candidate
-disagrees with it (numbers, negation, names, opposites: :mod:`semanticcache._agreement`)
-ends with reason ``disagreement`` and still reports the similarity. Each embedder gets two
+The cache runs with the verifier off (``benches/quality/verifier.py`` measures its
+decision) and its agreement check on (the default): a lookup whose candidate disagrees
+with it (numbers, negation, names, opposites: :mod:`semanticcache._agreement`) ends with
+reason ``disagreement`` and still reports the similarity. Each embedder gets two
 row sets: the plain similarity, and the product's behaviour (a refused candidate is a
 miss). The summary also gives a split-half figure: the 1 % threshold chosen on the even
 pairs (0, 2, 4...), applied to the odd ones. ``--from-scores`` re-evaluates a saved run
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -45,6 +47,7 @@ from typing import Any
 
 from semanticcache import BaseEmbedder, HashingEmbedder, SemanticCache
 from semanticcache._agreement import texts_agree
+from semanticcache._settings_process import get_cache_settings
 from semanticcache.calibration import (
     MAX_FALSE_HIT_RATE,
     MISS,
@@ -161,8 +164,14 @@ async def run(
         embedder = build_embedder(name)
         started = time.perf_counter()
         try:
+            # The similarity alone, as the cache decides with the verifier off (with it on,
+            # lookups end `unverified`: benches/quality/verifier.py measures it).
             async with SemanticCache(
-                pg_uri=pg_uri, embedder=embedder, threshold=NEAR_ZERO, pool_max_size=8
+                settings=dataclasses.replace(get_cache_settings(), verifier="off"),
+                pg_uri=pg_uri,
+                embedder=embedder,
+                threshold=NEAR_ZERO,
+                pool_max_size=8,
             ) as cache:
                 scored = await score_pairs(cache, pairs, pg_uri=pg_uri, concurrency=concurrency)
         finally:

@@ -23,6 +23,7 @@ from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders import BaseEmbedder, HashingEmbedder, get_embedder
 from semanticcache._key import CacheKey
 from semanticcache._masking import mask_connection_string
+from semanticcache._metrics import metrics_app
 from semanticcache._middleware import ResponseValidator, SemanticCacheMiddleware
 from semanticcache._middleware.asgi import STORABLE_EXTENSION
 from semanticcache._middleware.extractors import (
@@ -32,7 +33,8 @@ from semanticcache._middleware.extractors import (
     trusted_extract_scope_from_server_side,
 )
 from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
-from semanticcache._settings import CacheSettings, get_cache_settings, reset_cache_settings
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import get_cache_settings, reset_cache_settings
 from semanticcache.errors import (
     ConfigurationError,
     EmbeddedPostgresError,
@@ -89,6 +91,7 @@ __all__ = [
     "get_cache_settings",
     "get_embedder",
     "mask_connection_string",
+    "metrics_app",
     "reset_cache_settings",
     "trusted_extract_scope_from_server_side",
 ]

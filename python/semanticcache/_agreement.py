@@ -25,14 +25,35 @@ The rules (all symmetric; a text always agrees with itself):
    most two letters ("India" matches "Indians", "Pakistanis" matches "Pakistani"). A
    text written mostly in capitals (Title Case, four words or more) yields no names.
 4. **Opposites.** No word of a known pair of opposites (good / bad, best / worst, for /
-   against, more / less, maximize / minimize, men / women, buy / sell...) appears only
-   in one text while its opposite appears only in the other.
-5. **Code.** When either text holds code (a fenced block, or lines with structural
+   against, more / less, under / over, before / after, open / close, enable / disable,
+   upload / download, take / avoid, bigger / smaller, men / women, buy / sell...: the
+   list is :mod:`semanticcache._agreement_words`) appears only in one text while its
+   opposite appears only in the other. The same holds for ``am`` / ``pm`` right after a
+   number (``9 am``, ``9am``, ``9 a.m.``; "I am" is not a time).
+5. **Negating prefixes.** No word of one text is a word of the other with a negating
+   prefix (``un``, ``non``, ``dis``, ``in``, or ``im`` / ``il`` / ``ir`` before ``b m p``,
+   ``l``, ``r``) when the plain word is only in the other text and the prefixed word only
+   in the one: "lock" / "unlock", "possible" / "impossible", "profit" / "non-profit"
+   (``non`` and the next word are one word). The rest of the word has at least four
+   letters, and words that merely start that way ("inside", "information", "disease",
+   "improve"...: a list in :mod:`semanticcache._agreement_words`) do not count.
+6. **Direction.** The texts do not join the same two terms in opposite directions:
+   "convert Celsius to Fahrenheit" and "convert Fahrenheit to Celsius", "from New York
+   to Los Angeles" and "flights to New York from Los Angeles". A direction is the terms
+   on each side of ``to`` or ``into``, or in one sentence the term after ``from`` and a
+   term after ``to``; a term is up to three words (ended by a function word or a
+   punctuation mark; articles after ``to`` and ``from`` are skipped), and the target of
+   each text must be the end of the other's source. A text that names a symmetric
+   relation (``compare``, ``similar``, ``between``, ``vs``...) has no direction:
+   "compare Python to Java" asks what "compare Java to Python" asks.
+   Order around ``or``, ``vs`` and ``and`` is not a direction either: "Python or Java,
+   which is better?" asks what "Java or Python..." asks.
+7. **Code.** When either text holds code (a fenced block, or lines with structural
    indentation: see :mod:`semanticcache._layout`), both hold the same code parts, line
    for line with their indentation (trailing white space aside): ``print`` inside a
    loop and ``print`` after it are different programs however alike they embed.
 
-Everything else (wording, word order, synonyms) is left to the embedding. The check
+Everything else (wording, other word order, synonyms) is left to the embedding. The check
 never raises: any ``str`` (lone surrogates included) is a valid input.
 """
 
@@ -44,6 +65,16 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
+from semanticcache._agreement_words import (
+    DIRECTION_TERM_WORDS,
+    DIRECTION_WORDS,
+    MIN_STEM,
+    NEGATIONS,
+    NOT_NAMES,
+    NOT_PREFIX_NEGATIONS,
+    OPPOSITES,
+    SYMMETRIC_RELATIONS,
+)
 from semanticcache._layout import layout
 
 __all__ = ["texts_agree"]
@@ -64,86 +95,29 @@ _TITLE_CASE_MIN_WORDS: Final = 4
 # small (at most about 4,096 x 512 characters) and long prompts are not kept alive.
 _MEMO_ENTRIES: Final = 4096
 _MEMO_MAX_CHARS: Final = 512
-
-
-def _word_set(words: str) -> frozenset[str]:
-    """A set of words written as one space-separated string (easier to read and edit)."""
-    return frozenset(words.split())
-
-
-_NEGATIONS: Final = _word_set("not no never without cannot none nobody nothing neither nor")
-
-# Capitalised words that are not names: function words and question words that open
-# titles and clauses ("What Is The Best...", "Who are Some of the...").
-_NOT_NAMES: Final = _word_set(
-    """
-    i i'm i've i'd i'll me my mine we our us you your yours he him his she her it its
-    they them their what how why who whom whose when where which is are was were be been
-    being am can could do does did should shall will would may might must have has had
-    the a an in on at of to and or but for from by with as about into over after before
-    than then so if this that these those there here some any all most more much many
-    very just also only not no please vs versus etc hi hello dear
-    """
+_NEGATIONS: Final = NEGATIONS
+_NOT_NAMES: Final = NOT_NAMES
+# "5 pm", "5pm", "5 p.m.": the half of the day, read only after a number ("I am" is not).
+_MERIDIEM: Final = re.compile(r"\d\s*([ap])\.?m\b", re.IGNORECASE)
+# Words and single punctuation marks, for the direction rule (a comma ends a term).
+_TOKEN: Final = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+# A word with a negating prefix, and the rest of it: "in" is "im", "il" or "ir" before
+# "b m p", "l" and "r" ("impossible", "illegal", "irregular"; "inbound" is none of them).
+_PREFIXED: Final = re.compile(
+    r"(?<![\w'])(?:non|dis|un|in(?![bmplr])|im(?=[bmp])|il(?=l)|ir(?=r))"
+    rf"(\w[\w']{{{MIN_STEM - 1},}})(?![\w'])"
 )
-
-_OPPOSITES: Final = (
-    ("good", "bad"),
-    ("best", "worst"),
-    ("better", "worse"),
-    ("for", "against"),
-    ("pros", "cons"),
-    ("advantage", "disadvantage"),
-    ("advantages", "disadvantages"),
-    ("more", "less"),
-    ("most", "least"),
-    ("maximize", "minimize"),
-    ("increase", "decrease"),
-    ("positive", "negative"),
-    ("before", "after"),
-    ("high", "low"),
-    ("higher", "lower"),
-    ("highest", "lowest"),
-    ("rich", "poor"),
-    ("men", "women"),
-    ("man", "woman"),
-    ("male", "female"),
-    ("boy", "girl"),
-    ("boys", "girls"),
-    ("buy", "sell"),
-    ("gain", "lose"),
-    ("win", "lose"),
-    ("easy", "hard"),
-    ("easiest", "hardest"),
-    ("cheap", "expensive"),
-    ("legal", "illegal"),
-    ("true", "false"),
-    ("love", "hate"),
-    ("start", "stop"),
-    ("old", "new"),
-    ("oldest", "newest"),
-    ("first", "last"),
-    ("past", "future"),
-    ("north", "south"),
-    ("east", "west"),
-    ("up", "down"),
-    ("import", "export"),
-    ("strong", "weak"),
-    ("strengths", "weaknesses"),
-    ("big", "small"),
-    ("biggest", "smallest"),
-    ("largest", "smallest"),
-    ("long", "short"),
-    ("fast", "slow"),
-    ("happy", "sad"),
-    ("like", "dislike"),
-    ("success", "failure"),
-    ("successful", "unsuccessful"),
-)
+_NOT_NEGATING: Final = re.compile("|".join(sorted(NOT_PREFIX_NEGATIONS)))
+_ARTICLES: Final = frozenset(("the", "a", "an"))
+_SENTENCE_ENDS: Final = frozenset(".?!:;")
+_DIRECTION_MARKS: Final = DIRECTION_WORDS | _SENTENCE_ENDS | {"from"}
+# Words that end a term of a direction: function words and the direction words.
+_TERM_BOUNDARY: Final = _NOT_NAMES | DIRECTION_WORDS
 
 
 def _opposites_index() -> dict[str, frozenset[str]]:
     index: dict[str, set[str]] = {}
-    for left, right in _OPPOSITES:
+    for left, right in OPPOSITES:
         index.setdefault(left, set()).add(right)
         index.setdefault(right, set()).add(left)
     return {word: frozenset(others) for word, others in index.items()}
@@ -161,6 +135,15 @@ class _Facts:
     names: frozenset[str]
     words: frozenset[str]
     code: tuple[str, ...]
+    meridiem: frozenset[str]
+    # (prefixed word, the rest): "unlock" -> ("unlock", "lock"), "non-profit" ->
+    # ("nonprofit", "profit"); not yet checked against NOT_PREFIX_NEGATIONS.
+    prefixed: frozenset[tuple[str, str]]
+    # The words that occur other than right after "non": "profit" is not plain in
+    # "non-profit".
+    plain: frozenset[str]
+    # (source, target) terms around "to" / "into", each a tuple of words.
+    directions: frozenset[tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 def _is_uncased(word: str) -> bool:
@@ -213,7 +196,103 @@ def _analyse(text: str) -> _Facts:
     if not normal.isascii():
         names.update(folded[i] for i, w in enumerate(raw) if not w.isascii() and _is_uncased(w))
     code = layout(unicodedata.normalize("NFC", text)).code
-    return _Facts(numbers, negated, frozenset(names), words, code)
+    meridiem = (
+        frozenset(m.casefold() for m in _MERIDIEM.findall(normal)) if numbers else frozenset()
+    )
+    prefixed, plain = _prefixed(folded, words)
+    directions = (
+        _directions(normal)
+        if not DIRECTION_WORDS.isdisjoint(words)
+        and SYMMETRIC_RELATIONS.isdisjoint(words)
+        and _may_join_terms(folded)
+        else frozenset()
+    )
+    return _Facts(
+        numbers, negated, frozenset(names), words, code, meridiem, prefixed, plain, directions
+    )
+
+
+def _prefixed(
+    folded: list[str], words: frozenset[str]
+) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    found = {(m.group(0), m.group(1)) for m in _PREFIXED.finditer(" ".join(words))}
+    if "non" not in words:
+        return frozenset(found), words
+    # "non-profit" and "non profit" are "nonprofit"; the word after "non" is not plain.
+    after_non = {folded[i + 1] for i, w in enumerate(folded[:-1]) if w == "non"}
+    found.update(("non" + w, w) for w in after_non)
+    elsewhere = {w for i, w in enumerate(folded) if i == 0 or folded[i - 1] != "non"}
+    return frozenset(found), words - (after_non - elsewhere)
+
+
+def _may_join_terms(folded: list[str]) -> bool:
+    """Whether a direction word of the text has a term word after it, and one before it
+    or a "from" in the text (a cheap test on the words alone: punctuation, which also
+    ends a term, is left to _directions)."""
+    last = len(folded) - 1
+    has_from = "from" in folded
+    for i, word in enumerate(folded):
+        if word in DIRECTION_WORDS and i < last:
+            if not has_from and (i == 0 or folded[i - 1] in _TERM_BOUNDARY):
+                continue
+            after = i + 1
+            while after < last and folded[after] in _ARTICLES:
+                after += 1
+            if folded[after] not in _TERM_BOUNDARY:
+                return True
+    return False
+
+
+def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The (source, target) terms of the text's directions: the terms on each side of
+    "to" or "into", and in one sentence the term after "from" with each term after "to"
+    ("flights to Rome from Paris"). A term is up to three words, ended by a function
+    word or a punctuation mark; articles after "to" and "from" are skipped."""
+    tokens = _TOKEN.findall(normal.casefold())
+    if "'" in normal:
+        tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    tokens.append(".")  # the last sentence ends
+    found: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    sources: list[tuple[str, ...]] = []  # after "from", in this sentence
+    targets: list[tuple[str, ...]] = []  # after "to", in this sentence
+    for i in [i for i, part in enumerate(tokens) if part in _DIRECTION_MARKS]:
+        part = tokens[i]
+        if part in _SENTENCE_ENDS:
+            found.update((s, t) for s in sources for t in targets if s != t)
+            sources.clear()
+            targets.clear()
+        elif part == "from":
+            source = _term_after(tokens, i)
+            if source:
+                sources.append(source)
+        else:
+            target = _term_after(tokens, i)
+            if target:
+                targets.append(target)
+                start = i
+                while (
+                    start > 0
+                    and i - start < DIRECTION_TERM_WORDS
+                    and _is_term_word(tokens[start - 1])
+                ):
+                    start -= 1
+                if start < i:
+                    found.add((tuple(tokens[start:i]), target))
+    return frozenset(found)
+
+
+def _term_after(tokens: list[str], i: int) -> tuple[str, ...]:
+    begin = i + 1
+    while begin < len(tokens) and tokens[begin] in _ARTICLES:
+        begin += 1
+    end = begin
+    while end < len(tokens) and end - begin < DIRECTION_TERM_WORDS and _is_term_word(tokens[end]):
+        end += 1
+    return tuple(tokens[begin:end])
+
+
+def _is_term_word(token: str) -> bool:
+    return token[0].isalnum() and token not in _TERM_BOUNDARY
 
 
 _remembered_facts = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_analyse)
@@ -229,6 +308,10 @@ def _name_in(name: str, words: frozenset[str]) -> bool:
     )
 
 
+def _opposed_meridiem(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+    return bool(mine - theirs) and bool(theirs - mine)
+
+
 def _opposed(mine: frozenset[str], theirs: frozenset[str]) -> bool:
     only_mine = mine - theirs
     only_theirs = theirs - mine
@@ -237,8 +320,44 @@ def _opposed(mine: frozenset[str], theirs: frozenset[str]) -> bool:
     )
 
 
+def _negates_by_prefix(mine: _Facts, theirs: _Facts) -> bool:
+    """Whether a word of mine is a word of theirs with a negating prefix ("unlock" and
+    "lock"), the plain word not in mine and the prefixed one not in theirs."""
+    their_stems = {stem for _, stem in theirs.prefixed}
+    return any(
+        stem in theirs.plain
+        and stem not in mine.plain
+        and stem not in their_stems
+        and _NOT_NEGATING.match(word) is None
+        for word, stem in mine.prefixed
+    )
+
+
+def _starts_with(words: tuple[str, ...], head: tuple[str, ...]) -> int:
+    """The length of the longest start of ``head`` that ends ``words`` (0 if none)."""
+    for size in range(min(len(words), len(head)), 0, -1):
+        if words[-size:] == head[:size]:
+            return size
+    return 0
+
+
+def _swapped(mine: _Facts, theirs: _Facts) -> bool:
+    """Whether both texts join the same two terms in opposite directions: "from Paris to
+    Rome" and "from Rome to Paris" (the target of each is the end of the other's
+    source)."""
+    only_mine = mine.directions - theirs.directions
+    only_theirs = theirs.directions - mine.directions
+    for source, target in only_mine:
+        for their_source, their_target in only_theirs:
+            forward = _starts_with(their_source, target)
+            backward = _starts_with(source, their_target)
+            if forward and backward and target[:forward] != their_target[:backward]:
+                return True
+    return False
+
+
 def texts_agree(query: str, stored: str) -> bool:
-    """Whether two texts agree on numbers, negation, names, opposites and code (see the
+    """Whether two texts agree on numbers, negation, names, opposites, direction and code (see the
     module documentation for the exact rules); symmetric, and true for equal texts.
 
     The cache calls it on a lookup text and a semantic candidate's stored text; a
@@ -251,4 +370,10 @@ def texts_agree(query: str, stored: str) -> bool:
         return False
     if not all(_name_in(n, a.words) for n in b.names):
         return False
-    return not _opposed(a.words, b.words)
+    if _opposed(a.words, b.words):
+        return False
+    if (a.meridiem or b.meridiem) and _opposed_meridiem(a.meridiem, b.meridiem):
+        return False
+    if (a.prefixed or b.prefixed) and (_negates_by_prefix(a, b) or _negates_by_prefix(b, a)):
+        return False
+    return not (a.directions and b.directions and _swapped(a, b))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
+from semanticcache._results import CacheLookup
 from semanticcache._storage.pgvector import PgVectorStore, similarity_bucket
 from semanticcache.errors import StorageError
 
@@ -51,9 +53,19 @@ class Background:
         self._schedule_flush()
 
     def count_nearest(self, reason: str, similarity: float) -> None:
-        # At most 4 outcomes x 100 buckets pending: flushed with the hit counts.
+        # At most 5 outcomes x 100 buckets pending: flushed with the hit counts.
         self.pending_nearest[(reason, similarity_bucket(similarity))] += 1
         self._schedule_flush()
+
+    def count_lookup(self, result: CacheLookup) -> None:
+        """Count a lookup's hit, and its nearest similarity when it ran a search."""
+        if result.hit is not None:
+            self.count_hit(result.hit.entry_id)
+        nearest = result.nearest_similarity
+        searched = result.hit is None or result.hit.match == "semantic"
+        # NaN: a zero vector stored by hand (the cache refuses them) has no direction.
+        if nearest is not None and math.isfinite(nearest) and searched:
+            self.count_nearest(result.reason, nearest)
 
     async def flush(self) -> None:
         """Write the hit counts and nearest-similarity counts gathered so far."""

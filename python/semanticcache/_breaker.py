@@ -39,6 +39,7 @@ class CircuitBreaker:
         failures: int,
         cooldown: float,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState], None] | None = None,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigurationError(f"breaker failures must be an integer >= 1, not {failures}")
@@ -51,6 +52,12 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial = False
+        # Told each state the breaker moves to (the metrics' gauge).
+        self._on_change = on_change
+
+    def _changed(self, state: BreakerState) -> None:
+        if self._on_change is not None:
+            self._on_change(state)
 
     @property
     def state(self) -> BreakerState:
@@ -68,6 +75,7 @@ class CircuitBreaker:
             return True
         if state == "half_open" and not self._trial:
             self._trial = True
+            self._changed("half_open")
             return True
         return False
 
@@ -75,6 +83,7 @@ class CircuitBreaker:
         """The call succeeded: close the breaker."""
         if self._opened_at is not None:
             _log.info("%s is back: circuit breaker closed", self.name)
+            self._changed("closed")
         self._failures = 0
         self._opened_at = None
         self._trial = False
@@ -85,10 +94,12 @@ class CircuitBreaker:
             # The half-open trial failed: another full cool-down.
             self._trial = False
             self._opened_at = self._clock()
+            self._changed("open")
             return
         self._failures += 1
         if self._failures >= self._threshold:
             self._opened_at = self._clock()
+            self._changed("open")
             _log.warning(
                 "%s failed %d times in a row: skipping it for %.1f s",
                 self.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -20,10 +20,11 @@ from semanticcache._connection import PgConnection
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder
 from semanticcache._guard import Guard, Unavailable, connection_lost
+from semanticcache._judge import Judge
 from semanticcache._key import CacheKey, db_text, lookup_digest
 from semanticcache._lookup import LookupPath, target_of
 from semanticcache._memo import Embeddings
-from semanticcache._offload import off_loop_if_long
+from semanticcache._metrics import Metrics, metrics_for
 from semanticcache._redis_copies import RedisCopies
 from semanticcache._results import CacheHit, CacheLookup, CacheStats, LookupReason
 from semanticcache._settings import (
@@ -33,7 +34,9 @@ from semanticcache._settings import (
 from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore, ScopeStats
 from semanticcache._storage.redis_tier import RedisBlobStore
-from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
+from semanticcache._verifier import Verifier, load_verifier
+from semanticcache._writes import WritePath
+from semanticcache.errors import ConfigurationError, StorageError
 
 _log = logging.getLogger("semanticcache.cache")
 
@@ -51,29 +54,19 @@ __all__ = [
 class SemanticCache:
     """A semantic response cache on Postgres + pgvector.
 
-    A lookup checks the exact (normalized) text of the key's partition first, by digest
-    and without calling the embedder; then embeds the text and asks pgvector for the
-    ``top_k`` nearest entries *of the same partition* with cosine similarity >=
-    ``threshold`` (stage 1). With ``agreement_check`` (the default) the best of them
-    whose text agrees with the lookup text on numbers, negation, names, opposites, code
-    (:func:`~semanticcache._agreement.texts_agree`) is the one considered, otherwise the
-    best; it is served if it also reaches the optional ``rejection_threshold`` (stage 2).
-    Exact hits skip both checks. With an embedder that declares
-    :attr:`~semanticcache.BaseEmbedder.embeds_cheaply`, a short text is
-    embedded first and the exact check and stage 1 take one round trip together.
-    Partitions never mix: isolation is an SQL equality filter, never an embedding
-    distance.
+    A lookup tries the exact (normalized) text of the key's partition first, then embeds
+    the text and asks pgvector for the ``top_k`` nearest entries *of the same partition*
+    above the stage-1 gate; stage 2 (:mod:`semanticcache._judge`: the agreement check,
+    ``rejection_threshold``, the verifier) picks the one to serve, if any. Partitions
+    never mix: isolation is an SQL equality filter, never an embedding distance. The
+    whole path is described in docs/cache.md.
 
-    Configuration comes from ``settings`` (a :class:`~semanticcache.CacheSettings`,
-    default: all defaults); a keyword argument that is not ``None`` overrides the
-    setting of the same meaning. The pool and the schema are created on first use (or by
-    :meth:`open`). Use ``async with`` or call :meth:`close`.
-
-    ``hot_entries=N`` keeps the last N exact hits (at most ``hot_entries_bytes`` of
-    responses) in memory, so an exact repeat costs no round trip; Postgres triggers and
-    ``LISTEN`` keep them true across processes (see :mod:`semanticcache._storage.hot`).
-    ``embedding_memo_size`` recent embeddings are remembered, so a ``put`` after a missed
-    lookup of the same text does not call the embedder again.
+    Configuration comes from ``settings`` (default: the environment's); a keyword
+    argument that is not ``None`` overrides the setting of the same meaning. The pool and
+    the schema are created on first use (or by :meth:`open`). Use ``async with`` or call
+    :meth:`close`. ``hot_entries=N`` keeps the last N exact hits in memory (kept true
+    across processes by Postgres notices); ``embedding_memo_size`` recent embeddings are
+    remembered, so a ``put`` after a missed lookup does not embed again.
     """
 
     def __init__(
@@ -125,15 +118,18 @@ class SemanticCache:
         )
         self._store_timeout = merged.store_timeout_seconds
         self._outcomes: Counter[str] = Counter()
+        # None unless metrics are on: prometheus_client is then never imported.
+        self._metrics: Metrics | None = metrics_for(merged)
         self._store_guard = Guard("store", self._breaker("postgres"), self._store_timeout)
         self._embeddings = Embeddings(
             embedder,
             Guard(
                 "embed",
-                self._breaker(f"embedder {embedder.model_id}"),
+                self._breaker(f"embedder {embedder.model_id}", "embedder"),
                 merged.embed_timeout_seconds,
             ),
             embedding_memo_size,
+            on_embed=self._metrics.embedded if self._metrics is not None else None,
         )
         self._store = PgVectorStore(
             self._pg.pool,
@@ -142,6 +138,7 @@ class SemanticCache:
             hnsw_m=merged.pgvector_hnsw_m,
             hnsw_ef_construction=merged.pgvector_hnsw_ef_construction,
             ef_search=merged.pgvector_hnsw_ef_search,
+            transaction_settings=self._pg.transaction_settings,
         )
         self._hot = HotEntries(
             self._store.table,
@@ -172,6 +169,9 @@ class SemanticCache:
             hot=self._hot,
             background=self._background,
         )
+        self._verifier = load_verifier(merged, embedder)
+        verify_guard = Guard("verify", self._breaker("verifier"), merged.embed_timeout_seconds)
+        self._judge = Judge(merged, self._verifier, verify_guard)
         self._lookups = LookupPath(
             merged,
             store=self._store,
@@ -179,16 +179,35 @@ class SemanticCache:
             embeddings=self._embeddings,
             hot=self._hot,
             redis=self._redis,
+            judge=self._judge,
+            on_search=self._metrics.searched if self._metrics is not None else None,
+        )
+        self._writes = WritePath(
+            store=self._store,
+            store_call=self._store_call,
+            embeddings=self._embeddings,
+            hot=self._hot,
+            redis=self._redis,
+            ttl_seconds=self._ttl_seconds,
+            on_stored=self._metrics.stored if self._metrics is not None else None,
         )
         self._ready = False
         self._open_lock = asyncio.Lock()
 
-    def _breaker(self, name: str) -> CircuitBreaker:
+    def _breaker(self, name: str, dependency: str | None = None) -> CircuitBreaker:
+        metrics = self._metrics
+        on_change = None if metrics is None else metrics.watch_breaker(dependency or name)
         return CircuitBreaker(
             name,
             failures=self._settings.breaker_failures,
             cooldown=self._settings.breaker_cooldown_seconds,
+            on_change=on_change,
         )
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """The process's Prometheus metrics when this cache records them, else ``None``."""
+        return self._metrics
 
     @property
     def settings(self) -> CacheSettings:
@@ -197,23 +216,14 @@ class SemanticCache:
 
     @property
     def threshold(self) -> float:
-        """Stage-1 minimum cosine similarity of a semantic hit."""
+        """Minimum cosine similarity of a semantic hit when the verifier is off (with it
+        on, the verifier's ``floor`` is the stage-1 gate)."""
         return self._settings.threshold
 
     @property
-    def top_k(self) -> int:
-        """How many nearest neighbours stage 1 fetches."""
-        return self._settings.top_k_candidates
-
-    @property
-    def agreement_check(self) -> bool:
-        """Whether semantic candidates must agree with the lookup text to be served."""
-        return self._settings.agreement_check
-
-    @property
-    def rejection_threshold(self) -> float | None:
-        """Stage-2 cutoff the best candidate must also reach, or ``None``."""
-        return self._settings.rejection_threshold
+    def verifier(self) -> Verifier | None:
+        """Stage 2's pair classifier with its threshold, or ``None`` when it is off."""
+        return self._verifier
 
     @property
     def embedder(self) -> BaseEmbedder:
@@ -300,6 +310,7 @@ class SemanticCache:
         (``embed_timeout`` / ``store_timeout``) or an open circuit breaker is a miss whose
         ``reason`` says which. Invalid arguments still raise ``ConfigurationError``.
         """
+        started = time.perf_counter()
         target = await target_of(key, partition)
         try:
             result = await self._lookups.run(target)
@@ -308,13 +319,9 @@ class SemanticCache:
                 _log.warning("cache lookup failed open: %s", exc.describe())
             result = CacheLookup(None, exc.reason)
         self._outcomes[result.reason] += 1
-        if result.hit is not None:
-            self._background.count_hit(result.hit.entry_id)
-        nearest = result.nearest_similarity
-        searched = result.hit is None or result.hit.match == "semantic"
-        # NaN: a zero vector stored by hand (the cache refuses them) has no direction.
-        if nearest is not None and math.isfinite(nearest) and searched:
-            self._background.count_nearest(result.reason, nearest)
+        if self._metrics is not None:
+            self._metrics.lookup(result, time.perf_counter() - started)
+        self._background.count_lookup(result)
         return result
 
     async def put(
@@ -340,50 +347,14 @@ class SemanticCache:
         if not isinstance(response, bytes):
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
-        # Read before Postgres is written: see RedisCopies.copy.
-        epoch = self._hot.last_redis_epoch
-        try:
-            vector = await self._embeddings.embed(target.text)
-            text = await off_loop_if_long(len(target.text), lambda: db_text(target.text))
-            stored = await self._store_call(
-                lambda: self._store.put_entry(
-                    target.partition,
-                    target.text_digest,
-                    text,
-                    vector,
-                    response,
-                    scope=db_text(target.scope),
-                    ttl_seconds=self._ttl_seconds,
-                )
-            )
-        except Unavailable as exc:
-            self._hot.forget(target.slot)
-            if loud:
-                error = EmbedderError if exc.dependency == "embed" else StorageError
-                raise error(f"cache put failed: {exc.describe()}") from exc.cause
-            if exc.reason != "breaker_open":
-                _log.warning("cache put failed, not stored: %s", exc.describe())
-            return None
-        # This process's own memory: no need to wait for the notice.
-        self._hot.forget(target.slot)
-        redis = self._redis
-        if redis.redis is not None and not await redis.copy(
-            target.partition, target.text_digest, stored, epoch
-        ):
-            # Redis may still hold the replaced answer: void every copy before returning.
-            await redis.void("a replaced entry")
-        return stored.id
+        return await self._writes.put(target, response, loud=loud)
 
     async def delete(self, entry_id: int) -> bool:
         """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
-        existed = await self._store.delete(entry_id, keys=keys)
-        if existed:
-            await self._redis.forget(keys)
-        return existed
+        return await self._writes.delete(entry_id)
 
     async def purge(
         self,
@@ -407,18 +378,13 @@ class SemanticCache:
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
-        keys: list[tuple[bytes, bytes, int]] | None = [] if self._redis.redis is not None else None
-        count = await self._store.purge(
+        return await self._writes.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
             expired=expired,
             older_than=older_than,
             all=all,
-            keys=keys,
         )
-        if count:
-            await self._redis.forget(keys)
-        return count
 
     async def stats(self) -> CacheStats:
         """Rows, hits (pending hit counts flushed first), per-scope figures, table size,

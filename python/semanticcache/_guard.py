@@ -23,7 +23,7 @@ from semanticcache.errors import StorageError
 # The cache's own logger: these records are part of what the cache reports.
 _log = logging.getLogger("semanticcache.cache")
 
-Dependency = Literal["embed", "store", "redis"]
+Dependency = Literal["embed", "store", "redis", "verify"]
 
 # What a dependency raises when it ran past its budget.
 _TIMEOUTS: Final = (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled, RedisTimeoutError)
@@ -32,8 +32,29 @@ _TIMEOUTS: Final = (TimeoutError, PoolTimeout, psycopg.errors.QueryCanceled, Red
 # and propagates. Third-party embedders raise anything.
 _FAILS_OPEN: Final[dict[Dependency, tuple[type[Exception], ...]]] = {
     "embed": (Exception,),
+    "verify": (Exception,),
     "store": (StorageError, psycopg.Error, OSError),
     "redis": (StorageError,),
+}
+
+_TIMEOUT_REASONS: Final[dict[Dependency, LookupReason]] = {
+    "embed": "embed_timeout",
+    "store": "store_timeout",
+    "redis": "store_timeout",
+    "verify": "verify_timeout",
+}
+_ERROR_REASONS: Final[dict[Dependency, LookupReason]] = {
+    "embed": "embed_error",
+    "store": "store_error",
+    "redis": "store_error",
+    "verify": "verify_error",
+}
+
+_NAMES: Final[dict[Dependency, str]] = {
+    "embed": "embedder",
+    "store": "postgres",
+    "redis": "redis",
+    "verify": "verifier",
 }
 
 
@@ -51,7 +72,7 @@ class Unavailable(Exception):
     def describe(self) -> str:
         # Exception type and SQLSTATE only: messages can quote inputs (prompt text).
         if self.cause is None:
-            name = {"embed": "embedder", "store": "postgres", "redis": "redis"}[self.dependency]
+            name = _NAMES[self.dependency]
             return f"{self.reason} ({name})"
         cause = self.cause
         if isinstance(cause, StorageError) and cause.__cause__ is not None:
@@ -93,14 +114,14 @@ class Guard:
             raise
         except _TIMEOUTS as exc:
             breaker.failure()
-            timeout: LookupReason = "embed_timeout" if dependency == "embed" else "store_timeout"
+            timeout = _TIMEOUT_REASONS[dependency]
             raise Unavailable(timeout, dependency, exc) from exc
         except Exception as exc:
             if not isinstance(exc, _FAILS_OPEN[dependency]):
                 breaker.release()
                 raise
             breaker.failure()
-            failed: LookupReason = "embed_error" if dependency == "embed" else "store_error"
+            failed = _ERROR_REASONS[dependency]
             raise Unavailable(failed, dependency, exc) from exc
         breaker.success()
         return result

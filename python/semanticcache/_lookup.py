@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from semanticcache._agreement import texts_agree
 from semanticcache._guard import StoreCall, Unavailable
+from semanticcache._judge import Candidate, Judge
 from semanticcache._key import CacheKey, lookup_digest
 from semanticcache._memo import BadVector, Embeddings
 from semanticcache._offload import off_loop_if_long
 from semanticcache._redis_copies import RedisCopies
-from semanticcache._results import CacheHit, CacheLookup, LookupReason, exact_hit
+from semanticcache._results import CacheHit, CacheLookup, exact_hit
 from semanticcache._settings import CacheSettings
 from semanticcache._storage.hot import HotEntries, HotEntry
 from semanticcache._storage.pgvector import BinaryVector, PgVectorStore, SearchResult, StoredEntry
@@ -22,9 +22,6 @@ from semanticcache.errors import ConfigurationError
 # Longer lookup texts take the exact-first path even with a cheap embedder: embedding
 # grows with the text, while the exact probe does not (figures: docs/cache.md).
 _EMBED_FIRST_MAX_CHARS: Final = 256
-# Past this many characters (query and candidates together) the agreement check runs
-# on a worker thread, off the event loop (its cost: docs/cache.md).
-_AGREEMENT_INLINE_CHARS: Final = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +67,12 @@ class LookupPath:
         embeddings: Embeddings,
         hot: HotEntries,
         redis: RedisCopies,
+        judge: Judge,
+        on_search: Callable[[float], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_search = on_search  # told the seconds of each search (metrics)
+        self._judge = judge
         self._store = store
         self._store_call = store_call
         self._embeddings = embeddings
@@ -105,15 +106,21 @@ class LookupPath:
             if found is not None:
                 return found
         vector = await self._embed(target.text)
-        settings = self._settings
-        candidates = await self._store_call(
-            lambda: self._store.search(
-                target.partition, vector, settings.threshold, k=settings.top_k_candidates
-            ),
-            read=True,
+        k = self._settings.top_k_candidates
+        gate = self._judge.gate
+        candidates = await self._search(
+            lambda: self._store.search(target.partition, vector, gate, k=k)
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
-        return await self._judge(target, candidates, refill=refill, generation=None)
+        return await self._decide(target, candidates, refill=refill, generation=None)
+
+    async def _search(self, make: Callable[[], Awaitable[SearchResult]]) -> SearchResult:
+        if self._on_search is None:
+            return await self._store_call(make, read=True)
+        started = time.perf_counter()
+        found = await self._store_call(make, read=True)
+        self._on_search(time.perf_counter() - started)
+        return found
 
     async def _embed(self, text: str) -> BinaryVector:
         try:
@@ -144,19 +151,13 @@ class LookupPath:
             if found is None:
                 raise
             return found
-        settings = self._settings
-        candidates = await self._store_call(
-            lambda: self._store.lookup(
-                target.partition,
-                target.text_digest,
-                vector,
-                settings.threshold,
-                k=settings.top_k_candidates,
-            ),
-            read=True,
+        k = self._settings.top_k_candidates
+        gate = self._judge.gate
+        candidates = await self._search(
+            lambda: self._store.lookup(target.partition, target.text_digest, vector, gate, k=k)
         )
         # Redis answered "absent" for an exact row Postgres has: it lost the blob.
-        return await self._judge(target, candidates, refill=refill, generation=generation)
+        return await self._decide(target, candidates, refill=refill, generation=generation)
 
     def _remember(self, target: Target, entry: StoredEntry, generation: int) -> None:
         """Keep an exact row read from Postgres among the hot entries (when on). Only
@@ -165,7 +166,7 @@ class LookupPath:
             hot = HotEntry(entry.id, entry.response, entry.created_at, entry.expires_at)
             self._hot.remember(target.slot, hot, generation)
 
-    async def _judge(
+    async def _decide(
         self,
         target: Target,
         found: SearchResult,
@@ -194,33 +195,31 @@ class LookupPath:
                 self._redis.backfill(target.partition, target.text_digest, with_expiry, refill)
             return exact_hit(best.response, best.id, best.created_at)
 
-        def no_hit(reason: LookupReason) -> CacheLookup:
+        verdict = await self._judge.choose(
+            target.text, [Candidate(c.similarity, c.lookup_text) for c in candidates]
+        )
+        if verdict.served is None:
             return CacheLookup(
                 None,
-                reason,
+                verdict.reason,
                 best_similarity=best.similarity,
                 candidates=len(candidates),
                 nearest_similarity=nearest,
+                probability=verdict.probability,
             )
-
-        served = best
-        if self._settings.agreement_check:
-            # Stage 2a: the first candidate (best first) whose text agrees with the
-            # lookup's on numbers, negation, names and opposites; the others are what
-            # an embedding confuses with a paraphrase ("2 + 2" and "2 + 3").
-            agreeing = await _first_agreeing(target.text, candidates)
-            if agreeing is None:
-                return no_hit("disagreement")
-            served = agreeing
-        rejection = self._settings.rejection_threshold
-        if rejection is not None and served.similarity < rejection:
-            return no_hit("rejected")
+        served = candidates[verdict.served]
         response = served.response
         if served is not best:
             # The search ships only the best candidate's response; fetch this one's.
             fetched = await self._store_call(lambda: self._store.get_response(served.id), read=True)
             if fetched is None:  # deleted or expired since the search: nothing to serve
-                return no_hit("miss")
+                return CacheLookup(
+                    None,
+                    "miss",
+                    best_similarity=best.similarity,
+                    candidates=len(candidates),
+                    nearest_similarity=nearest,
+                )
             response = fetched
         hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
         return CacheLookup(
@@ -229,24 +228,5 @@ class LookupPath:
             best_similarity=best.similarity,
             candidates=len(candidates),
             nearest_similarity=nearest,
+            probability=verdict.probability,
         )
-
-
-async def _first_agreeing(query: str, candidates: Sequence[StoredEntry]) -> StoredEntry | None:
-    """The first candidate whose stored text agrees with ``query``, or None."""
-
-    def first() -> StoredEntry | None:
-        # Every search candidate carries its text; a missing one cannot be checked.
-        return next(
-            (
-                c
-                for c in candidates
-                if c.lookup_text is not None and texts_agree(query, c.lookup_text)
-            ),
-            None,
-        )
-
-    size = len(query) + sum(len(c.lookup_text or "") for c in candidates)
-    if size <= _AGREEMENT_INLINE_CHARS:
-        return first()
-    return await asyncio.to_thread(first)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._guard import Guard
@@ -25,17 +27,28 @@ class Embeddings:
     lookup, and a paraphrase asked again, cost no second embedding call.
     """
 
-    def __init__(self, embedder: BaseEmbedder, guard: Guard, memo_size: int) -> None:
+    def __init__(
+        self,
+        embedder: BaseEmbedder,
+        guard: Guard,
+        memo_size: int,
+        *,
+        on_embed: Callable[[float], None] | None = None,
+    ) -> None:
         self.embedder = embedder
         self.guard = guard
         self.memo = VectorMemo(memo_size)
+        self._on_embed = on_embed  # told the seconds of each embedder call (metrics)
 
     async def embed(self, text: str) -> BinaryVector:
         memo_key = await off_loop_if_long(len(text), lambda: VectorMemo.key(text))
         remembered = self.memo.get(memo_key)
         if remembered is not None:
             return remembered
+        started = time.perf_counter()
         vectors = await self.guard.call(lambda: self.embedder.embed([text]))
+        if self._on_embed is not None:
+            self._on_embed(time.perf_counter() - started)
         vector = check_vector(vectors, self.embedder)
         self.memo.add(memo_key, vector)
         return vector

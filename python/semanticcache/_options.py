@@ -7,7 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
-from semanticcache._settings import CacheSettings, get_cache_settings
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import get_cache_settings
 from semanticcache.errors import ConfigurationError
 
 # The keywords that override a setting: keyword -> field of CacheSettings. The keywords

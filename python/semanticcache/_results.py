@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from semanticcache._storage.pgvector import ScopeStats
 
-__all__ = ["CacheHit", "CacheLookup", "CacheStats", "LookupReason", "exact_hit"]
+__all__ = ["DECIDED_MISSES", "CacheHit", "CacheLookup", "CacheStats", "LookupReason", "exact_hit"]
 
 LookupReason = Literal[
     "hit",
     "miss",
     "rejected",
     "disagreement",
+    "unverified",
     "embed_timeout",
     "embed_error",
     "store_timeout",
     "store_error",
+    "verify_timeout",
+    "verify_error",
     "breaker_open",
 ]
 """Why a lookup ended as it did: ``hit``; ``miss`` (nothing similar enough);
 ``rejected`` (the best candidate passed ``threshold`` but not ``rejection_threshold``);
 ``disagreement`` (candidates passed ``threshold``, but none agreed with the lookup text on
-numbers, negation, names, opposites and code: see :mod:`semanticcache._agreement`); or the
+numbers, negation, names, opposites, direction and code: see :mod:`semanticcache._agreement`);
+``unverified`` (the verifier judged no candidate to want the same answer); or the
 dependency failure that made it a miss."""
+
+DECIDED_MISSES: Final[frozenset[LookupReason]] = frozenset(
+    {"miss", "rejected", "disagreement", "unverified"}
+)
+"""The reasons of a miss the cache decided on; the others are dependency failures."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,9 @@ class CacheLookup:
     """Similarity of the nearest entry of the partition, whether or not it passed
     ``threshold``: what a miss missed by (1.0 for an exact hit). ``None`` when no search
     ran (a failure) or the partition holds no live entry."""
+    probability: float | None = None
+    """The verifier's probability that the served candidate (on a hit) or the best one it
+    scored (``unverified``) wants the same answer; ``None`` when it did not run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +92,12 @@ class CacheStats:
     """Lookups of this process by outcome (:data:`LookupReason`) since it started."""
     nearest_similarity: dict[str, tuple[int, ...]]
     """For the lookups of every process that ran a similarity search (exact hits
-    excluded), by outcome (``hit``, ``miss``, ``rejected``, ``disagreement``): how many
-    had their nearest entry at each similarity, in 100 buckets of 0.01 (bucket ``i``
-    counts ``i / 100 <= similarity < (i + 1) / 100``; 1.0 falls in the last, negative
-    similarities in the first). Flushed to Postgres with the hit counts (this process's
-    pending ones first). The distribution to set ``threshold`` from: where the misses
-    pile up just below it, a lower threshold would serve them."""
+    excluded), by outcome (``hit``, ``miss``, ``rejected``, ``disagreement``,
+    ``unverified``): how many had their nearest entry at each similarity, in 100 buckets
+    of 0.01 (bucket ``i`` counts ``i / 100 <= similarity < (i + 1) / 100``; 1.0 falls in
+    the last, negative similarities in the first). Flushed to Postgres with the hit counts
+    (this process's pending ones first). The distribution to set ``threshold`` from: where
+    the misses pile up just below it, a lower threshold would serve them."""
 
 
 def exact_hit(response: bytes, entry_id: int, created_at: datetime) -> CacheLookup:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
 from semanticcache._masking import mask_connection_string
-from semanticcache._settings_spec import (
+from semanticcache._settings_kinds import (
     ENV_PREFIX,
     Choice,
     Flag,
@@ -35,31 +34,29 @@ from semanticcache._settings_spec import (
     Names,
     PgUri,
     Real,
+    RedisTtl,
     RedisUri,
     Text,
-    check_fields,
-    env_name,
-    error,
-    parse_environ,
-    setting,
-    spec,
+    UrlPath,
 )
+from semanticcache._settings_spec import check_fields, parse_environ, setting, spec
 
 __all__ = [
     "ENV_PREFIX",
     "CacheSettings",
     "EmbedderType",
     "HitResponseMode",
+    "PgPooler",
     "ResponseMode",
-    "default_embedded_data_dir",
-    "get_cache_settings",
+    "VerifierMode",
     "mask_connection_string",
-    "reset_cache_settings",
 ]
 
 EmbedderType = Literal["openai", "voyage", "cohere", "huggingface", "ollama", "local", "hashing"]
+VerifierMode = Literal["auto", "on", "off"]
 ResponseMode = Literal["buffered", "tee"]
 HitResponseMode = Literal["single", "stream"]
+PgPooler = Literal["none", "session", "transaction"]
 
 # pgvector's `vector` type holds at most 16000 dimensions (and HNSW indexes 2000).
 MAX_EMBEDDING_DIMENSIONS: Final = 16000
@@ -83,26 +80,6 @@ _DIMENSIONS: Final = Integer(1, MAX_EMBEDDING_DIMENSIONS)
 _API_KEY: Final = Text(required=False, secret=True)
 _TIMEOUT: Final = Real(0.0, math.inf, "unset, or seconds > 0", low_open=True)
 _SDK_URL: Final = "unset (the SDK's)"
-
-
-@dataclass(frozen=True, slots=True)
-class _RedisTtl(Integer):
-    """Redis blob TTL: never longer than the Postgres TTL, or a blob would be served after
-    Postgres expired its row."""
-
-    def check(self, env: str, value: object, owner: Any) -> object:
-        ttl = Integer.check(self, env, value, owner)
-        pg_seconds: int | None = owner._pg_ttl_seconds()
-        if pg_seconds is not None and isinstance(ttl, int) and ttl > pg_seconds:
-            raise error(
-                env,
-                f"is {ttl}, longer than {env_name('pg_ttl_days')} ({pg_seconds} s)",
-                f"an integer from 1 to {pg_seconds}",
-            )
-        return ttl
-
-    def describe(self) -> str:
-        return f"an integer >= 1, at most {env_name('pg_ttl_days')} in seconds"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -189,7 +166,10 @@ class CacheSettings:
         "http://127.0.0.1:11434/v1", HttpUrl(), "Ollama's OpenAI-compatible API root."
     )
     threshold: float = setting(
-        0.95, Real(0.0, 1.0, "0.0 to 1.0"), "Stage-1 cosine similarity gate."
+        0.95,
+        Real(0.0, 1.0, "0.0 to 1.0"),
+        "Cosine similarity a semantic hit needs when the verifier is off (with it on, "
+        "`SEMANTIC_CACHE_VERIFIER_FLOOR` is the stage-1 gate).",
     )
     top_k_candidates: int = setting(
         1, Integer(*TOP_K_RANGE), "Nearest neighbours pgvector returns for stage 2."
@@ -203,8 +183,41 @@ class CacheSettings:
         True,
         Flag(),
         "Serve a semantic candidate only if its text agrees with the lookup's on numbers, "
-        "negation, names, opposites and code ([cache.md](cache.md#the-agreement-check)); a "
-        "refused one is a miss with reason `disagreement`.",
+        "negation, names, opposites, direction and code "
+        "([cache.md](cache.md#the-agreement-check)); a refused one is a miss with reason "
+        "`disagreement`.",
+    )
+    verifier: VerifierMode = setting(
+        "auto",
+        Choice(get_args(VerifierMode)),
+        "Stage 2, the trained pair classifier that decides whether a candidate wants the same "
+        "answer ([cache.md](cache.md#stage-2-the-verifier)): `auto` is on with the `local` "
+        "embedder or a `SEMANTIC_CACHE_VERIFIER_MODEL`, `on` behind any embedder (needs the "
+        "`embed-local` packages), `off` serves on similarity alone.",
+    )
+    max_false_hit_rate: float = setting(
+        0.01,
+        Real(0.0, 0.5, "more than 0.0, at most 0.5", low_open=True),
+        "The share of different-answer pairs the verifier may serve; picks its threshold "
+        "from the packaged model's calibration table.",
+    )
+    verifier_threshold: float | None = setting(
+        None,
+        Real(0.0, 1.0, "unset, or more than 0.0 and at most 1.0", low_open=True),
+        "The verifier's probability threshold, instead of the table's (what `semcache "
+        "calibrate` measures on your pairs). Required with `SEMANTIC_CACHE_VERIFIER_MODEL`.",
+    )
+    verifier_floor: float | None = setting(
+        None,
+        Real(0.0, 1.0, "unset, or 0.0 to 1.0"),
+        "Cosine similarity below which a candidate is not given to the verifier.",
+        default_doc="unset (the packaged model's floor, fit with the `local` embedder)",
+    )
+    verifier_model: str | None = setting(
+        None,
+        Text(required=False),
+        "A sentence-transformers cross-encoder (hub name or folder) to use instead of the "
+        "packaged model; needs the `embed-huggingface` extra.",
     )
     pgvector_hnsw_m: int = setting(
         16,
@@ -314,9 +327,17 @@ class CacheSettings:
     pg_pool_max_size: int = setting(
         10, Integer(1, floor="pg_pool_min_size"), "Most connections the Postgres pool opens."
     )
+    pg_pooler: PgPooler = setting(
+        "none",
+        Choice(get_args(PgPooler)),
+        "The connection pooler between the cache and Postgres: `none`, or PgBouncer's pool "
+        "mode, `session` or `transaction` (no named prepared statements, settings per "
+        "transaction; hot entries and the Redis tier refused) "
+        "([deployment.md](deployment.md#pgbouncer)).",
+    )
     redis_ttl_seconds: int | None = setting(
         None,
-        _RedisTtl(1),
+        RedisTtl(1),
         "TTL of Redis blobs; never longer than a row's remaining lifetime.",
         default_doc="unset (the Postgres TTL, else one day)",
     )
@@ -334,6 +355,19 @@ class CacheSettings:
         "Exact hits kept in process memory (0: off): a repeat costs no round trip. Postgres "
         "triggers + `LISTEN` drop deleted or replaced entries in every process "
         "([cache.md](cache.md)).",
+    )
+    metrics: bool = setting(
+        False,
+        Flag(),
+        "Record Prometheus metrics (needs the `metrics` extra; with several worker "
+        "processes set `PROMETHEUS_MULTIPROC_DIR`, see [observability.md](observability.md)).",
+    )
+    metrics_path: str | None = setting(
+        None,
+        UrlPath(),
+        "Path at which the proxy serves the Prometheus metrics (`/metrics`); setting it "
+        "turns `SEMANTIC_CACHE_METRICS` on.",
+        default_doc="unset (not served)",
     )
     embedded_data_dir: Path | None = setting(
         None,
@@ -361,6 +395,11 @@ class CacheSettings:
     def effective_log_digest_key(self) -> bytes:
         """The HMAC key to use: the configured one, or this process's random key."""
         return self.log_digest_key if self.log_digest_key is not None else _PROCESS_DIGEST_KEY
+
+    @property
+    def records_metrics(self) -> bool:
+        """Whether Prometheus metrics are recorded (``metrics``, or a ``metrics_path``)."""
+        return self.metrics or self.metrics_path is not None
 
     @property
     def effective_redis_ttl_seconds(self) -> int:
@@ -406,40 +445,3 @@ class CacheSettings:
         env = os.environ if environ is None else environ
         # The dict holds exactly the fields' names with parsed values of the fields' types.
         return cls(**parse_environ(cls, env))  # type: ignore[arg-type]
-
-
-_lock = threading.Lock()
-_cached: CacheSettings | None = None
-
-
-def default_embedded_data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The embedded development Postgres's default data folder:
-    ``$XDG_CACHE_HOME/fastapi-semcache/postgres``, or ``~/.cache/...`` when
-    ``XDG_CACHE_HOME`` is unset or empty. ``environ`` defaults to ``os.environ``."""
-    env = os.environ if environ is None else environ
-    cache_home = env.get("XDG_CACHE_HOME", "")
-    base = Path(cache_home) if cache_home else Path.home() / ".cache"
-    return base / "fastapi-semcache" / "postgres"
-
-
-def get_cache_settings() -> CacheSettings:
-    """The process-wide settings, read from ``os.environ`` on first call and then reused."""
-    global _cached
-    with _lock:
-        if _cached is None:
-            _cached = CacheSettings.from_env()
-        return _cached
-
-
-def reset_cache_settings() -> None:
-    """Forget the cached settings, so the next :func:`get_cache_settings` reads the
-    environment again (for tests, or after changing the environment on purpose)."""
-    global _cached
-    with _lock:
-        _cached = None
-
-
-# The providers' conventional key variables, read when the prefixed one is unset.
-API_KEY_FALLBACKS: Final[dict[str, str]] = {
-    f.name: fallback for f in fields(CacheSettings) if (fallback := spec(f).fallback)
-}

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
-from semanticcache._settings_spec import env_name, spec
+from semanticcache._settings_kinds import env_name
+from semanticcache._settings_spec import spec
 
 __all__ = ["render_reference"]
 

@@ -9,6 +9,10 @@ check's verdict (when the cache runs with it), exactly the cache's own rule. Fro
 ROC-AUC, and per threshold the hit rate on ``same_answer`` pairs, the false-hit rate on
 the others and the precision of hits.
 
+:func:`judge_pairs` answers the other question: would the cache, as configured, serve
+the stored text's answer to the lookup text? It makes exactly the decision a lookup
+makes (stage-1 gate, agreement check, rejection threshold, verifier), without Postgres.
+
 Used by ``semcache calibrate`` and by the answer-quality benchmark
 (``benches/quality/run.py``).
 """
@@ -26,17 +30,28 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from semanticcache._breaker import CircuitBreaker
 from semanticcache._cache import SemanticCache
+from semanticcache._embedders.base import BaseEmbedder
+from semanticcache._embedders.factory import get_embedder
+from semanticcache._guard import Guard, Unavailable
+from semanticcache._judge import Candidate, Judge
 from semanticcache._key import CacheKey
-from semanticcache.errors import ConfigurationError, StorageError
+from semanticcache._results import LookupReason
+from semanticcache._settings import CacheSettings
+from semanticcache._settings_process import get_cache_settings
+from semanticcache._verifier import load_verifier
+from semanticcache.errors import ConfigurationError, EmbedderError, StorageError
 
 __all__ = [
     "MAX_FALSE_HIT_RATE",
     "MISS",
     "NEAR_ZERO",
     "THRESHOLDS",
+    "Judgement",
     "Pair",
     "Row",
+    "judge_pairs",
     "load_pairs",
     "plot_rates",
     "rates",
@@ -157,6 +172,68 @@ async def score_pairs(
         async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
             await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cache.table)))
     return list(await asyncio.gather(*(look_up(i, p) for i, p in enumerate(pairs))))
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What the cache would do with one ``(stored_text, lookup_text)`` pair."""
+
+    served: bool
+    """Whether the lookup text would be served the stored text's answer."""
+    reason: LookupReason
+    """``hit``, or why not: ``miss`` (below the stage-1 gate), ``disagreement``,
+    ``rejected`` or ``unverified``."""
+    similarity: float
+    """The embedder's cosine similarity of the two texts."""
+    probability: float | None
+    """The verifier's probability (``None`` when it is off or the pair did not reach it)."""
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    return dot / norms if norms else math.nan
+
+
+async def judge_pairs(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    settings: CacheSettings | None = None,
+    embedder: BaseEmbedder | None = None,
+    concurrency: int = 64,
+) -> list[Judgement]:
+    """For each ``(stored_text, lookup_text)``, whether a lookup of ``lookup_text`` in a
+    partition holding only ``stored_text`` would be served, and the scores behind it.
+
+    ``settings`` default to the environment's; ``embedder`` to the one they configure.
+    The decision is the lookup's own (:class:`~semanticcache._judge.Judge`); the similarity
+    is computed here rather than by pgvector, so a pair within float rounding of the gate
+    may differ. An embedder or verifier failure raises
+    :class:`~semanticcache.errors.EmbedderError`: a judgement must not count outages.
+    """
+    settings = settings if settings is not None else get_cache_settings()
+    embedder = embedder if embedder is not None else get_embedder(settings)
+    if not pairs:
+        return []
+    verifier = load_verifier(settings, embedder)
+    breaker = CircuitBreaker("verifier", failures=1_000_000, cooldown=1.0)
+    judge = Judge(settings, verifier, Guard("verify", breaker, None))
+    stored = await embedder.embed([a for a, _ in pairs])
+    looked_up = await embedder.embed([b for _, b in pairs])
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> Judgement:
+        stored_text, lookup_text = pairs[index]
+        similarity = _cosine(stored[index], looked_up[index])
+        async with gate:
+            try:
+                verdict = await judge.choose(lookup_text, [Candidate(similarity, stored_text)])
+            except Unavailable as exc:
+                raise EmbedderError(f"the verifier failed: {exc.describe()}") from exc.cause
+        served = verdict.served is not None
+        return Judgement(served, verdict.reason, similarity, verdict.probability)
+
+    return list(await asyncio.gather(*(one(i) for i in range(len(pairs)))))
 
 
 @dataclass(slots=True)

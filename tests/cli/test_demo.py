@@ -15,6 +15,7 @@ import httpx
 import psycopg
 
 from semanticcache._cli.demo import (
+    Decision,
     Group,
     Outcome,
     Question,
@@ -24,11 +25,15 @@ from semanticcache._cli.demo import (
     stand_in_latency_ms,
     summary,
 )
-from tests.cli.helpers import PG_URI_ENV, semcache
+from semanticcache._verifier.card import load_card
+from tests.cli.helpers import PG_URI_ENV, assert_one_error_line, semcache
 
 LOCAL_TABLE = "semcache_entries_all_minilm_l6_v2_int8_384"
+# number, request, cache, similarity, stage 2 (the verifier's probability and verdict,
+# or the rule that refused), latency, flag
 ROW = re.compile(
-    r"^\s*(\d+)  (.{50})  (HIT exact|HIT semantic|MISS)\s+(-|\d\.\d{4})\s+(\d+) ms(.*)$"
+    r"^\s*(\d+)  (.{50})  (HIT exact|HIT semantic|MISS)\s+(-|\d\.\d{4})  "
+    r"(-|check refused|rejected|\d\.\d{3} served|\d\.\d{3} refused)\s+(\d+) ms(.*)$"
 )
 
 
@@ -84,26 +89,45 @@ def test_stand_in_latency_is_seeded_and_bounded() -> None:
     assert stand_in_latency_ms("q1", 7, (300, 800)) != stand_in_latency_ms("q1", 8, (300, 800))
 
 
-def test_summary_counts_false_hits_and_savings() -> None:
-    def outcome(i: int, group: str, cache: str, served: str, ms: float) -> Outcome:
+def test_summary_counts_paraphrases_near_misses_false_hits_and_savings() -> None:
+    def outcome(
+        i: int, group: str, cache: str, served: str, ms: float, reason: str, p: float | None
+    ) -> Outcome:
         match = "semantic" if cache == "HIT" else None
-        return Outcome(i, Question(f"q{i}", group), cache, match, 0.97, ms, served)
+        return Outcome(i, Question(f"q{i}", group), cache, match, 0.97, ms, served, reason, p)
 
     outcomes = [
-        outcome(1, "a", "MISS", "a", 500),
-        outcome(2, "a", "HIT", "a", 10),
-        outcome(3, "b", "HIT", "a", 20),  # the answer of group a for a question of b
-        outcome(4, "b", "MISS", "b", 700),
+        outcome(1, "a", "MISS", "a", 500, "miss", None),
+        outcome(2, "a", "HIT", "a", 10, "hit", 0.95),  # a paraphrase served
+        outcome(3, "b", "HIT", "a", 20, "hit", 0.91),  # b looks like a: a near miss served
+        outcome(4, "b", "MISS", "b", 700, "unverified", 0.4),  # a paraphrase refused
+        outcome(5, "c", "MISS", "c", 600, "disagreement", None),  # c looks like a: refused
+        outcome(6, "a", "MISS", "a", 400, "miss", None),  # a paraphrase below the floor
+        outcome(7, "d", "ERROR", "d", 300, "store_timeout", None),
     ]
-    assert [o.false_hit for o in outcomes] == [False, False, True, False]
-    lines = summary(outcomes, upstream_calls=2, seconds=1.5, saved_ms=900)
+    assert [o.false_hit for o in outcomes] == [False, False, True, False, False, False, False]
+    decision = Decision(0.6, "the verifier's floor", "v1", 0.9, "its threshold")
+    look_alikes = {"a": {"b", "c"}, "b": {"a"}, "c": {"a"}, "d": set()}
+    lines = summary(
+        outcomes,
+        upstream_calls=5,
+        seconds=1.5,
+        saved_ms=900,
+        decision=decision,
+        look_alikes=look_alikes,
+    )
     text = "\n".join(lines)
-    assert "hit rate        50.0 %  (2 hits: 0 exact, 2 semantic; 2 misses)" in text
+    assert "hit rate        28.6 %  (2 hits: 0 exact, 2 semantic; 5 misses, 1 bypassed" in text
+    assert "stage 2         verifier v1 (floor 0.6), hit at p >= 0.900" in text
+    assert "paraphrases     1 of 3 served; refused: 1 by the verifier, 1 below the floor" in text
+    assert "near misses     1 of 2 refused: 1 by the agreement check; 1 served" in text
     assert "false hits      1  (#3 got a)" in text
-    assert "p50 latency     hit 15 ms, miss 600 ms (40x faster)" in text
-    assert "upstream calls  2 of 4: 2 saved (50.0 %), about 0.9 s of LLM time" in text
-    # #4 asked group b again after #3 and still missed: a paraphrase below the threshold.
-    assert "missed          1 paraphrase of earlier questions" in text
+    assert "p50 latency     hit 15 ms, miss 500 ms (33x faster)" in text
+    assert "upstream calls  5 of 7: 2 saved (28.6 %), about 0.9 s of LLM time" in text
+    off = Decision(0.958, "--threshold")
+    text = "\n".join(summary(outcomes, 5, 1.5, 900, decision=off, look_alikes=look_alikes))
+    assert "stage 2         off: similarity >= 0.958 decides" in text
+    assert "refused: 1 by the verifier, 1 below the threshold" in text
 
 
 def _rows(stdout: str) -> list[re.Match[str]]:
@@ -126,51 +150,135 @@ def _scoped_rows(uri: str, scope: str) -> int:
     return int(row[0])
 
 
-def test_demo_run_matches_its_summary_and_cleans_up(pg_uri: str) -> None:
-    done = semcache(
-        "demo", "--count", "40", "--latency-ms", "5-15", "--no-live", "--pg-uri", pg_uri
-    )
+def _group_of_row(row: re.Match[str]) -> str:
+    """The question group of a table row (long questions are clipped with "...")."""
+    shown = row.group(2).strip()
+    clipped = shown.endswith("...")
+    (group,) = {
+        g.id
+        for g in load_groups()
+        for q in g.questions
+        if q == shown or (clipped and q.startswith(shown[:-3]))
+    }
+    return group
+
+
+def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri: str) -> None:
+    groups = load_groups()
+    total = sum(len(g.questions) for g in groups)
+    done = semcache("demo", "--latency-ms", "5-15", "--no-live", "--pg-uri", pg_uri)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "threshold: 0.958 (docs/BENCHMARKS.md's recommendation for this embedder)" in out
+    card = load_card()
+    threshold = card.threshold_for(0.01)
     assert "embedder: all-MiniLM-L6-v2-int8 (384 dimensions), runs offline" in out
+    assert (
+        f"stage 1: the nearest cached question, if its similarity is >= {card.floor} "
+        "(the verifier's floor)" in out
+    )
+    assert f"stage 2: the agreement check, then the verifier {card.name}:\n" in out
+    assert f"want the same answer is >= {threshold:.3f}\n" in out
+    assert "(its threshold for <= 1 % false hits: SEMANTIC_CACHE_MAX_FALSE_HIT_RATE)" in out
     assert re.search(r"cache scope demo-[0-9a-f]{8}", out)
     rows = _rows(out)
-    assert [int(m.group(1)) for m in rows] == list(range(1, 41))
+    assert [int(m.group(1)) for m in rows] == list(range(1, total + 1))
     hits = [m for m in rows if m.group(3).startswith("HIT")]
     misses = [m for m in rows if m.group(3) == "MISS"]
-    assert hits, "paraphrases of earlier questions should hit"
-    assert misses
-    assert all(m.group(4) != "-" and float(m.group(4)) >= 0.958 for m in hits)
-    assert all(m.group(4) == "-" for m in misses)
+    assert len(hits) + len(misses) == total
+    assert hits, "the verifier should serve some paraphrases of earlier questions"
+    # Each question is sent once: every hit is semantic, served by the verifier at or
+    # above its threshold, with the answer of the question's own group.
+    assert all(m.group(3) == "HIT semantic" for m in hits)
+    assert all(float(m.group(4)) >= card.floor for m in hits)
+    assert all(m.group(5).endswith(" served") for m in hits)
+    assert all(float(m.group(5).split()[0]) >= float(f"{threshold:.3f}") for m in hits)
+    assert not any("FALSE HIT" in m.group(7) for m in rows)
+    refused = [m for m in misses if re.fullmatch(r"\d\.\d{3} refused", m.group(5))]
+    assert all(float(m.group(5).split()[0]) <= float(f"{threshold:.3f}") for m in refused)
+    assert all(float(m.group(4)) >= card.floor for m in refused)
+    # What each request was when it was sent, from the question file: a paraphrase (its
+    # group asked before), a near miss (a look-alike group asked before, its own not).
+    look_alikes: dict[str, set[str]] = {g.id: set() for g in groups}
+    for g in groups:
+        if g.near_miss_of is not None:
+            look_alikes[g.id].add(g.near_miss_of)
+            look_alikes[g.near_miss_of].add(g.id)
+    asked: set[str] = set()
+    paraphrases: list[re.Match[str]] = []
+    near: list[re.Match[str]] = []
+    for m in rows:
+        group = _group_of_row(m)
+        if group in asked:
+            paraphrases.append(m)
+        elif look_alikes[group] & asked:
+            near.append(m)
+        else:
+            assert m.group(3) == "MISS", "a question of a new group cannot hit"
+        asked.add(group)
+    assert near, "the stream should hold near misses"
+
+    served = sum(1 for m in paraphrases if m.group(3) == "HIT semantic")
+    assert served == len(hits)
+    missed = [m for m in paraphrases if m.group(3) == "MISS"]
+    by_verifier = sum(1 for m in missed if re.fullmatch(r"\d\.\d{3} refused", m.group(5)))
+    by_check = sum(1 for m in missed if m.group(5) == "check refused")
+    below = [m for m in missed if m.group(5) == "-"]  # no candidate at the floor
+    assert all(m.group(4) == "-" or float(m.group(4)) < card.floor for m in below)
+    assert served + by_verifier + by_check + len(below) == len(paraphrases)
+    expected = f"  paraphrases     {served} of {len(paraphrases)} served; refused: "
+    line = next(x for x in out.splitlines() if x.startswith(expected))
+    for n, what in (
+        (by_verifier, "by the verifier"),
+        (by_check, "by the agreement check"),
+        (len(below), "below the floor"),
+    ):
+        assert (f"{n} {what}" in line) if n else (what not in line), line
+    near_refused = sum(1 for m in near if m.group(3) == "MISS")
+    assert near_refused == len(near)
+    assert f"  near misses     {len(near)} of {len(near)} refused: " in out
+    assert "false hits      0  (every hit answered its own question group)" in out
     assert _summary_int(out, r"hit rate\s+[\d.]+ %  \((\d+) hits") == len(hits)
     assert _summary_int(out, r"; (\d+) misses") == len(misses)
-    false_hits = sum(1 for m in rows if "FALSE HIT" in m.group(6))
-    assert _summary_int(out, r"false hits\s+(\d+)") == false_hits
+    assert (
+        f"  stage 2         verifier {card.name} (floor {card.floor}), hit at p >= {threshold:.3f}"
+        in out
+    )
     # Every miss went to the stand-in; every hit was a call saved.
-    assert _summary_int(out, r"upstream calls\s+(\d+) of 40") == len(misses)
-    assert _summary_int(out, r"of 40: (\d+) saved") == len(hits)
-    # Misses of a group asked before: paraphrases that scored below the threshold.
-    group_of = {q: g.id for g in load_groups() for q in g.questions}
-    seen: set[str] = set()
-    missed = 0
-    for m in rows:
-        shown = m.group(2).strip()  # long questions are clipped with "..."
-        clipped = shown.endswith("...")
-        (group,) = {
-            g for q, g in group_of.items() if q == shown or (clipped and q.startswith(shown[:-3]))
-        }
-        missed += m.group(3) == "MISS" and group in seen
-        seen.add(group)
-    if missed:
-        assert _summary_int(out, r"missed\s+(\d+) paraphrases?") == missed
-    else:
-        assert "paraphrases of earlier questions" not in out
+    assert _summary_int(out, rf"upstream calls\s+(\d+) of {total}") == len(misses)
+    assert _summary_int(out, rf"of {total}: (\d+) saved") == len(hits)
     # The run's scope is gone afterwards: each miss stored one entry, all removed.
     scope = re.search(r"cache scope (demo-[0-9a-f]{8})", out)
     assert scope is not None
     assert f"removed the run's {len(misses)} cache entries (scope {scope.group(1)}" in out
     assert _scoped_rows(pg_uri, scope.group(1)) == 0
+
+
+def test_demo_without_the_verifier_decides_on_similarity(pg_uri: str) -> None:
+    done = semcache(
+        "demo", "--count", "40", "--latency-ms", "1-5", "--no-live", "--no-verifier",
+        "--pg-uri", pg_uri,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "threshold: 0.958 (docs/BENCHMARKS.md's recommendation for this embedder)" in out
+    assert "stage 2: off, similarity alone decides (after the agreement check)" in out
+    assert "stage 2         off: similarity >= 0.958 decides" in out
+    rows = _rows(out)
+    assert len(rows) == 40
+    hits = [m for m in rows if m.group(3).startswith("HIT")]
+    assert hits
+    assert all(float(m.group(4)) >= 0.958 and m.group(5) == "-" for m in hits)
+    assert not any(m.group(5).endswith(" served") for m in rows)
+    assert _summary_int(out, r"false hits\s+(\d+)") == sum(
+        1 for m in rows if "FALSE HIT" in m.group(7)
+    )
+
+
+def test_demo_threshold_needs_the_verifier_off() -> None:
+    done = semcache("demo", "--threshold", "0.9", "--count", "1")
+    line = assert_one_error_line(done, 2)
+    assert "--threshold" in line
+    assert "--no-verifier" in line
 
 
 def test_demo_keep_leaves_entries_that_stats_and_purge_see(pg_uri: str) -> None:

@@ -15,6 +15,7 @@ from semanticcache._cli import main, serve
 from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
+from semanticcache._verifier.card import load_card
 
 
 def _fake_proxy(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -60,6 +61,23 @@ def test_serve_wires_upstream_cache_and_uvicorn(
     assert "upstream: http://127.0.0.1:9/v1" in err
     assert "listening on http://127.0.0.1:8181" in err
     assert "embedded defaults" not in err
+    # Behind the hashing embedder the verifier is off (auto): the threshold decides.
+    assert "table semcache_entries_hashing_v1_256, threshold 0.95\n" in err
+
+
+def test_serve_says_how_the_verifier_decides(
+    pg_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clear_env(monkeypatch)
+    monkeypatch.setenv("SEMANTIC_CACHE_VERIFIER", "on")
+    monkeypatch.setenv("SEMANTIC_CACHE_VERIFIER_THRESHOLD", "0.75")
+    _fake_proxy(monkeypatch)
+    assert main(["serve", "--upstream", "http://127.0.0.1:9/v1", "--pg-uri", pg_uri]) == 0
+    card = load_card()
+    assert (
+        f"verifier {card.name} (floor {card.floor}, a hit at probability >= 0.750)\n"
+        in capsys.readouterr().err
+    )
 
 
 def test_serve_reads_the_upstream_from_the_environment(

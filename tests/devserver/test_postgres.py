@@ -14,8 +14,7 @@ import psycopg
 import pytest
 
 import semanticcache
-from semanticcache._devserver import EmbeddedPostgres
-from semanticcache._settings import default_embedded_data_dir
+from semanticcache._devserver import EmbeddedPostgres, default_embedded_data_dir
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, StorageError
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from semanticcache import ConfigurationError, HashingEmbedder, get_embedder
-from semanticcache._settings import CacheSettings, EmbedderType, reset_cache_settings
+from semanticcache._settings import CacheSettings, EmbedderType
+from semanticcache._settings_process import reset_cache_settings
 
 P = "SEMANTIC_CACHE_"
 KEY = "sk-test-0123456789-secret"

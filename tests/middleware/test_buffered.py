@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import psycopg
@@ -14,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache._middleware.extractors import trusted_extract_scope_from_server_side
-from semanticcache._settings import ResponseMode
+from semanticcache._settings import CacheSettings, ResponseMode
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 
 URL = "/v1/chat/completions"
@@ -73,6 +74,23 @@ async def test_disagreeing_candidate_is_a_miss_not_an_error(
         assert second.headers["x-cache"] == "MISS"
         assert calls.count == 2
         assert (await c.stats()).lookups["disagreement"] == 1
+
+
+async def test_a_candidate_the_verifier_refuses_is_a_miss_not_an_error(
+    pg_uri: str, calls: Calls, model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A probability threshold of 1.0 that no pair reaches: every candidate is refused.
+    settings = CacheSettings(pg_uri=pg_uri, verifier="on", verifier_threshold=1.0)
+    async with SemanticCache(embedder=HashingEmbedder(), settings=settings) as c:
+        mw = SemanticCacheMiddleware(make_app(calls), cache=c)
+        await post(mw, chat_body(model, PROMPT))
+        await mw.drain()
+        with caplog.at_level(logging.WARNING, logger="semanticcache"):
+            second = await post(mw, chat_body(model, REWORDED))
+        assert second.headers["x-cache"] == "MISS"
+        assert calls.count == 2
+        assert (await c.stats()).lookups["unverified"] == 1
+        assert not [r for r in caplog.records if "lookup failed" in r.getMessage()]
 
 
 async def test_different_parameters_or_context_never_share(

@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
-from semanticcache._settings import (
-    CacheSettings,
-    default_embedded_data_dir,
-    mask_connection_string,
-)
+from semanticcache._devserver import default_embedded_data_dir
+from semanticcache._settings import CacheSettings, mask_connection_string
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError, SemanticCacheError
 
 __all__ = [

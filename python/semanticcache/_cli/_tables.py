@@ -45,7 +45,8 @@ async def open_tables(uri: str, only: str | None = None) -> AsyncIterator[CacheT
         uri,
         min_size=1,
         max_size=2,
-        kwargs={"autocommit": True},
+        # Nothing prepared by name: the URI may be a transaction-pooling PgBouncer's.
+        kwargs={"autocommit": True, "prepare_threshold": None},
         open=False,
         timeout=_CONNECT_TIMEOUT,
     )

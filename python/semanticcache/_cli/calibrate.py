@@ -1,5 +1,6 @@
 """``semcache calibrate``: the threshold that keeps false hits under a target, from
-labelled pairs run through the real cache and Postgres."""
+labelled pairs run through the real cache and Postgres; with the verifier on, also its
+probability threshold, from :func:`~semanticcache.calibration.judge_pairs`."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ from semanticcache._cli._common import (
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder, missing_extra_error
 from semanticcache._settings import CacheSettings, EmbedderType
+from semanticcache._verifier import Verifier, load_verifier
 from semanticcache.calibration import (
     MISS,
     NEAR_ZERO,
     THRESHOLDS,
+    Judgement,
     Pair,
     Row,
+    judge_pairs,
     load_pairs,
     plot_rates,
     rates,
@@ -60,7 +64,10 @@ def add_parser(commands: Any) -> None:
         description="Store each pair's a and look up its b through the real SemanticCache "
         "and Postgres (in a scope of this run, removed after), then print the lowest "
         "threshold whose false-hit rate on same_answer=false pairs is at most "
-        "--target-fhr, with the hit rate, precision and ROC-AUC there.",
+        "--target-fhr, with the hit rate, precision and ROC-AUC there. With the verifier on, "
+        "also judge the pairs as a lookup would and print the lowest verifier probability "
+        "threshold that keeps false hits at most --target-fhr "
+        "(SEMANTIC_CACHE_VERIFIER_THRESHOLD), beside the similarity-only figures.",
     )
     parser.add_argument(
         "--pairs",
@@ -101,6 +108,14 @@ def _check_plot(path: Path | None) -> None:
         raise UsageError(f"--plot: the folder {path.parent} does not exist")
 
 
+# The verifier's thresholds are printed to this many decimals (probabilities crowd near 1).
+_PROBABILITY_DECIMALS: Final = 4
+# judge_pairs runs in chunks of this many pairs, so that the progress bar moves.
+_JUDGE_CHUNK: Final = 256
+# A placeholder while calibrating: the verifier's probabilities do not depend on it.
+_PROVISIONAL_THRESHOLD: Final = 0.5
+
+
 async def _score(
     settings: CacheSettings,
     uri: str,
@@ -111,19 +126,101 @@ async def _score(
     from semanticcache._cache import SemanticCache
 
     scope = f"calibrate-{secrets.token_hex(4)}"
+    async with SemanticCache(
+        settings=settings, pg_uri=uri, embedder=embedder, threshold=NEAR_ZERO
+    ) as cache:
+        try:
+            scores = await score_pairs(
+                cache, pairs, pg_uri=uri, concurrency=16, scope=scope, progress=bar.update
+            )
+        finally:
+            await cache.purge(scope=scope)
+        return scores, cache.table
+
+
+async def _judge(
+    settings: CacheSettings, embedder: BaseEmbedder, pairs: Sequence[Pair], bar: ProgressBar
+) -> list[Judgement]:
+    judged: list[Judgement] = []
+    for start in range(0, len(pairs), _JUDGE_CHUNK):
+        chunk = [(p.a, p.b) for p in pairs[start : start + _JUDGE_CHUNK]]
+        judged += await judge_pairs(chunk, settings=settings, embedder=embedder)
+        bar.update(len(judged), len(pairs))
+    return judged
+
+
+async def _measure(
+    scoring: CacheSettings,
+    judging: CacheSettings | None,
+    uri: str,
+    embedder: BaseEmbedder,
+    pairs: Sequence[Pair],
+) -> tuple[list[tuple[float, bool]], str, list[Judgement] | None]:
+    """The similarity scores through the cache, then (with ``judging``) the verifier's
+    judgements; closes ``embedder``."""
     try:
-        async with SemanticCache(
-            settings=settings, pg_uri=uri, embedder=embedder, threshold=NEAR_ZERO
-        ) as cache:
-            try:
-                scores = await score_pairs(
-                    cache, pairs, pg_uri=uri, concurrency=16, scope=scope, progress=bar.update
-                )
-            finally:
-                await cache.purge(scope=scope)
-            return scores, cache.table
+        bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
+        scored, table = await _score(scoring, uri, embedder, pairs, bar)
+        judged = None
+        if judging is not None:
+            bar = ProgressBar(f"verifying {len(pairs)} pairs", sys.stderr)
+            judged = await _judge(judging, embedder, pairs, bar)
+        return scored, table, judged
     finally:
         await embedder.aclose()
+
+
+def _allowed_false_hits(negatives: int, target: float) -> int:
+    """The most different-answer pairs that may be served: ``k / negatives <= target``
+    (the comparison :func:`rates` makes, free of the product's rounding)."""
+    allowed = math.floor(target * negatives)
+    while allowed + 1 <= negatives and (allowed + 1) / negatives <= target:
+        allowed += 1
+    while allowed > 0 and allowed / negatives > target:
+        allowed -= 1
+    return allowed
+
+
+def verifier_threshold(
+    probabilities: Sequence[float | None], labels: Sequence[bool], target: float
+) -> float | None:
+    """The lowest probability threshold (to ``_PROBABILITY_DECIMALS`` places, above 0 as
+    the setting requires) at which at most ``target`` of the different-answer pairs are
+    served, a pair being served when it has a probability (it reached the verifier) at
+    or above the threshold. ``None`` when none is (a different-answer pair at 1.0)."""
+    step = 10**-_PROBABILITY_DECIMALS
+    negatives = sorted(
+        (p for p, y in zip(probabilities, labels, strict=True) if not y and p is not None),
+        reverse=True,
+    )
+    allowed = _allowed_false_hits(len(labels) - sum(labels), target)
+    if allowed >= len(negatives):
+        return step
+    # Every negative at or above the (allowed + 1)-th highest one must be refused: the
+    # threshold is the first printed value strictly above it.
+    refused = negatives[allowed]
+    grid = math.ceil(refused / step)
+    while float(f"{grid * step:.{_PROBABILITY_DECIMALS}f}") <= refused:
+        grid += 1
+    threshold = float(f"{max(grid, 1) * step:.{_PROBABILITY_DECIMALS}f}")
+    return threshold if threshold <= 1.0 else None
+
+
+def _verifier_rows(
+    pairs: Sequence[Pair], judged: Sequence[Judgement], target: float
+) -> tuple[Row | None, float]:
+    """The verifier's figures at its threshold for ``target`` (``None`` when there is no
+    such threshold), and the ROC-AUC of its probability."""
+    labels = [p.same_answer for p in pairs]
+    probabilities = [j.probability for j in judged]
+    # A pair that never reached the verifier is never served: it ranks below every other.
+    scores = [MISS if p is None else p for p in probabilities]
+    reached = [p is not None for p in probabilities]
+    auc = roc_auc(scores, labels)
+    threshold = verifier_threshold(probabilities, labels, target)
+    if threshold is None:
+        return None, auc
+    return rates(scores, labels, threshold, reached), auc
 
 
 def _report(
@@ -133,7 +230,7 @@ def _report(
     scored: Sequence[tuple[float, bool]],
     target: float,
     agreement_check: bool,
-) -> tuple[list[str], Row, list[Row]]:
+) -> tuple[list[str], Row, list[Row], float]:
     labels = [p.same_answer for p in pairs]
     scores = [s for s, _ in scored]
     # The agreement check's verdict: a refused candidate is never served, whatever its
@@ -146,7 +243,17 @@ def _report(
     lines = [
         f"pairs: {len(pairs)} ({positives} same answer, {len(pairs) - positives} different); "
         f"embedder {name}, table {table}, agreement check {check}",
-        f"ROC-AUC: {auc:.3f}" if math.isfinite(auc) else "ROC-AUC: n/a (needs both labels)",
+    ]
+    curve = sorted(
+        [*(rates(scores, labels, t, keep) for t in THRESHOLDS), best],
+        key=lambda row: row.threshold,
+    )
+    return lines, best, curve, auc
+
+
+def _similarity_only(best: Row, auc: float, target: float) -> list[str]:
+    return [
+        _auc_line(auc),
         f"threshold for false hits <= {100 * target:g} %: {best.threshold:.3f}",
         f"  hit rate there:   {100 * best.hit_rate:.1f} % of same-answer pairs",
         f"  false-hit rate:   {100 * best.false_hit_rate:.2f} % of different-answer pairs",
@@ -154,11 +261,87 @@ def _report(
         "",
         f"SEMANTIC_CACHE_THRESHOLD={best.threshold:.3f}",
     ]
-    curve = sorted(
-        [*(rates(scores, labels, t, keep) for t in THRESHOLDS), best],
-        key=lambda row: row.threshold,
+
+
+def _auc_line(auc: float, what: str = "") -> str:
+    if not math.isfinite(auc):
+        return f"ROC-AUC{what}: n/a (needs both labels)"
+    return f"ROC-AUC{what}: {auc:.3f}"
+
+
+def _beside(
+    best: Row,
+    auc: float,
+    verifier: Verifier,
+    judged: Sequence[Judgement],
+    pairs: Sequence[Pair],
+    target: float,
+) -> list[str]:
+    """The similarity-only figures beside the verifier's, and the line to set."""
+    row, verifier_auc = _verifier_rows(pairs, judged, target)
+    reached = sum(1 for j in judged if j.probability is not None)
+    lines = [
+        f"verifier {verifier.name}: {reached} of {len(pairs)} pairs reach it (similarity "
+        f">= its floor {verifier.floor:g}, texts that agree)",
+        f"{_auc_line(auc, ' of the similarity')}; {_auc_line(verifier_auc, ' of the verifier')}",
+        "",
+    ]
+
+    def cells(label: str, left: str, right: str, unit: str) -> str:
+        return f"{label:<24}{left:>17}{right:>19}  {unit}".rstrip()
+
+    lines.append(cells(f"for false hits <= {100 * target:g} %:", "similarity only", "verifier", ""))
+
+    def percent(value: float, decimals: int) -> str:
+        return f"{100 * value:.{decimals}f} %"
+
+    # Not at the start of a line: `grep ^SEMANTIC_CACHE_` finds only the line to set.
+    off = (
+        f"(with SEMANTIC_CACHE_VERIFIER=off instead: SEMANTIC_CACHE_THRESHOLD={best.threshold:.3f})"
     )
-    return lines, best, curve
+    if row is None:
+        return [
+            *lines,
+            cells("  threshold", f"{best.threshold:.3f}", "none", ""),
+            "",
+            f"no verifier threshold keeps false hits <= {100 * target:g} %: a different-"
+            "answer pair has probability 1.0",
+            off,
+        ]
+    return [
+        *lines,
+        cells(
+            "  threshold",
+            f"{best.threshold:.3f}",
+            f"{row.threshold:.{_PROBABILITY_DECIMALS}f}",
+            "(a similarity / a probability)",
+        ),
+        cells(
+            "  hit rate",
+            percent(best.hit_rate, 1),
+            percent(row.hit_rate, 1),
+            "of same-answer pairs",
+        ),
+        cells(
+            "  false-hit rate",
+            percent(best.false_hit_rate, 2),
+            percent(row.false_hit_rate, 2),
+            "of different-answer pairs",
+        ),
+        cells("  precision", percent(best.precision, 1), percent(row.precision, 1), "of hits"),
+        "",
+        f"SEMANTIC_CACHE_VERIFIER_THRESHOLD={row.threshold:.{_PROBABILITY_DECIMALS}f}",
+        off,
+    ]
+
+
+def _judging_settings(settings: CacheSettings) -> CacheSettings:
+    """The settings ``judge_pairs`` runs with: the configured ones, with a placeholder
+    verifier threshold when none is set (a named model needs one to load, and the table's
+    may not cover ``max_false_hit_rate``)."""
+    if settings.verifier_threshold is not None:
+        return settings
+    return dataclasses.replace(settings, verifier_threshold=_PROVISIONAL_THRESHOLD)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -177,25 +360,33 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = load_settings(args, environ)
     if args.embedder is not None:
         settings = dataclasses.replace(settings, embedder_type=args.embedder)
-    # The scoring cache reports every similarity: no stage-2 cutoff, no TTL, no Redis.
-    settings = dataclasses.replace(
-        settings, rejection_threshold=None, pg_ttl_days=None, redis_uri=None
+    # The scoring cache reports every similarity: no stage-2 cutoff, no verifier (its
+    # lookups would end `unverified`), no TTL, no Redis.
+    scoring = dataclasses.replace(
+        settings, rejection_threshold=None, verifier="off", pg_ttl_days=None, redis_uri=None
     )
     embedder_name = settings.embedder_type
-    # Built before Postgres starts: a missing extra or API key stops the command first.
+    # Built before Postgres starts: a missing extra, API key or model stops the command first.
     embedder = get_embedder(settings)
-    scoring = False
+    measuring = False
     try:
+        judging = _judging_settings(settings)
+        verifier = load_verifier(judging, embedder)
         with postgres(args, settings, environ, sys.stdout) as pg:
-            bar = ProgressBar(f"scoring {len(pairs)} pairs", sys.stderr)
-            scoring = True  # _score closes the embedder
-            scored, table = asyncio.run(_score(settings, pg.uri, embedder, pairs, bar))
-            lines, best, curve = _report(
+            measuring = True  # _measure closes the embedder
+            scored, table, judged = asyncio.run(
+                _measure(scoring, None if verifier is None else judging, pg.uri, embedder, pairs)
+            )
+            lines, best, curve, auc = _report(
                 embedder_name, table, pairs, scored, args.target_fhr, settings.agreement_check
             )
+            if verifier is None or judged is None:
+                lines += _similarity_only(best, auc, args.target_fhr)
+            else:
+                lines += _beside(best, auc, verifier, judged, pairs, args.target_fhr)
             print("\n".join(lines), flush=True)
     finally:
-        if not scoring:
+        if not measuring:
             asyncio.run(embedder.aclose())
     if args.plot is not None:
         plot_rates(

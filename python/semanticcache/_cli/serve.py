@@ -143,9 +143,17 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     with postgres(args, settings, environ, err) as pg:
         cache = _make_cache(settings, pg.uri, embedder)
+        verifier = cache.verifier
+        if verifier is None:
+            decision = f"threshold {cache.threshold}"
+        else:
+            decision = (
+                f"verifier {verifier.name} (floor {verifier.floor}, a hit at probability "
+                f">= {verifier.threshold:.3f})"
+            )
         print(
             f"embedder: {cache.embedder.model_id} ({cache.embedder.dimension} dimensions), "
-            f"table {cache.table}, threshold {cache.threshold}",
+            f"table {cache.table}, {decision}",
             file=err,
         )
         print(f"upstream: {upstream}", file=err)

@@ -8,7 +8,14 @@ from semanticcache._devserver.postgres import (
     PG_SYSTEM_USER,
     SUPERUSER,
     EmbeddedPostgres,
+    default_embedded_data_dir,
     find_pg_bin_dir,
 )
 
-__all__ = ["PG_SYSTEM_USER", "SUPERUSER", "EmbeddedPostgres", "find_pg_bin_dir"]
+__all__ = [
+    "PG_SYSTEM_USER",
+    "SUPERUSER",
+    "EmbeddedPostgres",
+    "default_embedded_data_dir",
+    "find_pg_bin_dir",
+]

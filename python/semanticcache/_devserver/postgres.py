@@ -29,6 +29,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -62,7 +63,13 @@ from semanticcache._devserver.runas import (
 )
 from semanticcache.errors import ConfigurationError, EmbeddedPostgresError
 
-__all__ = ["PG_SYSTEM_USER", "SUPERUSER", "EmbeddedPostgres", "find_pg_bin_dir"]
+__all__ = [
+    "PG_SYSTEM_USER",
+    "SUPERUSER",
+    "EmbeddedPostgres",
+    "default_embedded_data_dir",
+    "find_pg_bin_dir",
+]
 
 _log = logging.getLogger("semanticcache.embedded")
 
@@ -409,3 +416,13 @@ def _read_from(path: Path, offset: int) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def default_embedded_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded development Postgres's default data folder:
+    ``$XDG_CACHE_HOME/fastapi-semcache/postgres``, or ``~/.cache/...`` when
+    ``XDG_CACHE_HOME`` is unset or empty. ``environ`` defaults to ``os.environ``."""
+    env = os.environ if environ is None else environ
+    cache_home = env.get("XDG_CACHE_HOME", "")
+    base = Path(cache_home) if cache_home else Path.home() / ".cache"
+    return base / "fastapi-semcache" / "postgres"

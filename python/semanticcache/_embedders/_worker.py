@@ -22,30 +22,30 @@ from semanticcache.errors import EmbedderError
 
 __all__ = ["BatchingWorker", "WorkerEmbedder"]
 
-Vectors = list[list[float]]
 
 # Concurrent calls merged into one worker run, at most (two batches of 32).
 COALESCE_MAX_TEXTS: Final = 64
 
 
-class BatchingWorker:
-    """Runs ``run(texts)`` on one thread, merging queued calls into batches."""
+class BatchingWorker[In, Out]:
+    """Runs ``run(items)`` on one thread, merging queued calls into batches; ``run``
+    returns one answer per item, in order."""
 
     def __init__(
-        self, run: Callable[[list[str]], Vectors], *, max_texts: int, thread_name: str
+        self, run: Callable[[list[In]], list[Out]], *, max_texts: int, thread_name: str
     ) -> None:
         self._run = run
         self._max_texts = max_texts
         self._lock = threading.Lock()
-        self._pending: deque[tuple[list[str], Future[Vectors]]] = deque()
+        self._pending: deque[tuple[list[In], Future[list[Out]]]] = deque()
         self._draining = False
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=thread_name
         )
 
-    async def submit(self, texts: list[str], owner: object) -> Vectors:
-        """``run``'s answer for ``texts``, computed on the worker thread."""
-        future: Future[Vectors] = Future()
+    async def submit(self, texts: list[In], owner: object) -> list[Out]:
+        """``run``'s answers for ``texts``, computed on the worker thread."""
+        future: Future[list[Out]] = Future()
         with self._lock:
             executor = self._executor
             if executor is None:
@@ -68,7 +68,7 @@ class BatchingWorker:
                 if not self._pending:
                     self._draining = False
                     return
-                taken: list[tuple[list[str], Future[Vectors]]] = []
+                taken: list[tuple[list[In], Future[list[Out]]]] = []
                 count = 0
                 while self._pending and (
                     not taken or count + len(self._pending[0][0]) <= self._max_texts
@@ -81,7 +81,7 @@ class BatchingWorker:
             if taken:
                 self._serve(taken)
 
-    def _serve(self, taken: list[tuple[list[str], Future[Vectors]]]) -> None:
+    def _serve(self, taken: list[tuple[list[In], Future[list[Out]]]]) -> None:
         try:
             vectors = self._run([text for texts, _ in taken for text in texts])
         except BaseException as exc:  # handed to every caller of this batch
@@ -111,7 +111,7 @@ class WorkerEmbedder(BaseEmbedder):
     on the event loop). Subclasses compute vectors in :meth:`_embed_now` and call
     :meth:`_start_worker` once the model is loaded."""
 
-    _worker: BatchingWorker
+    _worker: BatchingWorker[str, list[float]]
 
     def _start_worker(self, thread_name: str) -> None:
         # Through embed_sync, looked up per run, so that a replaced one is the one called.

@@ -10,17 +10,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Final, TypedDict
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.hashing import HashingEmbedder
-from semanticcache._settings import (
-    API_KEY_FALLBACKS,
-    ENV_PREFIX,
-    CacheSettings,
-    get_cache_settings,
-)
+from semanticcache._settings import ENV_PREFIX, CacheSettings
+from semanticcache._settings_process import get_cache_settings
+from semanticcache._settings_spec import spec
 from semanticcache.errors import ConfigurationError
 
 __all__ = ["extra_imports", "get_embedder", "missing_extra_error"]
@@ -167,7 +164,9 @@ def get_embedder(settings: CacheSettings | None = None) -> BaseEmbedder:
             raise missing_extra_error(module, provider.extra, what)
     if provider.key_field is not None and not getattr(settings, provider.key_field):
         variable = ENV_PREFIX + provider.key_field.upper()
-        raise ConfigurationError(
-            f"{what} needs an API key: set {variable} (or {API_KEY_FALLBACKS[provider.key_field]})"
+        # The provider's conventional variable, read when the prefixed one is unset.
+        fallback = next(
+            spec(f).fallback for f in fields(CacheSettings) if f.name == provider.key_field
         )
+        raise ConfigurationError(f"{what} needs an API key: set {variable} (or {fallback})")
     return provider.build(settings)

@@ -53,7 +53,9 @@ FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 
 def build_tokenizer(max_tokens: int = MAX_TOKENS) -> Tokenizer:
     """all-MiniLM-L6-v2's tokenizer (as its tokenizer.json defines it) from the packaged
-    vocabulary, truncating to ``max_tokens`` word pieces including ``[CLS]`` and ``[SEP]``."""
+    vocabulary, truncating to ``max_tokens`` word pieces including ``[CLS]`` and ``[SEP]``.
+    A pair of texts is encoded as ``[CLS] a [SEP] b [SEP]`` (``b`` with token type 1),
+    truncated longest text first."""
     tokenizer = Tokenizer(
         WordPiece.from_file(
             str(VOCAB_PATH),
@@ -66,11 +68,13 @@ def build_tokenizer(max_tokens: int = MAX_TOKENS) -> Tokenizer:
     )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", _CLS_ID), ("[SEP]", _SEP_ID)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", _CLS_ID), ("[SEP]", _SEP_ID)],
     )
     # The model's tokenizer matches these in raw text too; keep its behaviour exactly.
     tokenizer.add_special_tokens(list(_SPECIAL_TOKENS))
-    tokenizer.enable_truncation(max_tokens)
+    tokenizer.enable_truncation(max_tokens, strategy="longest_first")
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106  (a token, not a secret)
     return tokenizer
 

@@ -14,6 +14,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semanticcache._cache import SemanticCache
+from semanticcache._entry_token import entry_token
 from semanticcache._middleware.extractors import Extractor
 from semanticcache._middleware.flow import Flow
 from semanticcache._middleware.headers import DEFAULT_CREDENTIAL_HEADERS, RouteKey
@@ -28,6 +29,7 @@ _DEFAULT_MAX_PENDING_STORES: Final = 1000
 _DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 # Routes whose Vary names a middleware remembers; a forgotten one only costs hits.
 _VARY_ROUTES: Final = 4096
+_ENTRY_TOKENS: Final = 4096
 
 
 class SemanticCacheMiddleware:
@@ -110,6 +112,11 @@ class SemanticCacheMiddleware:
             name.encode("latin-1") for name in self.settings.credential_headers
         }
         self.credential_cookies = frozenset(self.settings.credential_cookies)
+        # Hits name their entry by a token under this key (X-Cache-Entry); the tokens
+        # of recent entries are kept (bounded), as popular entries are hit again.
+        self.entry_key = self.settings.effective_log_digest_key
+        self._entry_tokens: dict[int, bytes] = {}
+        self.metrics = cache.metrics
         # The Vary names each route's latest stored response gave (bounded, least
         # recently used dropped): lookups key by them, see RequestKey.for_vary.
         self._vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()
@@ -151,6 +158,16 @@ class SemanticCacheMiddleware:
             return message
 
         return wrapped
+
+    def entry_header(self, entry_id: int) -> bytes:
+        """The ``X-Cache-Entry`` value of entry ``entry_id`` of the cache's table."""
+        token = self._entry_tokens.get(entry_id)
+        if token is None:
+            if len(self._entry_tokens) >= _ENTRY_TOKENS:
+                self._entry_tokens.clear()
+            token = entry_token(self.entry_key, self.cache.table, entry_id).encode()
+            self._entry_tokens[entry_id] = token
+        return token
 
     def vary_for(self, target: str) -> tuple[str, ...]:
         """The Vary names last stored for ``target`` (empty when none is known)."""

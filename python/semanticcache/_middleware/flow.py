@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from semanticcache._cache import CacheHit
+from semanticcache._metrics import reset_route, route_label, set_route
 from semanticcache._middleware.headers import (
     CacheControl,
     header_values,
@@ -26,6 +28,7 @@ from semanticcache._middleware.replay import fresh_enough, replay
 from semanticcache._middleware.responder import Responder, XCache
 from semanticcache._middleware.singleflight import Lease
 from semanticcache._middleware.store_policy import storable_scope, validated
+from semanticcache._results import DECIDED_MISSES
 
 if TYPE_CHECKING:
     from semanticcache._middleware.asgi import SemanticCacheMiddleware
@@ -70,12 +73,26 @@ class Flow:
         return fields if reason is None else f"{fields} reason={reason}"
 
     async def run(self) -> None:
+        if self.mw.metrics is None:
+            await self._run()
+            return
+        # The lookups, stores and calls of this request count under its route.
+        token = set_route(route_label(self.scope, self.mw.path_prefix))
+        try:
+            await self._run()
+        finally:
+            reset_route(token)
+
+    async def _run(self) -> None:
+        metrics = self.mw.metrics
         try:
             control = self.key.gate()
             body = await self._read_body()
             key, stream = await self.key.build(body, Request(self.scope, self._replay_receive()))
         except Bypass as exc:
             _log.debug("semantic cache: bypass %s", self.log_fields(exc.reason))
+            if metrics is not None:
+                metrics.bypass(exc.reason)
             await self._pass_through("BYPASS")
             return
         mw = self.mw
@@ -84,7 +101,7 @@ class Flow:
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
             hit = lookup.hit
-            if hit is None and lookup.reason not in ("miss", "rejected", "disagreement"):
+            if hit is None and lookup.reason not in DECIDED_MISSES:
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
             elif hit is None:
@@ -99,8 +116,11 @@ class Flow:
             if await self._serve(hit, control, stream):
                 return
             if outcome == "MISS" and mw.single_flight is not None:
+                started = time.perf_counter()
                 lease = await mw.single_flight.acquire(key)
                 if lease.role == "waited":
+                    if metrics is not None:
+                        metrics.waited(time.perf_counter() - started)
                     # The leader has finished: its answer is stored now (under the Vary
                     # names it may just have taught us), or it gave up.
                     key = await self.key.for_vary(mw.vary_for(self.key.target))
@@ -112,18 +132,21 @@ class Flow:
 
     async def _serve(self, hit: CacheHit | None, control: CacheControl, stream: bool) -> bool:
         """Replay ``hit`` if there is one the request accepts; whether it was sent."""
-        return (
-            hit is not None
-            and fresh_enough(hit, control)
-            and await replay(
-                hit,
-                self.send,
-                stream=stream,
-                vary=self.key.vary,
-                mode=self.mw.hit_response_mode,
-                log_fields=self.log_fields,
-            )
+        if hit is None or not fresh_enough(hit, control):
+            return False
+        mw = self.mw
+        served = await replay(
+            hit,
+            self.send,
+            stream=stream,
+            vary=self.key.vary,
+            mode=mw.hit_response_mode,
+            log_fields=self.log_fields,
+            entry=mw.entry_header(hit.entry_id),
         )
+        if served and mw.metrics is not None:
+            mw.metrics.served_hit()
+        return served
 
     async def _read_body(self) -> bytes:
         cap = self.mw.settings.max_body_bytes
@@ -197,6 +220,7 @@ class Flow:
         responder = Responder(self, outcome, tee=mw.response_mode == "tee")
         timeout = mw.settings.upstream_timeout_seconds
         scope = self.scope if control.no_store else storable_scope(self.scope)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout) as deadline:
                 if timeout is not None:
@@ -206,6 +230,9 @@ class Flow:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
             await responder.timed_out()
             return False
+        finally:
+            if mw.metrics is not None:
+                mw.metrics.upstream(time.perf_counter() - started)
         await responder.finish()
         stored = responder.stored_response()
         if stored is None or control.no_store or self.disconnected:

@@ -49,6 +49,7 @@ _NEVER_REPLAYED: Final = (
         b"x-cache",
         b"x-cache-similarity",
         b"x-cache-match",
+        b"x-cache-entry",
     }
 )
 
@@ -84,10 +85,12 @@ async def replay(
     vary: tuple[str, ...],
     mode: HitResponseMode,
     log_fields: Callable[[str | None], str],
+    entry: bytes,
 ) -> bool:
     """Send ``hit`` in the shape the client asked for (``stream``); ``False`` when it
     cannot be (a damaged record, another variant than ``vary``, or a body that does not
-    convert): the app answers then."""
+    convert): the app answers then. ``entry``: the entry's token, sent as
+    ``X-Cache-Entry``."""
     record = decode_record(hit.response)
     if record is None:
         _log.warning("semantic cache: unreadable entry %s", log_fields("bad_record"))
@@ -117,6 +120,7 @@ async def replay(
         (b"x-cache", b"HIT"),
         (b"x-cache-similarity", f"{hit.similarity:.4f}".encode()),
         (b"x-cache-match", hit.match.encode()),
+        (b"x-cache-entry", entry),
         (b"age", str(int(_age_seconds(hit))).encode()),
     ]
     _log.debug("semantic cache: hit %s", log_fields(hit.match))

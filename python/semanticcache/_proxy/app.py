@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from semanticcache._cache import SemanticCache
 from semanticcache._middleware.asgi import ResponseValidator, SemanticCacheMiddleware
@@ -68,8 +69,9 @@ def create_semantic_cache_proxy_app(
     The app's lifespan opens the aiohttp session and the cache (a cache that cannot
     open is logged and the proxy starts anyway: requests pass through until it can),
     and at shutdown finishes the stores in flight, then closes both. Run it with
-    lifespan on. Routes you add to the returned app take precedence; everything else
-    is forwarded (the app has no /docs of its own, so the upstream's pass through).
+    lifespan on. With ``metrics_path`` set, GET on it serves the Prometheus metrics.
+    Routes you add to the returned app take precedence; everything else is forwarded
+    (the app has no /docs of its own, so the upstream's pass through).
     ``app.state`` holds ``semantic_cache``, ``semantic_cache_middleware`` and
     ``proxy_forwarder``.
     """
@@ -105,6 +107,11 @@ def create_semantic_cache_proxy_app(
     # The router's fallback: requests no user route matches go through the cache to
     # the upstream (routes added to the app later still win).
     app.router.default = middleware
+    if settings.metrics_path is not None:
+        from semanticcache._metrics import metrics_app
+
+        # A route of the app, so it answers before the fallback forwards anything.
+        app.router.routes.append(Route(settings.metrics_path, metrics_app(), methods=["GET"]))
     app.state.semantic_cache = cache
     app.state.semantic_cache_middleware = middleware
     app.state.proxy_forwarder = forwarder

@@ -16,7 +16,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache._storage import lookup_sql, schema, wire, write_sql
 from semanticcache._storage.hot import advance_redis_epoch_sql
-from semanticcache._storage.plan import CUSTOM, EXACT, INDEX, PlanPolicy, connection_options
+from semanticcache._storage.plan import (
+    CUSTOM,
+    EXACT,
+    INDEX,
+    PlanPolicy,
+    connection_options,
+    search_settings,
+    set_config_sql,
+)
 from semanticcache._storage.records import (
     ScopeStats,
     SearchResult,
@@ -60,6 +68,12 @@ class PgVectorStore:
     The pool's connections must be in autocommit mode (``kwargs={"autocommit": True}``);
     methods open their own transactions where they need one. Call :meth:`ensure_schema`
     once before use (idempotent, safe from concurrent processes).
+
+    ``transaction_settings`` (name, value pairs; may be empty) says that a transaction
+    pooler is between the pool and Postgres: the lookup path's reads then run as unnamed
+    statements, each after the search settings and these set for its own transaction
+    (the pool's connections carry no session state and no ``options``). ``None``: the
+    pool's connections carry the search settings (:func:`connection_options`).
     """
 
     def __init__(
@@ -72,6 +86,7 @@ class PgVectorStore:
         hnsw_ef_construction: int = 64,
         ef_search: int | None = None,
         table: str | None = None,
+        transaction_settings: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         if table is not None and not is_cache_table_name(table):
             raise ConfigurationError(
@@ -107,6 +122,19 @@ class PgVectorStore:
         self._upsert = write_sql.upsert(self._t)
         self._add_hits = write_sql.add_hits(self._t)
         self._plans = PlanPolicy(self.table)
+        self._transaction_settings = (
+            None if transaction_settings is None else list(transaction_settings)
+        )
+        self._prelude = self._reads_prelude()
+
+    def _reads_prelude(self) -> bytes | None:
+        """What the lookup path's reads run first in their transaction: ``None`` (named
+        statements; the settings are the connections'), or the search settings (and
+        ``transaction_settings``) as local settings."""
+        if self._transaction_settings is None:
+            return None
+        settings = search_settings(self._ef_search, iterative_scan=self._iterative_scan)
+        return set_config_sql([*settings, *self._transaction_settings], local=True)
 
     @property
     def dimension(self) -> int:
@@ -137,6 +165,7 @@ class PgVectorStore:
             m=self._m,
             ef_construction=self._ef_construction,
         )
+        self._prelude = self._reads_prelude()
 
     async def put_entry(
         self,
@@ -232,7 +261,9 @@ class PgVectorStore:
         One round trip: what :meth:`lookup` sends, with an empty text digest, which no
         row has. ``hnsw.ef_search`` and ``hnsw.iterative_scan`` are session settings of
         the pool's connections (see :func:`connection_options`): a per-query ``SET``
-        needs a multi-statement message, which cannot be prepared.
+        needs a multi-statement message, which cannot be prepared. With
+        ``transaction_settings`` (a transaction pooler) they are set in each read's own
+        transaction instead, in the same round trip.
         """
         return await self._run_search(partition, b"", embedding, threshold, k, "similarity search")
 
@@ -275,13 +306,15 @@ class PgVectorStore:
         try:
             conn = await self._pool.getconn()  # see _fetch
             try:
-                verdict = await self._plans.verdict(conn)
+                prelude = self._prelude
+                verdict = await self._plans.verdict(conn, prelude)
                 if verdict == CUSTOM:
-                    rows = await self._lookup_skewed.fetch(conn, params)
+                    rows = await self._lookup_skewed.fetch(conn, params, prelude=prelude)
                 elif k == 1:  # the top-1 statements take no k
-                    rows = await self._lookups[verdict, True].fetch(conn, params[:4])
+                    statement = self._lookups[verdict, True]
+                    rows = await statement.fetch(conn, params[:4], prelude=prelude)
                 else:
-                    rows = await self._lookups[verdict, False].fetch(conn, params)
+                    rows = await self._lookups[verdict, False].fetch(conn, params, prelude=prelude)
             finally:
                 await self._pool.putconn(conn)
         except psycopg.Error as exc:
@@ -301,7 +334,7 @@ class PgVectorStore:
         """
         conn = await self._pool.getconn()
         try:
-            return await statement.fetch(conn, params)
+            return await statement.fetch(conn, params, prelude=self._prelude)
         finally:
             await self._pool.putconn(conn)
 

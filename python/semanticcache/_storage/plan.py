@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -17,7 +18,16 @@ from psycopg import sql
 from semanticcache._storage import wire
 from semanticcache._storage.wire import ReadStatement
 
-__all__ = ["CUSTOM", "EXACT", "INDEX", "PlanPolicy", "connection_options", "plan_verdict"]
+__all__ = [
+    "CUSTOM",
+    "EXACT",
+    "INDEX",
+    "PlanPolicy",
+    "connection_options",
+    "plan_verdict",
+    "search_settings",
+    "set_config_sql",
+]
 
 CUSTOM: Final = "custom"
 INDEX: Final = "index"
@@ -57,16 +67,19 @@ class PlanPolicy:
         self._verdict: str = CUSTOM
         self._due = 0.0
 
-    async def verdict(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> str:
+    async def verdict(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], prelude: bytes | None = None
+    ) -> str:
+        """The verdict; ``prelude`` as :meth:`ReadStatement.fetch`'s."""
         now = time.monotonic()
         if now >= self._due:
             self._due = now + _PLAN_POLICY_SECONDS
             with contextlib.suppress(psycopg.Error):  # keep the last verdict
                 # Wire statements, as the search's own: interrupted, they end at once.
-                rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                rows = await _PARTITION_STATS.fetch(conn, (self._table,), prelude=prelude)
                 if not _has_statistics(rows[0] if rows else None):
                     await wire.command(conn, self._analyze)
-                    rows = await _PARTITION_STATS.fetch(conn, (self._table,))
+                    rows = await _PARTITION_STATS.fetch(conn, (self._table,), prelude=prelude)
                 self._verdict = plan_verdict(rows[0] if rows else None)
         return self._verdict
 
@@ -96,19 +109,39 @@ def plan_verdict(row: tuple[Any, ...] | None) -> str:
     return INDEX if small else EXACT
 
 
-def connection_options(ef_search: int | None) -> str:
-    """libpq ``options`` for a store's pool connections: the HNSW search settings.
+def search_settings(ef_search: int | None, *, iterative_scan: bool = True) -> list[tuple[str, str]]:
+    """The HNSW search settings a store's connections need, as (name, value) pairs.
 
-    ``-c hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; older servers drop the
-    unknown setting with a warning in their log), ``-c enable_sort=off`` (the ``INDEX``
-    verdict's cached plan is then the HNSW scan: the planner's costs for ``<=>`` under a
-    sort leave out the distance work on wide vectors; the ``EXACT`` statement and the
-    lookup function are unaffected) and ``-c hnsw.ef_search=N`` when ``ef_search`` is
-    set. They apply to every query of the connection, so give the store a pool of its
-    own. Without them, searches still return correct rows, but a small partition of a
-    large table may get fewer than ``k``.
+    ``hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; ``iterative_scan=False`` leaves
+    it out), ``enable_sort=off`` (the ``INDEX`` verdict's cached plan is then the HNSW
+    scan: the planner's costs for ``<=>`` under a sort leave out the distance work on wide
+    vectors; the ``EXACT`` statement and the lookup function are unaffected) and
+    ``hnsw.ef_search=N`` when ``ef_search`` is set. Without them, searches still return
+    correct rows, but a small partition of a large table may get fewer than ``k``.
     """
-    options = ["-c hnsw.iterative_scan=relaxed_order", "-c enable_sort=off"]
+    settings = [("enable_sort", "off")]
+    if iterative_scan:
+        settings.insert(0, ("hnsw.iterative_scan", "relaxed_order"))
     if ef_search is not None:
-        options.append(f"-c hnsw.ef_search={ef_search}")
-    return " ".join(options)
+        settings.append(("hnsw.ef_search", str(ef_search)))
+    return settings
+
+
+def connection_options(ef_search: int | None) -> str:
+    """libpq ``options`` for a store's pool connections: :func:`search_settings` as
+    ``-c name=value`` (older pgvector servers drop an unknown setting with a warning in
+    their log). They apply to every query of the connection, so give the store a pool of
+    its own."""
+    return " ".join(f"-c {name}={value}" for name, value in search_settings(ef_search))
+
+
+def set_config_sql(settings: Sequence[tuple[str, str]], *, local: bool) -> bytes:
+    """One ``SELECT set_config(...)`` of every setting: for the session, or (``local``)
+    until the end of the current transaction."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({n}, {v}, {local})").format(
+            n=sql.Literal(name), v=sql.Literal(value), local=sql.Literal(local)
+        )
+        for name, value in settings
+    )
+    return sql.SQL("SELECT {calls}").format(calls=calls).as_bytes()

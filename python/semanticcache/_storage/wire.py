@@ -3,7 +3,8 @@
 A cache hit is one short statement, and psycopg's cursor machinery (query conversion,
 the prepared-statement manager, adapters and row makers, built anew per execute) cost
 about as much client CPU as the round trip itself. A :class:`ReadStatement` is prepared
-once per connection under a name of its own, takes its parameters already encoded
+once per connection under a name of its own (or, behind a transaction pooler, sent
+unnamed with its settings in one pipeline), takes its parameters already encoded
 (binary), and decodes its few result columns with ``struct``: the same libpq calls
 psycopg makes (``PQsendQueryPrepared``, then psycopg's own non-blocking wait), minus
 the per-call set-up. Everything else (writes, schema, tools) goes through psycopg's
@@ -140,7 +141,9 @@ class ReadStatement:
 
     :meth:`fetch` runs it as a named prepared statement, prepared on a connection's
     first use: Postgres caches its plan per connection (generic once it judges that as
-    good as a custom one, after five calls).
+    good as a custom one, after five calls). Behind a transaction-pooling PgBouncer,
+    whose server connections change from one transaction to the next, it runs unnamed
+    instead (``prelude``).
     """
 
     def __init__(
@@ -161,9 +164,22 @@ class ReadStatement:
         self._prepared: weakref.WeakSet[pq.abc.PGconn] = weakref.WeakSet()
 
     async def fetch(
-        self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None]
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        params: Sequence[bytes | None],
+        *,
+        prelude: bytes | None = None,
     ) -> list[tuple[Any, ...]]:
-        """The decoded rows; a server error raises its ``psycopg.Error`` subclass."""
+        """The decoded rows; a server error raises its ``psycopg.Error`` subclass.
+
+        ``prelude`` given: the statement runs unnamed (parsed and planned for this call),
+        for a connection pooler that hands each transaction another server connection;
+        a non-empty ``prelude`` (a statement without parameters, ``SELECT set_config(...,
+        true)``) runs first in the same transaction: both go in one pipeline, one round
+        trip.
+        """
+        if prelude is not None:
+            return self._rows(conn, await self._execute_unnamed(conn, params, prelude))
         pgconn = conn.pgconn
         if pgconn not in self._prepared:
             await self._prepare(conn)
@@ -175,6 +191,40 @@ class ReadStatement:
             await self._prepare(conn)
             result = await self._execute(conn, params)
         return self._rows(conn, result)
+
+    async def _execute_unnamed(
+        self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None], prelude: bytes
+    ) -> pq.abc.PGresult:
+        pgconn = conn.pgconn
+        if not prelude:
+            pgconn.send_query_params(
+                self.query, params, self._param_types, self._formats, pq.Format.BINARY
+            )
+            return _last(await _wait(pgconn))
+        # Statements before one Sync run in one implicit transaction, on one server
+        # connection of a transaction pooler: the prelude's local settings reach the read.
+        # Interrupted, the connection stays busy (in pipeline mode) and the pool drops it.
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_params(prelude, None)
+        pgconn.send_query_params(
+            self.query, params, self._param_types, self._formats, pq.Format.BINARY
+        )
+        pgconn.pipeline_sync()
+        first = _last(await _wait(pgconn))
+        result = _last(await _wait(pgconn))
+        sync = _last(await _wait(pgconn))
+        pgconn.exit_pipeline_mode()
+        if sync.status != pq.ExecStatus.PIPELINE_SYNC:
+            raise psycopg.InterfaceError(
+                f"unexpected result status {pq.ExecStatus(sync.status).name}"
+            )
+        if first.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(first, encoding=conn.info.encoding)
+        if first.status != pq.ExecStatus.TUPLES_OK:
+            raise psycopg.InterfaceError(
+                f"unexpected result status {pq.ExecStatus(first.status).name}"
+            )
+        return result
 
     async def _execute(
         self, conn: psycopg.AsyncConnection[Any], params: Sequence[bytes | None]

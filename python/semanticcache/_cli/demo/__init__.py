@@ -5,7 +5,8 @@ stand-in LLM endpoint (:mod:`.llm`) behind
 :class:`~semanticcache.SemanticCacheMiddleware`, served by uvicorn on
 loopback. An HTTP client sends a stream of paraphrased and distinct questions
 (:mod:`.questions`) and a table (:mod:`.table`) shows each one's outcome, then a summary
-(:mod:`.report`): hit rate, false hits, latency of hits and misses, upstream calls saved.
+(:mod:`.report`): hit rate, how stage 2 decided (paraphrases served, near misses
+refused), false hits, latency of hits and misses, upstream calls saved.
 This module holds the command's arguments; :mod:`.runner` runs it.
 """
 
@@ -17,11 +18,12 @@ from typing import Any, Final
 from semanticcache._cli._common import add_postgres_arguments
 from semanticcache._cli.demo.llm import StandInLLM, stand_in_latency_ms
 from semanticcache._cli.demo.questions import Group, Question, build_stream, load_groups
-from semanticcache._cli.demo.report import Outcome, summary
+from semanticcache._cli.demo.report import Decision, Outcome, summary
 from semanticcache._cli.demo.runner import RECOMMENDED_THRESHOLD, THRESHOLD_ENV, run
 
 __all__ = [
     "RECOMMENDED_THRESHOLD",
+    "Decision",
     "Group",
     "Outcome",
     "Question",
@@ -96,11 +98,18 @@ def add_parser(commands: Any) -> None:
         help="the stand-in LLM's answer time (default 300-800, seeded per question)",
     )
     parser.add_argument(
+        "--no-verifier",
+        action="store_true",
+        help="turn stage 2's verifier off: similarity alone decides (as "
+        "SEMANTIC_CACHE_VERIFIER=off does)",
+    )
+    parser.add_argument(
         "--threshold",
         type=_threshold,
         default=None,
-        help=f"similarity of a semantic hit (default: ${THRESHOLD_ENV}, else "
-        f"{RECOMMENDED_THRESHOLD}, docs/BENCHMARKS.md's value for the local embedder)",
+        help=f"with the verifier off, the similarity of a semantic hit (default: "
+        f"${THRESHOLD_ENV}, else {RECOMMENDED_THRESHOLD}, docs/BENCHMARKS.md's value for "
+        "the local embedder)",
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="order of questions and latencies (7)"

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Group", "Question", "build_stream", "load_groups"]
+__all__ = ["Group", "Question", "build_stream", "load_groups", "look_alikes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +54,13 @@ def build_stream(groups: Sequence[Group], count: int, seed: int) -> list[Questio
         rng.shuffle(batch)
         stream.extend(batch[: count - len(stream)])
     return stream
+
+
+def look_alikes(groups: Sequence[Group]) -> dict[str, set[str]]:
+    """Each group's look-alikes: the groups marked near misses of it, and the reverse."""
+    found: dict[str, set[str]] = {g.id: set() for g in groups}
+    for g in groups:
+        if g.near_miss_of is not None:
+            found[g.id].add(g.near_miss_of)
+            found.setdefault(g.near_miss_of, set()).add(g.id)
+    return found

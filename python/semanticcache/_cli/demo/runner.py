@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import shutil
 import socket
@@ -18,10 +19,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from semanticcache._cli._common import load_settings, postgres
+from semanticcache._cli._common import UsageError, load_settings, postgres
 from semanticcache._cli.demo.llm import ID_PREFIX, MODEL, PATH, StandInLLM, stand_in_latency_ms
-from semanticcache._cli.demo.questions import Group, Question, build_stream, load_groups
-from semanticcache._cli.demo.report import Outcome, summary
+from semanticcache._cli.demo.questions import (
+    Group,
+    Question,
+    build_stream,
+    load_groups,
+    look_alikes,
+)
+from semanticcache._cli.demo.report import Decision, Outcome, summary
 from semanticcache._cli.demo.table import MIN_LIVE_COLUMNS, Table
 from semanticcache._embedders.factory import missing_extra_error
 from semanticcache.errors import SemanticCacheError
@@ -32,13 +39,16 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from semanticcache._cache import SemanticCache
+    from semanticcache._key import CacheKey
     from semanticcache._middleware import SemanticCacheMiddleware
+    from semanticcache._results import CacheLookup
+    from semanticcache._settings import CacheSettings
 
 __all__ = ["RECOMMENDED_THRESHOLD", "THRESHOLD_ENV", "run"]
 
 RECOMMENDED_THRESHOLD: Final = 0.958
 """The threshold docs/BENCHMARKS.md recommends for the local embedder with the agreement
-check on, the default (false hits <= 1 % on the QQP dev pairs)."""
+check on and the verifier off (false hits <= 1 % on the QQP dev pairs)."""
 THRESHOLD_ENV: Final = "SEMANTIC_CACHE_THRESHOLD"
 
 
@@ -72,10 +82,15 @@ async def _serving(app: Any) -> AsyncIterator[tuple[str, uvicorn.Server]]:
 
 
 async def _send(
-    client: httpx.AsyncClient, middleware: SemanticCacheMiddleware, index: int, q: Question
+    client: httpx.AsyncClient,
+    middleware: SemanticCacheMiddleware,
+    lookups: list[CacheLookup],
+    index: int,
+    q: Question,
 ) -> Outcome:
     import httpx
 
+    first = len(lookups)
     started = time.perf_counter()
     try:
         response = await client.post(
@@ -95,20 +110,77 @@ async def _send(
     # Stores run after the response: let this one finish before the next question, as
     # it would have in traffic with any gap between requests.
     await middleware.drain(wait=30.0)
+    # The request's own lookup (none when it was bypassed): why it missed, and how near.
+    lookup = lookups[first] if len(lookups) > first else None
+    shown = float(similarity) if similarity else None
+    if shown is None and lookup is not None:
+        shown = lookup.best_similarity
+        if shown is None:
+            shown = lookup.nearest_similarity
     return Outcome(
         index=index,
         question=q,
         cache=response.headers.get("x-cache", "?"),
         match=response.headers.get("x-cache-match"),
-        similarity=float(similarity) if similarity else None,
+        similarity=shown,
         latency_ms=latency,
         served_group=served,
+        reason=lookup.reason if lookup is not None else None,
+        probability=lookup.probability if lookup is not None else None,
+    )
+
+
+def _recording_cache(
+    settings: CacheSettings, **kwargs: Any
+) -> tuple[SemanticCache, list[CacheLookup]]:
+    """A cache that keeps every lookup's full outcome (the middleware's headers say HIT
+    or MISS, not what refused a candidate)."""
+    from semanticcache._cache import SemanticCache
+
+    lookups: list[CacheLookup] = []
+
+    class Recording(SemanticCache):
+        async def lookup(
+            self, key: CacheKey | str, *, partition: bytes | None = None
+        ) -> CacheLookup:
+            result = await super().lookup(key, partition=partition)
+            lookups.append(result)
+            return result
+
+    return Recording(settings=settings, **kwargs), lookups
+
+
+def _decision(cache: SemanticCache, threshold_source: str) -> Decision:
+    verifier = cache.verifier
+    settings = cache.settings
+    check = settings.agreement_check
+    if verifier is None:
+        return Decision(cache.threshold, threshold_source, agreement_check=check)
+    if settings.verifier_floor is not None:
+        floor_source = "SEMANTIC_CACHE_VERIFIER_FLOOR"
+    else:
+        floor_source = "the verifier's floor"
+    if settings.verifier_threshold is not None:
+        source = "SEMANTIC_CACHE_VERIFIER_THRESHOLD"
+    else:
+        source = (
+            f"its threshold for <= {100 * settings.max_false_hit_rate:g} % false hits: "
+            "SEMANTIC_CACHE_MAX_FALSE_HIT_RATE"
+        )
+    return Decision(
+        verifier.floor,
+        floor_source,
+        verifier.name,
+        verifier.threshold,
+        source,
+        candidates=settings.top_k_candidates,
+        agreement_check=check,
     )
 
 
 async def _demo(
     args: argparse.Namespace,
-    make_cache: Callable[[], SemanticCache],
+    make_cache: Callable[[], tuple[SemanticCache, list[CacheLookup]]],
     groups: Sequence[Group],
     stream: Sequence[Question],
     threshold_source: str,
@@ -118,7 +190,8 @@ async def _demo(
 
     from semanticcache._middleware import SemanticCacheMiddleware
 
-    cache = make_cache()
+    cache, lookups = make_cache()
+    decision = _decision(cache, threshold_source)
 
     scope = f"demo-{secrets.token_hex(4)}"
     llm = StandInLLM(groups, seed=args.seed, latency_ms=args.latency_ms)
@@ -138,7 +211,8 @@ async def _demo(
             "runs offline",
             file=out,
         )
-        print(f"threshold: {cache.threshold} ({threshold_source})", file=out)
+        for line in decision.lines():
+            print(line, file=out)
         async with _serving(middleware) as (url, server):
             low, high = args.latency_ms
             print(
@@ -160,7 +234,7 @@ async def _demo(
                 for index, question in enumerate(stream, start=1):
                     if server.should_exit:
                         break
-                    outcome = await _send(client, middleware, index, question)
+                    outcome = await _send(client, middleware, lookups, index, question)
                     outcomes.append(outcome)
                     table.add(outcome, sum(1 for o in outcomes if o.hit))
             seconds = time.perf_counter() - started
@@ -174,7 +248,15 @@ async def _demo(
         if interrupted:
             # uvicorn took the Ctrl-C (it stops the server): summarise what was sent.
             print(f"interrupted after {len(outcomes)} of {len(stream)} questions", file=out)
-        for line in summary(outcomes, llm.calls, seconds, saved_ms):
+        lines = summary(
+            outcomes,
+            llm.calls,
+            seconds,
+            saved_ms,
+            decision=decision,
+            look_alikes=look_alikes(groups),
+        )
+        for line in lines:
             print(line, file=out)
         if args.keep:
             print(
@@ -202,11 +284,20 @@ def _imports() -> None:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``semcache demo``."""
     _imports()
-    from semanticcache._cache import SemanticCache
     from semanticcache._embedders.local import LocalEmbedder
 
     out = sys.stdout
     settings = load_settings(args, environ)
+    if args.no_verifier:
+        settings = dataclasses.replace(settings, verifier="off")
+    elif args.threshold is not None and settings.verifier != "off":
+        # The demo's local embedder turns an `auto` verifier on: the similarity threshold
+        # would not decide anything.
+        raise UsageError(
+            "--threshold is the similarity a hit needs without the verifier: add "
+            "--no-verifier (the verifier's own threshold comes from "
+            "SEMANTIC_CACHE_MAX_FALSE_HIT_RATE or SEMANTIC_CACHE_VERIFIER_THRESHOLD)"
+        )
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
     elif THRESHOLD_ENV in environ:
@@ -226,11 +317,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     with postgres(args, settings, environ, out) as pg:
         embedder = LocalEmbedder()
 
-        def make_cache() -> SemanticCache:
+        def make_cache() -> tuple[SemanticCache, list[CacheLookup]]:
             # Made inside the event loop that uses its pool.
-            return SemanticCache(
-                settings=settings, pg_uri=pg.uri, embedder=embedder, threshold=threshold
-            )
+            return _recording_cache(settings, pg_uri=pg.uri, embedder=embedder, threshold=threshold)
 
         try:
             return asyncio.run(_demo(args, make_cache, groups, stream, source, out))

@@ -12,8 +12,9 @@ __all__ = ["MIN_LIVE_COLUMNS", "Table"]
 
 _WINDOW: Final = 14  # rows of the live table kept on screen
 _TEXT_WIDTH: Final = 50
-# Characters of a row besides the request text: number, outcome, similarity, latency.
-_FIXED_WIDTH: Final = 44
+# Characters of a row besides the request text: number, outcome, similarity, stage 2,
+# latency.
+_FIXED_WIDTH: Final = 60
 # Narrower terminals get plain lines: a wrapped row would break the in-place redraw.
 MIN_LIVE_COLUMNS: Final = 70
 
@@ -28,6 +29,18 @@ class _Colour:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _stage2(outcome: Outcome) -> str:
+    """What stage 2 made of the request: the verifier's probability and its verdict, or
+    the rule that refused the candidate; ``-`` when no candidate reached it."""
+    if outcome.probability is not None:
+        return f"{outcome.probability:.3f} {'served' if outcome.hit else 'refused'}"
+    if outcome.reason == "disagreement":
+        return "check refused"
+    if outcome.reason == "rejected":
+        return "rejected"
+    return "-"
 
 
 class Table:
@@ -55,7 +68,10 @@ class Table:
     def header(self) -> str:
         """The column titles."""
         width = self._text_width("")
-        return f"{'#':>4}  {'request':<{width}}  {'cache':<13}  {'similarity':>10}  {'latency':>9}"
+        return (
+            f"{'#':>4}  {'request':<{width}}  {'cache':<13}  {'similarity':>10}  "
+            f"{'stage 2':<14}  {'latency':>9}"
+        )
 
     def start(self) -> None:
         """Print the column titles (live mode draws them with each redraw)."""
@@ -72,6 +88,7 @@ class Table:
         else:
             cache = c(outcome.cache.ljust(13), "31")
         similarity = f"{outcome.similarity:.4f}" if outcome.similarity is not None else "-"
+        stage2 = _stage2(outcome)
         suffix = f"  FALSE HIT (answer for {outcome.served_group})" if outcome.false_hit else ""
         if self._columns is not None:
             suffix = suffix[: max(0, self._columns - _FIXED_WIDTH - 12)]
@@ -79,7 +96,7 @@ class Table:
         flag = c(suffix, "1;31") if suffix else ""
         row = (
             f"{outcome.index:>4}  {_clip(outcome.question.text, width):<{width}}  "
-            f"{cache}  {similarity:>10}  {outcome.latency_ms:>6.0f} ms{flag}"
+            f"{cache}  {similarity:>10}  {stage2:<14}  {outcome.latency_ms:>6.0f} ms{flag}"
         )
         if not self._live:
             print(row, file=self._out, flush=True)
