@@ -13,7 +13,7 @@ from semanticcache._key import CacheKey, lookup_digest
 from semanticcache._memo import BadVector, Embeddings
 from semanticcache._offload import off_loop_if_long
 from semanticcache._redis_copies import RedisCopies
-from semanticcache._results import CacheHit, CacheLookup, exact_hit
+from semanticcache._results import CacheHit, CacheLookup, LookupReason, exact_hit
 from semanticcache._settings import CacheSettings
 from semanticcache._storage.hot import HotEntries, HotEntry
 from semanticcache._storage.pgvector import BinaryVector, PgVectorStore, SearchResult, StoredEntry
@@ -198,35 +198,28 @@ class LookupPath:
         verdict = await self._judge.choose(
             target.text, [Candidate(c.similarity, c.lookup_text) for c in candidates]
         )
-        if verdict.served is None:
+
+        def outcome(
+            hit: CacheHit | None, reason: LookupReason, probability: float | None
+        ) -> CacheLookup:
             return CacheLookup(
-                None,
-                verdict.reason,
+                hit,
+                reason,
                 best_similarity=best.similarity,
                 candidates=len(candidates),
                 nearest_similarity=nearest,
-                probability=verdict.probability,
+                probability=probability,
             )
+
+        if verdict.served is None:
+            return outcome(None, verdict.reason, verdict.probability)
         served = candidates[verdict.served]
         response = served.response
         if served is not best:
             # The search ships only the best candidate's response; fetch this one's.
             fetched = await self._store_call(lambda: self._store.get_response(served.id), read=True)
             if fetched is None:  # deleted or expired since the search: nothing to serve
-                return CacheLookup(
-                    None,
-                    "miss",
-                    best_similarity=best.similarity,
-                    candidates=len(candidates),
-                    nearest_similarity=nearest,
-                )
+                return outcome(None, "miss", None)
             response = fetched
         hit = CacheHit(response, served.similarity, "semantic", served.id, served.created_at)
-        return CacheLookup(
-            hit,
-            "hit",
-            best_similarity=best.similarity,
-            candidates=len(candidates),
-            nearest_similarity=nearest,
-            probability=verdict.probability,
-        )
+        return outcome(hit, "hit", verdict.probability)

@@ -87,7 +87,7 @@ def test_a_model_file_that_is_not_the_cards_is_refused(tmp_path: Path) -> None:
         f.write(b"\0")
     raw = json.loads(PACKAGED_CARD.read_text())
     (tmp_path / "card.json").write_text(json.dumps(raw))
-    with pytest.raises(ConfigurationError, match="does not match its card"):
+    with pytest.raises(ConfigurationError, match="is not the model its card"):
         CrossEncoder(load_card(tmp_path / "card.json"))
 
 

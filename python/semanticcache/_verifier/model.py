@@ -8,22 +8,19 @@ loop; concurrent calls are merged into one batch. No torch, no network.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final
 
 from semanticcache._embedders._worker import COALESCE_MAX_TEXTS, BatchingWorker
 from semanticcache._embedders.base import sendable_text
 from semanticcache._embedders.factory import extra_imports
 from semanticcache._verifier.card import ModelCard
-from semanticcache.errors import ConfigurationError, EmbedderError
+from semanticcache.errors import EmbedderError
 
 with extra_imports("embed-local", "The verifier"):
     import numpy as np
-    import onnxruntime as ort
 
-    from semanticcache._embedders.local import build_tokenizer
+    from semanticcache._embedders.local import build_tokenizer, load_onnx
 
 __all__ = ["CrossEncoder", "Pair"]
 
@@ -34,14 +31,6 @@ Pair = tuple[str, str]
 _MAX_CHARS: Final = 4_000
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class CrossEncoder:
     """The card's ONNX model; :meth:`logits` scores pairs on the model's worker thread.
 
@@ -49,25 +38,14 @@ class CrossEncoder:
     """
 
     def __init__(self, card: ModelCard, *, threads: int | None = None) -> None:
-        path = card.model_path
-        try:
-            sha = _sha256(path)
-        except OSError as exc:
-            raise ConfigurationError(f"the verifier cannot read its model {path}: {exc}") from exc
-        if sha != card.sha256:
-            raise ConfigurationError(
-                f"the verifier model {path} does not match its card (sha256 {sha}); "
-                "reinstall fastapi-semcache"
-            )
         self.card = card
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # Spinning idle threads would take CPU from the event loop on a small machine.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        self._session = load_onnx(
+            card.model_path,
+            sha256=card.sha256,
+            threads=threads,
+            what="the verifier",
+            expected=f"the model its card {card.name} names",
+            fix="reinstall fastapi-semcache",
         )
         self._tokenizer = build_tokenizer(card.max_tokens)
         self._tokenizer.no_padding()  # every pair runs alone (see logits_sync)
