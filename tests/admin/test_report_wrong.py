@@ -23,7 +23,9 @@ KEY = secrets.token_bytes(32)
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
     """Liveness bound, not a timing assertion: notices arrive within milliseconds."""
     async with asyncio.timeout(seconds):
-        while not await check():
+        while True:
+            if await check():
+                return
             await asyncio.sleep(0.01)
 
 
