@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from semanticcache._guard import StoreCall, Unavailable
 from semanticcache._key import db_text
@@ -26,7 +27,7 @@ from semanticcache._redis_copies import RedisCopies
 from semanticcache._storage.pgvector import PgVectorStore
 from semanticcache.errors import ConfigurationError, StorageError
 
-__all__ = ["NEGATIVES_DDL", "Feedback", "delete_negatives"]
+__all__ = ["NEGATIVES_DDL", "Feedback", "delete_negatives", "remove_row"]
 
 NEGATIVES_DDL: Final = (
     """
@@ -87,20 +88,17 @@ class Feedback:
 
         async def run() -> bool:
             keys.clear()
-            try:
-                async with self._store.pool.connection() as conn, conn.transaction():
-                    row = await _delete(conn, table, entry_id, scope)
-                    if row is None:
-                        return False
-                    partition, digest, found_scope, stored_text = row
-                    keys.append((partition, digest, entry_id))
-                    if negative:
-                        await _keep_negative(
-                            conn, table, found_scope, partition, stored_text, lookup_text
-                        )
-                    return True
-            except psycopg.Error as exc:
-                raise StorageError(f"cache delete failed: {exc}") from exc
+            row = await remove_row(
+                self._store.pool,
+                table,
+                entry_id,
+                scope=scope,
+                negative=negative,
+                lookup_text=lookup_text,
+            )
+            if row is not None:
+                keys.append(row)
+            return row is not None
 
         await self._ensure_open()
         deleted = await self._call(run)
@@ -113,6 +111,31 @@ class Feedback:
             return await self._store_call(make)
         except Unavailable as exc:
             raise StorageError(f"cache delete failed: {exc.describe()}") from exc.cause
+
+
+async def remove_row(
+    pool: AsyncConnectionPool,
+    table: str,
+    entry_id: int,
+    *,
+    scope: str | None,
+    negative: bool,
+    lookup_text: str | None = None,
+) -> tuple[bytes, bytes, int] | None:
+    """Delete entry ``entry_id`` of ``table`` (only of ``scope``, when given) and, when
+    ``negative``, keep its negative, in one transaction; the deleted row's Redis key
+    (partition, text digest, id), or ``None`` when nothing was deleted."""
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            row = await _delete(conn, table, entry_id, scope)
+            if row is None:
+                return None
+            partition, digest, found_scope, stored_text = row
+            if negative:
+                await _keep_negative(conn, table, found_scope, partition, stored_text, lookup_text)
+            return partition, digest, entry_id
+    except psycopg.Error as exc:
+        raise StorageError(f"cache delete failed: {exc}") from exc
 
 
 async def _delete(
