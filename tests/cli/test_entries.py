@@ -5,7 +5,9 @@ and another scope's entry (or a token of another key) is left alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+from pathlib import Path
 
 import psycopg
 
@@ -88,3 +90,34 @@ def test_without_the_digest_key_tokens_cannot_be_read(pg_uri: str) -> None:
     done = semcache("delete", "00" * 16, "--pg-uri", pg_uri)
     line = assert_one_error_line(done, 2)
     assert "SEMANTIC_CACHE_LOG_DIGEST_KEY" in line
+
+
+async def _report_two(pg_uri: str) -> None:
+    """Two hits reported wrong on the hashing table: one with its lookup text."""
+    settings = CacheSettings(pg_uri=pg_uri, threshold=0.9, log_digest_key=KEY.encode())
+    async with SemanticCache(settings=settings, embedder=HashingEmbedder()) as cache:
+        for text, asked in (
+            ("What is the speed of light?", "What is the speed of sound?"),
+            ("Who wrote Hamlet?", None),
+        ):
+            entry_id = await cache.put(CacheKey(text, scope="neg"), b"x", raise_errors=True)
+            assert entry_id is not None
+            assert await cache.report_wrong_id(entry_id, lookup_text=asked)
+
+
+def test_calibrate_reads_the_kept_negatives(pg_uri: str, tmp_path: Path) -> None:
+    asyncio.run(_report_two(pg_uri))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"a": "Who wrote Hamlet?", "b": "who wrote hamlet", "same_answer": True}) + "\n"
+    )
+    args = ("calibrate", "--pairs", str(pairs), "--embedder", "hashing", "--pg-uri", pg_uri)
+    done = semcache(*args, "--negatives")
+    assert done.returncode == 0, done.stderr
+    # The one with its lookup text joins as a different-answer pair; the other cannot.
+    assert "negatives: 1 reported wrong (with their lookup text)" in done.stdout
+    assert "pairs: 2 (1 same answer, 1 different)" in done.stdout
+    # The 64-dimension table's negative (the test above) is another embedder's: left out.
+    without = semcache(*args)
+    assert without.returncode == 0, without.stderr
+    assert "pairs: 1 (1 same answer, 0 different)" in without.stdout
