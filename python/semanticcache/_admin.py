@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import re
 from typing import Any, Final
 
@@ -42,7 +41,10 @@ ADMIN_PATH: Final = "/_semcache/admin"
 
 _PERSON: Final = b"semcache:admin-scope:v1\x00"
 _MAX_BODY: Final = 64 * 1024
-_ENTRY: Final = re.compile(r"/entries/([0-9a-fA-F]{1,64})(/report-wrong)?")
+# About 3,000 years: past it Postgres's intervals overflow.
+_MAX_AGE: Final = 1e11
+# Any token shape: one that names nothing gets the answer of another scope's entry.
+_ENTRY: Final = re.compile(r"/entries/([^/]{1,256})(/report-wrong)?")
 _NOT_FOUND: Final = {"error": "no such entry in this scope"}
 
 _log = logging.getLogger("semanticcache.admin")
@@ -154,10 +156,9 @@ class _AdminApp:
         if older is not None and (
             isinstance(older, bool)
             or not isinstance(older, int | float)
-            or not math.isfinite(older)
-            or older < 0
+            or not 0 <= older <= _MAX_AGE
         ):
-            raise _Refused(400, '"older_than_seconds" must be a number >= 0')
+            raise _Refused(400, f'"older_than_seconds" must be a number in 0..{_MAX_AGE:g}')
         expired = fields.get("expired", False)
         if not isinstance(expired, bool):
             raise _Refused(400, '"expired" must be true or false')

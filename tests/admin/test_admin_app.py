@@ -115,6 +115,9 @@ async def test_another_scopes_entry_is_answered_as_a_missing_one(
         # The operator must name the scope too; the wrong one finds nothing.
         await _report(client, token, {"scope": "tenant-b"}, _auth(ADMIN)),
         await _delete(client, token, {"scope": ""}, _auth(ADMIN)),
+        # Not a token at all.
+        await _report(client, "not-a-token", {"scope": "tenant-b"}, b_token),
+        await _delete(client, "0" * 32, {"scope": "tenant-b"}, b_token),
         # A token made under another key (another deployment) names nothing.
         await _report(
             client, entry_token(b"k" * 32, cache.table, 1), {"scope": "tenant-a"}, _auth(ADMIN)
@@ -174,6 +177,16 @@ async def test_purge_by_scope_and_age(cache: SemanticCache, client: httpx.AsyncC
     assert await cache.get(other) is not None
     nothing = await client.post("/admin/purge", json={}, headers=_auth(ADMIN))
     assert nothing.status_code == 400
+    for body in (
+        {"older_than_seconds": -1},
+        {"older_than_seconds": 1e300},
+        {"older_than_seconds": True},
+        {"scope": "a\u0000b"},  # stored as another scope's column value: refused
+        {"scope": 7},
+    ):
+        refused = await client.post("/admin/purge", json=body, headers=_auth(ADMIN))
+        assert refused.status_code == 400, body
+    assert await cache.get(other) is not None
 
 
 async def test_the_proxy_serves_it_only_with_a_token(cache: SemanticCache, pg_uri: str) -> None:
