@@ -69,6 +69,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "hot_entries": 0,
     "metrics": False,
     "metrics_path": None,
+    "admin_token": None,
     "embedded_data_dir": None,
 }
 

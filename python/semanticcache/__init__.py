@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Final
 
 from semanticcache import _native
+from semanticcache._admin import admin_app, admin_scope_token
 from semanticcache._cache import SemanticCache
 from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders import BaseEmbedder, HashingEmbedder, get_embedder
@@ -87,6 +88,8 @@ __all__ = [
     "StorageError",
     "StreamFormatError",
     "__version__",
+    "admin_app",
+    "admin_scope_token",
     "client_extract_scope",
     "get_cache_settings",
     "get_embedder",

@@ -19,6 +19,8 @@ from semanticcache._breaker import CircuitBreaker
 from semanticcache._connection import PgConnection
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder
+from semanticcache._entry_token import entry_id_of
+from semanticcache._feedback import Feedback
 from semanticcache._guard import Guard, Unavailable, connection_lost
 from semanticcache._judge import Judge
 from semanticcache._key import CacheKey, db_text, lookup_digest
@@ -191,6 +193,7 @@ class SemanticCache:
             ttl_seconds=self._ttl_seconds,
             on_stored=self._metrics.stored if self._metrics is not None else None,
         )
+        self._feedback = Feedback(self._store, self._store_call, self._redis, self._ensure_open)
         self._ready = False
         self._open_lock = asyncio.Lock()
 
@@ -349,12 +352,41 @@ class SemanticCache:
         loud = self._raise_errors if raise_errors is None else raise_errors
         return await self._writes.put(target, response, loud=loud)
 
-    async def delete(self, entry_id: int) -> bool:
-        """Delete one entry by id (``CacheHit.entry_id``); whether it existed."""
+    async def delete(self, entry_id: int, *, scope: str | None = None) -> bool:
+        """Delete one entry by id (``CacheHit.entry_id``), with ``scope`` only if it is
+        of that scope; whether it was deleted."""
+        if scope is not None:
+            return await self._feedback.remove(entry_id, scope=scope, negative=False)
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise ConfigurationError("entry_id must be an int")
         await self._ensure_open()
         return await self._writes.delete(entry_id)
+
+    def entry_id(self, entry_token: str) -> int | None:
+        """The id an ``X-Cache-Entry`` token names (made under this cache's
+        ``log_digest_key`` for its table); ``None`` for anything else."""
+        key = self._settings.effective_log_digest_key
+        return entry_id_of(key, self.table, entry_token) if isinstance(entry_token, str) else None
+
+    async def report_wrong(
+        self, entry_token: str, *, scope: str | None = None, lookup_text: str | None = None
+    ) -> bool:
+        """:meth:`report_wrong_id` of the entry an ``X-Cache-Entry`` token names (an
+        unreadable token: ``False``)."""
+        entry_id = self.entry_id(entry_token)
+        if entry_id is None:
+            return False
+        return await self.report_wrong_id(entry_id, scope=scope, lookup_text=lookup_text)
+
+    async def report_wrong_id(
+        self, entry_id: int, *, scope: str | None = None, lookup_text: str | None = None
+    ) -> bool:
+        """Take entry ``entry_id`` out of every tier now and keep it as a negative example
+        (see :mod:`semanticcache._feedback`); with ``scope``, only an entry of that scope.
+        Whether it was deleted: a missing entry and another scope's are both ``False``."""
+        return await self._feedback.remove(
+            entry_id, scope=scope, negative=True, lookup_text=lookup_text
+        )
 
     async def purge(
         self,

@@ -71,6 +71,7 @@ MAX_TTL_DAYS: Final = 36500.0
 SECONDS_PER_DAY: Final = 86400
 DEFAULT_REDIS_TTL_SECONDS: Final = SECONDS_PER_DAY
 DIGEST_KEY_MIN_BYTES: Final = 16
+ADMIN_TOKEN_MIN_BYTES: Final = 16
 
 # One random key per process, so digests of the same prompt still correlate across the log
 # lines of one process when no key is configured.
@@ -368,6 +369,13 @@ class CacheSettings:
         "Path at which the proxy serves the Prometheus metrics (`/metrics`); setting it "
         "turns `SEMANTIC_CACHE_METRICS` on.",
         default_doc="unset (not served)",
+    )
+    admin_token: bytes | None = setting(
+        None,
+        Key(ADMIN_TOKEN_MIN_BYTES),
+        "Bearer token of the admin endpoint (report a hit wrong, delete, purge); the proxy "
+        "serves it only when this is set ([admin.md](admin.md)).",
+        default_doc="unset (no admin endpoint)",
     )
     embedded_data_dir: Path | None = setting(
         None,

@@ -1,7 +1,8 @@
 """The ``semcache`` command (also ``python -m semanticcache``).
 
 ``demo`` (the product on embedded defaults), ``serve`` (the caching reverse proxy),
-``stats``, ``purge`` and ``calibrate``: one module per command, each with an
+``stats``, ``purge``, ``report-wrong`` and ``delete`` (both in :mod:`.entries`, registered
+by its ``add_parsers``) and ``calibrate``: one module per command, each with an
 ``add_parser(commands)`` and a ``run(args, environ) -> int``. This package is the edge:
 it reads ``os.environ`` (through :meth:`CacheSettings.from_env`) and turns every error
 into one line on stderr and an exit status (2 for usage, 1 otherwise), never a traceback.
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 import psycopg
 
-from semanticcache._cli import calibrate, demo, purge, serve, stats
+from semanticcache._cli import calibrate, demo, entries, purge, serve, stats
 from semanticcache._cli._common import UsageError
 from semanticcache._settings import mask_connection_string
 from semanticcache.errors import SemanticCacheError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo, serve, stats, purge, calibrate):
         module.add_parser(commands)
+    entries.add_parsers(commands)
     return parser
 
 

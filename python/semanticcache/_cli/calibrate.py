@@ -24,6 +24,7 @@ from semanticcache._cli._common import (
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder, missing_extra_error
 from semanticcache._settings import CacheSettings, EmbedderType
+from semanticcache._storage.tables import table_name_for
 from semanticcache._verifier import Verifier, load_verifier
 from semanticcache.calibration import (
     MISS,
@@ -41,7 +42,7 @@ from semanticcache.calibration import (
     threshold_for_false_hit_rate,
 )
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "kept_negatives", "run"]
 
 _EMBEDDERS: Final[tuple[str, ...]] = get_args(EmbedderType)
 
@@ -90,6 +91,12 @@ def add_parser(commands: Any) -> None:
         help="embedder to calibrate (default: $SEMANTIC_CACHE_EMBEDDER_TYPE, else local)",
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    parser.add_argument(
+        "--negatives",
+        action="store_true",
+        help="also the hits reported wrong with their lookup text (semcache_negatives, "
+        "this embedder's table), as same_answer=false pairs",
+    )
     parser.add_argument(
         "--plot", type=Path, default=None, metavar="PNG", help="write the rates curve here"
     )
@@ -335,6 +342,27 @@ def _beside(
     ]
 
 
+def kept_negatives(uri: str, table: str) -> list[Pair]:
+    """The negatives kept for ``table`` that carry the lookup text answered wrongly, as
+    different-answer pairs (stored text, lookup text)."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('semcache_negatives')").fetchone()
+        if found is None or found[0] is None:
+            return []
+        rows = conn.execute(
+            "SELECT id, stored_text, lookup_text FROM semcache_negatives "
+            "WHERE cache_table = %s AND lookup_text IS NOT NULL ORDER BY id",
+            (table,),
+        ).fetchall()
+    return [
+        Pair(f"negative-{row[0]}", str(row[1]), str(row[2]), False)
+        for row in rows
+        if str(row[1]).strip() and str(row[2]).strip()
+    ]
+
+
 def _judging_settings(settings: CacheSettings) -> CacheSettings:
     """The settings ``judge_pairs`` runs with: the configured ones, with a placeholder
     verifier threshold when none is set (a named model needs one to load, and the table's
@@ -373,6 +401,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         judging = _judging_settings(settings)
         verifier = load_verifier(judging, embedder)
         with postgres(args, settings, environ, sys.stdout) as pg:
+            if args.negatives:
+                table = table_name_for(embedder.model_id, embedder.dimension)
+                kept = kept_negatives(pg.uri, table)
+                print(f"negatives: {len(kept)} reported wrong (with their lookup text)")
+                pairs = [*pairs, *kept]
             measuring = True  # _measure closes the embedder
             scored, table, judged = asyncio.run(
                 _measure(scoring, None if verifier is None else judging, pg.uri, embedder, pairs)

@@ -22,7 +22,7 @@ from semanticcache._settings import CacheSettings
 from semanticcache._storage.pgvector import PgVectorStore
 from semanticcache.errors import SemanticCacheError, StorageError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "forget_blobs", "run"]
 
 
 def add_parser(commands: Any) -> None:
@@ -77,7 +77,7 @@ async def _count_all(stores: list[PgVectorStore]) -> int:
     return sum([(await store.stats()).rows for store in stores])
 
 
-async def _forget_blobs(
+async def forget_blobs(
     settings: CacheSettings,
     store: PgVectorStore,
     keys: list[tuple[bytes, bytes, int]] | None,
@@ -159,7 +159,7 @@ async def _purge(
                 keys=keys,
             )
             if count:
-                await _forget_blobs(settings, store, keys, err)
+                await forget_blobs(settings, store, keys, err)
             total += count
             print(f"{store.table}: deleted {count}", file=out)
         print(f"deleted {total} entries ({_describe(args)})", file=out)

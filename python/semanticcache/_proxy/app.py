@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from semanticcache._cache import SemanticCache
 from semanticcache._middleware.asgi import ResponseValidator, SemanticCacheMiddleware
@@ -69,7 +69,8 @@ def create_semantic_cache_proxy_app(
     The app's lifespan opens the aiohttp session and the cache (a cache that cannot
     open is logged and the proxy starts anyway: requests pass through until it can),
     and at shutdown finishes the stores in flight, then closes both. Run it with
-    lifespan on. With ``metrics_path`` set, GET on it serves the Prometheus metrics.
+    lifespan on. With ``metrics_path`` set, GET on it serves the Prometheus metrics;
+    with ``admin_token`` set, ``/_semcache/admin`` is the admin endpoint (docs/admin.md).
     Routes you add to the returned app take precedence; everything else is forwarded
     (the app has no /docs of its own, so the upstream's pass through).
     ``app.state`` holds ``semantic_cache``, ``semantic_cache_middleware`` and
@@ -112,6 +113,10 @@ def create_semantic_cache_proxy_app(
 
         # A route of the app, so it answers before the fallback forwards anything.
         app.router.routes.append(Route(settings.metrics_path, metrics_app(), methods=["GET"]))
+    if settings.admin_token is not None:
+        from semanticcache._admin import ADMIN_PATH, admin_app
+
+        app.router.routes.append(Mount(ADMIN_PATH, admin_app(cache, token=settings.admin_token)))
     app.state.semantic_cache = cache
     app.state.semantic_cache_middleware = middleware
     app.state.proxy_forwarder = forwarder
