@@ -19,12 +19,12 @@ from semanticcache._breaker import CircuitBreaker
 from semanticcache._connection import PgConnection
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder
-from semanticcache._entry_token import entry_id_of
 from semanticcache._feedback import Feedback
 from semanticcache._guard import Guard, Unavailable, connection_lost
 from semanticcache._judge import Judge
-from semanticcache._key import CacheKey, db_text, lookup_digest
+from semanticcache._key import CacheKey, lookup_digest
 from semanticcache._lookup import LookupPath, target_of
+from semanticcache._maintenance import Maintenance
 from semanticcache._memo import Embeddings
 from semanticcache._metrics import Metrics, metrics_for
 from semanticcache._redis_copies import RedisCopies
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-class SemanticCache:
+class SemanticCache(Maintenance):
     """A semantic response cache on Postgres + pgvector.
 
     A lookup tries the exact (normalized) text of the key's partition first, then embeds
@@ -351,94 +351,6 @@ class SemanticCache:
             raise ConfigurationError("response must be bytes")
         loud = self._raise_errors if raise_errors is None else raise_errors
         return await self._writes.put(target, response, loud=loud)
-
-    async def delete(self, entry_id: int, *, scope: str | None = None) -> bool:
-        """Delete one entry by id (``CacheHit.entry_id``), with ``scope`` only if it is
-        of that scope; whether it was deleted."""
-        if scope is not None:
-            return await self._feedback.remove(entry_id, scope=scope, negative=False)
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ConfigurationError("entry_id must be an int")
-        await self._ensure_open()
-        return await self._writes.delete(entry_id)
-
-    def entry_id(self, entry_token: str) -> int | None:
-        """The id an ``X-Cache-Entry`` token names (made under this cache's
-        ``log_digest_key`` for its table); ``None`` for anything else."""
-        key = self._settings.effective_log_digest_key
-        return entry_id_of(key, self.table, entry_token) if isinstance(entry_token, str) else None
-
-    async def report_wrong(
-        self, entry_token: str, *, scope: str | None = None, lookup_text: str | None = None
-    ) -> bool:
-        """:meth:`report_wrong_id` of the entry an ``X-Cache-Entry`` token names (an
-        unreadable token: ``False``)."""
-        entry_id = self.entry_id(entry_token)
-        if entry_id is None:
-            return False
-        return await self.report_wrong_id(entry_id, scope=scope, lookup_text=lookup_text)
-
-    async def report_wrong_id(
-        self, entry_id: int, *, scope: str | None = None, lookup_text: str | None = None
-    ) -> bool:
-        """Take entry ``entry_id`` out of every tier now and keep it as a negative example
-        (see :mod:`semanticcache._feedback`); with ``scope``, only an entry of that scope.
-        Whether it was deleted: a missing entry and another scope's are both ``False``."""
-        return await self._feedback.remove(
-            entry_id, scope=scope, negative=True, lookup_text=lookup_text
-        )
-
-    async def purge(
-        self,
-        *,
-        scope: str | None = None,
-        partition: bytes | None = None,
-        expired: bool = False,
-        older_than: float | None = None,
-        all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
-    ) -> int:
-        """Delete entries and return how many.
-
-        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
-        (a partition digest), ``expired=True`` (rows past their TTL), ``older_than=``
-        (seconds since the entry was stored or last replaced). ``all=True`` empties this
-        embedder's table and takes no other selector. At least one selector is required,
-        so a bare ``purge()`` never deletes everything by accident.
-        """
-        if scope is not None and not isinstance(scope, str):
-            raise ConfigurationError("scope must be a str")
-        if partition is not None and not isinstance(partition, bytes):
-            raise ConfigurationError("partition must be bytes")
-        await self._ensure_open()
-        return await self._writes.purge(
-            scope=db_text(scope) if scope is not None else None,
-            partition=partition,
-            expired=expired,
-            older_than=older_than,
-            all=all,
-        )
-
-    async def stats(self) -> CacheStats:
-        """Rows, hits (pending hit counts flushed first), per-scope figures, table size,
-        and this process's lookup outcomes."""
-        await self._ensure_open()
-        await self.flush_hits()
-        stored = await self._store.stats()
-        return CacheStats(
-            rows=stored.rows,
-            hits=stored.hits,
-            expired_rows=stored.expired_rows,
-            table_bytes=stored.table_bytes,
-            scopes=stored.scopes,
-            lookups=dict(self._outcomes),
-            nearest_similarity=stored.nearest_similarity,
-        )
-
-    async def flush_hits(self) -> None:
-        """Write the hit counts and nearest-similarity counts gathered since the last
-        flush (done in the background every ``hit_flush_interval`` seconds, and by
-        :meth:`close`)."""
-        await self._background.flush()
 
     async def close(self) -> None:
         """Stop the background tasks, write pending hit counts, close the pool and the
