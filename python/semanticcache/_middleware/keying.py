@@ -168,6 +168,9 @@ class RequestKey:
             and (values := header_values(self.headers, name.encode("latin-1")))
         }
         route = vary_route(self.target, vary, self.headers, digests)
+        if route == base.route:
+            # No Vary values to add (the usual case): the key build() made, digests and all.
+            return base
         # replace() computes the key's digests again: off the loop for a long text.
         return await off_loop_if_long(
             len(base.text), lambda: dataclasses.replace(base, route=route)
