@@ -206,8 +206,53 @@ async def test_store_statements_per_lookup(
         # One statement (exact probe + search) per lookup, whatever its outcome.
         assert calls == ["lookup", "lookup", "lookup"]
     else:
-        # Exact probe first; the search only after a miss there.
-        assert calls == ["get_exact", "search", "get_exact", "get_exact", "search"]
+        # Exact probe first; the search only after a miss there. The third lookup's
+        # text was embedded by the first: with its vector remembered, one statement.
+        assert calls == ["get_exact", "search", "get_exact", "lookup"]
+
+
+async def test_a_remembered_vector_makes_one_statement_on_the_exact_first_path(
+    pg_uri: str, embedder: TableEmbedder, seeded: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if embedder.embeds_cheaply:
+        pytest.skip("the embed-first path sends one statement whatever the memo holds")
+    calls: list[str] = []
+    for memo in (0, 100):
+        calls.clear()
+        async with SemanticCache(
+            pg_uri=pg_uri,
+            embedder=embedder,
+            threshold=0.9,
+            agreement_check=False,
+            embedding_memo_size=memo,
+        ) as c:
+            for name in ("get_exact", "search", "lookup"):
+                original = getattr(c.store, name)
+
+                def spy(
+                    *args: object,
+                    _name: str = name,
+                    _original: Callable[..., object] = original,
+                    **kwargs: object,
+                ) -> object:
+                    calls.append(_name)
+                    return _original(*args, **kwargs)
+
+                monkeypatch.setattr(c.store, name, spy)
+            first = await c.lookup("the query", partition=seeded)
+            again = await c.lookup("the query", partition=seeded)
+            exact = await c.lookup("stored 0.8", partition=seeded)
+        assert first.hit is not None
+        assert (first.hit.match, first.hit.response) == ("semantic", b"answer 0.99")
+        assert again == first
+        assert exact.hit is not None
+        assert (exact.hit.match, exact.hit.response) == ("exact", b"answer 0.8")
+        if memo:
+            # The second lookup's vector is remembered: the exact probe and the search
+            # in one statement, the same hit. "stored 0.8" was never embedded here.
+            assert calls == ["get_exact", "search", "lookup", "get_exact"]
+        else:
+            assert calls == ["get_exact", "search", "get_exact", "search", "get_exact"]
 
 
 async def test_search_settings_are_session_settings_of_the_pool(

@@ -98,6 +98,12 @@ class LookupPath:
         refill = epoch if redis_answered else None
         if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
             return await self._embed_first_lookup(target, refill=refill, generation=generation)
+        memo_key = await self._embeddings.memo_key(target.text)
+        known = self._embeddings.memo.get(memo_key)
+        if known is not None:
+            # The vector costs nothing now (a paraphrase asked again): the exact probe
+            # and the search in one round trip, as for a cheap embedder.
+            return await self._one_trip(target, known, refill=refill, generation=generation)
         if not redis_answered:
             # Without Redis (or with Redis unreachable) Postgres answers the exact path.
             # When Redis answered "absent", the exact row (if Redis lost it) is still found
@@ -105,7 +111,7 @@ class LookupPath:
             found = await self._exact(target, generation)
             if found is not None:
                 return found
-        vector = await self._embed(target.text)
+        vector = await self._embed(target.text, memo_key)
         k = self._settings.top_k_candidates
         gate = self._judge.gate
         candidates = await self._search(
@@ -122,9 +128,9 @@ class LookupPath:
         self._on_search(time.perf_counter() - started)
         return found
 
-    async def _embed(self, text: str) -> BinaryVector:
+    async def _embed(self, text: str, memo_key: bytes | None = None) -> BinaryVector:
         try:
-            return await self._embeddings.embed(text)
+            return await self._embeddings.embed(text, memo_key)
         except BadVector as exc:
             raise Unavailable("embed_error", "embed", exc) from exc
 
@@ -151,6 +157,12 @@ class LookupPath:
             if found is None:
                 raise
             return found
+        return await self._one_trip(target, vector, refill=refill, generation=generation)
+
+    async def _one_trip(
+        self, target: Target, vector: BinaryVector, *, refill: int | None, generation: int
+    ) -> CacheLookup:
+        """The exact probe and the search in one statement, with ``vector`` at hand."""
         k = self._settings.top_k_candidates
         gate = self._judge.gate
         candidates = await self._search(

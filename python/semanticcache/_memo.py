@@ -40,8 +40,14 @@ class Embeddings:
         self.memo = VectorMemo(memo_size)
         self._on_embed = on_embed  # told the seconds of each embedder call (metrics)
 
-    async def embed(self, text: str) -> BinaryVector:
-        memo_key = await off_loop_if_long(len(text), lambda: VectorMemo.key(text))
+    async def memo_key(self, text: str) -> bytes:
+        """The memo key of ``text`` (hashed off the loop for a long text)."""
+        return await off_loop_if_long(len(text), lambda: VectorMemo.key(text))
+
+    async def embed(self, text: str, memo_key: bytes | None = None) -> BinaryVector:
+        """The vector of ``text``; ``memo_key``: its :meth:`memo_key`, when known."""
+        if memo_key is None:
+            memo_key = await self.memo_key(text)
         remembered = self.memo.get(memo_key)
         if remembered is not None:
             return remembered

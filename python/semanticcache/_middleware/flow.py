@@ -50,7 +50,7 @@ class Flow:
         self.receive = receive
         self.send = send
         self.key = RequestKey(mw, scope)
-        self.request_id = self._request_id()
+        self._request_id: str | None = None
         # The client went away before the response was complete (an aborted response).
         self.disconnected = False
         self.response_done = False
@@ -58,12 +58,18 @@ class Flow:
         self.chunks: list[bytes] = []
         self.body_complete = False
 
-    def _request_id(self) -> str:
-        values = header_values(self.key.headers, _REQUEST_ID_HEADER)
-        if values:
-            # Client-sent: keep it short and log-safe (no new lines, no escapes).
-            return _REQUEST_ID_SAFE.sub(b"", values[0])[:64].decode("ascii") or "-"
-        return secrets.token_hex(8)
+    @property
+    def request_id(self) -> str:
+        """The request's id in the logs: the client's ``X-Request-Id``, else a random
+        one (made when the first line is logged)."""
+        if self._request_id is None:
+            values = header_values(self.key.headers, _REQUEST_ID_HEADER)
+            if values:
+                # Client-sent: keep it short and log-safe (no new lines, no escapes).
+                self._request_id = _REQUEST_ID_SAFE.sub(b"", values[0])[:64].decode("ascii") or "-"
+            else:
+                self._request_id = secrets.token_hex(8)
+        return self._request_id
 
     def log_fields(self, reason: str | None = None) -> str:
         fields = (
@@ -90,7 +96,8 @@ class Flow:
             body = await self._read_body()
             key, stream = await self.key.build(body, Request(self.scope, self._replay_receive()))
         except Bypass as exc:
-            _log.debug("semantic cache: bypass %s", self.log_fields(exc.reason))
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("semantic cache: bypass %s", self.log_fields(exc.reason))
             if metrics is not None:
                 metrics.bypass(exc.reason)
             await self._pass_through("BYPASS")
@@ -104,7 +111,7 @@ class Flow:
             if hit is None and lookup.reason not in DECIDED_MISSES:
                 outcome = "ERROR"
                 _log.warning("semantic cache: lookup failed %s", self.log_fields(lookup.reason))
-            elif hit is None:
+            elif hit is None and _log.isEnabledFor(logging.DEBUG):
                 # The nearest similarity (a number, nothing of the prompt) is what a
                 # threshold is tuned on.
                 nearest = lookup.nearest_similarity

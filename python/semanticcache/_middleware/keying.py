@@ -22,7 +22,7 @@ from semanticcache._middleware.headers import (
     request_target,
     vary_route,
 )
-from semanticcache._offload import off_loop_if_long
+from semanticcache._offload import OFF_LOOP_CHARS, off_loop_if_long
 from semanticcache.errors import RequestBodyError
 
 if TYPE_CHECKING:
@@ -76,8 +76,28 @@ class RequestKey:
         self.base: CacheKey | None = None
         # The Vary names of the last key made: a hit must have been stored with them.
         self.vary: tuple[str, ...] = ()
-        self.scope_digest = "-"
-        self.text_digest = "-"
+        # What the log digests are made of, digested only when a line is logged.
+        self._scope = ""
+        self._query: str | None = None
+        self._digests: tuple[str, str] | None = None
+
+    @property
+    def scope_digest(self) -> str:
+        """The keyed digest of the partition scope for the logs (``-`` when empty)."""
+        return self._log_digests()[0]
+
+    @property
+    def text_digest(self) -> str:
+        """The keyed digest of the lookup text for the logs (``-`` before it is known)."""
+        return self._log_digests()[1]
+
+    def _log_digests(self) -> tuple[str, str]:
+        if self._digests is None:
+            key = self.mw.settings.effective_log_digest_key
+            scope = log_digest(key, self._scope) if self._scope else "-"
+            text = "-" if self._query is None else log_digest(key, self._query)
+            self._digests = (scope, text)
+        return self._digests
 
     def gate(self) -> CacheControl:
         """The request's ``Cache-Control``; :class:`Bypass` when the cache must stay out."""
@@ -102,7 +122,8 @@ class RequestKey:
         except RequestBodyError as exc:
             raise Bypass(f"body_{exc.kind}") from None
         scope = await self._partition_scope(request, body)
-        self.scope_digest = log_digest(settings.effective_log_digest_key, scope) if scope else "-"
+        self._scope = scope
+        self._digests = None
         text = scan.query
         if mw.extract_query is not None:
             text = await call_extractor(mw.extract_query, request, body)
@@ -113,10 +134,13 @@ class RequestKey:
             raise Bypass("no_query")
         query: str = text
         extracted = mw.extract_query is not None or mw.extract_model is not None
+        self._query = query
 
         def make_key() -> CacheKey:
-            # Normalising and hashing a long text: off the loop past OFF_LOOP_CHARS.
-            self.text_digest = log_digest(settings.effective_log_digest_key, query)
+            # Normalising and hashing a long text: off the loop past OFF_LOOP_CHARS
+            # (with its log digest, which a log line would otherwise make on the loop).
+            if len(query) > OFF_LOOP_CHARS:
+                self._log_digests()
             if not extracted:
                 key = CacheKey.from_scan(scan, scope=scope, route=self.target)
                 assert key is not None, "text is the scan's query"
@@ -168,6 +192,9 @@ class RequestKey:
             and (values := header_values(self.headers, name.encode("latin-1")))
         }
         route = vary_route(self.target, vary, self.headers, digests)
+        if route == base.route:
+            # No Vary values to add (the usual case): the key build() made, digests and all.
+            return base
         # replace() computes the key's digests again: off the loop for a long text.
         return await off_loop_if_long(
             len(base.text), lambda: dataclasses.replace(base, route=route)

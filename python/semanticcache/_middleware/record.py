@@ -21,6 +21,12 @@ _MAGIC: Final = b"SCR1"
 _HEADER_LEN_BYTES: Final = 4
 # A header bigger than this is not one we wrote: refuse it rather than parse megabytes.
 _MAX_HEADER_BYTES: Final = 1 << 20
+# Valid decoded headers by their bytes: an app's entries share a few header sets, so a
+# hit need not parse its JSON again. Headers up to this size are kept, this many at most.
+_MEMO_HEADER_BYTES: Final = 1024
+_MEMO_SIZE: Final = 256
+_Header = tuple[int, tuple[tuple[bytes, bytes], ...], bool]
+_decoded: dict[bytes, _Header] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +73,25 @@ def decode_record(data: bytes) -> StoredResponse | None:
     size = int.from_bytes(data[len(_MAGIC) : start], "big")
     if size > _MAX_HEADER_BYTES or start + size > len(data):
         return None
+    raw = data[start : start + size]
+    memo = size <= _MEMO_HEADER_BYTES
+    decoded = _decoded.get(raw) if memo else None
+    if decoded is None:
+        decoded = _decode_header(raw)
+        if decoded is None:
+            return None
+        if memo:
+            if len(_decoded) >= _MEMO_SIZE:
+                _decoded.clear()
+            _decoded[raw] = decoded
+    status, headers, sse = decoded
+    return StoredResponse(status, headers, data[start + size :], sse)
+
+
+def _decode_header(raw: bytes) -> _Header | None:
+    """Status, headers and SSE flag of a record's JSON header; ``None`` when invalid."""
     try:
-        header = json.loads(data[start : start + size])
+        header = json.loads(raw)
         status = header["s"]
         raw_headers = header["h"]
         sse = header["sse"]
@@ -86,4 +109,4 @@ def decode_record(data: bytes) -> StoredResponse | None:
         )
     except (ValueError, KeyError, TypeError, UnicodeEncodeError):
         return None
-    return StoredResponse(status, headers, data[start + size :], sse)
+    return status, headers, sse

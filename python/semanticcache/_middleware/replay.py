@@ -123,7 +123,8 @@ async def replay(
         (b"x-cache-entry", entry),
         (b"age", str(int(_age_seconds(hit))).encode()),
     ]
-    _log.debug("semantic cache: hit %s", log_fields(hit.match))
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug("semantic cache: hit %s", log_fields(hit.match))
     await send({"type": "http.response.start", "status": record.status, "headers": headers})
     if sse and mode == "stream":
         events = _split_events(body)
