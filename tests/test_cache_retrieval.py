@@ -211,11 +211,12 @@ async def test_store_statements_per_lookup(
         assert calls == ["get_exact", "search", "get_exact", "lookup"]
 
 
+# The embed-first path sends one statement whatever the memo holds: only exact-first.
+@pytest.mark.parametrize("embedder", ["exact_first"], indirect=True)
 async def test_a_remembered_vector_makes_one_statement_on_the_exact_first_path(
     pg_uri: str, embedder: TableEmbedder, seeded: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if embedder.embeds_cheaply:
-        pytest.skip("the embed-first path sends one statement whatever the memo holds")
+    assert not embedder.embeds_cheaply
     calls: list[str] = []
     for memo in (0, 100):
         calls.clear()
