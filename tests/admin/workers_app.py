@@ -1,4 +1,4 @@
-"""The app the admin test runs under ``uvicorn --workers 2``: the middleware in front of a
+"""The app the admin test runs in two uvicorn processes: the middleware in front of a
 chat route, the admin endpoint mounted at /admin, every response stamped with the pid of
 the worker that answered (outside the cache, so hits carry it too). Settings come from
 the environment; once the file ``ADMIN_TEST_NO_STORE`` names exists, the chat route
