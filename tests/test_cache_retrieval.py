@@ -172,6 +172,25 @@ async def test_long_texts_are_probed_before_they_are_embedded(
         assert embedder.calls == calls + (1 if embedder.embeds_cheaply else 0)
 
 
+def record_statements(
+    cache: SemanticCache, monkeypatch: pytest.MonkeyPatch, calls: list[str]
+) -> None:
+    """Append the name of each lookup statement the store runs to ``calls``."""
+    for name in ("get_exact", "search", "lookup"):
+        original = getattr(cache.store, name)
+
+        def spy(
+            *args: object,
+            _name: str = name,
+            _original: Callable[..., object] = original,
+            **kwargs: object,
+        ) -> object:
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cache.store, name, spy)
+
+
 async def test_store_statements_per_lookup(
     pg_uri: str, embedder: TableEmbedder, seeded: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,19 +200,7 @@ async def test_store_statements_per_lookup(
         pg_uri=pg_uri, embedder=embedder, threshold=0.9, agreement_check=False
     ) as c:
         calls: list[str] = []
-        for name in ("get_exact", "search", "lookup"):
-            original = getattr(c.store, name)
-
-            def spy(
-                *args: object,
-                _name: str = name,
-                _original: Callable[..., object] = original,
-                **kwargs: object,
-            ) -> object:
-                calls.append(_name)
-                return _original(*args, **kwargs)
-
-            monkeypatch.setattr(c.store, name, spy)
+        record_statements(c, monkeypatch, calls)
         semantic = await c.lookup("the query", partition=seeded)
         exact = await c.lookup("stored 0.8", partition=seeded)
         miss = await c.lookup("the query", partition=secrets.token_bytes(32))
@@ -227,19 +234,7 @@ async def test_a_remembered_vector_makes_one_statement_on_the_exact_first_path(
             agreement_check=False,
             embedding_memo_size=memo,
         ) as c:
-            for name in ("get_exact", "search", "lookup"):
-                original = getattr(c.store, name)
-
-                def spy(
-                    *args: object,
-                    _name: str = name,
-                    _original: Callable[..., object] = original,
-                    **kwargs: object,
-                ) -> object:
-                    calls.append(_name)
-                    return _original(*args, **kwargs)
-
-                monkeypatch.setattr(c.store, name, spy)
+            record_statements(c, monkeypatch, calls)
             first = await c.lookup("the query", partition=seeded)
             again = await c.lookup("the query", partition=seeded)
             exact = await c.lookup("stored 0.8", partition=seeded)
