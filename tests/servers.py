@@ -105,6 +105,18 @@ def _ping(port: int) -> bool:
         return False
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop ``proc`` by its PID: SIGTERM, then SIGKILL after 10 s."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class RedisServer:
     """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence."""
 
@@ -167,14 +179,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server by its PID (SIGTERM, then SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
     def __enter__(self) -> Self:
         self.start()
@@ -293,11 +298,4 @@ class PgBouncer:
     def stop(self) -> None:
         """Stop it by its PID (SIGTERM, then SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
