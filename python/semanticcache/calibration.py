@@ -211,6 +211,14 @@ async def judge_pairs(
     may differ. An embedder or verifier failure raises
     :class:`~semanticcache.errors.EmbedderError`: a judgement must not count outages.
     """
+    given: object = pairs  # checked as what a caller may really pass
+    if isinstance(given, str | bytes):
+        raise ConfigurationError("judge_pairs takes a sequence of (stored_text, lookup_text)")
+    for index, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ConfigurationError(f"judge_pairs: pair {index} is not (stored, lookup)")
+        if not all(isinstance(text, str) for text in pair):
+            raise ConfigurationError(f"judge_pairs: pair {index} holds a non-string")
     settings = settings if settings is not None else get_cache_settings()
     embedder = embedder if embedder is not None else get_embedder(settings)
     if not pairs:

@@ -153,3 +153,16 @@ async def test_off_serves_on_similarity_alone(pg_uri: str, local: LocalEmbedder)
         assert result.hit is not None
         assert result.hit.response == b"PAR-ROM"
         assert result.probability is None
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ("ab", "a sequence of"),
+        ([("a",)], "pair 0 is not"),
+        ([("a", "b"), ("a", 1)], "pair 1 holds a non-string"),
+    ],
+)
+async def test_judge_pairs_refuses_what_is_not_text_pairs(pairs: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        await judge_pairs(pairs, settings=CacheSettings(), embedder=HashingEmbedder())  # type: ignore[arg-type]
