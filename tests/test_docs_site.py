@@ -5,6 +5,7 @@ pages left out of the nav) where MkDocs is installed (the ``docs`` extra)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,53 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "index.html").is_file()
     assert (tmp_path / "grafana" / "semcache-dashboard.json").is_file()
+
+
+def markdown_pitfalls(text: str) -> list[str]:
+    """Lines that GitHub renders as meant and Python-Markdown (MkDocs) does not: a list
+    right after a paragraph line (it joins the paragraph), a list nested by fewer than 4
+    spaces (it comes out flat), a fenced block indented into a list item (it comes out
+    as text)."""
+    problems: list[str] = []
+    fence: str | None = None
+    previous = ""
+    item = re.compile(r"^(\s*)(?:[-*+]|\d+\.) ")
+    for number, line in enumerate(text.splitlines(), 1):
+        opened = re.match(r"^(\s*)(`{3,}|~{3,})", line)
+        if fence is not None:
+            if opened and line.strip().startswith(fence):
+                fence = None
+            previous = line
+            continue
+        if opened:
+            fence = opened.group(2)
+            if opened.group(1):
+                problems.append(f"{number}: an indented code fence")
+        listed = item.match(line)
+        if listed and 0 < len(listed.group(1)) < 4:
+            problems.append(f"{number}: a list nested by {len(listed.group(1))} spaces")
+        if (
+            listed
+            and not listed.group(1)
+            and previous.strip()
+            and not item.match(previous)
+            and not previous.startswith((" ", "|", "#", "<"))
+        ):
+            problems.append(f"{number}: a list right after a paragraph line")
+        previous = line
+    return problems
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: p.name)
+def test_pages_render_in_mkdocs_as_on_github(page: Path) -> None:
+    assert markdown_pitfalls(page.read_text(encoding="utf-8")) == []
+
+
+def test_the_pitfalls_are_found() -> None:
+    text = "Text:\n- item\n\n- a\n  - b\n\n- c\n\n  ```python\n  x\n  ```\n"
+    assert markdown_pitfalls(text) == [
+        "2: a list right after a paragraph line",
+        "5: a list nested by 2 spaces",
+        "9: an indented code fence",
+    ]
+    assert markdown_pitfalls("Text:\n\n- a\n    - b\n\n```\n- not a list\n```\n") == []
