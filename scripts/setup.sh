@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Creates .venv with a CPython >= 3.12 and builds the package into it (release build of
 # the Rust extension). Idempotent: a second run only rebuilds what changed.
-# Usage: scripts/setup.sh [extra,extra,...]   (default: embedded,redis,test,lint)
+# Usage: scripts/setup.sh [extra,extra,...]   (default: embedded,redis,test,lint,docs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/find-python.sh
 
-extras="${1:-embedded,redis,test,lint}"
+extras="${1:-embedded,redis,test,lint,docs}"
 if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi

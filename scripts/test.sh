@@ -5,7 +5,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/native -k scan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh embedded,redis,test,lint
+bash scripts/setup.sh embedded,redis,test,lint,docs
 
 # redis-server, and Debian's pgbouncer (in /usr/sbin) for the PgBouncer tests.
 missing=()

@@ -185,7 +185,7 @@ class CacheSettings:
         Flag(),
         "Serve a semantic candidate only if its text agrees with the lookup's on numbers, "
         "negation, names, opposites, direction and code "
-        "([cache.md](cache.md#the-agreement-check)); a refused one is a miss with reason "
+        "([cache.md](cache.md#retrieval)); a refused one is a miss with reason "
         "`disagreement`.",
     )
     verifier: VerifierMode = setting(
