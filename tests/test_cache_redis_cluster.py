@@ -309,3 +309,50 @@ async def test_sentinel_failover_under_load_fails_open_then_uses_the_new_master(
         hit = await c.get(fresh)
         assert hit is not None
         assert hit.response == b"new"
+
+
+async def test_sentinel_failover_to_a_replica_that_missed_a_tombstone_serves_no_stale_copy(
+    pg_uri: str, sentinel: RedisSentinel
+) -> None:
+    async with SemanticCache(
+        pg_uri=pg_uri,
+        redis_uri=sentinel.url,
+        embedder=HashingEmbedder(),
+        threshold=0.9,
+        store_timeout=BUDGET,
+        breaker_failures=3,
+        breaker_cooldown=0.1,
+    ) as c:
+        key = CacheKey(PROMPT, scope=secrets.token_hex(4))
+        entry_id = await c.put(key, b"paris")
+        assert entry_id is not None
+        ((name, (_, blob)),) = node_values([sentinel.master.port]).items()
+        before = await redis_epoch(pg_uri, c.table)
+        assert await c.delete(entry_id) is True
+        # Replication is asynchronous: the replica may never get the tombstone the
+        # master acknowledged. Make it so: the replica keeps the blob.
+        replica = redis_client(sentinel.replica.port)
+        try:
+            replica.config_set("replica-read-only", "no")
+            replica.set(name, blob, px=60_000)
+        finally:
+            replica.close()
+        assert await c.get(key) is None
+        old_master = sentinel.master
+        assert old_master.pid is not None
+        os.kill(old_master.pid, signal.SIGKILL)
+        old_master.stop()
+        deadline = time.monotonic() + 20  # liveness bound: Sentinel's failover
+        while sentinel.master_port() == old_master.port:
+            assert time.monotonic() < deadline, "Sentinel did not fail over"
+            assert await c.get(key) is None
+            await asyncio.sleep(0.02)
+        # The new master holds the deleted entry's blob: it is never served.
+        for _ in range(100):
+            assert await c.get(key) is None
+            if await redis_epoch(pg_uri, c.table) > before:
+                break
+            await asyncio.sleep(0.02)
+        assert await redis_epoch(pg_uri, c.table) > before
+        assert await c.get(key) is None
+        assert node_values([sentinel.replica.port])[name][1] == blob

@@ -246,7 +246,8 @@ class CacheSettings:
         RedisUri(),
         "URI of the optional Redis blob tier (copies of responses, never served past or out "
         'of step with their Postgres row: [cache.md](cache.md), "Redis tier"). Unset: '
-        "Postgres only.",
+        "Postgres only. Redis Cluster and Sentinel: "
+        "[deployment.md](deployment.md#redis-cluster-and-sentinel).",
     )
     require_cache_scope: bool = setting(
         False,

@@ -397,8 +397,8 @@ class RedisUri(Url):
 
     def describe(self) -> str:
         return (
-            "a redis://, rediss:// or unix:// URI, or redis+cluster:// / rediss+cluster:// "
-            "/ redis+sentinel:// with comma-separated host:port"
+            "a redis://, rediss:// or unix:// URI, or a list of host:port in a "
+            "redis+cluster://, rediss+cluster:// or redis+sentinel:// URI"
         )
 
 

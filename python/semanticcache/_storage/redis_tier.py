@@ -33,7 +33,7 @@ response bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -146,13 +146,24 @@ class RedisBlobStore:
         self._cluster = nodes is not None and nodes.mode == "cluster"
         self._sentinel: redis.asyncio.Sentinel | None = None
         self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster
+        # The primaries the client writes to now (empty: none known yet), in the
+        # modes where a replica can take a primary's place.
+        self._current_primaries: Callable[[], frozenset[str]] | None = None
         if nodes is None:
             self._client = aioredis.Redis.from_url(url, **_single_options(timeout))
         elif nodes.mode == "cluster":
-            self._client = _cluster_client(nodes, timeout)
+            cluster = _cluster_client(nodes, timeout)
+            self._client = cluster
+            self._current_primaries = lambda: frozenset(n.name for n in cluster.get_primaries())
         else:
-            self._sentinel, self._client = _sentinel_client(nodes, timeout)
+            self._sentinel, master = _sentinel_client(nodes, timeout)
+            self._client = master
+            pool = master.connection_pool
+            self._current_primaries = lambda: _address(getattr(pool, "master_address", None))
         self._compare_and_set = self._client.register_script(_COMPARE_AND_SET)
+        self._primaries: frozenset[str] | None = None
+        self._failovers = 0
+        self._failovers_voided = 0
 
     @property
     def ttl_seconds(self) -> int:
@@ -171,6 +182,8 @@ class RedisBlobStore:
             value = await self._client.get(self.key(partition, text_digest))
         except self._errors as exc:
             raise self._failed("GET", exc) from exc
+        finally:
+            self._note_primaries()
         if not isinstance(value, bytes) or len(value) < _HEADER.size:
             return None
         entry_id, micros, epoch, kind = _HEADER.unpack_from(value)
@@ -200,6 +213,8 @@ class RedisBlobStore:
             )
         except self._errors as exc:
             raise self._failed("SET", exc) from exc
+        finally:
+            self._note_primaries()
         return bool(written)
 
     async def bury(self, rows: Sequence[tuple[bytes, bytes, int]]) -> None:
@@ -218,6 +233,8 @@ class RedisBlobStore:
                     await self._compare_and_set(keys=keys, args=[*values, self._ttl * 1000])
             except self._errors as exc:
                 raise self._failed("tombstone", exc) from exc
+            finally:
+                self._note_primaries()
 
     async def _bury_by_slot(self, keys: list[bytes], values: list[bytes]) -> None:
         """One script call per hash slot (a cluster refuses a script whose keys span
@@ -236,6 +253,34 @@ class RedisBlobStore:
                 pipe.eval(_COMPARE_AND_SET, len(slot_keys), *slot_keys, *slot_values, ttl_ms)
             await pipe.execute()
 
+    @property
+    def failovers(self) -> int:
+        """How many times a new primary was seen: a new master named by Sentinel, or a
+        node that became a cluster primary. Writes acknowledged by the old primary may
+        not have reached the new one (replication is asynchronous), so a tombstone or a
+        newer copy may be gone and an older copy back: until :meth:`failovers_voided`
+        is told of an epoch advance, no copy should be served."""
+        return self._failovers
+
+    @property
+    def failover_pending(self) -> bool:
+        """Whether a failover was seen and no epoch advance was reported after it."""
+        return self._failovers > self._failovers_voided
+
+    def failovers_voided(self, seen: int) -> None:
+        """The table's epoch was advanced after the first ``seen`` failovers."""
+        self._failovers_voided = max(self._failovers_voided, seen)
+
+    def _note_primaries(self) -> None:
+        if self._current_primaries is None:
+            return
+        now = self._current_primaries()
+        if not now:
+            return  # not connected yet
+        if self._primaries is not None and not now <= self._primaries:
+            self._failovers += 1
+        self._primaries = now
+
     def _failed(self, what: str, exc: BaseException) -> StorageError:
         kind = RedisTimeoutError if isinstance(exc, self._timeouts) else StorageError
         return kind(f"redis {what} failed: {type(exc).__name__}: {exc}")
@@ -247,6 +292,13 @@ class RedisBlobStore:
         finally:
             if self._sentinel is not None:
                 await self._sentinel.aclose()
+
+
+def _address(address: object) -> frozenset[str]:
+    """A Sentinel pool's master address (``(host, port)``, or None) as a set of names."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return frozenset({f"{address[0]}:{address[1]}"})
+    return frozenset()
 
 
 def _single_options(timeout: float | None) -> dict[str, Any]:
