@@ -241,10 +241,12 @@ def _info(port: int, section: str) -> dict[str, str]:
 
 
 class RedisCluster:
-    """A throw-away Redis Cluster of ``masters`` primaries (no replicas) on free
-    127.0.0.1 ports, made with ``redis-cli --cluster create``; stopped by PID."""
+    """A throw-away Redis Cluster of ``masters`` primaries with ``replicas`` replicas
+    each on free 127.0.0.1 ports, made with ``redis-cli --cluster create``; stopped by
+    PID."""
 
-    def __init__(self, workdir: Path, *, masters: int = 3) -> None:
+    def __init__(self, workdir: Path, *, masters: int = 3, replicas: int = 0) -> None:
+        self._replicas = replicas
         self.servers = [
             RedisServer(
                 workdir / f"node{i}",
@@ -255,9 +257,11 @@ class RedisCluster:
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ),
             )
-            for i in range(masters)
+            for i in range(masters * (1 + replicas))
         ]
 
     @property
@@ -275,11 +279,12 @@ class RedisCluster:
             for server in self.servers:
                 server.start()
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
-            _redis_cli("--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
+            replicas = str(self._replicas)
+            _redis_cli(
+                "--cluster", "create", *nodes, "--cluster-replicas", replicas, "--cluster-yes"
+            )
             deadline = time.monotonic() + _REDIS_START_TIMEOUT_S
-            while not all(
-                _info(port, "cluster_info").get("cluster_state") == "ok" for port in self.ports
-            ):
+            while not all(self._ready(port) for port in self.ports):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
                 time.sleep(0.05)
@@ -287,6 +292,14 @@ class RedisCluster:
             self.stop()
             raise
         return self.url
+
+    def _ready(self, port: int) -> bool:
+        if _info(port, "cluster_info").get("cluster_state") != "ok":
+            return False
+        replication = _info(port, "replication")
+        return replication.get("role") == "master" or (
+            replication.get("master_link_status") == "up"
+        )
 
     def stop(self) -> None:
         for server in self.servers:

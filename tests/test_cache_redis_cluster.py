@@ -52,11 +52,14 @@ async def cluster_cache(pg_uri: str, cluster: RedisCluster) -> AsyncIterator[Sem
 
 
 def node_values(ports: list[int]) -> dict[bytes, tuple[int, bytes]]:
-    """Every ``semcache:`` key on these nodes: the port that holds it, and its value."""
+    """Every ``semcache:`` key on the primaries among these nodes: the port that holds
+    it, and its value."""
     found: dict[bytes, tuple[int, bytes]] = {}
     for port in ports:
         client = redis_client(port)
         try:
+            if client.info("replication")["role"] != "master":
+                continue
             for key in client.keys("semcache:*"):
                 value = client.get(key)
                 if value is not None:
@@ -194,6 +197,61 @@ async def test_cluster_with_a_frozen_primary_fails_open_within_budget(
     finally:
         if frozen.pid is not None:
             os.kill(frozen.pid, signal.SIGKILL)
+        servers.stop()
+
+
+async def test_cluster_failover_serves_no_copy_until_the_epoch_moves(
+    pg_uri: str, tmp_path: Path
+) -> None:
+    servers = RedisCluster(tmp_path / "cluster", replicas=1)
+    servers.start()
+    try:
+        async with SemanticCache(
+            pg_uri=pg_uri,
+            redis_uri=servers.url,
+            embedder=HashingEmbedder(),
+            threshold=0.9,
+            store_timeout=BUDGET,
+        ) as c:
+            key = CacheKey(PROMPT, scope=secrets.token_hex(4))
+            entry_id = await c.put(key, b"paris")
+            assert entry_id is not None
+            await delete_row(pg_uri, c.table, entry_id)  # only the Redis copy is left
+            assert await c.get(key) is not None
+            before = await redis_epoch(pg_uri, c.table)
+            ((primary, _),) = node_values(servers.ports).values()
+            # Its replica takes over (a coordinated failover: nothing is lost here, but
+            # after a crash the new primary may lack what the old one acknowledged).
+            client = redis_client(primary)
+            try:
+                port = int(client.info("replication")["slave0"]["port"])
+            finally:
+                client.close()
+            client = redis_client(port)
+            try:
+                client.execute_command("CLUSTER", "FAILOVER")
+                deadline = time.monotonic() + 10  # liveness bound
+                while client.info("replication")["role"] != "master":
+                    assert time.monotonic() < deadline, "the replica did not take over"
+                    await asyncio.sleep(0.02)
+            finally:
+                client.close()
+            for _ in range(100):  # the cache learns the new primary at its next call
+                assert await c.get(key) is None
+                if await redis_epoch(pg_uri, c.table) > before:
+                    break
+                await asyncio.sleep(0.02)
+            assert await redis_epoch(pg_uri, c.table) > before
+            assert await c.get(key) is None
+            # New copies on the new primary serve again.
+            fresh = CacheKey(REWORDED, scope=key.scope)
+            fresh_id = await c.put(fresh, b"new")
+            assert fresh_id is not None
+            await delete_row(pg_uri, c.table, fresh_id)
+            hit = await c.get(fresh)
+            assert hit is not None
+            assert hit.response == b"new"
+    finally:
         servers.stop()
 
 
