@@ -225,17 +225,24 @@ async def test_cluster_failover_serves_no_copy_until_the_epoch_moves(
             client = redis_client(primary)
             try:
                 port = int(client.info("replication")["slave0"]["port"])
+                assert client.execute_command("WAIT", 1, 5000) == 1  # the replica has it
             finally:
                 client.close()
-            client = redis_client(port)
+            client, old = redis_client(port), redis_client(primary)
             try:
-                client.execute_command("CLUSTER", "FAILOVER")
+                # FORCE: no hand-shake with the old primary (slow on a busy machine).
+                client.execute_command("CLUSTER", "FAILOVER", "FORCE")
                 deadline = time.monotonic() + 10  # liveness bound
-                while client.info("replication")["role"] != "master":
+                # Until the old primary learns it was replaced, it still answers.
+                while (client.info("replication")["role"], old.info("replication")["role"]) != (
+                    "master",
+                    "slave",
+                ):
                     assert time.monotonic() < deadline, "the replica did not take over"
                     await asyncio.sleep(0.02)
             finally:
                 client.close()
+                old.close()
             for _ in range(100):  # the cache learns the new primary at its next call
                 assert await c.get(key) is None
                 if await redis_epoch(pg_uri, c.table) > before:
@@ -315,6 +322,7 @@ async def test_sentinel_failover_under_load_fails_open_then_uses_the_new_master(
             await c.put(key, b"answer")
         old_master = sentinel.master
         assert sentinel.master_port() == old_master.port
+        before = await redis_epoch(pg_uri, c.table)
         slowest = 0.0
         failures: list[str] = []
         stop = asyncio.Event()
@@ -344,8 +352,15 @@ async def test_sentinel_failover_under_load_fails_open_then_uses_the_new_master(
             await asyncio.sleep(0.05)
         new_port = sentinel.replica.port
         assert sentinel.master_port() == new_port
-        # The cache moves to the new master on its own: a new entry lands there.
+        # The cache reaches the new master on its own and, before it serves a copy
+        # from it, voids the copies from before the failover.
         for _ in range(200):  # liveness bound: the breaker's cool-down, a reconnect
+            if await redis_epoch(pg_uri, c.table) > before:
+                break
+            await asyncio.sleep(0.05)
+        assert await redis_epoch(pg_uri, c.table) > before
+        # A new entry lands on the new master.
+        for _ in range(200):
             fresh = CacheKey(f"after the failover {secrets.token_hex(4)}", scope=scope)
             fresh_id = await c.put(fresh, b"new")
             assert fresh_id is not None
