@@ -551,6 +551,21 @@ def test_repr_and_str_mask_passwords_and_hide_the_digest_key() -> None:
     assert s.effective_log_digest_key == DIGEST_SECRET.encode()
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"redis+cluster://user:{SECRET}@n1:7000,n2:7000/",
+        f"redis+sentinel://:{SECRET}@s1,s2:26380/mymaster?db=1",
+        f"redis+sentinel://s1/mymaster?sentinel_password={SECRET}",
+    ],
+)
+def test_cluster_and_sentinel_uris_are_masked(uri: str) -> None:
+    s = CacheSettings(redis_uri=uri)
+    for text in (repr(s), str(s), str(s.redacted())):
+        assert SECRET not in text
+        assert "***" in text
+
+
 def test_redacted_is_safe_and_complete() -> None:
     s = _secret_settings()
     out = s.redacted()
