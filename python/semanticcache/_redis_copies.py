@@ -2,7 +2,8 @@
 
 Redis is an optimisation: its failures only mean "ask Postgres". A copy is written under
 an epoch read before its row was read from or written to Postgres, and a copy older than
-the current epoch is never served (see :mod:`semanticcache._storage.redis_tier`).
+the current epoch is never served (see :mod:`semanticcache._storage.redis_tier`), nor
+is any copy after a failover to a new primary until the epoch has been advanced.
 """
 
 from __future__ import annotations
