@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,8 @@ from semanticcache._devserver.runas import chown, ensure_traversable, run_as_for
 
 __all__ = [
     "PgBouncer",
+    "RedisCluster",
+    "RedisSentinel",
     "RedisServer",
     "find_pgbouncer",
     "find_redis_server",
@@ -118,10 +120,18 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 class RedisServer:
-    """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence."""
+    """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence.
 
-    def __init__(self, workdir: Path) -> None:
+    ``args``: more command-line options; ``config``: the text of a configuration file
+    read first (a Sentinel needs one it can rewrite).
+    """
+
+    def __init__(
+        self, workdir: Path, *, args: Sequence[str] = (), config: str | None = None
+    ) -> None:
         self._workdir = workdir
+        self._args = tuple(args)
+        self._config = config
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -143,11 +153,17 @@ class RedisServer:
         binary = find_redis_server()
         self._workdir.mkdir(parents=True, exist_ok=True)
         log = self._workdir / "redis.log"
+        config: list[str] = []
+        if self._config is not None:
+            conf = self._workdir / "redis.conf"
+            conf.write_text(self._config)
+            config.append(str(conf))
         for _ in range(3):  # a free port can be taken between the probe and the bind
             self.port = port if port is not None else _free_port()
             self._proc = subprocess.Popen(
                 [
                     str(binary),
+                    *config,
                     "--port",
                     str(self.port),
                     "--bind",
@@ -162,6 +178,7 @@ class RedisServer:
                     str(self._workdir),
                     "--logfile",
                     str(log),
+                    *self._args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -192,6 +209,185 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _redis_cli(*args: str) -> str:
+    """``redis-cli``'s output (next to ``redis-server``, else on PATH)."""
+    beside = find_redis_server().with_name("redis-cli")
+    binary = str(beside) if beside.is_file() else shutil.which("redis-cli")
+    if binary is None:
+        raise RuntimeError("no redis-cli found next to redis-server or on PATH")
+    done = subprocess.run(
+        [binary, *args], capture_output=True, stdin=subprocess.DEVNULL, timeout=30, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {done.stdout!r} {done.stderr!r}")
+    return done.stdout.decode(errors="replace")
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    """``INFO section`` (or ``CLUSTER INFO`` for ``cluster_info``) of a loopback server."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2.0)
+    try:
+        if section == "cluster_info":
+            text = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+            raw = text.decode() if isinstance(text, bytes) else str(text)
+            return dict(line.split(":", 1) for line in raw.splitlines() if ":" in line)
+        return {k: str(v) for k, v in client.info(section).items()}
+    finally:
+        client.close()
+
+
+class RedisCluster:
+    """A throw-away Redis Cluster of ``masters`` primaries with ``replicas`` replicas
+    each on free 127.0.0.1 ports, made with ``redis-cli --cluster create``; stopped by
+    PID."""
+
+    def __init__(self, workdir: Path, *, masters: int = 3, replicas: int = 0) -> None:
+        self._replicas = replicas
+        self.servers = [
+            RedisServer(
+                workdir / f"node{i}",
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ),
+            )
+            for i in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def ports(self) -> list[int]:
+        return [server.port for server in self.servers]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + "/"
+
+    def start(self) -> str:
+        """Start the nodes, join them, wait for ``cluster_state:ok`` everywhere."""
+        try:
+            for server in self.servers:
+                server.start()
+            nodes = [f"127.0.0.1:{port}" for port in self.ports]
+            replicas = str(self._replicas)
+            _redis_cli(
+                "--cluster", "create", *nodes, "--cluster-replicas", replicas, "--cluster-yes"
+            )
+            deadline = time.monotonic() + _REDIS_START_TIMEOUT_S
+            while not all(self._ready(port) for port in self.ports):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _ready(self, port: int) -> bool:
+        if _info(port, "cluster_info").get("cluster_state") != "ok":
+            return False
+        replication = _info(port, "replication")
+        return replication.get("role") == "master" or (
+            replication.get("master_link_status") == "up"
+        )
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+class RedisSentinel:
+    """A throw-away master, one replica of it and one Sentinel (quorum 1, the master
+    down after ``down_after_ms``) on free 127.0.0.1 ports; stopped by PID."""
+
+    SERVICE = "semcache"
+
+    def __init__(self, workdir: Path, *, down_after_ms: int = 500) -> None:
+        self._workdir = workdir
+        self._down_after_ms = down_after_ms
+        # A replica's first sync starts at once (diskless, no 5 s wait for others).
+        sync = ("--repl-diskless-sync-delay", "0")
+        self.master = RedisServer(workdir / "master", args=sync)
+        self.replica = RedisServer(workdir / "replica", args=sync)
+        self.sentinel: RedisServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.sentinel is not None
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.SERVICE}"
+
+    def start(self) -> str:
+        """Start all three; return once the Sentinel sees the master and its replica."""
+        try:
+            self.master.start()
+            self.replica.start()
+            replica = redis_client(self.replica.port)
+            try:
+                replica.replicaof("127.0.0.1", self.master.port)
+            finally:
+                replica.close()
+            config = (
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} {self._down_after_ms}\n"
+                f"sentinel failover-timeout {self.SERVICE} 10000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 1\n"
+            )
+            self.sentinel = RedisServer(
+                self._workdir / "sentinel", args=("--sentinel",), config=config
+            )
+            self.sentinel.start()
+            deadline = time.monotonic() + _REDIS_START_TIMEOUT_S
+            while not self._ready():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Sentinel did not see the master and its replica")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _ready(self) -> bool:
+        if _info(self.replica.port, "replication").get("master_link_status") != "up":
+            return False
+        assert self.sentinel is not None
+        client = redis_client(self.sentinel.port)
+        try:
+            state = client.sentinel_master(self.SERVICE)
+        finally:
+            client.close()
+        return int(state.get("num-slaves", 0)) >= 1 and bool(state.get("is_master"))
+
+    def master_port(self) -> int:
+        """The port of the master the Sentinel names now."""
+        assert self.sentinel is not None
+        client = redis_client(self.sentinel.port)
+        try:
+            _, port = client.sentinel_get_master_addr_by_name(self.SERVICE)
+        finally:
+            client.close()
+        return int(port)
+
+    def stop(self) -> None:
+        for server in (self.sentinel, self.replica, self.master):
+            if server is not None:
+                server.stop()
+
+
+def redis_client(port: int) -> Any:
+    """A synchronous client of the loopback server on ``port``."""
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2.0)
 
 
 def find_pgbouncer() -> Path | None:

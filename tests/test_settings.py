@@ -370,6 +370,15 @@ INVALID_KWARGS: list[tuple[dict[str, Any], str, tuple[str, ...]]] = [
     ({"redis_uri": "redis://localhost:0"}, "REDIS_URI", ("port",)),
     ({"redis_uri": "redis://localhost:6379/db"}, "REDIS_URI", ("database",)),
     ({"redis_uri": "unix://"}, "REDIS_URI", ("socket path",)),
+    ({"redis_uri": "redis+cluster://h:1/0"}, "REDIS_URI", ("path",)),
+    ({"redis_uri": "redis+cluster://h:1?db=1"}, "REDIS_URI", ("query",)),
+    ({"redis_uri": "redis+cluster://h:1,h:x"}, "REDIS_URI", ("host list",)),
+    ({"redis_uri": "redis+cluster://h:1,"}, "REDIS_URI", ("host list",)),
+    ({"redis_uri": "redis+cluster://h:70000"}, "REDIS_URI", ("port",)),
+    ({"redis_uri": "redis+sentinel://h:1"}, "REDIS_URI", ("master name",)),
+    ({"redis_uri": "redis+sentinel://h:1/m?db=x"}, "REDIS_URI", ("database",)),
+    ({"redis_uri": "redis+sentinel://h:1/m?ssl=1"}, "REDIS_URI", ("'ssl'",)),
+    ({"redis_uri": "redis+sentinel://h:1/m?db=1&db=2"}, "REDIS_URI", ("repeats",)),
 ]
 
 
@@ -502,6 +511,10 @@ def test_valid_pg_uris(uri: str) -> None:
         "redis://[::1]:6379/",
         "unix:///run/redis.sock",
         "unix://user:pw@/run/redis.sock?db=2",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000/",
+        "rediss+cluster://user:pw@node-a,[::1]:7001",
+        "redis+sentinel://s1:26379,s2:26379,s3/mymaster",
+        "redis+sentinel://:pw@s1/mymaster?db=3&sentinel_password=spw",
     ],
 )
 def test_valid_redis_uris(uri: str) -> None:
@@ -538,6 +551,21 @@ def test_repr_and_str_mask_passwords_and_hide_the_digest_key() -> None:
     assert s.effective_log_digest_key == DIGEST_SECRET.encode()
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"redis+cluster://user:{SECRET}@n1:7000,n2:7000/",
+        f"redis+sentinel://:{SECRET}@s1,s2:26380/mymaster?db=1",
+        f"redis+sentinel://s1/mymaster?sentinel_password={SECRET}",
+    ],
+)
+def test_cluster_and_sentinel_uris_are_masked(uri: str) -> None:
+    s = CacheSettings(redis_uri=uri)
+    for text in (repr(s), str(s), str(s.redacted())):
+        assert SECRET not in text
+        assert "***" in text
+
+
 def test_redacted_is_safe_and_complete() -> None:
     s = _secret_settings()
     out = s.redacted()
@@ -561,6 +589,10 @@ def test_redacted_is_safe_and_complete() -> None:
         ({"redis_uri": f"http://:{SECRET}@h"}, SECRET),
         ({"redis_uri": f"redis://:{SECRET}@h:bad"}, SECRET),
         ({"redis_uri": f"redis://:{SECRET}@h/notadb"}, SECRET),
+        ({"redis_uri": f"redis+cluster://u:{SECRET}@h:1/0"}, SECRET),
+        ({"redis_uri": f"redis+cluster://u:pa/{SECRET}@h:1"}, SECRET),
+        ({"redis_uri": f"redis+sentinel://:{SECRET}@h:1,h:x/m"}, SECRET),
+        ({"redis_uri": f"redis+sentinel://h/m?sentinel_password={SECRET}&db=x"}, SECRET),
         ({"log_digest_key": b"tiny-secret"}, "tiny-secret"),
     ],
 )

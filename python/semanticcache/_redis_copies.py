@@ -2,7 +2,8 @@
 
 Redis is an optimisation: its failures only mean "ask Postgres". A copy is written under
 an epoch read before its row was read from or written to Postgres, and a copy older than
-the current epoch is never served (see :mod:`semanticcache._storage.redis_tier`).
+the current epoch is never served (see :mod:`semanticcache._storage.redis_tier`), nor
+is any copy after a failover to a new primary until the epoch has been advanced.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RedisCopies:
         self._store_call = store_call
         self._hot = hot
         self._background = background
+        self._voiding_failover = False
 
     async def call[T](self, make: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
         """``(True, result)``, or ``(False, None)`` when Redis failed, timed out or its
@@ -64,7 +66,39 @@ class RedisCopies:
         """Whether Redis answered, and the copy it holds for this exact text."""
         assert self.redis is not None
         redis = self.redis
-        return await self.call(lambda: redis.get(partition, digest))
+        answered, blob = await self.call(lambda: redis.get(partition, digest))
+        if redis.failover_pending:
+            # The new primary may lack a tombstone or a newer copy the old one took:
+            # no copy is served until the epoch has moved past them.
+            self._void_failover(redis)
+            return False, None
+        return answered, blob
+
+    def _void_failover(self, redis: RedisBlobStore) -> None:
+        """Advance the epoch in the background after a Redis failover (one at a time;
+        a failed advance is tried again by the next lookup)."""
+        if self._voiding_failover:
+            return
+        self._voiding_failover = True
+        seen = redis.failovers
+
+        async def advance() -> None:
+            try:
+                epoch = await self._store_call(self._store.advance_redis_epoch)
+            except Unavailable as exc:
+                _log.error(
+                    "redis failed over and the Redis epoch could not be advanced (%s): "
+                    "no Redis copy is served until it is",
+                    exc.describe(),
+                )
+                return
+            finally:
+                self._voiding_failover = False
+            self._hot.note_redis_epoch(epoch)
+            redis.failovers_voided(seen)
+            _log.warning("redis failed over: copies written before are not served")
+
+        self._background.spawn(advance())
 
     async def copy(self, partition: bytes, digest: bytes, entry: StoredEntry, epoch: int) -> bool:
         """Write ``entry`` (with its ``expires_at``) to Redis under ``epoch``, an epoch

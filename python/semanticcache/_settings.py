@@ -246,7 +246,11 @@ class CacheSettings:
         RedisUri(),
         "URI of the optional Redis blob tier (copies of responses, never served past or out "
         'of step with their Postgres row: [cache.md](cache.md), "Redis tier"). Unset: '
-        "Postgres only.",
+        "Postgres only. Redis Cluster: `redis+cluster://[[user]:password@]host:port"
+        "[,host:port...]/` (`rediss+cluster://`: TLS); Sentinel: "
+        "`redis+sentinel://[[user]:password@]host:port[,host:port...]/<master name>"
+        "[?db=N][&sentinel_password=...]` "
+        "([deployment.md](deployment.md#redis-cluster-and-sentinel)).",
     )
     require_cache_scope: bool = setting(
         False,

@@ -19,6 +19,7 @@ from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
 
 from semanticcache._masking import mask_connection_string
+from semanticcache._redis_uri import parse_redis_nodes
 from semanticcache.errors import ConfigurationError
 
 __all__ = [
@@ -374,6 +375,13 @@ class PgUri(Url):
 class RedisUri(Url):
     def check(self, env: str, value: object, owner: Any) -> object:
         accepted = self.describe()
+        text, shown = self._masked(env, value)
+        try:
+            nodes = parse_redis_nodes(text)
+        except ValueError as exc:
+            raise error(env, f"{exc}: {shown!r}", accepted) from None
+        if nodes is not None:
+            return value
         parts, port, shown = self._split(env, value)
         if parts.scheme not in _REDIS_SCHEMES:
             raise error(env, f"has an unsupported scheme: {shown!r}", accepted)
@@ -388,7 +396,10 @@ class RedisUri(Url):
         return value
 
     def describe(self) -> str:
-        return "a redis://, rediss:// or unix:// URI"
+        return (
+            "a redis://, rediss:// or unix:// URI, or a list of host:port in a "
+            "redis+cluster://, rediss+cluster:// or redis+sentinel:// URI"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,12 @@ response bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from semanticcache._masking import mask_connection_string
+from semanticcache._redis_uri import RedisNodes, parse_redis_nodes
 from semanticcache.errors import ConfigurationError, StorageError
 
 if TYPE_CHECKING:
@@ -125,26 +127,43 @@ class RedisBlobStore:
     ) -> None:
         try:
             import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            from redis.exceptions import RedisClusterException, RedisError
             from redis.exceptions import TimeoutError as RedisTimeout
         except ImportError as exc:
             raise ConfigurationError(INSTALL_HINT) from exc
         if isinstance(ttl_seconds, bool) or ttl_seconds < 1:
             raise ConfigurationError(f"redis ttl_seconds must be >= 1, not {ttl_seconds}")
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
+        # A cluster client's own failures (no node reachable, slots not covered) are not
+        # RedisError.
+        self._errors: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
         self._timeouts: tuple[type[BaseException], ...] = (RedisTimeout, TimeoutError)
         self._prefix = f"semcache:{namespace}:".encode()
         self._ttl = ttl_seconds
-        self._client: redis.asyncio.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-        )
+        try:
+            nodes = parse_redis_nodes(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"redis URI {exc}: {mask_connection_string(url)!r}") from None
+        self._cluster = nodes is not None and nodes.mode == "cluster"
+        self._sentinel: redis.asyncio.Sentinel | None = None
+        self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster
+        # The primaries the client writes to now (empty: none known yet), in the
+        # modes where a replica can take a primary's place.
+        self._current_primaries: Callable[[], frozenset[str]] | None = None
+        if nodes is None:
+            self._client = aioredis.Redis.from_url(url, **_single_options(timeout))
+        elif nodes.mode == "cluster":
+            cluster = _cluster_client(nodes, timeout)
+            self._client = cluster
+            self._current_primaries = lambda: frozenset(n.name for n in cluster.get_primaries())
+        else:
+            self._sentinel, master = _sentinel_client(nodes, timeout)
+            self._client = master
+            pool = master.connection_pool
+            self._current_primaries = lambda: _address(getattr(pool, "master_address", None))
         self._compare_and_set = self._client.register_script(_COMPARE_AND_SET)
+        self._primaries: frozenset[str] | None = None
+        self._failovers = 0
+        self._failovers_voided = 0
 
     @property
     def ttl_seconds(self) -> int:
@@ -152,8 +171,9 @@ class RedisBlobStore:
         return self._ttl
 
     def key(self, partition: bytes, text_digest: bytes) -> bytes:
-        """``semcache:<table>:<hex partition><hex text digest>``."""
-        return self._prefix + partition.hex().encode() + text_digest.hex().encode()
+        """``semcache:<table>:{<hex partition><hex text digest>}``: the braces are a
+        Redis Cluster hash tag, so that every key of one entry maps to one slot."""
+        return b"%b{%b%b}" % (self._prefix, partition.hex().encode(), text_digest.hex().encode())
 
     async def get(self, partition: bytes, text_digest: bytes) -> RedisBlob | None:
         """The blob stored for this exact key, or None (absent, a tombstone, or
@@ -162,6 +182,8 @@ class RedisBlobStore:
             value = await self._client.get(self.key(partition, text_digest))
         except self._errors as exc:
             raise self._failed("GET", exc) from exc
+        finally:
+            self._note_primaries()
         if not isinstance(value, bytes) or len(value) < _HEADER.size:
             return None
         entry_id, micros, epoch, kind = _HEADER.unpack_from(value)
@@ -191,6 +213,8 @@ class RedisBlobStore:
             )
         except self._errors as exc:
             raise self._failed("SET", exc) from exc
+        finally:
+            self._note_primaries()
         return bool(written)
 
     async def bury(self, rows: Sequence[tuple[bytes, bytes, int]]) -> None:
@@ -199,18 +223,137 @@ class RedisBlobStore:
         for start in range(0, len(rows), _BATCH):
             batch = rows[start : start + _BATCH]
             keys = [self.key(p, d) for p, d, _ in batch]
-            values: list[bytes | int] = [
+            values: list[bytes] = [
                 _HEADER.pack(entry_id, _NEWEST, _NEWEST, _TOMBSTONE) for _, _, entry_id in batch
             ]
             try:
-                await self._compare_and_set(keys=keys, args=[*values, self._ttl * 1000])
+                if self._cluster:
+                    await self._bury_by_slot(keys, values)
+                else:
+                    await self._compare_and_set(keys=keys, args=[*values, self._ttl * 1000])
             except self._errors as exc:
                 raise self._failed("tombstone", exc) from exc
+            finally:
+                self._note_primaries()
+
+    async def _bury_by_slot(self, keys: list[bytes], values: list[bytes]) -> None:
+        """One script call per hash slot (a cluster refuses a script whose keys span
+        slots), sent as one pipeline: a round trip per node."""
+        from redis.crc import key_slot
+
+        slots: dict[int, tuple[list[bytes], list[bytes | int]]] = {}
+        for key, value in zip(keys, values, strict=True):
+            slot_keys, slot_values = slots.setdefault(key_slot(key), ([], []))
+            slot_keys.append(key)
+            slot_values.append(value)
+        ttl_ms = self._ttl * 1000
+        # EVAL, not EVALSHA: a node that never saw the script (a new primary) runs it too.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for slot_keys, slot_values in slots.values():
+                pipe.eval(_COMPARE_AND_SET, len(slot_keys), *slot_keys, *slot_values, ttl_ms)
+            await pipe.execute()
+
+    @property
+    def failovers(self) -> int:
+        """How many times a new primary was seen: a new master named by Sentinel, or a
+        node that became a cluster primary. Writes acknowledged by the old primary may
+        not have reached the new one (replication is asynchronous), so a tombstone or a
+        newer copy may be gone and an older copy back: until :meth:`failovers_voided`
+        is told of an epoch advance, no copy should be served."""
+        return self._failovers
+
+    @property
+    def failover_pending(self) -> bool:
+        """Whether a failover was seen and no epoch advance was reported after it."""
+        return self._failovers > self._failovers_voided
+
+    def failovers_voided(self, seen: int) -> None:
+        """The table's epoch was advanced after the first ``seen`` failovers."""
+        self._failovers_voided = max(self._failovers_voided, seen)
+
+    def _note_primaries(self) -> None:
+        if self._current_primaries is None:
+            return
+        now = self._current_primaries()
+        if not now:
+            return  # not connected yet
+        if self._primaries is not None and not now <= self._primaries:
+            self._failovers += 1
+        self._primaries = now
 
     def _failed(self, what: str, exc: BaseException) -> StorageError:
         kind = RedisTimeoutError if isinstance(exc, self._timeouts) else StorageError
         return kind(f"redis {what} failed: {type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
-        """Close the client's connections. Idempotent."""
-        await self._client.aclose()
+        """Close the client's connections (and the Sentinels'). Idempotent."""
+        try:
+            await self._client.aclose()
+        finally:
+            if self._sentinel is not None:
+                await self._sentinel.aclose()
+
+
+def _address(address: object) -> frozenset[str]:
+    """A Sentinel pool's master address (``(host, port)``, or None) as a set of names."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return frozenset({f"{address[0]}:{address[1]}"})
+    return frozenset()
+
+
+def _single_options(timeout: float | None) -> dict[str, Any]:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+
+
+def _cluster_client(nodes: RedisNodes, timeout: float | None) -> redis.asyncio.RedisCluster:
+    """redis-py's cluster client on the startup nodes: no retries (a failure falls back
+    to Postgres at once; the next command refreshes the slot map), and usable while some
+    slots are not covered (a dead primary without a replica only loses its slots)."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes.nodes],
+        username=nodes.username,
+        password=nodes.password,
+        ssl=nodes.tls,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        require_full_coverage=False,
+    )
+
+
+def _sentinel_client(
+    nodes: RedisNodes, timeout: float | None
+) -> tuple[redis.asyncio.Sentinel, redis.asyncio.Redis]:
+    """The Sentinels, and a client of the master they name: each new connection asks
+    them for the master's address, so after a failover the next connection reaches the
+    new master (one to a demoted master is dropped on its first refused write)."""
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinels = Sentinel(
+        list(nodes.nodes),
+        sentinel_kwargs={
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "password": nodes.sentinel_password,
+        },
+    )
+    master = sentinels.master_for(
+        nodes.service,
+        db=nodes.db,
+        username=nodes.username,
+        password=nodes.password,
+        **_single_options(timeout),
+    )
+    return sentinels, master
