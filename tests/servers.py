@@ -260,8 +260,9 @@ class PgBouncer:
     """A throw-away ``pgbouncer`` on a free 127.0.0.1 port in front of one Postgres
     (every database of it, trust authentication), in ``pool_mode``, with at most
     ``pool_size`` server connections per database and user; each server connection is
-    reset when it is given back, in transaction mode after every transaction. ``extra``:
-    more lines for its ``[pgbouncer]`` section."""
+    reset when it is given back, in transaction mode after every transaction unless
+    ``reset_always`` is false (PgBouncer's default). ``extra``: more lines for its
+    ``[pgbouncer]`` section."""
 
     def __init__(
         self,
@@ -270,9 +271,11 @@ class PgBouncer:
         *,
         pool_mode: str,
         pool_size: int,
+        reset_always: bool = True,
         extra: str = "",
     ) -> None:
         self._workdir = workdir
+        self._reset_always = reset_always
         self._extra = extra
         self._server = conninfo_to_dict(postgres_uri)
         self.pool_mode = pool_mode
@@ -317,7 +320,7 @@ class PgBouncer:
                 # Reset (DISCARD ALL) after every transaction too, as deployments do for
                 # clients that might leave session state behind: anything prepared by
                 # name is gone by the next transaction, whichever server it gets.
-                "server_reset_query_always = 1\n"
+                f"server_reset_query_always = {int(self._reset_always)}\n"
                 f"{self._extra}"
                 f"logfile = {log}\n"
             )
