@@ -26,6 +26,14 @@ ran (``--plan-sample``) after each scenario.
     .venv/bin/python benches/load_middleware.py --rows 1000 --concurrency 1,16,64
     .venv/bin/python benches/load_middleware.py --embedder local --rows 1000 \
         --scenarios baseline,semantic,miss --concurrency 1,16
+    .venv/bin/python benches/load_middleware.py --scenarios exact,semantic \
+        --concurrency 64 --pgbouncer
+
+With ``--pgbouncer``, each cache scenario runs a second time with the server connected
+through Debian's ``pgbouncer`` in transaction mode (``SEMANTIC_CACHE_PG_POOLER=transaction``,
+as many server connections as the cache's pool, no reset query between transactions:
+PgBouncer's defaults), and the ratio of the two throughputs is printed. PgBouncer runs
+on core 1 with Postgres; its CPU is not in the Postgres column.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
+from tests.servers import PgBouncer, find_pgbouncer  # noqa: E402
 
 from benches.load_app import make_cache, make_embedder  # noqa: E402
 from benches.plan_guard import (  # noqa: E402
@@ -66,7 +75,7 @@ from benches.plan_guard import (  # noqa: E402
     logged_plans,
     sample_plans,
 )
-from semanticcache import SemanticCache  # noqa: E402
+from semanticcache import CacheSettings, SemanticCache  # noqa: E402
 from semanticcache._devserver import EmbeddedPostgres  # noqa: E402
 from semanticcache._key import CacheKey  # noqa: E402
 from semanticcache._middleware.record import StoredResponse, encode_record  # noqa: E402
@@ -178,12 +187,17 @@ def fast_stack(python: str) -> bool:
 
 
 def start_server(
-    uri: str | None, *, original: str | None = None, rows: int = 0, stack: str = "auto"
+    uri: str | None,
+    *,
+    original: str | None = None,
+    rows: int = 0,
+    stack: str = "auto",
+    pooler: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving ``load_app`` (``uri`` ``None``: no cache), or ``orig_app`` under
     the ``original`` interpreter (which seeds ``rows`` itself at start-up). ``stack``:
     ``fast`` (uvloop + httptools), ``asyncio`` (asyncio's loop + h11), ``auto`` (fast
-    when the interpreter has them)."""
+    when the interpreter has them). ``pooler``: the cache's ``SEMANTIC_CACHE_PG_POOLER``."""
     port = free_port()
     # ROOT for ``benches.load_app``; the caller's PYTHONPATH after it, so that a
     # PYTHONPATH naming another checkout's ``python/`` serves that checkout's code.
@@ -192,6 +206,8 @@ def start_server(
     env.pop("LOAD_PG_URI", None)
     if uri is not None:
         env["LOAD_PG_URI"] = uri
+    if pooler is not None:
+        env["SEMANTIC_CACHE_PG_POOLER"] = pooler
     cmd = [
         original or sys.executable,
         "-m",
@@ -469,6 +485,12 @@ def main() -> None:
         help="SEMANTIC_CACHE_PGVECTOR_HNSW_EF_SEARCH for the server (default: pgvector's 40)",
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="run each cache scenario again through Debian's pgbouncer (transaction mode) "
+        "and print the throughput ratio",
+    )
+    parser.add_argument(
         "--original",
         help="python of a venv with fastapi-semcache 0.4.6: measure it instead (own database)",
     )
@@ -497,6 +519,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.original and "bare" in args.scenarios.split(","):
         parser.error("the bare query reads this project's table: not with --original")
+    if args.pgbouncer and (args.original or args.hot):
+        parser.error("--pgbouncer: this project's cache only, hot entries off")
     try:
         run(args)
     except PlanGuardError as exc:
@@ -558,6 +582,8 @@ def run(args: argparse.Namespace) -> None:
             seed_rows = args.rows  # the original seeds at its first start only
             postmaster = int((pg.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
             p50: dict[tuple[str, int], float] = {}
+            rps: dict[tuple[str, int, bool], float] = {}
+            bouncer = start_pgbouncer(Path(tmp), pg.uri) if args.pgbouncer else None
             for scenario in scenarios:
                 if scenario == "bare":
                     for level in levels:
@@ -572,14 +598,41 @@ def run(args: argparse.Namespace) -> None:
                     seed_rows = 0
                 try:
                     for level in levels:
-                        p50[scenario, level] = report(
+                        p50[scenario, level], rps[scenario, level, False] = report(
                             scenario, args, level, port, proc.pid, postmaster, workload
                         )
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
+                if bouncer is not None and scenario in ("exact", "semantic", "miss"):
+                    proc, port = start_server(
+                        bouncer.uri_for(uri), stack=args.stack, pooler="transaction"
+                    )
+                    try:
+                        for level in levels:
+                            _, rps[scenario, level, True] = report(
+                                scenario,
+                                args,
+                                level,
+                                port,
+                                proc.pid,
+                                postmaster,
+                                workload,
+                                label=f"{scenario} via PgBouncer",
+                            )
+                    finally:
+                        proc.terminate()
+                        proc.wait(timeout=30)
                 if args.original is None and scenario in ("exact", "semantic", "miss"):
                     guard.check_sampled(scenario)
+            if bouncer is not None:
+                bouncer.stop()
+                ratios = [
+                    f"{scenario} at {level}: {rps[scenario, level, True] / direct:.2f}"
+                    for (scenario, level, via), direct in rps.items()
+                    if not via and (scenario, level, True) in rps
+                ]
+                print("\nreq/s through PgBouncer / direct: " + "; ".join(ratios))
             if args.original is None:
                 asyncio.run(guard.check_store("after the load"))
                 print("\nplan guard: " + "; ".join(guard.seen))
@@ -602,6 +655,20 @@ def run(args: argparse.Namespace) -> None:
                     )
         finally:
             pg.stop()
+
+
+def start_pgbouncer(tmp: Path, server_uri: str) -> PgBouncer:
+    """Debian's pgbouncer in transaction mode in front of the server, with as many
+    server connections as the cache's pool opens and PgBouncer's default reset (none
+    between transactions)."""
+    if find_pgbouncer() is None:
+        raise SystemExit("--pgbouncer: no pgbouncer binary (apt-get install pgbouncer)")
+    pool = CacheSettings.from_env().pg_pool_max_size
+    bouncer = PgBouncer(
+        tmp / "pgbouncer", server_uri, pool_mode="transaction", pool_size=pool, reset_always=False
+    )
+    bouncer.start()
+    return bouncer
 
 
 def bare_report(uri: str, args: argparse.Namespace, level: int, table: str, vectors: Path) -> None:
@@ -737,8 +804,11 @@ def report(
     server_pid: int,
     postmaster_pid: int,
     workload: Workload,
-) -> float:
-    """One table row; the median p50 in ms."""
+    *,
+    label: str | None = None,
+) -> tuple[float, float]:
+    """One table row (``label``: its first cell, default the scenario); the median p50
+    in ms and the median requests per second."""
     make = workload.maker(scenario, port)
     # X-Cache, with X-Cache-Match where the server sends one (the original does not).
     expected = {"baseline": b"", "exact": b"HIT", "semantic": b"HIT", "miss": b"MISS"}
@@ -774,12 +844,12 @@ def report(
         p99s.append(percentile(latencies, 0.99) * 1000)
     med = statistics.median
     print(
-        f"| {scenario} | {args.rows} | {level} | {med(rps_runs):,.0f} | {med(p50s):.2f} "
+        f"| {label or scenario} | {args.rows} | {level} | {med(rps_runs):,.0f} | {med(p50s):.2f} "
         f"| {med(p90s):.2f} | {med(p99s):.2f} | {med(server_cpu):.0f} | {med(pg_cpu):.0f} "
         f"| {min(shares):.1%} |",
         flush=True,
     )
-    return med(p50s)
+    return med(p50s), med(rps_runs)
 
 
 if __name__ == "__main__":

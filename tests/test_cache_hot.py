@@ -8,7 +8,10 @@ response did not ask Postgres.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -265,3 +268,46 @@ async def test_a_second_start_keeps_the_triggers(pg_uri: str) -> None:
     async with SemanticCache(pg_uri=pg_uri, embedder=HashingEmbedder(64)) as second:
         assert await trigger_oids(second) == before
     assert [name for name, _ in before] == ["semcache_changed", "semcache_deleted"]
+
+
+@contextlib.asynccontextmanager
+async def notices_held(pg_uri: str, table: str) -> AsyncIterator[None]:
+    """No notice reaches the listeners of ``table`` meanwhile: their Postgres backends
+    (only theirs, found by the statement they wait in) are stopped, then resumed."""
+    async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+            (f'LISTEN "{table}"',),
+        )
+        pids = [int(row[0]) for row in await cur.fetchall()]
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("change", ["delete", "delete_scoped", "report_wrong", "purge"])
+async def test_own_delete_drops_the_remembered_entry_at_once(
+    pg_uri: str, scope: str, change: str
+) -> None:
+    async with SemanticCache(
+        pg_uri=pg_uri, embedder=HashingEmbedder(64), threshold=0.9, hot_entries=100
+    ) as cache:
+        await serving(cache)
+        key = CacheKey(QUESTION, scope=scope)
+        await cache.put(key, b"100 C")
+        entry_id = await remembered(cache, key, b"100 C")
+        async with notices_held(pg_uri, cache.table):  # no waiting for the notice
+            if change == "delete":
+                assert await cache.delete(entry_id)
+            elif change == "delete_scoped":
+                assert await cache.delete(entry_id, scope=scope)
+            elif change == "report_wrong":
+                assert await cache.report_wrong_id(entry_id, scope=scope)
+            else:
+                assert await cache.purge(scope=scope) == 1
+            assert await cache.get(key) is None

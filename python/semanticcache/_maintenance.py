@@ -11,6 +11,7 @@ from semanticcache._feedback import Feedback
 from semanticcache._key import db_text
 from semanticcache._results import CacheStats
 from semanticcache._settings import CacheSettings
+from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore
 from semanticcache._writes import WritePath
 from semanticcache.errors import ConfigurationError
@@ -26,6 +27,7 @@ class _Parts(Protocol):
     _writes: WritePath
     _feedback: Feedback
     _background: Background
+    _hot: HotEntries
     _outcomes: Counter[str]
 
     @property
@@ -50,11 +52,16 @@ class Maintenance:
         """Delete one entry by id (``CacheHit.entry_id``), with ``scope`` only if it is
         of that scope; whether it was deleted."""
         if scope is not None:
-            return await self._feedback.remove(entry_id, scope=scope, negative=False)
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise ConfigurationError("entry_id must be an int")
-        await self._ensure_open()
-        return await self._writes.delete(entry_id)
+            deleted = await self._feedback.remove(entry_id, scope=scope, negative=False)
+        else:
+            if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+                raise ConfigurationError("entry_id must be an int")
+            await self._ensure_open()
+            deleted = await self._writes.delete(entry_id)
+        if deleted:
+            # This process's own memory: no need to wait for the notice.
+            self._hot.forget_id(entry_id)
+        return deleted
 
     def entry_id(self: _Parts, entry_token: str) -> int | None:
         """The id an ``X-Cache-Entry`` token names (made under this cache's
@@ -78,9 +85,12 @@ class Maintenance:
         """Take entry ``entry_id`` out of every tier now and keep it as a negative example
         (see :mod:`semanticcache._feedback`); with ``scope``, only an entry of that scope.
         Whether it was deleted: a missing entry and another scope's are both ``False``."""
-        return await self._feedback.remove(
+        deleted = await self._feedback.remove(
             entry_id, scope=scope, negative=True, lookup_text=lookup_text
         )
+        if deleted:
+            self._hot.forget_id(entry_id)  # as in delete
+        return deleted
 
     async def purge(
         self: _Parts,
@@ -104,13 +114,16 @@ class Maintenance:
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
-        return await self._writes.purge(
+        count = await self._writes.purge(
             scope=db_text(scope) if scope is not None else None,
             partition=partition,
             expired=expired,
             older_than=older_than,
             all=all,
         )
+        if count:
+            self._hot.clear()  # as the notice of a delete statement does, without waiting
+        return count
 
     async def stats(self: _Parts) -> CacheStats:
         """Rows, hits (pending hit counts flushed first), per-scope figures, table size,

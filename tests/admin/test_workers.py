@@ -5,11 +5,7 @@ reaches the worker the test means (a shared socket spreads them as the kernel li
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,40 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import uvicorn_processes
+
 CHAT = "/v1/chat/completions"
 QUESTION = "What is the capital of France?"
 ADMIN = secrets.token_hex(24)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_until_up(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, "uvicorn exited"
-        try:
-            # Refused without the token: the app is up.
-            if httpx.get(url + "/admin/", timeout=1).status_code == 401:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "uvicorn never answered"
-        time.sleep(0.2)
-
-
 @pytest.fixture
-def workers(pg_uri: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
-    no_store = tmp_path / "no-store"
+def workers(pg_uri: str, redis_url: str, tmp_path: Path) -> Iterator[list[str]]:
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
-        "ADMIN_TEST_NO_STORE": str(no_store),
+        "WORKERS_CALLS": str(tmp_path / "calls.txt"),
         "SEMANTIC_CACHE_PG_URI": pg_uri,
         "SEMANTIC_CACHE_REDIS_URI": redis_url,
         "SEMANTIC_CACHE_HOT_ENTRIES": "100",
@@ -59,48 +32,30 @@ def workers(pg_uri: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[list[
         # Both workers name an entry by the same token and read each other's.
         "SEMANTIC_CACHE_LOG_DIGEST_KEY": secrets.token_hex(16),
     }
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(2):
-            port = _free_port()
-            command = [sys.executable, "-m", "uvicorn", "tests.admin.workers_app:app"]
-            command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-            procs.append(subprocess.Popen(command, cwd=ROOT, env=env))
-            urls.append(f"http://127.0.0.1:{port}")
-        for proc, url in zip(procs, urls, strict=True):
-            _wait_until_up(proc, url)
-        yield urls, no_store
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with uvicorn_processes("tests.workers_app:app", 2, env) as urls:
+        yield urls
 
 
-def _ask(url: str, model: str) -> httpx.Response:
+def _ask(url: str, model: str, *, store: bool = True) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": QUESTION}]}
     # One Host for both workers: the route in the key includes it (and the port).
-    got = httpx.post(url + CHAT, json=body, headers={"host": "chat.test"}, timeout=30)
+    headers = {"host": "chat.test"} if store else {"host": "chat.test", "x-test-no-store": "1"}
+    got = httpx.post(url + CHAT, json=body, headers=headers, timeout=30)
     assert got.status_code == 200
     return got
 
 
-def _from_each(urls: list[str], model: str, each: int) -> list[httpx.Response]:
+def _from_each(
+    urls: list[str], model: str, each: int, *, store: bool = True
+) -> list[httpx.Response]:
     """``each`` answers from every worker, and a check that they are distinct processes."""
-    answers = [_ask(url, model) for url in urls for _ in range(each)]
+    answers = [_ask(url, model, store=store) for url in urls for _ in range(each)]
     assert len({a.headers["x-worker-pid"] for a in answers}) == len(urls)
     return answers
 
 
-def test_a_hit_reported_wrong_is_a_miss_in_both_workers(
-    workers: tuple[list[str], Path],
-) -> None:
-    urls, no_store = workers
+def test_a_hit_reported_wrong_is_a_miss_in_both_workers(workers: list[str]) -> None:
+    urls = workers
     url = urls[0]
     model = f"m-{secrets.token_hex(4)}"
     assert _ask(url, model).headers["x-cache"] == "MISS"  # and stored, after the answer
@@ -120,7 +75,6 @@ def test_a_hit_reported_wrong_is_a_miss_in_both_workers(
     assert {a.headers["x-cache"] for a in before} == {"HIT"}
     assert {a.headers["x-cache-entry"] for a in before} == {token}
 
-    no_store.touch()  # from now on no answer is stored: a hit could only be the old entry
     reported = httpx.post(
         f"{url}/admin/entries/{token}/report-wrong",
         json={"scope": ""},
@@ -129,6 +83,7 @@ def test_a_hit_reported_wrong_is_a_miss_in_both_workers(
     )
     assert (reported.status_code, reported.json()) == (200, {"reported": True})
 
-    after = _from_each(urls, model, each=3)
+    # No answer from now on is stored: a hit could only be the old entry.
+    after = _from_each(urls, model, each=3, store=False)
     assert [a.headers["x-cache"] for a in after] == ["MISS"] * len(after)
     assert all("x-cache-entry" not in a.headers for a in after)

@@ -4,11 +4,6 @@ and across two uvicorn server processes sharing the Postgres."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +13,9 @@ import pytest
 
 from semanticcache import SemanticCache, SemanticCacheMiddleware
 from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
+from tests.servers import uvicorn_processes
 
 PROMPT = "How many moons does Jupiter have?"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_concurrent_identical_misses_call_the_app_once(
@@ -67,65 +62,13 @@ async def test_single_flight_can_be_switched_off(cache: SemanticCache, model: st
     assert calls.count == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def two_servers(pg_uri: str, tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
     count = tmp_path / "calls.txt"
     count.touch()
-    env = {**os.environ, "SF_PG_URI": pg_uri, "SF_COUNT_FILE": str(count), "PYTHONPATH": str(ROOT)}
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(2):
-            port = _free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "tests.middleware.sf_app:app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                        "--timeout-graceful-shutdown",
-                        "5",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for proc, url in zip(procs, urls, strict=True):
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, "uvicorn exited"
-                try:
-                    httpx.get(url + "/docs", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+    env = {"SF_PG_URI": pg_uri, "SF_COUNT_FILE": str(count)}
+    with uvicorn_processes("tests.middleware.sf_app:app", 2, env) as urls:
         yield urls, count
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 async def test_single_flight_across_two_server_processes(

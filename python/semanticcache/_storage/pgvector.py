@@ -342,9 +342,14 @@ class PgVectorStore:
         """Add ``counts[id]`` to the hit count of each entry, in one statement."""
         if not counts:
             return
+        # In id order in every process: two flushes that lock the same rows in opposite
+        # orders deadlock, and Postgres aborts one (its counts are lost).
+        ordered = sorted(counts.items())
         try:
             async with self._pool.connection() as conn:
-                await conn.execute(self._add_hits, (list(counts), list(counts.values())))
+                await conn.execute(
+                    self._add_hits, ([i for i, _ in ordered], [n for _, n in ordered])
+                )
         except psycopg.Error as exc:
             raise StorageError(f"cache hit count update failed: {exc}") from exc
 
@@ -353,9 +358,10 @@ class PgVectorStore:
         counts, in one statement."""
         if not counts:
             return
-        outcomes = [outcome for outcome, _ in counts]
-        buckets = [bucket for _, bucket in counts]
-        params = (self.table, outcomes, buckets, list(counts.values()))
+        ordered = sorted(counts.items())  # in one order everywhere, as in add_hits
+        outcomes = [outcome for (outcome, _), _ in ordered]
+        buckets = [bucket for (_, bucket), _ in ordered]
+        params = (self.table, outcomes, buckets, [n for _, n in ordered])
         try:
             async with self._pool.connection() as conn:
                 await conn.execute(write_sql.ADD_NEAREST, params)
