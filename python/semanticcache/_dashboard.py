@@ -151,6 +151,15 @@ class Dashboard:
         )
         return _secure(response, nonce=None)
 
+    def _breakers(self) -> dict[str, str]:
+        states: dict[str, str] = dict(self._cache.breaker_states())
+        # Those of dependencies this cache does not use say nothing.
+        if self._cache.settings.redis_uri is None:
+            states.pop("redis", None)
+        if self._cache.verifier is None:
+            states.pop("verifier", None)
+        return states
+
     def _near(self) -> list[NearMiss]:
         return self._cache.activity.near_misses()
 
@@ -184,7 +193,7 @@ class Dashboard:
             },
             "threshold": cache.threshold,
             "gate": verifier.floor if verifier is not None else cache.threshold,
-            "breakers": cache.breaker_states(),
+            "breakers": self._breakers(),
             "near_misses": [_near_json(n) for n in self._near()],
             **self._data,
         }
@@ -393,9 +402,8 @@ def _panel(data: Mapping[str, Any]) -> str:
         "<section><h2>Lookups and hits, last 10 minutes (10 s slots)</h2>"
         + _timeline_svg([Slot(0, s["lookups"], s["hits"]) for s in data["timeline"]["slots"]])
         + "</section>",
-        "<section><h2>Nearest similarity of lookups (all processes)</h2>"
-        + _histograms(data)
-        + "</section>",
+        "<section><h2>Nearest similarity of searched lookups (all processes; "
+        "exact hits skip the search)</h2>" + _histograms(data) + "</section>",
         "<section><h2>Busiest entries</h2>" + _busiest_table(data["busiest"]) + "</section>",
         "<section><h2>Circuit breakers (this process)</h2>"
         + _breakers_table(data["breakers"])
@@ -440,9 +448,9 @@ def _histograms(data: Mapping[str, Any]) -> str:
         return '<p class="empty">Postgres unavailable.</p>'
     threshold = float(data["threshold"])
     gate = float(data["gate"])
-    return _histogram_svg("hits", similarity["hits"], "#2da44e", threshold, gate) + _histogram_svg(
-        "misses", similarity["misses"], "#d4762c", threshold, gate
-    )
+    return _histogram_svg(
+        "semantic hits", similarity["hits"], "#2da44e", threshold, gate
+    ) + _histogram_svg("misses", similarity["misses"], "#d4762c", threshold, gate)
 
 
 def _histogram_svg(name: str, counts: list[int], colour: str, threshold: float, gate: float) -> str:
@@ -477,12 +485,12 @@ def _histogram_svg(name: str, counts: list[int], colour: str, threshold: float, 
         )
     ticks = "".join(
         f'<text x="{x_of(v):.1f}" y="{height - 3}" font-size="10" fill="#667" '
-        f'text-anchor="middle">{v:.1f}</text>'
+        f'text-anchor="{"start" if v == 0.5 else "middle"}">{v:.1f}</text>'
         for v in (0.5, 0.6, 0.7, 0.8, 0.9)
     )
     total = sum(counts)
     return (
-        f'<svg id="hist-{name}" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg id="hist-{name.split()[-1]}" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="nearest similarity of {name}">'
         + "".join(bars)
         + "".join(marks)
