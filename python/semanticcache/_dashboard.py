@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import ipaddress
 import logging
 import secrets
 import time
@@ -147,7 +148,7 @@ class Dashboard:
             path=f"{root}/dashboard",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=_needs_secure(request),
         )
         return _secure(response, nonce=None)
 
@@ -248,6 +249,20 @@ def _digest(key: bytes, value: str) -> str:
 
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def _needs_secure(request: Request) -> bool:
+    """``Secure`` unless a loopback address is reached over plain HTTP (a local test):
+    past a TLS-terminating proxy the scheme reads ``http``, and the browser is on TLS."""
+    if request.url.scheme == "https":
+        return True
+    host = request.url.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True
 
 
 def _near_json(near: NearMiss) -> dict[str, Any]:

@@ -78,7 +78,7 @@ async def client(cache: SemanticCache) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.mount("/admin", admin_app(cache))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="https://test") as c:
         yield c
 
 
@@ -130,6 +130,7 @@ async def test_the_login_form_sets_a_strict_cookie_that_opens_only_the_dashboard
     assert "SameSite=strict" in cookie
     assert "Path=/admin/dashboard" in cookie
     assert ADMIN not in cookie  # an HMAC of its expiry, not the token
+    assert "Secure" in cookie
 
     page = await client.get("/admin/dashboard")  # the client keeps the cookie
     assert page.status_code == 200
@@ -144,6 +145,23 @@ async def test_the_login_form_sets_a_strict_cookie_that_opens_only_the_dashboard
     # The cookie is not the bearer token: the admin endpoint's other routes refuse it.
     purge = await client.post("/admin/purge", json={"scope": "", "expired": True})
     assert purge.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("base", "secure"),
+    [("http://127.0.0.1:8080", False), ("http://localhost", False), ("http://admin.test", True)],
+)
+async def test_the_cookie_is_secure_unless_on_loopback(
+    cache: SemanticCache, base: str, secure: bool
+) -> None:
+    """Past a TLS-terminating proxy the scheme reads http: only a loopback address
+    goes without ``Secure``."""
+    app = FastAPI()
+    app.mount("/admin", admin_app(cache))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as c:
+        signed = await _sign_in(c)
+    assert signed.status_code == 303
+    assert ("Secure" in signed.headers["set-cookie"]) is secure
 
 
 async def test_a_forged_or_expired_cookie_is_refused(client: httpx.AsyncClient) -> None:

@@ -151,7 +151,8 @@ def page() -> Iterator[Callable[[], _Page]]:
     if binary is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     profile = tempfile.mkdtemp(prefix="semcache-chromium-")
-    command = [binary, "--headless", "--disable-gpu", "--no-first-run"]
+    # A container's /dev/shm is often too small for it: shared memory goes to /tmp.
+    command = [binary, "--headless", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"]
     command.append(f"--user-data-dir={profile}")
     if os.geteuid() == 0:
         command.append("--no-sandbox")  # chromium refuses root with its sandbox on
