@@ -1,8 +1,8 @@
 """The dashboard in a real headless browser (Debian's chromium, driven over the DevTools
 protocol): refused without the token, signed in through its form, and showing live
 figures after known traffic without a reload. uvicorn serves tests/admin/workers_app.py
-(the middleware in front of a chat route, the admin endpoint at /admin) on a free
-loopback port, with its access log on: the token must never reach it.
+(``dashboard_server`` in conftest.py) with its access log on: the token must never
+reach it.
 
 With ``SEMCACHE_DASHBOARD_SCREENSHOT=path.png`` the test also saves a screenshot of the
 page there (docs/img/dashboard.png is made this way)."""
@@ -13,10 +13,8 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +25,9 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.admin.test_workers import ROOT, _free_port
+from tests.admin.conftest import ADMIN
+from tests.admin.test_workers import _free_port
 
-ADMIN = secrets.token_hex(24)
 CHAT = "/v1/chat/completions"
 QUESTION = "What is the capital of France?"
 # Near, not equal: misses whose nearest entry lands in the histograms and near misses.
@@ -107,45 +105,6 @@ class _Page:
 
 
 @pytest.fixture
-def server(pg_uri: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
-    log = tmp_path / "uvicorn.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
-        "ADMIN_TEST_NO_STORE": str(tmp_path / "no-store"),
-        "SEMANTIC_CACHE_PG_URI": pg_uri,
-        "SEMANTIC_CACHE_THRESHOLD": "0.9",
-        "SEMANTIC_CACHE_ADMIN_TOKEN": ADMIN,
-        "SEMANTIC_CACHE_LOG_DIGEST_KEY": secrets.token_hex(16),
-    }
-    command = [sys.executable, "-m", "uvicorn", "tests.admin.workers_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/admin/", timeout=1).status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn never answered"
-            time.sleep(0.2)
-        yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
 def page() -> Iterator[Callable[[], _Page]]:
     binary = _chromium()
     if binary is None:
@@ -197,8 +156,10 @@ def _ask(url: str, text: str) -> str:
     return got.headers["x-cache"]
 
 
-def test_the_dashboard_in_a_browser(server: tuple[str, Path], page: Callable[[], _Page]) -> None:
-    url, log = server
+def test_the_dashboard_in_a_browser(
+    dashboard_server: tuple[str, Path], page: Callable[[], _Page]
+) -> None:
+    url, log = dashboard_server
     tab = page()
     dashboard = url + "/admin/dashboard"
 
