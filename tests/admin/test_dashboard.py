@@ -22,6 +22,7 @@ from semanticcache import (
     _native,
     admin_app,
     admin_scope_token,
+    create_semantic_cache_proxy_app,
 )
 from semanticcache._activity import NEAR_MISSES, SLOT_SECONDS, Activity
 from semanticcache._dashboard import COOKIE
@@ -280,3 +281,20 @@ def test_near_misses_are_stage_two_refusals_and_misses_close_below_the_gate() ->
     assert slots[-4].hits == 1
     clock[0] += SLOT_SECONDS * 100  # every slot out of the window
     assert sum(s.lookups for s in activity.timeline()) == 0
+
+
+async def test_the_proxy_serves_the_dashboard_under_its_admin_path(cache: SemanticCache) -> None:
+    app = create_semantic_cache_proxy_app("http://127.0.0.1:9", cache)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://proxy.test") as client:
+        assert (await client.get("/_semcache/admin/dashboard/data")).status_code == 401
+        signed = await client.post("/_semcache/admin/dashboard/login", data={"token": ADMIN})
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/_semcache/admin/dashboard"
+        assert "Path=/_semcache/admin/dashboard" in signed.headers["set-cookie"]
+        page = await client.get("/_semcache/admin/dashboard")
+        assert page.status_code == 200
+        assert 'data-src="/_semcache/admin/dashboard/panel"' in page.text
+        assert (await client.get("/_semcache/admin/dashboard/panel")).status_code == 200
+        listed = await client.get("/_semcache/admin/near-misses", headers=_bearer(ADMIN))
+        assert listed.json() == {"near_misses": []}
