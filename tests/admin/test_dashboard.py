@@ -298,3 +298,23 @@ async def test_the_proxy_serves_the_dashboard_under_its_admin_path(cache: Semant
         assert (await client.get("/_semcache/admin/dashboard/panel")).status_code == 200
         listed = await client.get("/_semcache/admin/near-misses", headers=_bearer(ADMIN))
         assert listed.json() == {"near_misses": []}
+
+
+async def test_a_stage_two_refusal_is_kept_with_its_candidate(pg_uri: str) -> None:
+    settings = CacheSettings(
+        pg_uri=pg_uri, threshold=0.9, agreement_check=False, log_digest_key=KEY
+    )
+    async with SemanticCache(
+        settings=settings, embedder=_Vectors(), rejection_threshold=0.99
+    ) as cache:
+        partition = secrets.token_bytes(32)
+        entry_id = await cache.put("stored question", b"answer", partition=partition)
+        assert entry_id is not None
+        refused = await cache.lookup("close question", partition=partition)
+        assert refused.reason == "rejected"
+        assert refused.candidate_id == entry_id
+        (near,) = cache.activity.near_misses()
+    assert near.reason == "rejected"
+    assert near.entry == entry_token(KEY, cache.table, entry_id)
+    assert near.similarity == pytest.approx(0.955, abs=1e-3)
+    assert near.text_digest == _native.hmac_sha256_hex(KEY, b"close question", 16)
