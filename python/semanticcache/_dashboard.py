@@ -51,7 +51,7 @@ _PERSON: Final = b"semcache:admin-session:v1\x00"
 _MAX_FORM: Final = 4096
 # The dashboard's Postgres reads (a scan of the table's hit counts) run at most this
 # often per process, whatever the number of open pages.
-_MIN_READ_INTERVAL: Final = 2.0
+_MIN_READ_INTERVAL: Final = float(REFRESH_SECONDS)
 # The histograms start here: thresholds are set above it.
 _LOW_BUCKET: Final = 50
 _MISSES: Final = ("miss", "rejected", "disagreement", "unverified")
@@ -165,7 +165,7 @@ class Dashboard:
         return self._cache.activity.near_misses()
 
     async def data(self) -> dict[str, Any]:
-        """The dashboard's figures (Postgres's read at most every couple of seconds)."""
+        """The dashboard's figures (Postgres is read at most every few seconds)."""
         now = time.monotonic()
         if self._data is None or now - self._read_at >= _MIN_READ_INTERVAL:
             self._data = await self._stored()
