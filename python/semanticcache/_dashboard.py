@@ -318,7 +318,7 @@ h2{font-size:14px;margin:0 0 8px;color:#445}
 .figure b{display:block;font-size:24px}
 .figure small{color:#667}
 table{border-collapse:collapse;width:100%;font-size:12px}
-td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eef}
+td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eef;white-space:nowrap}
 code{font-size:11px}
 .closed{color:#1a7f37}.open{color:#cf222e;font-weight:bold}.half_open{color:#9a6700}
 .empty{color:#889}
@@ -410,8 +410,8 @@ def _panel(data: Mapping[str, Any]) -> str:
         figures.append(_figure("rows", "?", "Postgres unavailable"))
     parts = [
         '<section class="wide"><h2>This process since '
-        + html.escape(process["since"])
-        + '</h2><div class="figures">'
+        + html.escape(_short(process["since"]))
+        + ' UTC</h2><div class="figures">'
         + "".join(figures)
         + "</div></section>",
         "<section><h2>Lookups and hits, last 10 minutes (10 s slots)</h2>"
@@ -444,16 +444,30 @@ def _timeline_svg(slots: list[Slot]) -> str:
                     f'<rect x="{x + 1:.1f}" y="{height - 16 - h:.1f}" width="{step - 2:.1f}" '
                     f'height="{h:.1f}" fill="{colour}"/>'
                 )
+    # The hit rate of each slot that had lookups, on its own 0..100% scale.
+    rate = " ".join(
+        f"{(index + 0.5) * step:.1f},{height - 16 - (height - top - 16) * s.hits / s.lookups:.1f}"
+        for index, s in enumerate(slots)
+        if s.lookups
+    )
+    line = (
+        f'<polyline id="hit-rate-line" points="{rate}" fill="none" stroke="#0969da" '
+        'stroke-width="1.5"/>'
+        if rate
+        else ""
+    )
     return (
         f'<svg id="timeline" viewBox="0 0 {width} {height}" width="100%" role="img" '
         'aria-label="lookups and hits over time">'
         + "".join(bars)
+        + line
         + f'<line x1="0" x2="{width}" y1="{height - 16}" y2="{height - 16}" stroke="#889"/>'
         f'<text x="0" y="{height - 2}" font-size="10" fill="#667">-10 min</text>'
         f'<text x="{width}" y="{height - 2}" font-size="10" fill="#667" '
         'text-anchor="end">now</text>'
         f'<text x="0" y="10" font-size="10" fill="#667">peak {peak} lookups / slot; '
-        "grey: lookups, green: hits (upstream calls saved)</text></svg>"
+        "grey: lookups, green: hits (upstream calls saved), blue: hit rate (0 to 100%)"
+        "</text></svg>"
     )
 
 
@@ -517,6 +531,11 @@ def _histogram_svg(name: str, counts: list[int], colour: str, threshold: float, 
     )
 
 
+def _short(iso: str) -> str:
+    """``2026-01-02T03:04:05+00:00`` as ``2026-01-02 03:04:05`` (the page says UTC)."""
+    return iso[:19].replace("T", " ")
+
+
 def _table(head: list[str], rows: list[list[str]], empty: str) -> str:
     if not rows:
         return f'<p class="empty">{html.escape(empty)}</p>'
@@ -531,11 +550,13 @@ def _busiest_table(busiest: list[dict[str, Any]]) -> str:
             f"<code>{html.escape(b['entry'])}</code>",
             f"<code>{html.escape(b['scope_digest'])}</code>",
             str(int(b["hits"])),
-            html.escape(b["created_at"]),
+            html.escape(_short(b["created_at"])),
         ]
         for b in busiest
     ]
-    return _table(["entry", "scope (digest)", "hits", "stored"], rows, "No entry has a hit yet.")
+    return _table(
+        ["entry", "scope (digest)", "hits", "stored (UTC)"], rows, "No entry has a hit yet."
+    )
 
 
 def _breakers_table(breakers: Mapping[str, str]) -> str:
@@ -549,7 +570,7 @@ def _breakers_table(breakers: Mapping[str, str]) -> str:
 def _near_table(near: list[dict[str, Any]]) -> str:
     rows = [
         [
-            html.escape(n["at"]),
+            html.escape(_short(n["at"])),
             f"<code>{html.escape(n['text_digest'])}</code>",
             f"<code>{html.escape(n['entry'] or '-')}</code>",
             f"{float(n['similarity']):.3f}",
@@ -558,7 +579,7 @@ def _near_table(near: list[dict[str, Any]]) -> str:
         for n in near[:25]
     ]
     return _table(
-        ["when", "lookup (digest)", "nearest entry", "similarity", "reason"],
+        ["when (UTC)", "lookup (digest)", "nearest entry", "similarity", "reason"],
         rows,
         "No near miss yet.",
     )

@@ -205,6 +205,7 @@ def test_the_dashboard_in_a_browser(
     assert tab.js("document.getElementById('hits').textContent") == str(hits)
     assert tab.js("document.getElementById('saved').textContent") == str(hits)
     assert tab.js("document.querySelectorAll('#timeline rect').length") > 0
+    assert tab.js("!!document.getElementById('hit-rate-line')")
     assert tab.js("!!document.getElementById('hist-misses')")
     assert "postgres" in tab.js("document.body.innerText")
 
