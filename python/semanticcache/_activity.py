@@ -82,7 +82,9 @@ class Activity:
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[list[int]] = deque(maxlen=_SLOTS)  # [start, lookups, hits]
-        self._near: deque[NearMiss] = deque(maxlen=NEAR_MISSES)
+        # (at, text digest, entry id, similarity, reason): the entry's token is made
+        # when they are read, not on the lookup's path.
+        self._near: deque[tuple[float, str, int | None, float, str]] = deque(maxlen=NEAR_MISSES)
         self.started = clock()
         self.lookups = 0
         """Lookups since this process started."""
@@ -109,10 +111,8 @@ class Activity:
         digest = _native.hmac_sha256_hex(
             self._key, text.encode("utf-8", "surrogatepass"), _DIGEST_HEX
         )
-        token = entry_token(self._key, self._table, entry_id) if entry_id is not None else None
-        miss = NearMiss(now, digest, token, similarity, result.reason)
         with self._lock:
-            self._near.append(miss)
+            self._near.append((now, digest, entry_id, similarity, result.reason))
 
     def _near_miss(self, result: CacheLookup) -> tuple[float, int | None] | None:
         if result.hit is not None:
@@ -145,4 +145,14 @@ class Activity:
     def near_misses(self) -> list[NearMiss]:
         """The most recent near misses, newest first."""
         with self._lock:
-            return list(reversed(self._near))
+            kept = list(reversed(self._near))
+        return [
+            NearMiss(
+                at,
+                digest,
+                entry_token(self._key, self._table, entry_id) if entry_id is not None else None,
+                similarity,
+                reason,
+            )
+            for at, digest, entry_id, similarity, reason in kept
+        ]

@@ -5,7 +5,8 @@ figures after known traffic without a reload. uvicorn serves tests/admin/workers
 reach it.
 
 With ``SEMCACHE_DASHBOARD_SCREENSHOT=path.png`` the test also saves a screenshot of the
-page there (docs/img/dashboard.png is made this way)."""
+page after its traffic there (docs/img/dashboard.png was taken the same way, after a
+minute of mixed traffic)."""
 
 from __future__ import annotations
 
