@@ -158,8 +158,9 @@ def _ask(url: str, text: str) -> str:
 
 
 def test_the_dashboard_in_a_browser(
-    dashboard_server: tuple[str, Path], page: Callable[[], _Page]
+    page: Callable[[], _Page], dashboard_server: tuple[str, Path]
 ) -> None:
+    # ``page`` first: without chromium the test skips before a server starts.
     url, log = dashboard_server
     tab = page()
     dashboard = url + "/admin/dashboard"
