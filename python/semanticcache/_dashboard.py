@@ -136,7 +136,8 @@ class Dashboard:
             form = parse_qs(body.decode("ascii"), max_num_fields=4)
         except (UnicodeDecodeError, ValueError):
             form = {}
-        given = form.get("token", [""])[0].strip().encode("latin-1", "replace")
+        # Percent-escapes decode as UTF-8, as the setting's value is encoded.
+        given = form.get("token", [""])[0].strip().encode("utf-8", "surrogatepass")
         if not given or not hmac.compare_digest(given, self._token):
             return _login_page(root, wrong=True)
         expires = int(time.time()) + SESSION_SECONDS

@@ -318,3 +318,15 @@ async def test_a_stage_two_refusal_is_kept_with_its_candidate(pg_uri: str) -> No
     assert near.entry == entry_token(KEY, cache.table, entry_id)
     assert near.similarity == pytest.approx(0.955, abs=1e-3)
     assert near.text_digest == _native.hmac_sha256_hex(KEY, b"close question", 16)
+
+
+async def test_a_token_beyond_ascii_signs_in(pg_uri: str) -> None:
+    token = "opérateur-" + secrets.token_hex(8)
+    settings = CacheSettings(pg_uri=pg_uri, admin_token=token.encode("utf-8"))
+    async with SemanticCache(settings=settings, embedder=_Vectors()) as cache:
+        app = FastAPI()
+        app.mount("/admin", admin_app(cache))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
+            assert (await _sign_in(client, token)).status_code == 303
+            assert (await _sign_in(client, token.replace("é", "e"))).status_code == 401
