@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -15,15 +16,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.admin.test_workers import ROOT, _free_port
-
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN = secrets.token_hex(24)
 """The server's admin token."""
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 @pytest.fixture
 def dashboard_server(pg_uri: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "uvicorn.log"
     env = {
         **os.environ,

@@ -26,8 +26,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.admin.conftest import ADMIN
-from tests.admin.test_workers import _free_port
+from tests.admin.conftest import ADMIN, free_port
 
 CHAT = "/v1/chat/completions"
 QUESTION = "What is the capital of France?"
@@ -116,7 +115,7 @@ def page() -> Iterator[Callable[[], _Page]]:
     command.append(f"--user-data-dir={profile}")
     if os.geteuid() == 0:
         command.append("--no-sandbox")  # chromium refuses root with its sandbox on
-    port = _free_port()
+    port = free_port()
     command.append(f"--remote-debugging-port={port}")
     # Its chatter goes to a file: a pipe nobody reads would fill and stall it.
     with (Path(profile) / "chromium.log").open("wb") as out:
