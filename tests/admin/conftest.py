@@ -1,6 +1,6 @@
-"""The admin tests' uvicorn server for the dashboard: tests/admin/workers_app.py (the
+"""The admin tests' uvicorn server for the dashboard: tests/workers_app.py (the
 middleware in front of a chat route, the admin endpoint at /admin) on a free loopback
-port, its access log (info level) in a file."""
+port, its access log (info level) in a file, which the tests read."""
 
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ def dashboard_server(pg_uri: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
-        "ADMIN_TEST_NO_STORE": str(tmp_path / "no-store"),
+        "WORKERS_CALLS": str(tmp_path / "calls.txt"),
         "SEMANTIC_CACHE_PG_URI": pg_uri,
         "SEMANTIC_CACHE_THRESHOLD": "0.9",
         "SEMANTIC_CACHE_ADMIN_TOKEN": ADMIN,
         "SEMANTIC_CACHE_LOG_DIGEST_KEY": secrets.token_hex(16),
     }
-    command = [sys.executable, "-m", "uvicorn", "tests.admin.workers_app:app"]
+    command = [sys.executable, "-m", "uvicorn", "tests.workers_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)

@@ -1,6 +1,6 @@
 """The dashboard in a real headless browser (Debian's chromium, driven over the DevTools
 protocol): refused without the token, signed in through its form, and showing live
-figures after known traffic without a reload. uvicorn serves tests/admin/workers_app.py
+figures after known traffic without a reload. uvicorn serves tests/workers_app.py
 (``dashboard_server`` in conftest.py) with its access log on: the token must never
 reach it.
 
