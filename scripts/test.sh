@@ -7,10 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh embedded,redis,test,lint,docs
 
-# redis-server, and Debian's pgbouncer (in /usr/sbin) for the PgBouncer tests.
+# redis-server, Debian's pgbouncer (in /usr/sbin) for the PgBouncer tests, and Debian's
+# chromium for the admin dashboard's headless-browser test.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || command -v google-chrome >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]} (Debian packages) for the tests"
@@ -21,7 +24,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "       macOS: brew install redis)." >&2
         exit 1
     else
-        echo "warning: pgbouncer is not installed (apt-get install pgbouncer): its tests skip." >&2
+        for package in "${missing[@]}"; do
+            echo "warning: $package is not installed (apt-get install $package): its tests skip." >&2
+        done
     fi
 fi
 

@@ -13,7 +13,8 @@ time.
 Routes (under the mount point): ``POST /entries/{token}/report-wrong`` (body ``scope``,
 optional ``lookup_text``), ``DELETE /entries/{token}`` (body ``scope``), ``POST /purge``
 (body ``scope``, ``older_than_seconds``, ``expired``; the operator's token may leave out
-``scope`` to purge every scope by age or expiry). See docs/admin.md.
+``scope`` to purge every scope by age or expiry); the operator's dashboard and
+``GET /near-misses`` (:mod:`semanticcache._dashboard`). See docs/admin.md.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from semanticcache._cache import SemanticCache
+from semanticcache._dashboard import Dashboard, is_dashboard_path
 from semanticcache._feedback import delete_negatives
 from semanticcache._key import MAX_SCOPE_BYTES, db_text
 from semanticcache.errors import ConfigurationError, StorageError
@@ -89,9 +91,15 @@ class _AdminApp:
     def __init__(self, cache: SemanticCache, token: bytes) -> None:
         self._cache = cache
         self._token = token
+        self._dashboard = Dashboard(cache, token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            return
+        path = _path(scope)
+        if is_dashboard_path(path):
+            # Operator-only routes with their own access rule (a browser's cookie).
+            await self._dashboard(scope, receive, send, path)
             return
         request = Request(scope, receive)
         body = await _read(request)
@@ -101,7 +109,7 @@ class _AdminApp:
             await _unauthorized()(scope, receive, send)
             return
         try:
-            response = await self._route(request, _path(scope), fields)
+            response = await self._route(request, path, fields)
         except _Refused as exc:
             response = JSONResponse({"error": str(exc)}, status_code=exc.status)
         except StorageError as exc:

@@ -14,8 +14,9 @@ from typing import Any, Self
 import psycopg
 
 from semanticcache import _options as options
+from semanticcache._activity import Activity
 from semanticcache._background import Background
-from semanticcache._breaker import CircuitBreaker
+from semanticcache._breaker import BreakerState, CircuitBreaker
 from semanticcache._connection import PgConnection
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._embedders.factory import get_embedder
@@ -122,6 +123,7 @@ class SemanticCache(Maintenance):
         self._outcomes: Counter[str] = Counter()
         # None unless metrics are on: prometheus_client is then never imported.
         self._metrics: Metrics | None = metrics_for(merged)
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._store_guard = Guard("store", self._breaker("postgres"), self._store_timeout)
         self._embeddings = Embeddings(
             embedder,
@@ -194,18 +196,28 @@ class SemanticCache(Maintenance):
             on_stored=self._metrics.stored if self._metrics is not None else None,
         )
         self._feedback = Feedback(self._store, self._store_call, self._redis, self._ensure_open)
+        self.activity = Activity(
+            merged.effective_log_digest_key, self._store.table, lambda: self._judge.gate
+        )
+        """This process's recent lookups and near misses (the admin dashboard's)."""
         self._ready = False
         self._open_lock = asyncio.Lock()
 
     def _breaker(self, name: str, dependency: str | None = None) -> CircuitBreaker:
         metrics = self._metrics
         on_change = None if metrics is None else metrics.watch_breaker(dependency or name)
-        return CircuitBreaker(
+        breaker = CircuitBreaker(
             name,
             failures=self._settings.breaker_failures,
             cooldown=self._settings.breaker_cooldown_seconds,
             on_change=on_change,
         )
+        self._breakers[dependency or name] = breaker
+        return breaker
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """This process's circuit breaker of each dependency and its state."""
+        return {name: breaker.state for name, breaker in self._breakers.items()}
 
     @property
     def metrics(self) -> Metrics | None:
@@ -325,6 +337,7 @@ class SemanticCache(Maintenance):
         if self._metrics is not None:
             self._metrics.lookup(result, time.perf_counter() - started)
         self._background.count_lookup(result)
+        self.activity.record(target.text, result)
         return result
 
     async def put(

@@ -194,7 +194,9 @@ class LookupPath:
         candidates = found.matches
         nearest = found.nearest
         if not candidates:
-            return CacheLookup(None, "miss", nearest_similarity=nearest)
+            return CacheLookup(
+                None, "miss", nearest_similarity=nearest, candidate_id=found.nearest_id
+            )
         best = candidates[0]
         if best.text_digest == target.text_digest:
             # The exact row: served as exact whatever the thresholds.
@@ -221,6 +223,7 @@ class LookupPath:
                 candidates=len(candidates),
                 nearest_similarity=nearest,
                 probability=probability,
+                candidate_id=best.id if hit is None else None,
             )
 
         if verdict.served is None:

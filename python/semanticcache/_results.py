@@ -72,6 +72,9 @@ class CacheLookup:
     probability: float | None = None
     """The verifier's probability that the served candidate (on a hit) or the best one it
     scored (``unverified``) wants the same answer; ``None`` when it did not run."""
+    candidate_id: int | None = None
+    """Id of the entry a miss came closest to: the best stage-1 candidate when stage 2
+    refused it, else the nearest entry; ``None`` on a hit or when no search ran."""
 
 
 @dataclass(frozen=True, slots=True)

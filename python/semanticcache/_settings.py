@@ -377,8 +377,8 @@ class CacheSettings:
     admin_token: bytes | None = setting(
         None,
         Key(ADMIN_TOKEN_MIN_BYTES),
-        "Bearer token of the admin endpoint (report a hit wrong, delete, purge); the proxy "
-        "serves it only when this is set ([admin.md](admin.md)).",
+        "Bearer token of the admin endpoint (report a hit wrong, delete, purge, the "
+        "dashboard); the proxy serves it only when this is set ([admin.md](admin.md)).",
         default_doc="unset (no admin endpoint)",
     )
     embedded_data_dir: Path | None = setting(

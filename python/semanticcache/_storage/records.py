@@ -51,6 +51,8 @@ class SearchResult:
     """Similarity of the nearest row of the partition, whether or not it passed the
     threshold (1.0 for the exact row); ``None`` when the partition holds no live row.
     What a miss was missed by: the figure to tune a threshold on."""
+    nearest_id: int | None = None
+    """Id of that nearest row (``None`` with ``nearest``)."""
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]], threshold: float) -> Self:
@@ -67,7 +69,9 @@ class SearchResult:
             found.sort(key=lambda e: (-e.similarity, e.id))
         # The same float8 comparison as the server's, which chose whether to send the
         # response.
-        return cls([e for e in found if e.similarity >= threshold], found[0].similarity)
+        return cls(
+            [e for e in found if e.similarity >= threshold], found[0].similarity, found[0].id
+        )
 
 
 @dataclass(frozen=True, slots=True)
