@@ -1,0 +1,167 @@
+"""OpenTelemetry spans (the ``otel`` extra): what the cache, the middleware and the proxy
+record when ``SEMANTIC_CACHE_TRACING`` is on.
+
+``opentelemetry`` is imported only when tracing is turned on: with it off, the request
+path holds ``None`` where a :class:`Tracing` would be and pays one ``is not None`` per
+hook, and no span object is made. Spans go to the tracer provider the application
+configures (``opentelemetry.trace.set_tracer_provider``, or the SDK's auto-configuration);
+until it does, OpenTelemetry's own no-op provider drops them.
+
+Attributes hold what the cache's log lines hold: keyed digests of the lookup text and
+the scope, outcomes, reasons, similarities and route templates; never a prompt, a header
+value or an exception's message (messages may quote a body). docs/observability.md lists
+the spans.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
+
+from starlette.types import Scope
+
+from semanticcache._embedders.factory import extra_imports
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
+
+    from semanticcache._settings import CacheSettings
+
+__all__ = [
+    "EMBED",
+    "REPLAY",
+    "REQUEST",
+    "SEARCH",
+    "STORE",
+    "UPSTREAM",
+    "Tracing",
+    "tracing_for",
+]
+
+REQUEST: Final = "semcache.request"
+EMBED: Final = "semcache.embed"
+SEARCH: Final = "semcache.search"
+STORE: Final = "semcache.store"
+UPSTREAM: Final = "semcache.upstream"
+REPLAY: Final = "semcache.replay"
+
+_TRACER_NAME: Final = "semanticcache"
+
+
+class Tracing:
+    """Starts the cache's spans on the global tracer provider (see docs/observability.md)."""
+
+    def __init__(self) -> None:
+        with extra_imports("otel", "OpenTelemetry tracing (SEMANTIC_CACHE_TRACING)"):
+            from opentelemetry import context, propagate, trace
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+        from semanticcache import _native
+
+        self._context = context
+        self._propagate = propagate
+        self._trace = trace
+        self._server = SpanKind.SERVER
+        self._internal = SpanKind.INTERNAL
+        self._error = StatusCode.ERROR
+        self._status = Status
+        # A proxy tracer until the application sets its provider, which it then follows.
+        self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
+
+    @contextmanager
+    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> Iterator[Span]:
+        """The span of one request through the middleware, current while the block runs.
+
+        Its parent is the current span when there is one (an outer instrumentation that
+        already read the caller's context), else the context the request's headers carry
+        (W3C ``traceparent`` with the default propagators), so the cache's spans join the
+        caller's trace either way.
+        """
+        trace = self._trace
+        if trace.get_current_span().get_span_context().is_valid:
+            parent = None
+            kind = self._internal
+        else:
+            parent = self._propagate.extract(self._carrier(scope))
+            kind = self._server
+        span = self._tracer.start_span(
+            REQUEST,
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        with self._current(span):
+            yield span
+
+    @contextmanager
+    def span(
+        self, name: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> Iterator[Span]:
+        """A child span of the current one, current while the block runs."""
+        span = self._tracer.start_span(
+            name, attributes=attributes, record_exception=False, set_status_on_exception=False
+        )
+        with self._current(span):
+            yield span
+
+    @contextmanager
+    def _current(self, span: Span) -> Iterator[None]:
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        try:
+            yield
+        except BaseException as exc:
+            # The kind of failure only: an exception's message may quote a prompt.
+            kind = getattr(exc, "reason", None)
+            self._fail(span, kind if isinstance(kind, str) else type(exc).__qualname__)
+            raise
+        finally:
+            self._context.detach(token)
+            span.end()
+
+    def failed(self, kind: str) -> None:
+        """Mark the current span failed: ``kind`` is a reason or a type, never a message."""
+        self._fail(self._trace.get_current_span(), kind)
+
+    def _fail(self, span: Span, kind: str) -> None:
+        span.set_attribute("error.type", kind)
+        span.set_status(self._status(self._error, kind))
+
+    def _carrier(self, scope: Scope) -> dict[str, str]:
+        """The request's propagation fields (``traceparent``, ``tracestate``, ``baggage``
+        with the default propagators) by lower-case name; no other header is read."""
+        fields = {name.encode("latin-1") for name in self._propagate.get_global_textmap().fields}
+        carrier: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name in fields:
+                text = value.decode("latin-1")
+                key = name.decode("latin-1")
+                # Repeated fields are one comma-separated list (RFC 9110 5.3).
+                carrier[key] = f"{carrier[key]},{text}" if key in carrier else text
+        return carrier
+
+    def inject(self, headers: MutableMapping[str, str]) -> None:
+        """Write the current trace context into outgoing request ``headers`` (replacing
+        the fields of the same names); nothing when there is no current span."""
+        self._propagate.inject(headers)
+
+
+_lock = threading.Lock()
+_tracing: Tracing | None = None
+
+
+def process_tracing() -> Tracing:
+    """This process's tracing, created (and ``opentelemetry`` imported) on first use."""
+    global _tracing
+    with _lock:
+        if _tracing is None:
+            _tracing = Tracing()
+        return _tracing
+
+
+def tracing_for(settings: CacheSettings) -> Tracing | None:
+    """The process's tracing when ``settings`` turn it on, else ``None``."""
+    return process_tracing() if settings.tracing else None
