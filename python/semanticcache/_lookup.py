@@ -128,7 +128,7 @@ class LookupPath:
 
     async def _search(self, make: Callable[[], Awaitable[SearchResult]], kind: str) -> SearchResult:
         if self._tracing is not None:
-            with self._tracing.span(SEARCH, {"semcache.search.kind": kind}) as span:
+            with self._tracing.leaf(SEARCH, {"semcache.search.kind": kind}) as span:
                 found = await self._timed_search(make)
                 span.set_attribute("semcache.candidates", len(found.matches))
                 nearest = found.nearest
@@ -158,7 +158,7 @@ class LookupPath:
                 lambda: self._store.get_exact(target.partition, target.text_digest), read=True
             )
         else:
-            with self._tracing.span(SEARCH, {"semcache.search.kind": "exact"}) as span:
+            with self._tracing.leaf(SEARCH, {"semcache.search.kind": "exact"}) as span:
                 entry = await self._store_call(
                     lambda: self._store.get_exact(target.partition, target.text_digest), read=True
                 )

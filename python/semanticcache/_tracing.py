@@ -16,8 +16,8 @@ the spans.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Mapping, MutableMapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from starlette.types import Scope
@@ -60,9 +60,11 @@ class Tracing:
             from opentelemetry.trace import SpanKind, Status, StatusCode
         from semanticcache import _native
 
-        self._context = context
+        self._attach = context.attach
+        self._detach = context.detach
         self._propagate = propagate
-        self._trace = trace
+        self._current_span = trace.get_current_span
+        self._in_context = trace.set_span_in_context
         self._server = SpanKind.SERVER
         self._internal = SpanKind.INTERNAL
         self._error = StatusCode.ERROR
@@ -70,8 +72,7 @@ class Tracing:
         # A proxy tracer until the application sets its provider, which it then follows.
         self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
 
-    @contextmanager
-    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> Iterator[Span]:
+    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Current:
         """The span of one request through the middleware, current while the block runs.
 
         Its parent is the current span when there is one (an outer instrumentation that
@@ -79,8 +80,7 @@ class Tracing:
         (W3C ``traceparent`` with the default propagators), so the cache's spans join the
         caller's trace either way.
         """
-        trace = self._trace
-        if trace.get_current_span().get_span_context().is_valid:
+        if self._current_span().get_span_context().is_valid:
             parent = None
             kind = self._internal
         else:
@@ -94,41 +94,35 @@ class Tracing:
             record_exception=False,
             set_status_on_exception=False,
         )
-        with self._current(span):
-            yield span
+        return _Current(self, span)
 
-    @contextmanager
-    def span(
-        self, name: str, attributes: Mapping[str, AttributeValue] | None = None
-    ) -> Iterator[Span]:
-        """A child span of the current one, current while the block runs."""
-        span = self._tracer.start_span(
+    def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Current:
+        """A child span of the current one, itself current while the block runs (the
+        spans started inside it, the app's or an embedder's, are its children)."""
+        return _Current(self, self._start(name, attributes))
+
+    def leaf(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Leaf:
+        """A child span of the current one, for a block that starts no span of its own
+        (it is never made current: that costs a context switch each way)."""
+        return _Leaf(self, self._start(name, attributes))
+
+    def _start(self, name: str, attributes: Mapping[str, AttributeValue] | None) -> Span:
+        return self._tracer.start_span(
             name, attributes=attributes, record_exception=False, set_status_on_exception=False
         )
-        with self._current(span):
-            yield span
-
-    @contextmanager
-    def _current(self, span: Span) -> Iterator[None]:
-        token = self._context.attach(self._trace.set_span_in_context(span))
-        try:
-            yield
-        except BaseException as exc:
-            # The kind of failure only: an exception's message may quote a prompt.
-            kind = getattr(exc, "reason", None)
-            self._fail(span, kind if isinstance(kind, str) else type(exc).__qualname__)
-            raise
-        finally:
-            self._context.detach(token)
-            span.end()
 
     def failed(self, kind: str) -> None:
         """Mark the current span failed: ``kind`` is a reason or a type, never a message."""
-        self._fail(self._trace.get_current_span(), kind)
+        self.fail(self._current_span(), kind)
 
-    def _fail(self, span: Span, kind: str) -> None:
+    def fail(self, span: Span, kind: str) -> None:
         span.set_attribute("error.type", kind)
         span.set_status(self._status(self._error, kind))
+
+    def _failure(self, span: Span, exc: BaseException) -> None:
+        # The kind of failure only: an exception's message may quote a prompt.
+        kind = getattr(exc, "reason", None)
+        self.fail(span, kind if isinstance(kind, str) else type(exc).__qualname__)
 
     def _carrier(self, scope: Scope) -> dict[str, str]:
         """The request's propagation fields (``traceparent``, ``tracestate``, ``baggage``
@@ -147,6 +141,49 @@ class Tracing:
         """Write the current trace context into outgoing request ``headers`` (replacing
         the fields of the same names); nothing when there is no current span."""
         self._propagate.inject(headers)
+
+
+class _Leaf:
+    """A started span, ended (and marked failed on an exception) when the block ends."""
+
+    __slots__ = ("span", "tracing")
+
+    def __init__(self, tracing: Tracing, span: Span) -> None:
+        self.tracing = tracing
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.tracing._failure(self.span, exc)
+        self.span.end()
+
+
+class _Current(_Leaf):
+    """A started span, current while the block runs."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> Span:
+        tracing = self.tracing
+        self.token = tracing._attach(tracing._in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.tracing._detach(self.token)
+        super().__exit__(exc_type, exc, tb)
 
 
 _lock = threading.Lock()

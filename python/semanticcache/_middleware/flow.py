@@ -32,7 +32,7 @@ from semanticcache._results import DECIDED_MISSES, CacheLookup
 from semanticcache._tracing import REPLAY, UPSTREAM
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
 
     from semanticcache._middleware.asgi import SemanticCacheMiddleware
 
@@ -60,8 +60,9 @@ class Flow:
         # Body chunks read so far, replayed to the app before the real receive().
         self.chunks: list[bytes] = []
         self.body_complete = False
-        # The request's span while tracing is on (see run()).
-        self.span: Span | None = None
+        # The request span's attributes while tracing is on, set on it at the end (one
+        # call: each setting takes the span's lock).
+        self.traced: dict[str, AttributeValue] | None = None
 
     @property
     def request_id(self) -> str:
@@ -97,38 +98,39 @@ class Flow:
                 return
             attributes = {"http.request.method": self.scope["method"], "http.route": route}
             with mw.tracing.request(self.scope, attributes) as span:
-                self.span = span
+                traced = self.traced = {}
                 try:
                     await self._run()
                 finally:
                     if span.is_recording():
                         # Digested here, once: only a recorded span pays for them.
-                        span.set_attribute("semcache.scope", self.key.scope_digest)
-                        span.set_attribute("semcache.text", self.key.text_digest)
+                        traced["semcache.scope"] = self.key.scope_digest
+                        traced["semcache.text"] = self.key.text_digest
+                        span.set_attributes(traced)
         finally:
             reset_route(token)
 
     def _trace_outcome(self, outcome: XCache, reason: str | None = None) -> None:
-        span = self.span
-        if span is not None:
-            span.set_attribute("semcache.outcome", outcome)
+        traced = self.traced
+        if traced is not None:
+            traced["semcache.outcome"] = outcome
             if reason is not None:
-                span.set_attribute("semcache.reason", reason)
+                traced["semcache.reason"] = reason
 
     def _trace_lookup(self, lookup: CacheLookup) -> None:
-        span = self.span
-        if span is None:
+        traced = self.traced
+        if traced is None:
             return
-        span.set_attribute("semcache.reason", lookup.reason)
+        traced["semcache.reason"] = lookup.reason
         hit = lookup.hit
         similarity = hit.similarity if hit is not None else lookup.best_similarity
         if similarity is not None:
-            span.set_attribute("semcache.similarity", similarity)
+            traced["semcache.similarity"] = similarity
         nearest = lookup.nearest_similarity
         if nearest is not None and nearest == nearest:  # NaN: no direction
-            span.set_attribute("semcache.nearest_similarity", nearest)
+            traced["semcache.nearest_similarity"] = nearest
         if hit is not None:
-            span.set_attribute("semcache.match", hit.match)
+            traced["semcache.match"] = hit.match
 
     async def _run(self) -> None:
         metrics = self.mw.metrics
@@ -168,8 +170,8 @@ class Flow:
             if outcome == "MISS" and mw.single_flight is not None:
                 started = time.perf_counter()
                 lease = await mw.single_flight.acquire(key)
-                if self.span is not None:
-                    self.span.set_attribute("semcache.single_flight", lease.role)
+                if self.traced is not None:
+                    self.traced["semcache.single_flight"] = lease.role
                 if lease.role == "waited":
                     if metrics is not None:
                         metrics.waited(time.perf_counter() - started)
@@ -200,7 +202,7 @@ class Flow:
                 "semcache.similarity": hit.similarity,
                 "semcache.entry": entry.decode("ascii"),
             }
-            with mw.tracing.span(REPLAY, attributes) as span:
+            with mw.tracing.leaf(REPLAY, attributes) as span:
                 served = await self._replay(hit, stream, entry)
                 span.set_attribute("semcache.served", served)
             if served:
