@@ -71,6 +71,8 @@ class Tracing:
         self._status = Status
         # A proxy tracer until the application sets its provider, which it then follows.
         self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
+        self._textmap: object = None
+        self._fields: frozenset[bytes] = frozenset()
 
     def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Current:
         """The span of one request through the middleware, current while the block runs.
@@ -80,12 +82,14 @@ class Tracing:
         (W3C ``traceparent`` with the default propagators), so the cache's spans join the
         caller's trace either way.
         """
+        parent = None
         if self._current_span().get_span_context().is_valid:
-            parent = None
             kind = self._internal
         else:
-            parent = self._propagate.extract(self._carrier(scope))
             kind = self._server
+            carrier = self._carrier(scope)
+            if carrier:
+                parent = self._propagate.extract(carrier)
         span = self._tracer.start_span(
             REQUEST,
             context=parent,
@@ -127,7 +131,12 @@ class Tracing:
     def _carrier(self, scope: Scope) -> dict[str, str]:
         """The request's propagation fields (``traceparent``, ``tracestate``, ``baggage``
         with the default propagators) by lower-case name; no other header is read."""
-        fields = {name.encode("latin-1") for name in self._propagate.get_global_textmap().fields}
+        textmap = self._propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            # The application may set its propagators after the cache was made.
+            self._fields = frozenset(name.encode("latin-1") for name in textmap.fields)
+            self._textmap = textmap
+        fields = self._fields
         carrier: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
             if name in fields:

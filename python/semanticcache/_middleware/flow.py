@@ -126,9 +126,7 @@ class Flow:
         similarity = hit.similarity if hit is not None else lookup.best_similarity
         if similarity is not None:
             traced["semcache.similarity"] = similarity
-        nearest = lookup.nearest_similarity
-        if nearest is not None and nearest == nearest:  # NaN: no direction
-            traced["semcache.nearest_similarity"] = nearest
+        # The nearest similarity is the search span's: each attribute costs a span.
         if hit is not None:
             traced["semcache.match"] = hit.match
 
@@ -197,12 +195,8 @@ class Flow:
         if mw.tracing is None:
             served = await self._replay(hit, stream, entry)
         else:
-            attributes = {
-                "semcache.match": hit.match,
-                "semcache.similarity": hit.similarity,
-                "semcache.entry": entry.decode("ascii"),
-            }
-            with mw.tracing.leaf(REPLAY, attributes) as span:
+            # Match and similarity are the request span's.
+            with mw.tracing.leaf(REPLAY, {"semcache.entry": entry.decode("ascii")}) as span:
                 served = await self._replay(hit, stream, entry)
                 span.set_attribute("semcache.served", served)
             if served:
