@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from pytest_benchmark.fixture import BenchmarkFixture
-from tests.metrics.spans import exporter
+from tests.metrics.spans import exporter, recording
 
 from benches.bench_middleware import PROMPT, REWORDED, app, body, call
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
@@ -126,14 +126,10 @@ def test_hit(benchmark: BenchmarkFixture, setup: Setup, kind: str, tracing: str)
     setup.caches.trace(tracing == "on")
     mw = setup.caches.middleware[kind]
     data = payload(kind)
-    spans = exporter()
-    spans.clear()
-    try:
+    with recording() as spans:
         got = benchmark(lambda: setup.loop.run_until_complete(call(mw, data, [])))
         assert got == b"HIT"
         assert bool(spans.get_finished_spans()) == (tracing == "on")
-    finally:
-        spans.clear()
 
 
 async def interleaved(caches: Caches, rounds: int, batch: int) -> None:

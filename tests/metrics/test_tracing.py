@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache._middleware.keying import log_digest
-from tests.metrics.spans import exporter, named, of_trace
+from tests.metrics.spans import named, of_trace, recording
 from tests.middleware.conftest import chat_body, client_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +36,9 @@ TRACEPARENT = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
-    recorded = exporter()
-    recorded.clear()
-    return recorded
+def spans() -> Iterator[InMemorySpanExporter]:
+    with recording() as recorded:
+        yield recorded
 
 
 @pytest.fixture

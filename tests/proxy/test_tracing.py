@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache
 from semanticcache._proxy import create_semantic_cache_proxy_app
-from tests.metrics.spans import exporter, named, of_trace
+from tests.metrics.spans import named, of_trace, recording
 from tests.proxy.conftest import CHAT, Upstream, chat_body, serve
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -31,24 +31,24 @@ def _span_id(span: ReadableSpan) -> int:
 async def test_the_upstream_request_carries_the_cache_upstream_span(
     upstream: Upstream, pg_uri: str, model: str
 ) -> None:
-    spans = exporter()
-    spans.clear()
     settings = CacheSettings(pg_uri=pg_uri, threshold=0.9, tracing=True)
     cache = SemanticCache(settings=settings, embedder=HashingEmbedder())
     app = create_semantic_cache_proxy_app(upstream.url, cache)
     headers = {"traceparent": TRACEPARENT}
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
-        miss = await http.post(CHAT, json=chat_body(model, "a traced question"), headers=headers)
-        assert miss.headers["x-cache"] == "MISS"
-        sent = upstream.seen("traceparent")
-        await app.state.semantic_cache_middleware.drain()
-        hit = await http.post(CHAT, json=chat_body(model, "a traced question"), headers=headers)
-        assert hit.headers["x-cache"] == "HIT"
-        # Not the cache's (GET): forwarded as is, under the current (FastAPI's) span.
-        await http.get("/v1/models", headers=headers)
-        passed = upstream.seen("traceparent")
+    with recording() as spans:
+        async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+            question = chat_body(model, "a traced question")
+            miss = await http.post(CHAT, json=question, headers=headers)
+            assert miss.headers["x-cache"] == "MISS"
+            sent = upstream.seen("traceparent")
+            await app.state.semantic_cache_middleware.drain()
+            hit = await http.post(CHAT, json=question, headers=headers)
+            assert hit.headers["x-cache"] == "HIT"
+            # Not the cache's (GET): forwarded as is, under the current (FastAPI's) span.
+            await http.get("/v1/models", headers=headers)
+            passed = upstream.seen("traceparent")
+        recorded = of_trace(spans.get_finished_spans(), TRACE_ID)
     assert upstream.calls[CHAT] == 1
-    recorded = of_trace(spans.get_finished_spans(), TRACE_ID)
     (upstream_span,) = named(recorded, "semcache.upstream")
     # One traceparent, in the caller's trace, naming the cache's upstream span.
     assert len(sent) == 1
