@@ -128,22 +128,28 @@ class LookupPath:
 
     async def _search(self, make: Callable[[], Awaitable[SearchResult]], kind: str) -> SearchResult:
         if self._tracing is not None:
-            with self._tracing.leaf(SEARCH, {"semcache.search.kind": kind}) as span:
-                found = await self._timed_search(make)
-                span.set_attribute("semcache.candidates", len(found.matches))
-                nearest = found.nearest
-                if nearest is not None and nearest == nearest:  # NaN: no direction
-                    span.set_attribute("semcache.nearest_similarity", nearest)
-                return found
-        return await self._timed_search(make)
-
-    async def _timed_search(self, make: Callable[[], Awaitable[SearchResult]]) -> SearchResult:
+            return await self._traced_search(make, kind)
         if self._on_search is None:
             return await self._store_call(make, read=True)
         started = time.perf_counter()
         found = await self._store_call(make, read=True)
         self._on_search(time.perf_counter() - started)
         return found
+
+    async def _traced_search(
+        self, make: Callable[[], Awaitable[SearchResult]], kind: str
+    ) -> SearchResult:
+        assert self._tracing is not None
+        with self._tracing.leaf(SEARCH, {"semcache.search.kind": kind}) as span:
+            started = time.perf_counter()
+            found = await self._store_call(make, read=True)
+            if self._on_search is not None:
+                self._on_search(time.perf_counter() - started)
+            span.set_attribute("semcache.candidates", len(found.matches))
+            nearest = found.nearest
+            if nearest is not None and nearest == nearest:  # NaN: no direction
+                span.set_attribute("semcache.nearest_similarity", nearest)
+            return found
 
     async def _embed(self, text: str, memo_key: bytes | None = None) -> BinaryVector:
         try:

@@ -52,10 +52,11 @@ class WritePath:
     async def put(self, target: Target, response: bytes, *, loud: bool) -> int | None:
         """The new entry's id; on a dependency failure ``None`` (logged), or, when
         ``loud``, :class:`EmbedderError` / :class:`StorageError`."""
+        storing = self._put(target, response, loud=loud)
         if self._tracing is None:
-            return await self._put(target, response, loud=loud)
+            return await storing
         with self._tracing.span(STORE, {"semcache.response_bytes": len(response)}) as span:
-            entry_id = await self._put(target, response, loud=loud)
+            entry_id = await storing
             span.set_attribute("semcache.stored", entry_id is not None)
             return entry_id
 

@@ -119,8 +119,7 @@ class Flow:
 
     def _trace_lookup(self, lookup: CacheLookup) -> None:
         traced = self.traced
-        if traced is None:
-            return
+        assert traced is not None
         traced["semcache.reason"] = lookup.reason
         hit = lookup.hit
         similarity = hit.similarity if hit is not None else lookup.best_similarity
@@ -149,7 +148,8 @@ class Flow:
         lease: Lease | None = None
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
-            self._trace_lookup(lookup)
+            if self.traced is not None:
+                self._trace_lookup(lookup)
             hit = lookup.hit
             if hit is None and lookup.reason not in DECIDED_MISSES:
                 outcome = "ERROR"
@@ -177,7 +177,8 @@ class Flow:
                     # names it may just have taught us), or it gave up.
                     key = await self.key.for_vary(mw.vary_for(self.key.target))
                     lookup = await mw.cache.lookup(key)
-                    self._trace_lookup(lookup)
+                    if self.traced is not None:
+                        self._trace_lookup(lookup)
                     if await self._serve(lookup.hit, control, stream):
                         return
                     lease = None
@@ -192,29 +193,27 @@ class Flow:
             return False
         mw = self.mw
         entry = mw.entry_header(hit.entry_id)
+        sending = replay(
+            hit,
+            self.send,
+            stream=stream,
+            vary=self.key.vary,
+            mode=mw.hit_response_mode,
+            log_fields=self.log_fields,
+            entry=entry,
+        )
         if mw.tracing is None:
-            served = await self._replay(hit, stream, entry)
+            served = await sending
         else:
             # Match and similarity are the request span's.
             with mw.tracing.leaf(REPLAY, {"semcache.entry": entry.decode("ascii")}) as span:
-                served = await self._replay(hit, stream, entry)
+                served = await sending
                 span.set_attribute("semcache.served", served)
             if served:
                 self._trace_outcome("HIT")
         if served and mw.metrics is not None:
             mw.metrics.served_hit()
         return served
-
-    async def _replay(self, hit: CacheHit, stream: bool, entry: bytes) -> bool:
-        return await replay(
-            hit,
-            self.send,
-            stream=stream,
-            vary=self.key.vary,
-            mode=self.mw.hit_response_mode,
-            log_fields=self.log_fields,
-            entry=entry,
-        )
 
     async def _read_body(self) -> bytes:
         cap = self.mw.settings.max_body_bytes
