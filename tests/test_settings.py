@@ -69,6 +69,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "hot_entries": 0,
     "metrics": False,
     "metrics_path": None,
+    "tracing": False,
     "admin_token": None,
     "embedded_data_dir": None,
 }
@@ -421,6 +422,7 @@ INVALID_ENV: list[tuple[str, str, tuple[str, ...]]] = [
     ("BREAKER_FAILURES", "-1", ("-1", ">= 1")),
     ("HOT_ENTRIES", "-5", ("-5", ">= 0")),
     ("METRICS", "sometimes", ("'sometimes'", "true/false")),
+    ("TRACING", "maybe", ("'maybe'", "true/false")),
     ("METRICS_PATH", "http://host/metrics", ("'http://host/metrics'", "starting with `/`")),
     ("REDIS_URI", "memcached://h", ("memcached://h", "redis://")),
     ("PG_URI", "sqlite:///x.db", ("sqlite:///x.db", "postgresql://")),

@@ -37,6 +37,7 @@ from semanticcache._settings import (
 from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore, ScopeStats
 from semanticcache._storage.redis_tier import RedisBlobStore
+from semanticcache._tracing import Tracing, tracing_for
 from semanticcache._verifier import Verifier, load_verifier
 from semanticcache._writes import WritePath
 from semanticcache.errors import ConfigurationError, StorageError
@@ -124,6 +125,8 @@ class SemanticCache(Maintenance):
         # None unless metrics are on: prometheus_client is then never imported.
         self._metrics: Metrics | None = metrics_for(merged)
         self._breakers: dict[str, CircuitBreaker] = {}
+        # None unless tracing is on: opentelemetry is then never imported.
+        self._tracing: Tracing | None = tracing_for(merged)
         self._store_guard = Guard("store", self._breaker("postgres"), self._store_timeout)
         self._embeddings = Embeddings(
             embedder,
@@ -134,6 +137,7 @@ class SemanticCache(Maintenance):
             ),
             embedding_memo_size,
             on_embed=self._metrics.embedded if self._metrics is not None else None,
+            tracing=self._tracing,
         )
         self._store = PgVectorStore(
             self._pg.pool,
@@ -185,6 +189,7 @@ class SemanticCache(Maintenance):
             redis=self._redis,
             judge=self._judge,
             on_search=self._metrics.searched if self._metrics is not None else None,
+            tracing=self._tracing,
         )
         self._writes = WritePath(
             store=self._store,
@@ -194,6 +199,7 @@ class SemanticCache(Maintenance):
             redis=self._redis,
             ttl_seconds=self._ttl_seconds,
             on_stored=self._metrics.stored if self._metrics is not None else None,
+            tracing=self._tracing,
         )
         self._feedback = Feedback(self._store, self._store_call, self._redis, self._ensure_open)
         self.activity = Activity(
@@ -223,6 +229,11 @@ class SemanticCache(Maintenance):
     def metrics(self) -> Metrics | None:
         """The process's Prometheus metrics when this cache records them, else ``None``."""
         return self._metrics
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The process's OpenTelemetry tracing when this cache records spans, else ``None``."""
+        return self._tracing
 
     @property
     def settings(self) -> CacheSettings:

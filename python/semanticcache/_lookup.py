@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from semanticcache._guard import StoreCall, Unavailable
 from semanticcache._judge import Candidate, Judge
@@ -17,7 +17,11 @@ from semanticcache._results import CacheHit, CacheLookup, LookupReason, exact_hi
 from semanticcache._settings import CacheSettings
 from semanticcache._storage.hot import HotEntries, HotEntry
 from semanticcache._storage.pgvector import BinaryVector, PgVectorStore, SearchResult, StoredEntry
+from semanticcache._tracing import SEARCH
 from semanticcache.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from semanticcache._tracing import Tracing
 
 # Longer lookup texts take the exact-first path even with a cheap embedder: embedding
 # grows with the text, while the exact probe does not (figures: docs/cache.md).
@@ -69,9 +73,11 @@ class LookupPath:
         redis: RedisCopies,
         judge: Judge,
         on_search: Callable[[float], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._on_search = on_search  # told the seconds of each search (metrics)
+        self._tracing = tracing
         self._judge = judge
         self._store = store
         self._store_call = store_call
@@ -115,18 +121,35 @@ class LookupPath:
         k = self._settings.top_k_candidates
         gate = self._judge.gate
         candidates = await self._search(
-            lambda: self._store.search(target.partition, vector, gate, k=k)
+            lambda: self._store.search(target.partition, vector, gate, k=k), "similarity"
         )
         # The search's rows carry no expiry: an exact row found here is not remembered.
         return await self._decide(target, candidates, refill=refill, generation=None)
 
-    async def _search(self, make: Callable[[], Awaitable[SearchResult]]) -> SearchResult:
+    async def _search(self, make: Callable[[], Awaitable[SearchResult]], kind: str) -> SearchResult:
+        if self._tracing is not None:
+            return await self._traced_search(make, kind)
         if self._on_search is None:
             return await self._store_call(make, read=True)
         started = time.perf_counter()
         found = await self._store_call(make, read=True)
         self._on_search(time.perf_counter() - started)
         return found
+
+    async def _traced_search(
+        self, make: Callable[[], Awaitable[SearchResult]], kind: str
+    ) -> SearchResult:
+        assert self._tracing is not None
+        with self._tracing.leaf(SEARCH, {"semcache.search.kind": kind}) as span:
+            started = time.perf_counter()
+            found = await self._store_call(make, read=True)
+            if self._on_search is not None:
+                self._on_search(time.perf_counter() - started)
+            span.set_attribute("semcache.candidates", len(found.matches))
+            nearest = found.nearest
+            if nearest is not None and nearest == nearest:  # NaN: no direction
+                span.set_attribute("semcache.nearest_similarity", nearest)
+            return found
 
     async def _embed(self, text: str, memo_key: bytes | None = None) -> BinaryVector:
         try:
@@ -136,9 +159,16 @@ class LookupPath:
 
     async def _exact(self, target: Target, generation: int) -> CacheLookup | None:
         """The exact probe: the row of this exact text, kept among the hot entries."""
-        entry = await self._store_call(
-            lambda: self._store.get_exact(target.partition, target.text_digest), read=True
-        )
+        if self._tracing is None:
+            entry = await self._store_call(
+                lambda: self._store.get_exact(target.partition, target.text_digest), read=True
+            )
+        else:
+            with self._tracing.leaf(SEARCH, {"semcache.search.kind": "exact"}) as span:
+                entry = await self._store_call(
+                    lambda: self._store.get_exact(target.partition, target.text_digest), read=True
+                )
+                span.set_attribute("semcache.candidates", int(entry is not None))
         if entry is None:
             return None
         self._remember(target, entry, generation)
@@ -166,7 +196,8 @@ class LookupPath:
         k = self._settings.top_k_candidates
         gate = self._judge.gate
         candidates = await self._search(
-            lambda: self._store.lookup(target.partition, target.text_digest, vector, gate, k=k)
+            lambda: self._store.lookup(target.partition, target.text_digest, vector, gate, k=k),
+            "exact_and_similarity",
         )
         # Redis answered "absent" for an exact row Postgres has: it lost the blob.
         return await self._decide(target, candidates, refill=refill, generation=generation)

@@ -7,12 +7,17 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._guard import Guard
 from semanticcache._offload import off_loop_if_long
 from semanticcache._storage.pgvector import BinaryVector
+from semanticcache._tracing import EMBED
 from semanticcache.errors import EmbedderError
+
+if TYPE_CHECKING:
+    from semanticcache._tracing import Tracing
 
 
 class BadVector(EmbedderError):
@@ -34,11 +39,13 @@ class Embeddings:
         memo_size: int,
         *,
         on_embed: Callable[[float], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.embedder = embedder
         self.guard = guard
         self.memo = VectorMemo(memo_size)
         self._on_embed = on_embed  # told the seconds of each embedder call (metrics)
+        self._tracing = tracing
 
     async def memo_key(self, text: str) -> bytes:
         """The memo key of ``text`` (hashed off the loop for a long text)."""
@@ -52,7 +59,11 @@ class Embeddings:
         if remembered is not None:
             return remembered
         started = time.perf_counter()
-        vectors = await self.guard.call(lambda: self.embedder.embed([text]))
+        if self._tracing is None:
+            vectors = await self.guard.call(lambda: self.embedder.embed([text]))
+        else:
+            with self._tracing.span(EMBED, {"semcache.embedder.model": self.embedder.model_id}):
+                vectors = await self.guard.call(lambda: self.embedder.embed([text]))
         if self._on_embed is not None:
             self._on_embed(time.perf_counter() - started)
         vector = check_vector(vectors, self.embedder)

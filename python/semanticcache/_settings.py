@@ -374,6 +374,13 @@ class CacheSettings:
         "turns `SEMANTIC_CACHE_METRICS` on.",
         default_doc="unset (not served)",
     )
+    tracing: bool = setting(
+        False,
+        Flag(),
+        "Record OpenTelemetry spans of each request (embed, search, store, upstream, "
+        "replay) on the application's tracer provider, joining the caller's trace "
+        "(needs the `otel` extra; see [observability.md](observability.md#traces)).",
+    )
     admin_token: bytes | None = setting(
         None,
         Key(ADMIN_TOKEN_MIN_BYTES),

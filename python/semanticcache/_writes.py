@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from semanticcache._guard import StoreCall, Unavailable
 from semanticcache._key import db_text
@@ -14,7 +15,11 @@ from semanticcache._offload import off_loop_if_long
 from semanticcache._redis_copies import RedisCopies
 from semanticcache._storage.hot import HotEntries
 from semanticcache._storage.pgvector import PgVectorStore
+from semanticcache._tracing import STORE
 from semanticcache.errors import EmbedderError, StorageError
+
+if TYPE_CHECKING:
+    from semanticcache._tracing import Tracing
 
 # The cache's own logger: these records are part of what the cache reports.
 _log = logging.getLogger("semanticcache.cache")
@@ -33,6 +38,7 @@ class WritePath:
         redis: RedisCopies,
         ttl_seconds: float | None,
         on_stored: Callable[[float], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
         self._store_call = store_call
@@ -41,10 +47,20 @@ class WritePath:
         self._redis = redis
         self._ttl_seconds = ttl_seconds
         self._on_stored = on_stored  # given each stored put's seconds (metrics)
+        self._tracing = tracing
 
     async def put(self, target: Target, response: bytes, *, loud: bool) -> int | None:
         """The new entry's id; on a dependency failure ``None`` (logged), or, when
         ``loud``, :class:`EmbedderError` / :class:`StorageError`."""
+        storing = self._put(target, response, loud=loud)
+        if self._tracing is None:
+            return await storing
+        with self._tracing.span(STORE, {"semcache.response_bytes": len(response)}) as span:
+            entry_id = await storing
+            span.set_attribute("semcache.stored", entry_id is not None)
+            return entry_id
+
+    async def _put(self, target: Target, response: bytes, *, loud: bool) -> int | None:
         started = time.perf_counter()
         # Read before Postgres is written: see RedisCopies.copy.
         epoch = self._hot.last_redis_epoch
@@ -67,6 +83,9 @@ class WritePath:
             if loud:
                 error = EmbedderError if exc.dependency == "embed" else StorageError
                 raise error(f"cache put failed: {exc.describe()}") from exc.cause
+            if self._tracing is not None:
+                # Failing open: no exception reaches the span, the reason does.
+                self._tracing.failed(exc.reason)
             if exc.reason != "breaker_open":
                 _log.warning("cache put failed, not stored: %s", exc.describe())
             return None

@@ -117,6 +117,7 @@ class SemanticCacheMiddleware:
         self.entry_key = self.settings.effective_log_digest_key
         self._entry_tokens: dict[int, bytes] = {}
         self.metrics = cache.metrics
+        self.tracing = cache.tracing
         # The Vary names each route's latest stored response gave (bounded, least
         # recently used dropped): lookups key by them, see RequestKey.for_vary.
         self._vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()

@@ -28,9 +28,12 @@ from semanticcache._middleware.replay import fresh_enough, replay
 from semanticcache._middleware.responder import Responder, XCache
 from semanticcache._middleware.singleflight import Lease
 from semanticcache._middleware.store_policy import storable_scope, validated
-from semanticcache._results import DECIDED_MISSES
+from semanticcache._results import DECIDED_MISSES, CacheLookup
+from semanticcache._tracing import REPLAY, UPSTREAM
 
 if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
     from semanticcache._middleware.asgi import SemanticCacheMiddleware
 
 __all__ = ["Flow"]
@@ -57,6 +60,9 @@ class Flow:
         # Body chunks read so far, replayed to the app before the real receive().
         self.chunks: list[bytes] = []
         self.body_complete = False
+        # The request span's attributes while tracing is on, set on it at the end (one
+        # call: each setting takes the span's lock).
+        self.traced: dict[str, AttributeValue] | None = None
 
     @property
     def request_id(self) -> str:
@@ -79,15 +85,49 @@ class Flow:
         return fields if reason is None else f"{fields} reason={reason}"
 
     async def run(self) -> None:
-        if self.mw.metrics is None:
+        mw = self.mw
+        if mw.metrics is None and mw.tracing is None:
             await self._run()
             return
         # The lookups, stores and calls of this request count under its route.
-        token = set_route(route_label(self.scope, self.mw.path_prefix))
+        route = route_label(self.scope, mw.path_prefix)
+        token = set_route(route)
         try:
-            await self._run()
+            if mw.tracing is None:
+                await self._run()
+                return
+            attributes = {"http.request.method": self.scope["method"], "http.route": route}
+            with mw.tracing.request(self.scope, attributes) as span:
+                traced = self.traced = {}
+                try:
+                    await self._run()
+                finally:
+                    if span.is_recording():
+                        # Digested here, once: only a recorded span pays for them.
+                        traced["semcache.scope"] = self.key.scope_digest
+                        traced["semcache.text"] = self.key.text_digest
+                        span.set_attributes(traced)
         finally:
             reset_route(token)
+
+    def _trace_outcome(self, outcome: XCache, reason: str | None = None) -> None:
+        traced = self.traced
+        if traced is not None:
+            traced["semcache.outcome"] = outcome
+            if reason is not None:
+                traced["semcache.reason"] = reason
+
+    def _trace_lookup(self, lookup: CacheLookup) -> None:
+        traced = self.traced
+        assert traced is not None
+        traced["semcache.reason"] = lookup.reason
+        hit = lookup.hit
+        similarity = hit.similarity if hit is not None else lookup.best_similarity
+        if similarity is not None:
+            traced["semcache.similarity"] = similarity
+        # The nearest similarity is the search span's: each attribute costs a span.
+        if hit is not None:
+            traced["semcache.match"] = hit.match
 
     async def _run(self) -> None:
         metrics = self.mw.metrics
@@ -100,6 +140,7 @@ class Flow:
                 _log.debug("semantic cache: bypass %s", self.log_fields(exc.reason))
             if metrics is not None:
                 metrics.bypass(exc.reason)
+            self._trace_outcome("BYPASS", exc.reason)
             await self._pass_through("BYPASS")
             return
         mw = self.mw
@@ -107,6 +148,8 @@ class Flow:
         lease: Lease | None = None
         if not control.no_cache:
             lookup = await mw.cache.lookup(key)
+            if self.traced is not None:
+                self._trace_lookup(lookup)
             hit = lookup.hit
             if hit is None and lookup.reason not in DECIDED_MISSES:
                 outcome = "ERROR"
@@ -125,15 +168,22 @@ class Flow:
             if outcome == "MISS" and mw.single_flight is not None:
                 started = time.perf_counter()
                 lease = await mw.single_flight.acquire(key)
+                if self.traced is not None:
+                    self.traced["semcache.single_flight"] = lease.role
                 if lease.role == "waited":
                     if metrics is not None:
                         metrics.waited(time.perf_counter() - started)
                     # The leader has finished: its answer is stored now (under the Vary
                     # names it may just have taught us), or it gave up.
                     key = await self.key.for_vary(mw.vary_for(self.key.target))
-                    if await self._serve((await mw.cache.lookup(key)).hit, control, stream):
+                    lookup = await mw.cache.lookup(key)
+                    if self.traced is not None:
+                        self._trace_lookup(lookup)
+                    if await self._serve(lookup.hit, control, stream):
                         return
                     lease = None
+        # Cache-Control: no-cache skips the lookup; the answer may still be stored.
+        self._trace_outcome(outcome, "no_cache" if control.no_cache else None)
         # The key to store under follows from the response's Vary (_call_app_and_store).
         await self._call_app(control, outcome, lease)
 
@@ -142,15 +192,25 @@ class Flow:
         if hit is None or not fresh_enough(hit, control):
             return False
         mw = self.mw
-        served = await replay(
+        entry = mw.entry_header(hit.entry_id)
+        sending = replay(
             hit,
             self.send,
             stream=stream,
             vary=self.key.vary,
             mode=mw.hit_response_mode,
             log_fields=self.log_fields,
-            entry=mw.entry_header(hit.entry_id),
+            entry=entry,
         )
+        if mw.tracing is None:
+            served = await sending
+        else:
+            # Match and similarity are the request span's.
+            with mw.tracing.leaf(REPLAY, {"semcache.entry": entry.decode("ascii")}) as span:
+                served = await sending
+                span.set_attribute("semcache.served", served)
+            if served:
+                self._trace_outcome("HIT")
         if served and mw.metrics is not None:
             mw.metrics.served_hit()
         return served
@@ -207,7 +267,12 @@ class Flow:
                 message = with_headers(message, [(b"x-cache", outcome.encode())])
             await self.send(message)
 
-        await self.mw.app(self.scope, self._replay_receive(), send)
+        tracing = self.mw.tracing
+        if tracing is None:
+            await self.mw.app(self.scope, self._replay_receive(), send)
+            return
+        with tracing.span(UPSTREAM):
+            await self.mw.app(self.scope, self._replay_receive(), send)
 
     async def _call_app(self, control: CacheControl, outcome: XCache, lease: Lease | None) -> None:
         mw = self.mw
@@ -217,6 +282,12 @@ class Flow:
         finally:
             if lease is not None and not handed_over and mw.single_flight is not None:
                 await mw.single_flight.release(lease)
+
+    async def _app_within(self, scope: Scope, responder: Responder, budget: float | None) -> None:
+        async with asyncio.timeout(budget) as deadline:
+            if budget is not None:
+                responder.keep_alive = (deadline, budget)
+            await self.mw.app(scope, self._replay_receive(), responder.send)
 
     async def _call_app_and_store(
         self, control: CacheControl, outcome: XCache, lease: Lease | None
@@ -229,12 +300,14 @@ class Flow:
         scope = self.scope if control.no_store else storable_scope(self.scope)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout) as deadline:
-                if timeout is not None:
-                    responder.keep_alive = (deadline, timeout)
-                await mw.app(scope, self._replay_receive(), responder.send)
+            if mw.tracing is None:
+                await self._app_within(scope, responder, timeout)
+            else:
+                with mw.tracing.span(UPSTREAM):
+                    await self._app_within(scope, responder, timeout)
         except TimeoutError:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
+            self._trace_outcome(responder.outcome, "timeout")
             await responder.timed_out()
             return False
         finally:

@@ -83,6 +83,7 @@ def create_semantic_cache_proxy_app(
         upstream,
         timeout=timeout if timeout is not None else settings.upstream_timeout_seconds,
         max_connections=max_connections,
+        tracing=cache.tracing,
     )
     middleware = SemanticCacheMiddleware(
         forwarder, cache=cache, settings=settings, **middleware_options

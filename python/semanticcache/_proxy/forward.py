@@ -16,7 +16,7 @@ import logging
 import math
 import zlib
 from collections.abc import AsyncIterator, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 import aiohttp
@@ -29,6 +29,9 @@ from semanticcache._middleware.headers import HOP_BY_HOP
 from semanticcache._proxy.decoding import DecodeChain, content_codings, decodable
 from semanticcache._settings import mask_connection_string
 from semanticcache.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from semanticcache._tracing import Tracing
 
 __all__ = ["Forwarder"]
 
@@ -107,11 +110,17 @@ class Forwarder:
     ``None`` for no limit) bounds the connection, the wait for the response head (then
     504) and each wait for the next body chunk (then the response is cut short). Call
     :meth:`start` before the first request and :meth:`close` at shutdown (the proxy
-    app's lifespan does both).
+    app's lifespan does both). With ``tracing``, each upstream request carries the
+    current trace context (``traceparent``), replacing the client's.
     """
 
     def __init__(
-        self, upstream: str, *, timeout: float | None = None, max_connections: int = 100
+        self,
+        upstream: str,
+        *,
+        timeout: float | None = None,
+        max_connections: int = 100,
+        tracing: Tracing | None = None,
     ) -> None:
         self.upstream = _check_upstream(upstream)
         self.timeout = _check_timeout(timeout)
@@ -123,6 +132,7 @@ class Forwarder:
         self._origin = str(self.upstream.origin())
         self._base_path = self.upstream.raw_path.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self.tracing = tracing
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
@@ -239,6 +249,9 @@ class _Exchange:
         out["x-forwarded-proto"] = str(self.scope.get("scheme", "http"))
         if host:
             out["x-forwarded-host"] = host
+        if self.fwd.tracing is not None:
+            # The upstream's spans join the cache's trace, under its upstream span.
+            self.fwd.tracing.inject(out)
         return out, has_body
 
     async def run(self) -> None:

@@ -1,0 +1,215 @@
+"""The cost of ``SEMANTIC_CACHE_TRACING``: the middleware's hits with tracing off and on,
+side by side, in process (raw ASGI calls, as bench_middleware.py).
+
+Kinds: ``exact`` (an exact repeat), ``semantic`` (a paraphrase asked again: its vector
+is remembered), ``semantic_new`` (a paraphrase embedded on each request: no remembered
+vectors). All caches share one table (same embedder) and one Postgres; those with
+tracing on record into the OpenTelemetry SDK's ``TracerProvider``, every span sampled.
+A hit makes three spans (request, search, replay), four when the text is embedded.
+
+Two ways to run it:
+
+- ``pytest benches/bench_tracing.py --benchmark-enable``: pytest-benchmark, one group
+  per kind (``off`` and ``on`` rows run one after the other); spans go through a
+  ``SimpleSpanProcessor`` into the ``InMemorySpanExporter`` (the tests' provider).
+- ``python -m benches.bench_tracing [--embedder hashing|local]``: off and on in
+  alternating batches (the figures in docs/observability.md), which cancels most of the
+  drift of a shared machine; spans go through a ``BatchSpanProcessor`` (as in
+  production) to an exporter that drops them. Prints the minimum and median batch mean
+  of each and the time tracing adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from pytest_benchmark.fixture import BenchmarkFixture
+from tests.metrics.spans import exporter, recording
+
+from benches.bench_middleware import PROMPT, REWORDED, app, body, call
+from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from semanticcache._devserver import EmbeddedPostgres
+from semanticcache._embedders.base import BaseEmbedder
+
+KINDS: Final = ("exact", "semantic", "semantic_new")
+MODES: Final = ("off", "on")
+
+
+@dataclass
+class Caches:
+    """Two caches with tracing on (one remembering embeddings, one not) and a middleware
+    per kind; :meth:`trace` turns their tracing off and on again, so that off and on are
+    measured on the same pools, connections and Postgres backends."""
+
+    remembering: SemanticCache
+    forgetting: SemanticCache
+    middleware: dict[str, SemanticCacheMiddleware]
+
+    def trace(self, on: bool) -> None:
+        for cache in (self.remembering, self.forgetting):
+            tracing = cache.tracing if on else None
+            # The references the request path holds (see SemanticCache.__init__).
+            cache._lookups._tracing = tracing
+            cache._embeddings._tracing = tracing
+            cache._writes._tracing = tracing
+        for mw in self.middleware.values():
+            mw.tracing = mw.cache.tracing if on else None
+
+    async def open(self) -> None:
+        for cache in (self.remembering, self.forgetting):
+            await cache.open()
+        stored = self.middleware["exact"]
+        assert await call(stored, body(PROMPT), []) == b"MISS"
+        await stored.drain()
+
+    async def close(self) -> None:
+        for cache in (self.remembering, self.forgetting):
+            await cache.close()
+
+
+def make_caches(uri: str, embedder: Callable[[], BaseEmbedder]) -> Caches:
+    settings = CacheSettings(pg_uri=uri, threshold=0.9, tracing=True)
+    remembering = SemanticCache(settings=settings, embedder=embedder())
+    forgetting = SemanticCache(settings=settings, embedder=embedder(), embedding_memo_size=0)
+    middleware = {
+        "exact": SemanticCacheMiddleware(app, cache=remembering),
+        "semantic": SemanticCacheMiddleware(app, cache=remembering),
+        "semantic_new": SemanticCacheMiddleware(app, cache=forgetting),
+    }
+    return Caches(remembering, forgetting, middleware)
+
+
+def payload(kind: str) -> bytes:
+    return body(PROMPT if kind == "exact" else REWORDED)
+
+
+@dataclass
+class Setup:
+    loop: asyncio.AbstractEventLoop
+    caches: Caches
+
+
+@pytest.fixture(scope="module")
+def setup(pg_server: EmbeddedPostgres) -> Iterator[Setup]:
+    name = f"b_tr_{secrets.token_hex(4)}"
+    uri = pg_server.create_database(name)
+    loop = asyncio.new_event_loop()
+    exporter()  # the SDK provider, set once per process
+    caches = make_caches(uri, HashingEmbedder)
+    try:
+        loop.run_until_complete(caches.open())
+        yield Setup(loop, caches)
+    finally:
+        loop.run_until_complete(caches.close())
+        loop.close()
+        pg_server.drop_database(name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("tracing", MODES)
+def test_hit(benchmark: BenchmarkFixture, setup: Setup, kind: str, tracing: str) -> None:
+    benchmark.group = f"tracing: {kind} hit"
+    setup.caches.trace(tracing == "on")
+    mw = setup.caches.middleware[kind]
+    data = payload(kind)
+    with recording() as spans:
+        got = benchmark(lambda: setup.loop.run_until_complete(call(mw, data, [])))
+        assert got == b"HIT"
+        assert bool(spans.get_finished_spans()) == (tracing == "on")
+
+
+async def interleaved(caches: Caches, rounds: int, batch: int) -> None:
+    print(
+        f"{'kind':<14}{'off min':>10}{'on min':>10}{'added':>9}{'off med':>10}{'on med':>10}"
+        f"{'off cpu':>10}{'on cpu':>10}{'added':>9}"
+    )
+    for kind in KINDS:
+        data = payload(kind)
+        means: dict[str, list[float]] = {mode: [] for mode in MODES}
+        cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+        mw = caches.middleware[kind]
+        for mode in MODES:  # warm both
+            caches.trace(mode == "on")
+            for _ in range(batch):
+                assert await call(mw, data, []) == b"HIT"
+        for _ in range(rounds):
+            for mode in MODES:
+                caches.trace(mode == "on")
+                started, used = time.perf_counter(), time.process_time()
+                for _ in range(batch):
+                    await call(mw, data, [])
+                means[mode].append((time.perf_counter() - started) / batch)
+                cpu[mode].append((time.process_time() - used) / batch)
+        off, on = min(means["off"]), min(means["on"])
+        med_off, med_on = statistics.median(means["off"]), statistics.median(means["on"])
+        # This process's CPU time (Postgres's is not in it): what tracing itself costs.
+        cpu_off, cpu_on = min(cpu["off"]), min(cpu["on"])
+        print(
+            f"{kind:<14}{off * 1e6:>8.1f}us{on * 1e6:>8.1f}us{(on / off - 1) * 100:>+8.1f}%"
+            f"{med_off * 1e6:>8.1f}us{med_on * 1e6:>8.1f}us"
+            f"{cpu_off * 1e6:>8.1f}us{cpu_on * 1e6:>8.1f}us{(cpu_on / cpu_off - 1) * 100:>+8.1f}%"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--embedder", choices=["hashing", "local"], default="hashing")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="the share of traces sampled (default all)"
+    )
+    args = parser.parse_args()
+    embedder: Callable[[], BaseEmbedder] = HashingEmbedder
+    if args.embedder == "local":
+        from semanticcache._embedders.local import LocalEmbedder
+
+        shared = LocalEmbedder()
+        embedder = lambda: shared  # noqa: E731 - one model for every cache
+    sampler = ParentBased(TraceIdRatioBased(args.sample)) if args.sample < 1 else ALWAYS_ON
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+    trace.set_tracer_provider(provider)
+    with tempfile.TemporaryDirectory(prefix="semcache-bench-tracing-") as folder:
+        server = EmbeddedPostgres(Path(folder) / "data")
+        server.start()
+        try:
+            uri = server.create_database("bench_tracing")
+            caches = make_caches(uri, embedder)
+
+            async def run() -> None:
+                await caches.open()
+                try:
+                    await interleaved(caches, args.rounds, args.batch)
+                finally:
+                    await caches.close()
+
+            asyncio.run(run())
+        finally:
+            server.stop()
+            provider.shutdown()
+
+
+class _Dropped(SpanExporter):
+    """Takes every batch and keeps nothing: the cost of tracing without a collector's."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+if __name__ == "__main__":
+    main()

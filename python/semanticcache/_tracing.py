@@ -1,0 +1,213 @@
+"""OpenTelemetry spans (the ``otel`` extra): what the cache, the middleware and the proxy
+record when ``SEMANTIC_CACHE_TRACING`` is on.
+
+``opentelemetry`` is imported only when tracing is turned on: with it off, the request
+path holds ``None`` where a :class:`Tracing` would be and pays one ``is not None`` per
+hook, and no span object is made. Spans go to the tracer provider the application
+configures (``opentelemetry.trace.set_tracer_provider``, or the SDK's auto-configuration);
+until it does, OpenTelemetry's own no-op provider drops them.
+
+Attributes hold what the cache's log lines hold: keyed digests of the lookup text and
+the scope, outcomes, reasons, similarities and route templates; never a prompt, a header
+value or an exception's message (messages may quote a body). docs/observability.md lists
+the spans.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, MutableMapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+from starlette.types import Scope
+
+from semanticcache._embedders.factory import extra_imports
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
+
+    from semanticcache._settings import CacheSettings
+
+__all__ = [
+    "EMBED",
+    "REPLAY",
+    "REQUEST",
+    "SEARCH",
+    "STORE",
+    "UPSTREAM",
+    "Tracing",
+    "tracing_for",
+]
+
+REQUEST: Final = "semcache.request"
+EMBED: Final = "semcache.embed"
+SEARCH: Final = "semcache.search"
+STORE: Final = "semcache.store"
+UPSTREAM: Final = "semcache.upstream"
+REPLAY: Final = "semcache.replay"
+
+_TRACER_NAME: Final = "semanticcache"
+
+
+class Tracing:
+    """Starts the cache's spans on the global tracer provider (see docs/observability.md)."""
+
+    def __init__(self) -> None:
+        with extra_imports("otel", "OpenTelemetry tracing (SEMANTIC_CACHE_TRACING)"):
+            from opentelemetry import context, propagate, trace
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+        from semanticcache import _native
+
+        self._attach = context.attach
+        self._detach = context.detach
+        self._propagate = propagate
+        self._current_span = trace.get_current_span
+        self._in_context = trace.set_span_in_context
+        self._server = SpanKind.SERVER
+        self._internal = SpanKind.INTERNAL
+        self._error = StatusCode.ERROR
+        self._status = Status
+        # A proxy tracer until the application sets its provider, which it then follows.
+        self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
+        self._textmap: object = None
+        self._fields: frozenset[bytes] = frozenset()
+
+    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Current:
+        """The span of one request through the middleware, current while the block runs.
+
+        Its parent is the current span when there is one (an outer instrumentation that
+        already read the caller's context), else the context the request's headers carry
+        (W3C ``traceparent`` with the default propagators), so the cache's spans join the
+        caller's trace either way.
+        """
+        parent = None
+        if self._current_span().get_span_context().is_valid:
+            kind = self._internal
+        else:
+            kind = self._server
+            carrier = self._carrier(scope)
+            if carrier:
+                parent = self._propagate.extract(carrier)
+        span = self._tracer.start_span(
+            REQUEST,
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        return _Current(self, span)
+
+    def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Current:
+        """A child span of the current one, itself current while the block runs (the
+        spans started inside it, the app's or an embedder's, are its children)."""
+        return _Current(self, self._start(name, attributes))
+
+    def leaf(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Leaf:
+        """A child span of the current one, for a block that starts no span of its own
+        (it is never made current: that costs a context switch each way)."""
+        return _Leaf(self, self._start(name, attributes))
+
+    def _start(self, name: str, attributes: Mapping[str, AttributeValue] | None) -> Span:
+        return self._tracer.start_span(
+            name, attributes=attributes, record_exception=False, set_status_on_exception=False
+        )
+
+    def failed(self, kind: str) -> None:
+        """Mark the current span failed: ``kind`` is a reason or a type, never a message."""
+        self.fail(self._current_span(), kind)
+
+    def fail(self, span: Span, kind: str) -> None:
+        span.set_attribute("error.type", kind)
+        span.set_status(self._status(self._error, kind))
+
+    def _failure(self, span: Span, exc: BaseException) -> None:
+        # The kind of failure only: an exception's message may quote a prompt.
+        kind = getattr(exc, "reason", None)
+        self.fail(span, kind if isinstance(kind, str) else type(exc).__qualname__)
+
+    def _carrier(self, scope: Scope) -> dict[str, str]:
+        """The request's propagation fields (``traceparent``, ``tracestate``, ``baggage``
+        with the default propagators) by lower-case name; no other header is read."""
+        textmap = self._propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            # The application may set its propagators after the cache was made.
+            self._fields = frozenset(name.encode("latin-1") for name in textmap.fields)
+            self._textmap = textmap
+        fields = self._fields
+        carrier: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name in fields:
+                text = value.decode("latin-1")
+                key = name.decode("latin-1")
+                # Repeated fields are one comma-separated list (RFC 9110 5.3).
+                carrier[key] = f"{carrier[key]},{text}" if key in carrier else text
+        return carrier
+
+    def inject(self, headers: MutableMapping[str, str]) -> None:
+        """Write the current trace context into outgoing request ``headers`` (replacing
+        the fields of the same names); nothing when there is no current span."""
+        self._propagate.inject(headers)
+
+
+class _Leaf:
+    """A started span, ended (and marked failed on an exception) when the block ends."""
+
+    __slots__ = ("span", "tracing")
+
+    def __init__(self, tracing: Tracing, span: Span) -> None:
+        self.tracing = tracing
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.tracing._failure(self.span, exc)
+        self.span.end()
+
+
+class _Current(_Leaf):
+    """A started span, current while the block runs."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> Span:
+        tracing = self.tracing
+        self.token = tracing._attach(tracing._in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.tracing._detach(self.token)
+        super().__exit__(exc_type, exc, tb)
+
+
+_lock = threading.Lock()
+_tracing: Tracing | None = None
+
+
+def process_tracing() -> Tracing:
+    """This process's tracing, created (and ``opentelemetry`` imported) on first use."""
+    global _tracing
+    with _lock:
+        if _tracing is None:
+            _tracing = Tracing()
+        return _tracing
+
+
+def tracing_for(settings: CacheSettings) -> Tracing | None:
+    """The process's tracing when ``settings`` turn it on, else ``None``."""
+    return process_tracing() if settings.tracing else None
