@@ -16,7 +16,8 @@ the spans.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -50,6 +51,10 @@ REPLAY: Final = "semcache.replay"
 
 _TRACER_NAME: Final = "semanticcache"
 
+# True inside a request whose span is not recorded (its trace not sampled): the hooks
+# then start no span. A context variable: the request's store task inherits it.
+_untraced: Final[ContextVar[bool]] = ContextVar("semcache_untraced", default=False)
+
 
 class Tracing:
     """Starts the cache's spans on the global tracer provider (see docs/observability.md)."""
@@ -73,9 +78,15 @@ class Tracing:
         self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
         self._textmap: object = None
         self._fields: frozenset[bytes] = frozenset()
+        # Whether the current request's trace goes unrecorded: then a hook starts no
+        # span (its child would not be recorded either) and sets no attribute.
+        self.untraced: Callable[[], bool] = _untraced.get
 
-    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Current:
+    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Request:
         """The span of one request through the middleware, current while the block runs.
+        When the sampler does not record it, :meth:`untraced` is true in the block: the
+        cache's hooks start no span of it; it still carries the trace context (its
+        ``traceparent`` is the one the proxy forwards).
 
         Its parent is the current span when there is one (an outer instrumentation that
         already read the caller's context), else the context the request's headers carry
@@ -98,7 +109,7 @@ class Tracing:
             record_exception=False,
             set_status_on_exception=False,
         )
-        return _Current(self, span)
+        return _Request(self, span)
 
     def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Current:
         """A child span of the current one, itself current while the block runs (the
@@ -192,6 +203,29 @@ class _Current(_Leaf):
         tb: TracebackType | None,
     ) -> None:
         self.tracing._detach(self.token)
+        super().__exit__(exc_type, exc, tb)
+
+
+class _Request(_Current):
+    """The request span, current while the block runs; when it is not recorded, the
+    block is untraced."""
+
+    __slots__ = ("untraced",)
+    untraced: Token[bool] | None
+
+    def __enter__(self) -> Span:
+        span = super().__enter__()
+        self.untraced = None if span.is_recording() else _untraced.set(True)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.untraced is not None:
+            _untraced.reset(self.untraced)
         super().__exit__(exc_type, exc, tb)
 
 

@@ -4,12 +4,15 @@ the session shares it; each test reads the spans of its own traces).
 
 Spans are sampled only inside :func:`recording`: once a provider is set, FastAPI records
 its own spans for every request, and the tests that do not read them should neither keep
-them in memory nor pay for recording them.
+them in memory nor pay for recording them. Inside it, as with the SDK's ``ParentBased``
+sampler, a span whose parent is not sampled is not either (a ``traceparent`` with flags
+``00``). The sampler counts the spans started, by name, sampled or not (:func:`started`).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -27,9 +30,13 @@ _exporter: InMemorySpanExporter | None = None
 
 
 class _Switch(Sampler):
-    """Every span while on, none while off."""
+    """While on, every span whose parent (if any) is sampled; none while off."""
 
     on = False
+
+    def __init__(self) -> None:
+        # The SDK asks the sampler once per span it starts, recorded or not.
+        self.asked: Counter[str] = Counter()
 
     def should_sample(
         self,
@@ -41,9 +48,12 @@ class _Switch(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
+        self.asked[name] += 1
+        parent = trace.get_current_span(parent_context).get_span_context()
+        sampled = self.on and (not parent.is_valid or parent.trace_flags.sampled)
         # The span's attributes are the result's: passed on, as the SDK's samplers do.
-        decision = Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP
-        return SamplingResult(decision, attributes if self.on else None, trace_state)
+        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
+        return SamplingResult(decision, attributes if sampled else None, trace_state)
 
     def get_description(self) -> str:
         return "tests.metrics.spans"
@@ -65,16 +75,25 @@ def exporter() -> InMemorySpanExporter:
 
 
 @contextmanager
-def recording() -> Iterator[InMemorySpanExporter]:
-    """Every span made in the block, in the exporter (emptied before and after)."""
+def recording(sampled: bool = True) -> Iterator[InMemorySpanExporter]:
+    """Every span made in the block, in the exporter (emptied before and after); with
+    ``sampled`` false none is (the sampler drops every span), but :func:`started` still
+    counts them."""
     spans = exporter()
     spans.clear()
-    _switch.on = True
+    _switch.asked.clear()
+    _switch.on = sampled
     try:
         yield spans
     finally:
         _switch.on = False
         spans.clear()
+
+
+def started(prefix: str = "semcache.") -> dict[str, int]:
+    """How many spans of each name starting with ``prefix`` were started (sampled or
+    not) since :func:`recording` began."""
+    return {name: n for name, n in _switch.asked.items() if name.startswith(prefix)}
 
 
 def of_trace(spans: tuple[ReadableSpan, ...], trace_id: int) -> list[ReadableSpan]:

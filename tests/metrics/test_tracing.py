@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache._middleware.keying import log_digest
-from tests.metrics.spans import named, of_trace, recording
+from tests.metrics.spans import named, of_trace, recording, started
 from tests.middleware.conftest import chat_body, client_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +33,7 @@ SECRET = "s3cr3t-header-value"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 PARENT_ID = 0xB7AD6B7169203331
 TRACEPARENT = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"
+UNSAMPLED = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00"
 
 
 @pytest.fixture
@@ -247,6 +248,45 @@ async def test_through_fastapi_the_spans_join_the_callers_trace(
     (request,) = _requests(spans)
     assert _trace_id(request) == TRACE_ID
     assert len(_trace_of(spans, request)) == len(_ours(spans)) == 5
+
+
+async def _miss_store_hit(mw: SemanticCacheMiddleware, model: str, headers: dict[str, str]) -> None:
+    async with client_for(mw) as client:
+        miss = await client.post("/v1/chat/plain", json=chat_body(model, PROMPT), headers=headers)
+        await mw.drain()
+        hit = await client.post("/v1/chat/plain", json=chat_body(model, REWORDED), headers=headers)
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+
+
+@pytest.mark.parametrize("unsampled_by", ["sampler", "traceparent"])
+async def test_a_request_not_sampled_starts_no_span_but_its_own(
+    cache: SemanticCache, model: str, unsampled_by: str
+) -> None:
+    # The sampler drops every span, or the caller's traceparent says "not sampled" (a
+    # parent-based sampler follows it). The SDK asks the sampler once per span started,
+    # recorded or not: only the request span is started (it carries the trace context).
+    mw = _outermost(cache)
+    headers = {"traceparent": UNSAMPLED if unsampled_by == "traceparent" else TRACEPARENT}
+    with recording(sampled=unsampled_by == "traceparent") as spans:
+        await _miss_store_hit(mw, f"{model}-{unsampled_by}", headers)
+        assert started() == {"semcache.request": 2}
+        assert _ours(spans) == []
+
+
+async def test_a_sampled_request_starts_its_child_spans(cache: SemanticCache, model: str) -> None:
+    # The counterpart of the test above: the same requests, sampled.
+    mw = _outermost(cache)
+    with recording() as spans:
+        await _miss_store_hit(mw, model, {"traceparent": TRACEPARENT})
+        assert started() == {
+            "semcache.request": 2,
+            "semcache.embed": 2,  # the miss's (its put reuses the vector) and the hit's
+            "semcache.search": 2,
+            "semcache.upstream": 1,
+            "semcache.store": 1,
+            "semcache.replay": 1,
+        }
+        assert len(_ours(spans)) == 9
 
 
 async def test_an_outer_span_is_the_parent_when_there_is_one(
