@@ -267,10 +267,18 @@ async def test_a_request_not_sampled_starts_no_span_but_its_own(
     # recorded or not: only the request span is started (it carries the trace context).
     mw = _outermost(cache)
     headers = {"traceparent": UNSAMPLED if unsampled_by == "traceparent" else TRACEPARENT}
+    model = f"{model}-{unsampled_by}"
     with recording(sampled=unsampled_by == "traceparent") as spans:
-        await _miss_store_hit(mw, f"{model}-{unsampled_by}", headers)
+        await _miss_store_hit(mw, model, headers)
         assert started() == {"semcache.request": 2}
         assert _ours(spans) == []
+    # The next request (in the same task: httpx calls the app in it) is sampled again.
+    with recording() as spans:
+        async with client_for(mw) as client:
+            got = await client.post("/v1/chat/plain", json=chat_body(model, PROMPT))
+        assert got.headers["x-cache"] == "HIT"
+        assert started() == {"semcache.request": 1, "semcache.search": 1, "semcache.replay": 1}
+        assert len(_ours(spans)) == 3
 
 
 async def test_a_sampled_request_starts_its_child_spans(cache: SemanticCache, model: str) -> None:
