@@ -5,7 +5,9 @@ record when ``SEMANTIC_CACHE_TRACING`` is on.
 path holds ``None`` where a :class:`Tracing` would be and pays one ``is not None`` per
 hook, and no span object is made. Spans go to the tracer provider the application
 configures (``opentelemetry.trace.set_tracer_provider``, or the SDK's auto-configuration);
-until it does, OpenTelemetry's own no-op provider drops them.
+until it does, OpenTelemetry's own no-op provider drops them. A request whose span the
+sampler does not record starts no other span: each hook checks :attr:`Tracing.untraced`
+once, so tracing's cost follows the sampling rate.
 
 Attributes hold what the cache's log lines hold: keyed digests of the lookup text and
 the scope, outcomes, reasons, similarities and route templates; never a prompt, a header
@@ -84,8 +86,8 @@ class Tracing:
 
     def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Request:
         """The span of one request through the middleware, current while the block runs.
-        When the sampler does not record it, :meth:`untraced` is true in the block: the
-        cache's hooks start no span of it; it still carries the trace context (its
+        When the sampler does not record it, :attr:`untraced` answers true in the block:
+        the cache's hooks start no span in it; it still carries the trace context (its
         ``traceparent`` is the one the proxy forwards).
 
         Its parent is the current span when there is one (an outer instrumentation that
