@@ -4,9 +4,9 @@ the session shares it; each test reads the spans of its own traces).
 
 Spans are sampled only inside :func:`recording`: once a provider is set, FastAPI records
 its own spans for every request, and the tests that do not read them should neither keep
-them in memory nor pay for recording them. Inside it, as with the SDK's ``ParentBased``
-sampler, a span whose parent is not sampled is not either (a ``traceparent`` with flags
-``00``). The sampler counts the spans started, by name, sampled or not (:func:`started`).
+them in memory nor pay for recording them. The sampler is the SDK's ``ParentBased``: a
+span whose parent is not sampled (a ``traceparent`` with flags ``00``) is not either. It
+counts the spans started, by name, sampled or not (:func:`started`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
@@ -29,12 +29,41 @@ _lock = threading.Lock()
 _exporter: InMemorySpanExporter | None = None
 
 
-class _Switch(Sampler):
-    """While on, every span whose parent (if any) is sampled; none while off."""
-
-    on = False
+class _OnOff(Sampler):
+    """Every span while on, none while off."""
 
     def __init__(self) -> None:
+        self.on = False
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        # The span's attributes are the result's: passed on, as the SDK's samplers do.
+        decision = Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP
+        return SamplingResult(decision, attributes if self.on else None, trace_state)
+
+    def get_description(self) -> str:
+        return "tests.metrics.spans"
+
+
+class _Switch(ParentBased):
+    """The SDK's parent-based sampler: a child of a span not sampled is not sampled;
+    the others (roots, children of sampled spans) all while on, none while off."""
+
+    def __init__(self) -> None:
+        self.switch = _OnOff()
+        super().__init__(
+            root=self.switch,
+            remote_parent_sampled=self.switch,
+            local_parent_sampled=self.switch,
+        )
         # The SDK asks the sampler once per span it starts, recorded or not.
         self.asked: Counter[str] = Counter()
 
@@ -49,14 +78,9 @@ class _Switch(Sampler):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         self.asked[name] += 1
-        parent = trace.get_current_span(parent_context).get_span_context()
-        sampled = self.on and (not parent.is_valid or parent.trace_flags.sampled)
-        # The span's attributes are the result's: passed on, as the SDK's samplers do.
-        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
-        return SamplingResult(decision, attributes if sampled else None, trace_state)
-
-    def get_description(self) -> str:
-        return "tests.metrics.spans"
+        return super().should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
 
 
 _switch = _Switch()
@@ -82,11 +106,11 @@ def recording(sampled: bool = True) -> Iterator[InMemorySpanExporter]:
     spans = exporter()
     spans.clear()
     _switch.asked.clear()
-    _switch.on = sampled
+    _switch.switch.on = sampled
     try:
         yield spans
     finally:
-        _switch.on = False
+        _switch.switch.on = False
         spans.clear()
 
 

@@ -19,6 +19,9 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.routing import Route
 
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache._middleware.keying import log_digest
@@ -262,15 +265,17 @@ async def _miss_store_hit(mw: SemanticCacheMiddleware, model: str, headers: dict
 async def test_a_request_not_sampled_starts_no_span_but_its_own(
     cache: SemanticCache, model: str, unsampled_by: str
 ) -> None:
-    # The sampler drops every span, or the caller's traceparent says "not sampled" (a
-    # parent-based sampler follows it). The SDK asks the sampler once per span started,
-    # recorded or not: only the request span is started (it carries the trace context).
+    # The sampler drops every span: only the request span is started (the SDK asks the
+    # sampler once per span started, recorded or not), carrying the trace context. Or
+    # the caller's traceparent says "not sampled", which the parent-based sampler
+    # follows: that is known before any span is started, and none is.
     mw = _outermost(cache)
-    headers = {"traceparent": UNSAMPLED if unsampled_by == "traceparent" else TRACEPARENT}
+    by_sampler = unsampled_by == "sampler"
+    headers = {"traceparent": TRACEPARENT if by_sampler else UNSAMPLED}
     model = f"{model}-{unsampled_by}"
-    with recording(sampled=unsampled_by == "traceparent") as spans:
+    with recording(sampled=not by_sampler) as spans:
         await _miss_store_hit(mw, model, headers)
-        assert started() == {"semcache.request": 2}
+        assert started() == ({"semcache.request": 2} if by_sampler else {})
         assert _ours(spans) == []
     # The next request (in the same task: httpx calls the app in it) is sampled again.
     with recording() as spans:
@@ -279,6 +284,40 @@ async def test_a_request_not_sampled_starts_no_span_but_its_own(
         assert got.headers["x-cache"] == "HIT"
         assert started() == {"semcache.request": 1, "semcache.search": 1, "semcache.replay": 1}
         assert len(_ours(spans)) == 3
+
+
+def _reporting_context(cache: SemanticCache) -> SemanticCacheMiddleware:
+    """The middleware, outermost, over a Starlette app (no spans of its own) answering
+    the trace context current in it: what the app's spans and client calls join."""
+
+    async def chat(request: StarletteRequest) -> JSONResponse:
+        context = trace.get_current_span().get_span_context()
+        ids = {"trace": context.trace_id, "span": context.span_id}
+        return JSONResponse({**ids, "sampled": context.trace_flags.sampled})
+
+    inner = Starlette(routes=[Route("/v1/chat/{flavour}", chat, methods=["POST"])])
+    return SemanticCacheMiddleware(inner, cache=cache)
+
+
+@pytest.mark.parametrize("unsampled_by", ["sampler", "traceparent"])
+async def test_a_request_not_sampled_keeps_the_trace_context_current(
+    cache: SemanticCache, model: str, unsampled_by: str
+) -> None:
+    mw = _reporting_context(cache)
+    by_sampler = unsampled_by == "sampler"
+    headers = {"traceparent": TRACEPARENT if by_sampler else UNSAMPLED}
+    with recording(sampled=not by_sampler):
+        async with client_for(mw) as client:
+            got = await client.post(
+                "/v1/chat/plain", json=chat_body(f"{model}-{unsampled_by}", PROMPT), headers=headers
+            )
+            await mw.drain()
+    assert got.headers["x-cache"] == "MISS"
+    seen = got.json()
+    # The caller's trace, not sampled, under the cache's unrecorded request span when
+    # the sampler was asked, else under the caller's span itself (no span was started).
+    assert (seen["trace"], seen["sampled"]) == (TRACE_ID, False)
+    assert (seen["span"] != PARENT_ID) if by_sampler else (seen["span"] == PARENT_ID)
 
 
 async def test_a_sampled_request_starts_its_child_spans(cache: SemanticCache, model: str) -> None:
@@ -390,6 +429,66 @@ async def test_tracing_off_records_no_span(
     assert _ours(spans) == []
     # FastAPI recorded its own: the provider was there, the cache's tracing was off.
     assert spans.get_finished_spans()
+
+
+def test_a_sampler_not_parent_based_decides_under_an_unsampled_parent(pg_uri: str) -> None:
+    # ALWAYS_ON records what the caller did not sample: the cache asks it (its own
+    # process: a tracer provider is set once per process).
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        import httpx
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+        from semanticcache import CacheSettings, HashingEmbedder, SemanticCache
+        from semanticcache import SemanticCacheMiddleware
+
+        spans = InMemorySpanExporter()
+        provider = TracerProvider(sampler=ALWAYS_ON)
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+
+        async def chat(request):
+            return JSONResponse({{"n": 1}})
+
+        async def main():
+            settings = CacheSettings(pg_uri={pg_uri!r}, tracing=True)
+            async with SemanticCache(settings=settings, embedder=HashingEmbedder()) as cache:
+                app = Starlette(routes=[Route("/chat", chat, methods=["POST"])])
+                mw = SemanticCacheMiddleware(app, cache=cache)
+                transport = httpx.ASGITransport(app=mw)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    body = {{"model": "on", "messages": [{{"role": "user", "content": "q"}}]}}
+                    await c.post("/chat", json=body, headers={{"traceparent": {UNSAMPLED!r}}})
+                    await mw.drain()
+            print(sorted(s.name for s in spans.get_finished_spans()))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "python")},
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = [
+        "semcache.embed",
+        "semcache.request",
+        "semcache.search",
+        "semcache.store",
+        "semcache.upstream",
+    ]
+    assert done.stdout.strip() == str(recorded)
 
 
 @pytest.fixture
