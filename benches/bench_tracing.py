@@ -15,7 +15,8 @@ Two ways to run it:
   ``SimpleSpanProcessor`` into the ``InMemorySpanExporter`` (the tests' provider).
 - ``python -m benches.bench_tracing [--embedder hashing|local] [--sample 0.01]``: off,
   on with every trace sampled (``ALWAYS_ON``) and on with a share of them sampled
-  (``ParentBased(TraceIdRatioBased(sample))``, the production setting) in alternating
+  (``ParentBased(TraceIdRatioBased(sample))``, the production setting), and that again
+  for requests whose caller's ``traceparent`` says not sampled (``00``), in alternating
   batches (the figures in docs/observability.md), which cancels most of the drift of a
   shared machine; spans go through a ``BatchSpanProcessor`` (as in production) to an
   exporter that drops them. Prints the minimum and median batch mean of each, this
@@ -50,6 +51,8 @@ from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders.base import BaseEmbedder
 
 KINDS: Final = ("exact", "semantic", "semantic_new")
+# A tracer (None: tracing off) and the requests' headers.
+Mode = tuple[Tracer | None, list[tuple[bytes, bytes]]]
 MODES: Final = ("off", "on")
 
 
@@ -140,11 +143,10 @@ def test_hit(benchmark: BenchmarkFixture, setup: Setup, kind: str, tracing: str)
         assert bool(spans.get_finished_spans()) == (tracing == "on")
 
 
-async def interleaved(
-    caches: Caches, tracers: dict[str, Tracer | None], rounds: int, batch: int
-) -> None:
-    """Each kind's hits in batches, the ``tracers``' modes (``None``: tracing off) in
-    turn; one line per kind and mode, what it adds measured against the first mode."""
+async def interleaved(caches: Caches, tracers: dict[str, Mode], rounds: int, batch: int) -> None:
+    """Each kind's hits in batches, the ``tracers``' modes (a tracer, ``None``: tracing
+    off; and the requests' headers) in turn; one line per kind and mode, what it adds
+    measured against the first mode."""
     print(
         f"{'kind':<14}{'mode':<6}{'wall min':>10}{'wall med':>10}{'added':>9}"
         f"{'cpu min':>10}{'added':>9}{'cpu med':>10}"
@@ -155,16 +157,16 @@ async def interleaved(
         means: dict[str, list[float]] = {mode: [] for mode in modes}
         cpu: dict[str, list[float]] = {mode: [] for mode in modes}
         mw = caches.middleware[kind]
-        for tracer in tracers.values():  # warm each
+        for tracer, headers in tracers.values():  # warm each
             caches.trace(tracer is not None, tracer)
             for _ in range(batch):
-                assert await call(mw, data, []) == b"HIT"
+                assert await call(mw, data, headers) == b"HIT"
         for _ in range(rounds):
-            for mode, tracer in tracers.items():
+            for mode, (tracer, headers) in tracers.items():
                 caches.trace(tracer is not None, tracer)
                 started, used = time.perf_counter(), time.process_time()
                 for _ in range(batch):
-                    await call(mw, data, [])
+                    await call(mw, data, headers)
                 means[mode].append((time.perf_counter() - started) / batch)
                 cpu[mode].append((time.process_time() - used) / batch)
         # This process's CPU time (Postgres's is not in it): what tracing itself costs.
@@ -200,11 +202,15 @@ def main() -> None:
         embedder = lambda: shared  # noqa: E731 - one model for every cache
     provider = _provider(ALWAYS_ON)
     sampling = _provider(ParentBased(TraceIdRatioBased(args.sample)))
-    trace.set_tracer_provider(provider)
-    tracers: dict[str, Tracer | None] = {
-        "off": None,
-        "on": provider.get_tracer("semanticcache"),
-        f"{args.sample:.0%}": sampling.get_tracer("semanticcache"),
+    # The sampler the cache reads to know whether a parent not sampled decides.
+    trace.set_tracer_provider(sampling)
+    ratio = sampling.get_tracer("semanticcache")
+    tracers: dict[str, Mode] = {
+        "off": (None, []),
+        "on": (provider.get_tracer("semanticcache"), []),
+        f"{args.sample:.0%}": (ratio, []),
+        # The caller's trace, not sampled: the parent-based sampler follows it.
+        "00": (ratio, [(b"traceparent", f"00-{'ab' * 16}-{'cd' * 8}-00".encode())]),
     }
     with tempfile.TemporaryDirectory(prefix="semcache-bench-tracing-") as folder:
         server = EmbeddedPostgres(Path(folder) / "data")

@@ -30,7 +30,7 @@ from semanticcache._embedders.factory import extra_imports
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.trace import Span, SpanContext
+    from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
     from semanticcache._settings import CacheSettings
@@ -83,7 +83,7 @@ class Tracing:
         self._current_span = trace.get_current_span
         self._in_context = trace.set_span_in_context
         self._provider = trace.get_tracer_provider
-        self._non_recording = trace.NonRecordingSpan
+        self._invalid = trace.INVALID_SPAN
         self._sampler_of: object = None
         self._follows_parent = False
         self._server = SpanKind.SERVER
@@ -114,23 +114,23 @@ class Tracing:
         parent's context is the one current in the block.
         """
         parent = None
-        current = self._current_span().get_span_context()
-        if current.is_valid:
+        context = self._current_span().get_span_context()
+        if context.is_valid:
             kind = self._internal
-            if not current.trace_flags.sampled and self._unsampled_children():
-                return _Unsampled(self, current, None)
+            if not context.trace_flags.sampled and self._unsampled_children():
+                return _Unsampled(self, None)
         else:
             kind = self._server
             carrier = self._carrier(scope)
             if carrier:
                 parent = self._propagate.extract(carrier)
-                remote = self._current_span(parent).get_span_context()
+                context = self._current_span(parent).get_span_context()
                 if (
-                    remote.is_valid
-                    and not remote.trace_flags.sampled
+                    context.is_valid
+                    and not context.trace_flags.sampled
                     and self._unsampled_children()
                 ):
-                    return _Unsampled(self, remote, parent)
+                    return _Unsampled(self, parent)
         span = self._tracer.start_span(
             REQUEST,
             context=parent,
@@ -279,13 +279,13 @@ class _Request(_Current):
 class _Unsampled:
     """A request whose parent is not sampled, nor then its span: none is started. The
     block is untraced, and the parent's context (``attached``, when it is not current
-    already) is current in it."""
+    already) is current in it. Its span is the invalid one: nothing records on it (the
+    parent may record without being sampled: it is not the cache's)."""
 
-    __slots__ = ("attached", "parent", "token", "tracing", "untraced")
+    __slots__ = ("attached", "token", "tracing", "untraced")
 
-    def __init__(self, tracing: Tracing, parent: SpanContext, attached: Context | None) -> None:
+    def __init__(self, tracing: Tracing, attached: Context | None) -> None:
         self.tracing = tracing
-        self.parent = parent
         self.attached = attached
         self.token: Token[Context] | None = None
         self.untraced: Token[bool] | None = None
@@ -294,7 +294,7 @@ class _Unsampled:
         if self.attached is not None:
             self.token = self.tracing._attach(self.attached)
         self.untraced = _untraced.set(True)
-        return self.tracing._non_recording(self.parent)
+        return self.tracing._invalid
 
     def __exit__(
         self,

@@ -10,15 +10,18 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.util.types import Attributes
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.routing import Route
@@ -318,6 +321,43 @@ async def test_a_request_not_sampled_keeps_the_trace_context_current(
     # the sampler was asked, else under the caller's span itself (no span was started).
     assert (seen["trace"], seen["sampled"]) == (TRACE_ID, False)
     assert (seen["span"] != PARENT_ID) if by_sampler else (seen["span"] == PARENT_ID)
+
+
+class _RecordOnly(Sampler):
+    """Spans recorded but not sampled (not exported, their children not sampled)."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, attributes, trace_state)
+
+    def get_description(self) -> str:
+        return "record only"
+
+
+async def test_under_an_outer_span_recorded_but_not_sampled_the_cache_adds_nothing(
+    cache: SemanticCache, model: str
+) -> None:
+    # The outer span records (its provider's sampler said RECORD_ONLY) but is not
+    # sampled: the cache's spans would not be either; none is started, and the outer
+    # span (not the cache's) gets none of the cache's attributes.
+    mw = _outermost(cache)
+    outer_tracer = TracerProvider(sampler=_RecordOnly()).get_tracer("tests")
+    with recording() as spans, outer_tracer.start_as_current_span("outer") as outer:
+        assert outer.is_recording()
+        assert not outer.get_span_context().trace_flags.sampled
+        await _miss_store_hit(mw, model, {})
+        assert started() == {}
+        assert _ours(spans) == []
+    assert isinstance(outer, ReadableSpan)
+    assert dict(outer.attributes or {}) == {}
 
 
 async def test_a_sampled_request_starts_its_child_spans(cache: SemanticCache, model: str) -> None:
