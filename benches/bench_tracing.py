@@ -4,19 +4,23 @@ side by side, in process (raw ASGI calls, as bench_middleware.py).
 Kinds: ``exact`` (an exact repeat), ``semantic`` (a paraphrase asked again: its vector
 is remembered), ``semantic_new`` (a paraphrase embedded on each request: no remembered
 vectors). All caches share one table (same embedder) and one Postgres; those with
-tracing on record into the OpenTelemetry SDK's ``TracerProvider``, every span sampled.
-A hit makes three spans (request, search, replay), four when the text is embedded.
+tracing on record into the OpenTelemetry SDK's ``TracerProvider``. A sampled hit makes
+three spans (request, search, replay), four when the text is embedded; a hit not
+sampled, its request span only (not recorded).
 
 Two ways to run it:
 
 - ``pytest benches/bench_tracing.py --benchmark-enable``: pytest-benchmark, one group
   per kind (``off`` and ``on`` rows run one after the other); spans go through a
   ``SimpleSpanProcessor`` into the ``InMemorySpanExporter`` (the tests' provider).
-- ``python -m benches.bench_tracing [--embedder hashing|local]``: off and on in
-  alternating batches (the figures in docs/observability.md), which cancels most of the
-  drift of a shared machine; spans go through a ``BatchSpanProcessor`` (as in
-  production) to an exporter that drops them. Prints the minimum and median batch mean
-  of each and the time tracing adds.
+- ``python -m benches.bench_tracing [--embedder hashing|local] [--sample 0.01]``: off,
+  on with every trace sampled (``ALWAYS_ON``) and on with a share of them sampled
+  (``ParentBased(TraceIdRatioBased(sample))``, the production setting), and that again
+  for requests whose caller's ``traceparent`` says not sampled (``00``), in alternating
+  batches (the figures in docs/observability.md), which cancels most of the drift of a
+  shared machine; spans go through a ``BatchSpanProcessor`` (as in production) to an
+  exporter that drops them. Prints the minimum and median batch mean of each, this
+  process's CPU time per hit, and what tracing adds to each.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import Tracer
 from pytest_benchmark.fixture import BenchmarkFixture
 from tests.metrics.spans import exporter, recording
 
@@ -46,6 +51,8 @@ from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._embedders.base import BaseEmbedder
 
 KINDS: Final = ("exact", "semantic", "semantic_new")
+# A tracer (None: tracing off) and the requests' headers.
+Mode = tuple[Tracer | None, list[tuple[bytes, bytes]]]
 MODES: Final = ("off", "on")
 
 
@@ -59,9 +66,13 @@ class Caches:
     forgetting: SemanticCache
     middleware: dict[str, SemanticCacheMiddleware]
 
-    def trace(self, on: bool) -> None:
+    def trace(self, on: bool, tracer: Tracer | None = None) -> None:
+        """Tracing off or on; ``tracer``: the one to start the spans with (its
+        provider's sampler), instead of the global provider's."""
         for cache in (self.remembering, self.forgetting):
             tracing = cache.tracing if on else None
+            if tracing is not None and tracer is not None:
+                tracing._tracer = tracer
             # The references the request path holds (see SemanticCache.__init__).
             cache._lookups._tracing = tracing
             cache._embeddings._tracing = tracing
@@ -132,37 +143,43 @@ def test_hit(benchmark: BenchmarkFixture, setup: Setup, kind: str, tracing: str)
         assert bool(spans.get_finished_spans()) == (tracing == "on")
 
 
-async def interleaved(caches: Caches, rounds: int, batch: int) -> None:
+async def interleaved(caches: Caches, tracers: dict[str, Mode], rounds: int, batch: int) -> None:
+    """Each kind's hits in batches, the ``tracers``' modes (a tracer, ``None``: tracing
+    off; and the requests' headers) in turn; one line per kind and mode, what it adds
+    measured against the first mode."""
     print(
-        f"{'kind':<14}{'off min':>10}{'on min':>10}{'added':>9}{'off med':>10}{'on med':>10}"
-        f"{'off cpu':>10}{'on cpu':>10}{'added':>9}"
+        f"{'kind':<14}{'mode':<6}{'wall min':>10}{'wall med':>10}{'added':>9}"
+        f"{'cpu min':>10}{'added':>9}{'cpu med':>10}"
     )
+    modes = list(tracers)
     for kind in KINDS:
         data = payload(kind)
-        means: dict[str, list[float]] = {mode: [] for mode in MODES}
-        cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+        means: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
         mw = caches.middleware[kind]
-        for mode in MODES:  # warm both
-            caches.trace(mode == "on")
+        for tracer, headers in tracers.values():  # warm each
+            caches.trace(tracer is not None, tracer)
             for _ in range(batch):
-                assert await call(mw, data, []) == b"HIT"
+                assert await call(mw, data, headers) == b"HIT"
         for _ in range(rounds):
-            for mode in MODES:
-                caches.trace(mode == "on")
+            for mode, (tracer, headers) in tracers.items():
+                caches.trace(tracer is not None, tracer)
                 started, used = time.perf_counter(), time.process_time()
                 for _ in range(batch):
-                    await call(mw, data, [])
+                    await call(mw, data, headers)
                 means[mode].append((time.perf_counter() - started) / batch)
                 cpu[mode].append((time.process_time() - used) / batch)
-        off, on = min(means["off"]), min(means["on"])
-        med_off, med_on = statistics.median(means["off"]), statistics.median(means["on"])
         # This process's CPU time (Postgres's is not in it): what tracing itself costs.
-        cpu_off, cpu_on = min(cpu["off"]), min(cpu["on"])
-        print(
-            f"{kind:<14}{off * 1e6:>8.1f}us{on * 1e6:>8.1f}us{(on / off - 1) * 100:>+8.1f}%"
-            f"{med_off * 1e6:>8.1f}us{med_on * 1e6:>8.1f}us"
-            f"{cpu_off * 1e6:>8.1f}us{cpu_on * 1e6:>8.1f}us{(cpu_on / cpu_off - 1) * 100:>+8.1f}%"
-        )
+        wall_base, cpu_base = min(means[modes[0]]), min(cpu[modes[0]])
+        for mode in modes:
+            wall, used = min(means[mode]), min(cpu[mode])
+            print(
+                f"{kind:<14}{mode:<6}{wall * 1e6:>8.1f}us"
+                f"{statistics.median(means[mode]) * 1e6:>8.1f}us"
+                f"{(wall / wall_base - 1) * 100:>+8.1f}%"
+                f"{used * 1e6:>8.1f}us{(used - cpu_base) * 1e6:>+7.1f}us"
+                f"{statistics.median(cpu[mode]) * 1e6:>8.1f}us"
+            )
 
 
 def main() -> None:
@@ -171,7 +188,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument(
-        "--sample", type=float, default=1.0, help="the share of traces sampled (default all)"
+        "--sample",
+        type=float,
+        default=0.01,
+        help="the share of traces sampled in the third mode (default 0.01)",
     )
     args = parser.parse_args()
     embedder: Callable[[], BaseEmbedder] = HashingEmbedder
@@ -180,10 +200,18 @@ def main() -> None:
 
         shared = LocalEmbedder()
         embedder = lambda: shared  # noqa: E731 - one model for every cache
-    sampler = ParentBased(TraceIdRatioBased(args.sample)) if args.sample < 1 else ALWAYS_ON
-    provider = TracerProvider(sampler=sampler)
-    provider.add_span_processor(BatchSpanProcessor(_Dropped()))
-    trace.set_tracer_provider(provider)
+    provider = _provider(ALWAYS_ON)
+    sampling = _provider(ParentBased(TraceIdRatioBased(args.sample)))
+    # The sampler the cache reads to know whether a parent not sampled decides.
+    trace.set_tracer_provider(sampling)
+    ratio = sampling.get_tracer("semanticcache")
+    tracers: dict[str, Mode] = {
+        "off": (None, []),
+        "on": (provider.get_tracer("semanticcache"), []),
+        f"{args.sample:.0%}": (ratio, []),
+        # The caller's trace, not sampled: the parent-based sampler follows it.
+        "00": (ratio, [(b"traceparent", f"00-{'ab' * 16}-{'cd' * 8}-00".encode())]),
+    }
     with tempfile.TemporaryDirectory(prefix="semcache-bench-tracing-") as folder:
         server = EmbeddedPostgres(Path(folder) / "data")
         server.start()
@@ -194,7 +222,7 @@ def main() -> None:
             async def run() -> None:
                 await caches.open()
                 try:
-                    await interleaved(caches, args.rounds, args.batch)
+                    await interleaved(caches, tracers, args.rounds, args.batch)
                 finally:
                     await caches.close()
 
@@ -202,6 +230,13 @@ def main() -> None:
         finally:
             server.stop()
             provider.shutdown()
+            sampling.shutdown()
+
+
+def _provider(sampler: Sampler) -> TracerProvider:
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+    return provider
 
 
 class _Dropped(SpanExporter):

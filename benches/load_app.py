@@ -2,7 +2,11 @@
 answering a fixed completion, behind ``SemanticCacheMiddleware`` when ``LOAD_PG_URI``
 is set, bare otherwise (the baseline). ``LOAD_EMBEDDER``: ``hashing`` (deterministic,
 microseconds) or ``local`` (the default local model); ``LOAD_THRESHOLD``: the cache's
-threshold; ``LOAD_EMBEDDING_MEMO``: its embedding memo size (unset: the default)."""
+threshold; ``LOAD_EMBEDDING_MEMO``: its embedding memo size (unset: the default);
+``LOAD_TRACE_SAMPLE``: when set, the share of traces sampled (``1``: all, else
+``ParentBased(TraceIdRatioBased(share))``) by the OpenTelemetry SDK's provider, which
+hands the spans to a ``BatchSpanProcessor`` and an exporter that drops them (the cache
+traces with ``SEMANTIC_CACHE_TRACING=on``; FastAPI's own spans are off either way)."""
 
 from __future__ import annotations
 
@@ -54,6 +58,24 @@ def make_cache(uri: str, embedder: BaseEmbedder | None = None) -> SemanticCache:
     )
 
 
+def _trace(share: float) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+    class Dropped(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    sampler = ALWAYS_ON if share >= 1 else ParentBased(TraceIdRatioBased(share))
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    trace.set_tracer_provider(provider)
+
+
+if os.environ.get("LOAD_TRACE_SAMPLE"):
+    _trace(float(os.environ["LOAD_TRACE_SAMPLE"]))
 _uri = os.environ.get("LOAD_PG_URI")
 _cache = make_cache(_uri) if _uri else None
 
@@ -67,7 +89,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _cache.close()
 
 
-app = FastAPI(lifespan=_lifespan)
+# The cache's spans only (FastAPI records its own once a tracer provider is set).
+app = FastAPI(lifespan=_lifespan, telemetry={"tracing": False})
 if _cache is not None:
     # The load test seeds entries keyed by path and query (it knows no host name).
     app.add_middleware(SemanticCacheMiddleware, cache=_cache, route_key="path_query")

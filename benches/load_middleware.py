@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,21 +193,23 @@ def start_server(
     rows: int = 0,
     stack: str = "auto",
     pooler: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving ``load_app`` (``uri`` ``None``: no cache), or ``orig_app`` under
     the ``original`` interpreter (which seeds ``rows`` itself at start-up). ``stack``:
     ``fast`` (uvloop + httptools), ``asyncio`` (asyncio's loop + h11), ``auto`` (fast
-    when the interpreter has them). ``pooler``: the cache's ``SEMANTIC_CACHE_PG_POOLER``."""
+    when the interpreter has them). ``pooler``: the cache's ``SEMANTIC_CACHE_PG_POOLER``;
+    ``env``: more of the server's environment."""
     port = free_port()
     # ROOT for ``benches.load_app``; the caller's PYTHONPATH after it, so that a
     # PYTHONPATH naming another checkout's ``python/`` serves that checkout's code.
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYTHONPATH": pythonpath, "LOAD_SEED_ROWS": str(rows)}
-    env.pop("LOAD_PG_URI", None)
+    environ = {**os.environ, **(env or {}), "PYTHONPATH": pythonpath, "LOAD_SEED_ROWS": str(rows)}
+    environ.pop("LOAD_PG_URI", None)
     if uri is not None:
-        env["LOAD_PG_URI"] = uri
+        environ["LOAD_PG_URI"] = uri
     if pooler is not None:
-        env["SEMANTIC_CACHE_PG_POOLER"] = pooler
+        environ["SEMANTIC_CACHE_PG_POOLER"] = pooler
     cmd = [
         original or sys.executable,
         "-m",
@@ -228,7 +230,7 @@ def start_server(
         cmd += ["--loop", "asyncio", "--http", "h11"]
     if (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ)
     deadline = time.monotonic() + 600
     while True:
         if proc.poll() is not None:

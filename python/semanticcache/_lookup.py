@@ -127,7 +127,7 @@ class LookupPath:
         return await self._decide(target, candidates, refill=refill, generation=None)
 
     async def _search(self, make: Callable[[], Awaitable[SearchResult]], kind: str) -> SearchResult:
-        if self._tracing is not None:
+        if self._tracing is not None and not self._tracing.untraced():
             return await self._traced_search(make, kind)
         if self._on_search is None:
             return await self._store_call(make, read=True)
@@ -159,7 +159,7 @@ class LookupPath:
 
     async def _exact(self, target: Target, generation: int) -> CacheLookup | None:
         """The exact probe: the row of this exact text, kept among the hot entries."""
-        if self._tracing is None:
+        if self._tracing is None or self._tracing.untraced():
             entry = await self._store_call(
                 lambda: self._store.get_exact(target.partition, target.text_digest), read=True
             )

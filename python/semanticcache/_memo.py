@@ -59,7 +59,7 @@ class Embeddings:
         if remembered is not None:
             return remembered
         started = time.perf_counter()
-        if self._tracing is None:
+        if self._tracing is None or self._tracing.untraced():
             vectors = await self.guard.call(lambda: self.embedder.embed([text]))
         else:
             with self._tracing.span(EMBED, {"semcache.embedder.model": self.embedder.model_id}):

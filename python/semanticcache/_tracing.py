@@ -5,7 +5,9 @@ record when ``SEMANTIC_CACHE_TRACING`` is on.
 path holds ``None`` where a :class:`Tracing` would be and pays one ``is not None`` per
 hook, and no span object is made. Spans go to the tracer provider the application
 configures (``opentelemetry.trace.set_tracer_provider``, or the SDK's auto-configuration);
-until it does, OpenTelemetry's own no-op provider drops them.
+until it does, OpenTelemetry's own no-op provider drops them. A request whose span the
+sampler does not record starts no other span: each hook checks :attr:`Tracing.untraced`
+once, so tracing's cost follows the sampling rate.
 
 Attributes hold what the cache's log lines hold: keyed digests of the lookup text and
 the scope, outcomes, reasons, similarities and route templates; never a prompt, a header
@@ -16,7 +18,9 @@ the spans.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -25,6 +29,7 @@ from starlette.types import Scope
 from semanticcache._embedders.factory import extra_imports
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
@@ -50,6 +55,18 @@ REPLAY: Final = "semcache.replay"
 
 _TRACER_NAME: Final = "semanticcache"
 
+# True inside a request whose span is not recorded (its trace not sampled): the hooks
+# then start no span. A context variable: the request's store task inherits it.
+_untraced: Final[ContextVar[bool]] = ContextVar("semcache_untraced", default=False)
+
+# What the SDK's ParentBased sampler says of itself when a parent not sampled (remote or
+# local) makes its children not sampled either: its defaults.
+_PARENT_BASED: Final = "ParentBased{"
+_DROPS_UNSAMPLED: Final = (
+    "remoteParentNotSampled:AlwaysOffSampler",
+    "localParentNotSampled:AlwaysOffSampler",
+)
+
 
 class Tracing:
     """Starts the cache's spans on the global tracer provider (see docs/observability.md)."""
@@ -65,6 +82,10 @@ class Tracing:
         self._propagate = propagate
         self._current_span = trace.get_current_span
         self._in_context = trace.set_span_in_context
+        self._provider = trace.get_tracer_provider
+        self._invalid = trace.INVALID_SPAN
+        self._sampler_of: object = None
+        self._follows_parent = False
         self._server = SpanKind.SERVER
         self._internal = SpanKind.INTERNAL
         self._error = StatusCode.ERROR
@@ -73,23 +94,43 @@ class Tracing:
         self._tracer = trace.get_tracer(_TRACER_NAME, _native.__version__)
         self._textmap: object = None
         self._fields: frozenset[bytes] = frozenset()
+        # Whether the current request's trace goes unrecorded: then a hook starts no
+        # span (its child would not be recorded either) and sets no attribute.
+        self.untraced: Callable[[], bool] = _untraced.get
 
-    def request(self, scope: Scope, attributes: Mapping[str, AttributeValue]) -> _Current:
+    def request(
+        self, scope: Scope, attributes: Mapping[str, AttributeValue]
+    ) -> AbstractContextManager[Span]:
         """The span of one request through the middleware, current while the block runs.
+        When the sampler does not record it, :attr:`untraced` answers true in the block:
+        the cache's hooks start no span in it; it still carries the trace context (its
+        ``traceparent`` is the one the proxy forwards).
 
         Its parent is the current span when there is one (an outer instrumentation that
         already read the caller's context), else the context the request's headers carry
         (W3C ``traceparent`` with the default propagators), so the cache's spans join the
-        caller's trace either way.
+        caller's trace either way. A parent not sampled under a parent-based sampler
+        (the SDK's default) decides without the sampler: no span is started, and the
+        parent's context is the one current in the block.
         """
         parent = None
-        if self._current_span().get_span_context().is_valid:
+        context = self._current_span().get_span_context()
+        if context.is_valid:
             kind = self._internal
+            if not context.trace_flags.sampled and self._unsampled_children():
+                return _Unsampled(self, None)
         else:
             kind = self._server
             carrier = self._carrier(scope)
             if carrier:
                 parent = self._propagate.extract(carrier)
+                context = self._current_span(parent).get_span_context()
+                if (
+                    context.is_valid
+                    and not context.trace_flags.sampled
+                    and self._unsampled_children()
+                ):
+                    return _Unsampled(self, parent)
         span = self._tracer.start_span(
             REQUEST,
             context=parent,
@@ -98,7 +139,24 @@ class Tracing:
             record_exception=False,
             set_status_on_exception=False,
         )
-        return _Current(self, span)
+        return _Request(self, span)
+
+    def _unsampled_children(self) -> bool:
+        """Whether the provider's sampler makes a child of a span not sampled not
+        sampled either (the SDK's ``ParentBased`` with its defaults for those), read
+        once per provider (the application may set its provider after the cache
+        was made)."""
+        provider = self._provider()
+        if provider is not self._sampler_of:
+            sampler = getattr(provider, "sampler", None)
+            describe = getattr(sampler, "get_description", None)
+            description = describe() if callable(describe) else ""
+            self._follows_parent = isinstance(description, str) and (
+                description.startswith(_PARENT_BASED)
+                and all(part in description for part in _DROPS_UNSAMPLED)
+            )
+            self._sampler_of = provider
+        return self._follows_parent
 
     def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> _Current:
         """A child span of the current one, itself current while the block runs (the
@@ -193,6 +251,61 @@ class _Current(_Leaf):
     ) -> None:
         self.tracing._detach(self.token)
         super().__exit__(exc_type, exc, tb)
+
+
+class _Request(_Current):
+    """The request span, current while the block runs; when it is not recorded, the
+    block is untraced."""
+
+    __slots__ = ("untraced",)
+    untraced: Token[bool] | None
+
+    def __enter__(self) -> Span:
+        span = super().__enter__()
+        self.untraced = None if span.is_recording() else _untraced.set(True)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.untraced is not None:
+            _untraced.reset(self.untraced)
+        super().__exit__(exc_type, exc, tb)
+
+
+class _Unsampled:
+    """A request whose parent is not sampled, nor then its span: none is started. The
+    block is untraced, and the parent's context (``attached``, when it is not current
+    already) is current in it. Its span is the invalid one: nothing records on it (the
+    parent may record without being sampled: it is not the cache's)."""
+
+    __slots__ = ("attached", "token", "tracing", "untraced")
+
+    def __init__(self, tracing: Tracing, attached: Context | None) -> None:
+        self.tracing = tracing
+        self.attached = attached
+        self.token: Token[Context] | None = None
+        self.untraced: Token[bool] | None = None
+
+    def __enter__(self) -> Span:
+        if self.attached is not None:
+            self.token = self.tracing._attach(self.attached)
+        self.untraced = _untraced.set(True)
+        return self.tracing._invalid
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.untraced is not None:
+            _untraced.reset(self.untraced)
+        if self.token is not None:
+            self.tracing._detach(self.token)
 
 
 _lock = threading.Lock()

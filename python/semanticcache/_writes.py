@@ -53,7 +53,7 @@ class WritePath:
         """The new entry's id; on a dependency failure ``None`` (logged), or, when
         ``loud``, :class:`EmbedderError` / :class:`StorageError`."""
         storing = self._put(target, response, loud=loud)
-        if self._tracing is None:
+        if self._tracing is None or self._tracing.untraced():
             return await storing
         with self._tracing.span(STORE, {"semcache.response_bytes": len(response)}) as span:
             entry_id = await storing
@@ -83,7 +83,7 @@ class WritePath:
             if loud:
                 error = EmbedderError if exc.dependency == "embed" else StorageError
                 raise error(f"cache put failed: {exc.describe()}") from exc.cause
-            if self._tracing is not None:
+            if self._tracing is not None and not self._tracing.untraced():
                 # Failing open: no exception reaches the span, the reason does.
                 self._tracing.failed(exc.reason)
             if exc.reason != "breaker_open":

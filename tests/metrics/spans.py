@@ -4,12 +4,15 @@ the session shares it; each test reads the spans of its own traces).
 
 Spans are sampled only inside :func:`recording`: once a provider is set, FastAPI records
 its own spans for every request, and the tests that do not read them should neither keep
-them in memory nor pay for recording them.
+them in memory nor pay for recording them. The sampler is the SDK's ``ParentBased``: a
+span whose parent is not sampled (a ``traceparent`` with flags ``00``) is not either. It
+counts the spans started, by name, sampled or not (:func:`started`).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
@@ -26,10 +29,11 @@ _lock = threading.Lock()
 _exporter: InMemorySpanExporter | None = None
 
 
-class _Switch(Sampler):
+class _OnOff(Sampler):
     """Every span while on, none while off."""
 
-    on = False
+    def __init__(self) -> None:
+        self.on = False
 
     def should_sample(
         self,
@@ -49,6 +53,36 @@ class _Switch(Sampler):
         return "tests.metrics.spans"
 
 
+class _Switch(ParentBased):
+    """The SDK's parent-based sampler: a child of a span not sampled is not sampled;
+    the others (roots, children of sampled spans) all while on, none while off."""
+
+    def __init__(self) -> None:
+        self.switch = _OnOff()
+        super().__init__(
+            root=self.switch,
+            remote_parent_sampled=self.switch,
+            local_parent_sampled=self.switch,
+        )
+        # The SDK asks the sampler once per span it starts, recorded or not.
+        self.asked: Counter[str] = Counter()
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        self.asked[name] += 1
+        return super().should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+
 _switch = _Switch()
 
 
@@ -65,16 +99,25 @@ def exporter() -> InMemorySpanExporter:
 
 
 @contextmanager
-def recording() -> Iterator[InMemorySpanExporter]:
-    """Every span made in the block, in the exporter (emptied before and after)."""
+def recording(sampled: bool = True) -> Iterator[InMemorySpanExporter]:
+    """Every span made in the block, in the exporter (emptied before and after); with
+    ``sampled`` false none is (the sampler drops every span), but :func:`started` still
+    counts them."""
     spans = exporter()
     spans.clear()
-    _switch.on = True
+    _switch.asked.clear()
+    _switch.switch.on = sampled
     try:
         yield spans
     finally:
-        _switch.on = False
+        _switch.switch.on = False
         spans.clear()
+
+
+def started(prefix: str = "semcache.") -> dict[str, int]:
+    """How many spans of each name starting with ``prefix`` were started (sampled or
+    not) since :func:`recording` began."""
+    return {name: n for name, n in _switch.asked.items() if name.startswith(prefix)}
 
 
 def of_trace(spans: tuple[ReadableSpan, ...], trace_id: int) -> list[ReadableSpan]:

@@ -10,19 +10,25 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.util.types import Attributes
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.routing import Route
 
 from semanticcache import CacheSettings, HashingEmbedder, SemanticCache, SemanticCacheMiddleware
 from semanticcache._middleware.keying import log_digest
-from tests.metrics.spans import named, of_trace, recording
+from tests.metrics.spans import named, of_trace, recording, started
 from tests.middleware.conftest import chat_body, client_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +39,7 @@ SECRET = "s3cr3t-header-value"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 PARENT_ID = 0xB7AD6B7169203331
 TRACEPARENT = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"
+UNSAMPLED = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00"
 
 
 @pytest.fixture
@@ -249,6 +256,126 @@ async def test_through_fastapi_the_spans_join_the_callers_trace(
     assert len(_trace_of(spans, request)) == len(_ours(spans)) == 5
 
 
+async def _miss_store_hit(mw: SemanticCacheMiddleware, model: str, headers: dict[str, str]) -> None:
+    async with client_for(mw) as client:
+        miss = await client.post("/v1/chat/plain", json=chat_body(model, PROMPT), headers=headers)
+        await mw.drain()
+        hit = await client.post("/v1/chat/plain", json=chat_body(model, REWORDED), headers=headers)
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+
+
+@pytest.mark.parametrize("unsampled_by", ["sampler", "traceparent"])
+async def test_a_request_not_sampled_starts_no_span_but_its_own(
+    cache: SemanticCache, model: str, unsampled_by: str
+) -> None:
+    # The sampler drops every span: only the request span is started (the SDK asks the
+    # sampler once per span started, recorded or not), carrying the trace context. Or
+    # the caller's traceparent says "not sampled", which the parent-based sampler
+    # follows: that is known before any span is started, and none is.
+    mw = _outermost(cache)
+    by_sampler = unsampled_by == "sampler"
+    headers = {"traceparent": TRACEPARENT if by_sampler else UNSAMPLED}
+    model = f"{model}-{unsampled_by}"
+    with recording(sampled=not by_sampler) as spans:
+        await _miss_store_hit(mw, model, headers)
+        assert started() == ({"semcache.request": 2} if by_sampler else {})
+        assert _ours(spans) == []
+    # The next request (in the same task: httpx calls the app in it) is sampled again.
+    with recording() as spans:
+        async with client_for(mw) as client:
+            got = await client.post("/v1/chat/plain", json=chat_body(model, PROMPT))
+        assert got.headers["x-cache"] == "HIT"
+        assert started() == {"semcache.request": 1, "semcache.search": 1, "semcache.replay": 1}
+        assert len(_ours(spans)) == 3
+
+
+def _reporting_context(cache: SemanticCache) -> SemanticCacheMiddleware:
+    """The middleware, outermost, over a Starlette app (no spans of its own) answering
+    the trace context current in it: what the app's spans and client calls join."""
+
+    async def chat(request: StarletteRequest) -> JSONResponse:
+        context = trace.get_current_span().get_span_context()
+        ids = {"trace": context.trace_id, "span": context.span_id}
+        return JSONResponse({**ids, "sampled": context.trace_flags.sampled})
+
+    inner = Starlette(routes=[Route("/v1/chat/{flavour}", chat, methods=["POST"])])
+    return SemanticCacheMiddleware(inner, cache=cache)
+
+
+@pytest.mark.parametrize("unsampled_by", ["sampler", "traceparent"])
+async def test_a_request_not_sampled_keeps_the_trace_context_current(
+    cache: SemanticCache, model: str, unsampled_by: str
+) -> None:
+    mw = _reporting_context(cache)
+    by_sampler = unsampled_by == "sampler"
+    headers = {"traceparent": TRACEPARENT if by_sampler else UNSAMPLED}
+    with recording(sampled=not by_sampler):
+        async with client_for(mw) as client:
+            got = await client.post(
+                "/v1/chat/plain", json=chat_body(f"{model}-{unsampled_by}", PROMPT), headers=headers
+            )
+            await mw.drain()
+    assert got.headers["x-cache"] == "MISS"
+    seen = got.json()
+    # The caller's trace, not sampled, under the cache's unrecorded request span when
+    # the sampler was asked, else under the caller's span itself (no span was started).
+    assert (seen["trace"], seen["sampled"]) == (TRACE_ID, False)
+    assert (seen["span"] != PARENT_ID) if by_sampler else (seen["span"] == PARENT_ID)
+
+
+class _RecordOnly(Sampler):
+    """Spans recorded but not sampled (not exported, their children not sampled)."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, attributes, trace_state)
+
+    def get_description(self) -> str:
+        return "record only"
+
+
+async def test_under_an_outer_span_recorded_but_not_sampled_the_cache_adds_nothing(
+    cache: SemanticCache, model: str
+) -> None:
+    # The outer span records (its provider's sampler said RECORD_ONLY) but is not
+    # sampled: the cache's spans would not be either; none is started, and the outer
+    # span (not the cache's) gets none of the cache's attributes.
+    mw = _outermost(cache)
+    outer_tracer = TracerProvider(sampler=_RecordOnly()).get_tracer("tests")
+    with recording() as spans, outer_tracer.start_as_current_span("outer") as outer:
+        assert outer.is_recording()
+        assert not outer.get_span_context().trace_flags.sampled
+        await _miss_store_hit(mw, model, {})
+        assert started() == {}
+        assert _ours(spans) == []
+    assert isinstance(outer, ReadableSpan)
+    assert dict(outer.attributes or {}) == {}
+
+
+async def test_a_sampled_request_starts_its_child_spans(cache: SemanticCache, model: str) -> None:
+    # The counterpart of the test above: the same requests, sampled.
+    mw = _outermost(cache)
+    with recording() as spans:
+        await _miss_store_hit(mw, model, {"traceparent": TRACEPARENT})
+        assert started() == {
+            "semcache.request": 2,
+            "semcache.embed": 2,  # the miss's (its put reuses the vector) and the hit's
+            "semcache.search": 2,
+            "semcache.upstream": 1,
+            "semcache.store": 1,
+            "semcache.replay": 1,
+        }
+        assert len(_ours(spans)) == 9
+
+
 async def test_an_outer_span_is_the_parent_when_there_is_one(
     cache: SemanticCache, model: str, spans: InMemorySpanExporter
 ) -> None:
@@ -342,6 +469,66 @@ async def test_tracing_off_records_no_span(
     assert _ours(spans) == []
     # FastAPI recorded its own: the provider was there, the cache's tracing was off.
     assert spans.get_finished_spans()
+
+
+def test_a_sampler_not_parent_based_decides_under_an_unsampled_parent(pg_uri: str) -> None:
+    # ALWAYS_ON records what the caller did not sample: the cache asks it (its own
+    # process: a tracer provider is set once per process).
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        import httpx
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+        from semanticcache import CacheSettings, HashingEmbedder, SemanticCache
+        from semanticcache import SemanticCacheMiddleware
+
+        spans = InMemorySpanExporter()
+        provider = TracerProvider(sampler=ALWAYS_ON)
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+
+        async def chat(request):
+            return JSONResponse({{"n": 1}})
+
+        async def main():
+            settings = CacheSettings(pg_uri={pg_uri!r}, tracing=True)
+            async with SemanticCache(settings=settings, embedder=HashingEmbedder()) as cache:
+                app = Starlette(routes=[Route("/chat", chat, methods=["POST"])])
+                mw = SemanticCacheMiddleware(app, cache=cache)
+                transport = httpx.ASGITransport(app=mw)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    body = {{"model": "on", "messages": [{{"role": "user", "content": "q"}}]}}
+                    await c.post("/chat", json=body, headers={{"traceparent": {UNSAMPLED!r}}})
+                    await mw.drain()
+            print(sorted(s.name for s in spans.get_finished_spans()))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "python")},
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = [
+        "semcache.embed",
+        "semcache.request",
+        "semcache.search",
+        "semcache.store",
+        "semcache.upstream",
+    ]
+    assert done.stdout.strip() == str(recorded)
 
 
 @pytest.fixture

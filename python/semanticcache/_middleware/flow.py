@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from semanticcache._middleware.asgi import SemanticCacheMiddleware
+    from semanticcache._tracing import Tracing
 
 __all__ = ["Flow"]
 
@@ -60,8 +61,10 @@ class Flow:
         # Body chunks read so far, replayed to the app before the real receive().
         self.chunks: list[bytes] = []
         self.body_complete = False
-        # The request span's attributes while tracing is on, set on it at the end (one
-        # call: each setting takes the span's lock).
+        # While the request span is recorded: the tracing its hooks start spans with,
+        # and the request span's attributes, set on it at the end (one call: each
+        # setting takes the span's lock). None otherwise: the hooks start no span.
+        self.tracing: Tracing | None = None
         self.traced: dict[str, AttributeValue] | None = None
 
     @property
@@ -98,15 +101,19 @@ class Flow:
                 return
             attributes = {"http.request.method": self.scope["method"], "http.route": route}
             with mw.tracing.request(self.scope, attributes) as span:
+                if not span.is_recording():
+                    # Not sampled: the request span only carries the trace context.
+                    await self._run()
+                    return
+                self.tracing = mw.tracing
                 traced = self.traced = {}
                 try:
                     await self._run()
                 finally:
-                    if span.is_recording():
-                        # Digested here, once: only a recorded span pays for them.
-                        traced["semcache.scope"] = self.key.scope_digest
-                        traced["semcache.text"] = self.key.text_digest
-                        span.set_attributes(traced)
+                    # Digested here, once: only a recorded span pays for them.
+                    traced["semcache.scope"] = self.key.scope_digest
+                    traced["semcache.text"] = self.key.text_digest
+                    span.set_attributes(traced)
         finally:
             reset_route(token)
 
@@ -202,11 +209,11 @@ class Flow:
             log_fields=self.log_fields,
             entry=entry,
         )
-        if mw.tracing is None:
+        if self.tracing is None:
             served = await sending
         else:
             # Match and similarity are the request span's.
-            with mw.tracing.leaf(REPLAY, {"semcache.entry": entry.decode("ascii")}) as span:
+            with self.tracing.leaf(REPLAY, {"semcache.entry": entry.decode("ascii")}) as span:
                 served = await sending
                 span.set_attribute("semcache.served", served)
             if served:
@@ -267,7 +274,7 @@ class Flow:
                 message = with_headers(message, [(b"x-cache", outcome.encode())])
             await self.send(message)
 
-        tracing = self.mw.tracing
+        tracing = self.tracing
         if tracing is None:
             await self.mw.app(self.scope, self._replay_receive(), send)
             return
@@ -300,10 +307,10 @@ class Flow:
         scope = self.scope if control.no_store else storable_scope(self.scope)
         started = time.perf_counter()
         try:
-            if mw.tracing is None:
+            if self.tracing is None:
                 await self._app_within(scope, responder, timeout)
             else:
-                with mw.tracing.span(UPSTREAM):
+                with self.tracing.span(UPSTREAM):
                     await self._app_within(scope, responder, timeout)
         except TimeoutError:
             _log.warning("semantic cache: upstream timed out %s", self.log_fields("timeout"))
