@@ -154,6 +154,7 @@ class SemanticCache(Maintenance):
             max_bytes=hot_entries_bytes,
             redis_epoch=merged.redis_uri is not None,
         )
+        self._hot.fence = self._pg.fence
         self._background = Background(
             self._store,
             flush_interval=hit_flush_interval,
@@ -390,7 +391,7 @@ class SemanticCache(Maintenance):
         if self._redis.redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.redis.close()
-        await self._pg.pool.close()
+        await self._pg.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
