@@ -344,9 +344,9 @@ class CacheSettings:
     pg_read_uri: tuple[str, ...] = setting(
         (),
         PgUris(),
-        "Postgres read replicas of `SEMANTIC_CACHE_PG_URI` (comma-separated): lookups read "
+        "Streaming replicas of `SEMANTIC_CACHE_PG_URI` (comma-separated): lookups read "
         "them, everything else goes to the primary; a replica that fails or answers late "
-        "falls back to another or the primary within the store timeout "
+        "is skipped for the primary within the store timeout "
         "([deployment.md](deployment.md#read-replicas)).",
         default_doc="unset (lookups read the primary)",
     )
