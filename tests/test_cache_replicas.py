@@ -246,6 +246,29 @@ async def test_a_hung_replica_falls_back_to_the_primary_within_the_budget(
         await relay.close()
 
 
+async def test_a_cache_opens_within_the_budget_beside_a_hung_replica(
+    pg_uri: str, replica_uri: str, scope: str
+) -> None:
+    key = CacheKey(PROMPT, scope=scope)
+    relay = Relay(replica_uri)
+    relayed = await relay.start()
+    relay.hang()
+    try:
+        cache = new_cache(pg_uri, relayed, store_timeout=BUDGET, breaker_failures=2)
+        try:
+            started = time.perf_counter()
+            # The first lookup opens the cache: within its budget, hung replica or not.
+            assert await cache.get(key) is None
+            assert time.perf_counter() - started < BUDGET + SLACK
+            await cache.put(key, b"paris", raise_errors=True)
+            for _ in range(3):
+                assert await timed_get(cache, key) < BUDGET + SLACK
+        finally:
+            await cache.close()
+    finally:
+        await relay.close()
+
+
 def test_a_malformed_read_uri_is_an_error_at_construction(pg_uri: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         new_cache(pg_uri, "postgresql://reader:s3cret-pw@127.0.0.1:99999/db")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import math
@@ -62,6 +63,7 @@ class PgConnection:
             for uri in settings.pg_read_uri
         ]
         budget = settings.store_timeout_seconds or connect_timeout
+        self._replica_probe_budget = min(connect_timeout, budget / 2)
         self.reads: ReadPools | None = None
         """Where the lookup path reads (``None``: the primary's pool)."""
         self.fence: ReplayFence | None = None
@@ -122,6 +124,8 @@ class PgConnection:
             kwargs=kwargs,
             configure=configure,
             open=False,
+            # psycopg_pool's own warnings name the pool: say which replica (masked).
+            name=None if uri is None else f"read replica {mask_connection_string(uri)}",
             timeout=store_timeout or self._connect_timeout,
         )
 
@@ -138,7 +142,15 @@ class PgConnection:
             )
             self.pool = self._new_pool()
             store.rebind(self.pool)
-        await self._probe(self.uri)
+        # The replicas are probed meanwhile: open() waits for the slower, not the sum.
+        replicas = asyncio.ensure_future(self._probe_replicas())
+        try:
+            await self._probe(self.uri)
+        except BaseException:
+            replicas.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replicas
+            raise
         if self.pool.closed:
             if self._pool_used:
                 # psycopg pools cannot reopen once closed.
@@ -148,21 +160,31 @@ class PgConnection:
             # that follows waits for the first connection anyway.
             await self.pool.open(wait=False)
             self._pool_used = True
-        await self._open_replicas(store)
+        await self._open_replicas(store, await replicas)
         return self.uri
 
-    async def _open_replicas(self, store: PgVectorStore) -> None:
-        """Probe and open the replicas' pools; a replica that cannot be reached now is
-        only logged (reads fall back to the primary), one that refuses the connection
+    async def _probe_replicas(self) -> list[BaseException | None]:
+        """Each replica's probe failure (``None``: it answered), each given at most
+        the time a lookup gives a replica, so that a hung one does not hold open()
+        for the connect timeout."""
+
+        async def probe(replica: Replica) -> None:
+            async with asyncio.timeout(self._replica_probe_budget):
+                await self._probe(replica.uri, replica=replica.shown)
+
+        results = await asyncio.gather(*(probe(r) for r in self.replicas), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def _open_replicas(
+        self, store: PgVectorStore, probed: list[BaseException | None]
+    ) -> None:
+        """Open the replicas' pools; a replica that cannot be reached now is only
+        logged (reads fall back to the primary), one that refuses the connection
         (unknown database or role, authentication) is a start-up error."""
-        if not self.replicas:
-            return
-        results = await asyncio.gather(
-            *(self._probe(r.uri, replica=r.shown) for r in self.replicas),
-            return_exceptions=True,
-        )
-        for replica, result in zip(self.replicas, results, strict=True):
-            if isinstance(result, BaseException):
+        for replica, result in zip(self.replicas, probed, strict=True):
+            if isinstance(result, TimeoutError):
+                result = StorageError(f"no answer within {self._replica_probe_budget:g} s")
+            if result is not None:
                 if not isinstance(result, StorageError):
                     raise result
                 if any(refusal in str(result) for refusal in _REFUSALS):
