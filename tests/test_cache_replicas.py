@@ -302,3 +302,38 @@ async def test_an_unreachable_replica_at_open_reads_the_primary(
         await cache.put(key, b"paris", raise_errors=True)
         for _ in range(3):
             assert await timed_get(cache, key) < BUDGET + SLACK
+
+
+async def test_a_table_without_statistics_is_analyzed_on_the_primary(
+    pg_uri: str, replica_uri: str, pg_replica: PgReplica, scope: str
+) -> None:
+    """The plan policy analyzes a table without statistics; a replica cannot, so the
+    ANALYZE goes to the primary and the statistics reach the replica by replication."""
+    embedder = HashingEmbedder(dimension=40)  # a table of its own, never analyzed
+    settings = CacheSettings(pg_read_uri=(replica_uri,))
+    async with SemanticCache(
+        settings=settings, pg_uri=pg_uri, embedder=embedder, threshold=0.9
+    ) as cache:
+        for n in range(10):
+            await cache.put(CacheKey(f"{PROMPT} {n}", scope=scope), b"paris", raise_errors=True)
+        await replayed(pg_replica, pg_uri)
+        await cache.lookup(CacheKey(REWORDED, scope=scope))  # a search: the plan policy
+
+        async def analyzed() -> bool:
+            async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = %s",
+                    (cache.table,),
+                )
+                row = await cur.fetchone()
+            return row is not None and row[0] > 0
+
+        await eventually(analyzed)
+        await replayed(pg_replica, pg_uri)
+        async with await psycopg.AsyncConnection.connect(replica_uri, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stats WHERE tablename = %s AND attname = 'partition'",
+                (cache.table,),
+            )
+            row = await cur.fetchone()
+        assert row == (1,)

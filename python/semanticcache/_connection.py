@@ -190,7 +190,8 @@ class PgConnection:
                 if any(refusal in str(result) for refusal in _REFUSALS):
                     raise StorageError(
                         f"read replica {replica.shown} (SEMANTIC_CACHE_PG_READ_URI) refused "
-                        f"the connection: {result}"
+                        f"the connection (a wrong URI, or a replica that has not replayed "
+                        f"the database's creation yet): {result}"
                     ) from None
                 _log.warning(
                     "read replica %s is unreachable, lookups read the primary until it answers: %s",
@@ -202,7 +203,7 @@ class PgConnection:
                     replica.pool = self._new_pool(replica.uri)
                 await replica.pool.open(wait=False)
                 replica.opened = True
-        store.reads = self.reads
+        store.use_reads(self.reads)
 
     async def close(self) -> None:
         """Close the pools (the primary's and the replicas')."""

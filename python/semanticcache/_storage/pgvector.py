@@ -129,7 +129,7 @@ class PgVectorStore:
         self._prelude = self._reads_prelude()
         self.reads: ReadPools | None = None
         """Where the lookup path's reads go when the cache has read replicas (every
-        other statement uses :attr:`pool`)."""
+        other statement uses :attr:`pool`): set it with :meth:`use_reads`."""
 
     def _reads_prelude(self) -> bytes | None:
         """What the lookup path's reads run first in their transaction: ``None`` (named
@@ -153,6 +153,16 @@ class PgVectorStore:
     def rebind(self, pool: AsyncConnectionPool) -> None:
         """Use ``pool`` from now on (the owner replaced a closed pool)."""
         self._pool = pool
+
+    def use_reads(self, reads: ReadPools | None) -> None:
+        """Send the lookup path's reads to ``reads`` (read replicas); the plan policy's
+        ``ANALYZE`` then goes to the primary."""
+        self.reads = reads
+        self._plans.analyze_elsewhere = None if reads is None else self._analyze_on_primary
+
+    async def _analyze_on_primary(self, statement: bytes) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(statement)
 
     @property
     def iterative_scan(self) -> bool:
