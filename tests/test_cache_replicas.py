@@ -337,3 +337,31 @@ async def test_a_table_without_statistics_is_analyzed_on_the_primary(
             )
             row = await cur.fetchone()
         assert row == (1,)
+
+
+async def test_each_replica_has_its_breaker_in_the_metrics(
+    pg_uri: str, replica_uri: str, pg_replica: PgReplica, scope: str
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def state(dependency: str) -> float | None:
+        return REGISTRY.get_sample_value("semcache_breaker_state", {"dependency": dependency})
+
+    down = make_conninfo(replica_uri, port=free_port())  # nothing listens there
+    settings = CacheSettings(pg_read_uri=(replica_uri, down), metrics=True, breaker_failures=1)
+    key = CacheKey(PROMPT, scope=scope)
+    async with SemanticCache(
+        settings=settings,
+        pg_uri=pg_uri,
+        embedder=HashingEmbedder(),
+        threshold=0.9,
+        store_timeout=BUDGET,
+        breaker_cooldown=60.0,
+    ) as cache:
+        assert (state("postgres_replica_1"), state("postgres_replica_2")) == (0, 0)
+        await cache.put(key, b"paris", raise_errors=True)
+        await replayed(pg_replica, pg_uri)
+        for _ in range(2):  # the replicas in turn: the second one fails once
+            await timed_get(cache, key)
+        assert (state("postgres_replica_1"), state("postgres_replica_2")) == (0, 2)
+        assert state("postgres") == 0

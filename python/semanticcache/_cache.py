@@ -155,6 +155,9 @@ class SemanticCache(Maintenance):
             redis_epoch=merged.redis_uri is not None,
         )
         self._hot.fence = self._pg.fence
+        for number, replica in enumerate(self._pg.replicas, 1):
+            # Each read replica's breaker, in the metrics as postgres_replica_<n>.
+            replica.breaker = self._breaker(replica.breaker.name, f"postgres_replica_{number}")
         self._background = Background(
             self._store,
             flush_interval=hit_flush_interval,
