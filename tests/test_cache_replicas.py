@@ -57,10 +57,15 @@ def scope() -> str:
     return secrets.token_hex(6)
 
 
-def new_cache(pg_uri: str, read_uri: str, **kwargs: Any) -> SemanticCache:
+def new_cache(
+    pg_uri: str,
+    read_uri: str,
+    embedder: type[HashingEmbedder] = HashingEmbedder,
+    **kwargs: Any,
+) -> SemanticCache:
     settings = CacheSettings(pg_read_uri=(read_uri,))
     return SemanticCache(
-        settings=settings, pg_uri=pg_uri, embedder=HashingEmbedder(), threshold=0.9, **kwargs
+        settings=settings, pg_uri=pg_uri, embedder=embedder(), threshold=0.9, **kwargs
     )
 
 
@@ -88,9 +93,15 @@ async def rows_on(uri: str, table: str, entry_id: int) -> int:
 
 
 async def test_lookups_read_the_replica_and_writes_go_to_the_primary(
-    pg_uri: str, replica_uri: str, pg_replica: PgReplica, scope: str
+    pg_uri: str,
+    replica_uri: str,
+    pg_replica: PgReplica,
+    scope: str,
+    hashing_cls: type[HashingEmbedder],
 ) -> None:
-    async with new_cache(pg_uri, replica_uri) as cache:
+    """Both lookup paths: embed, then the exact probe and the search in one statement;
+    or the exact probe, then the search."""
+    async with new_cache(pg_uri, replica_uri, hashing_cls) as cache:
         # The replica takes no writes: a put that succeeds wrote to the primary.
         entry_id = await cache.put(CacheKey(PROMPT, scope=scope), b"paris", raise_errors=True)
         assert entry_id is not None
@@ -132,13 +143,18 @@ async def test_lookups_read_the_replica_and_writes_go_to_the_primary(
 
 @pytest.mark.parametrize("hot_entries", [0, 100])
 async def test_a_deleted_entry_is_served_no_longer_than_the_replica_lags(
-    pg_uri: str, replica_uri: str, pg_replica: PgReplica, scope: str, hot_entries: int
+    pg_uri: str,
+    replica_uri: str,
+    pg_replica: PgReplica,
+    scope: str,
+    hot_entries: int,
+    hashing_cls: type[HashingEmbedder],
 ) -> None:
     """With hot entries on, the row a lookup reads from the lagging replica after the
     delete's notice must not be kept in memory: it would be served after the replay."""
     key = CacheKey(PROMPT, scope=scope)
     async with (
-        new_cache(pg_uri, replica_uri, hot_entries=hot_entries) as reader,
+        new_cache(pg_uri, replica_uri, hashing_cls, hot_entries=hot_entries) as reader,
         new_cache(pg_uri, replica_uri) as writer,
     ):
         if hot_entries:
