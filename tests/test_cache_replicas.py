@@ -381,3 +381,29 @@ async def test_each_replica_has_its_breaker_in_the_metrics(
             await timed_get(cache, key)
         assert (state("postgres_replica_1"), state("postgres_replica_2")) == (0, 2)
         assert state("postgres") == 0
+
+
+async def test_no_redis_refill_from_a_lagging_replica_after_an_epoch_advance(
+    pg_uri: str, replica_uri: str, pg_replica: PgReplica, redis_url: str, scope: str
+) -> None:
+    """Redis refuses the tombstone of a delete, so the cache advances the Redis epoch
+    instead: the lookups that follow read the lagging replica, which still has the row,
+    and must not copy it to Redis under the new epoch (it would outlive the replay)."""
+    from tests.test_cache_redis import redis_refusing_writes
+
+    key = CacheKey(PROMPT, scope=scope)
+    async with new_cache(pg_uri, replica_uri, redis_uri=redis_url, store_timeout=BUDGET) as cache:
+        entry_id = await cache.put(key, b"paris", raise_errors=True)
+        assert entry_id is not None
+        await replayed(pg_replica, pg_uri)
+        assert await cache.get(key) is not None
+        async with replay_paused(replica_uri):
+            with redis_refusing_writes(redis_url):
+                assert await cache.delete(entry_id)
+            # At once, before this process hears its own notice.
+            stale = await cache.get(key)
+            assert stale is not None  # read on the replica, within its lag
+            background = cache._background._tasks  # a refill would run there
+            await asyncio.gather(*background)
+        await replayed(pg_replica, pg_uri)
+        assert await cache.get(key) is None

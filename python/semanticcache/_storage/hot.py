@@ -188,7 +188,11 @@ class HotEntries:
 
     def note_redis_epoch(self, epoch: int) -> None:
         """An epoch read or advanced by this process, or announced by a notice."""
-        self._epoch = max(self._epoch, epoch)
+        if epoch > self._epoch:
+            self._epoch = epoch
+            # Before this process's own advance comes back as a notice: a refill under
+            # the new epoch must not copy what a lagging replica still holds.
+            self._raise_fence()
 
     async def wait_first_attempt(self) -> None:
         """Wait until the listener's first connection attempt has ended, connected or
