@@ -146,21 +146,22 @@ class PgConnection:
         replicas = asyncio.ensure_future(self._probe_replicas())
         try:
             await self._probe(self.uri)
+            if self.pool.closed:
+                if self._pool_used:
+                    # psycopg pools cannot reopen once closed.
+                    self.pool = self._new_pool()
+                    store.rebind(self.pool)
+                # No wait: the probe showed the server is up, and the schema query
+                # that follows waits for the first connection anyway.
+                await self.pool.open(wait=False)
+                self._pool_used = True
+            probed = await replicas
         except BaseException:
             replicas.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await replicas
             raise
-        if self.pool.closed:
-            if self._pool_used:
-                # psycopg pools cannot reopen once closed.
-                self.pool = self._new_pool()
-                store.rebind(self.pool)
-            # No wait: the probe showed the server is up, and the schema query
-            # that follows waits for the first connection anyway.
-            await self.pool.open(wait=False)
-            self._pool_used = True
-        await self._open_replicas(store, await replicas)
+        await self._open_replicas(store, probed)
         return self.uri
 
     async def _probe_replicas(self) -> list[BaseException | None]:
