@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -310,14 +311,20 @@ async def test_a_read_uri_the_replica_refuses_is_an_error_at_open(
 
 
 async def test_an_unreachable_replica_at_open_reads_the_primary(
-    pg_uri: str, replica_uri: str, scope: str
+    pg_uri: str, replica_uri: str, scope: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    down = make_conninfo(replica_uri, port=free_port())  # nothing listens there
+    caplog.set_level(logging.DEBUG)
+    # Nothing listens there; the password must reach no log line.
+    down = make_conninfo(replica_uri, port=free_port(), password="s3cret-pw")
     key = CacheKey(PROMPT, scope=scope)
     async with new_cache(pg_uri, down, store_timeout=BUDGET) as cache:
         await cache.put(key, b"paris", raise_errors=True)
         for _ in range(3):
             assert await timed_get(cache, key) < BUDGET + SLACK
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "is unreachable" in logged
+    assert "password=***" in logged
+    assert "s3cret-pw" not in logged
 
 
 async def test_a_table_without_statistics_is_analyzed_on_the_primary(
