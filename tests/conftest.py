@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from semanticcache import HashingEmbedder
 from semanticcache._devserver import EmbeddedPostgres
-from tests.servers import PgBouncer, RedisServer, find_pgbouncer, start_postgres
+from tests.servers import PgBouncer, PgReplica, RedisServer, find_pgbouncer, start_postgres
 
 # Machines here are noisy: no per-example deadline; CI runs more examples.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -44,6 +44,22 @@ def pg_uri(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Itera
         yield uri
     finally:
         pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_replica(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: EmbeddedPostgres
+) -> Iterator[PgReplica]:
+    """A streaming replica (hot standby) of the session's Postgres on its own free
+    127.0.0.1 port; stopped by PID and its replication slot dropped at the end."""
+    replica = PgReplica(
+        tmp_path_factory.mktemp("pg-replica"), pg_server, f"semcache_test_{secrets.token_hex(4)}"
+    )
+    replica.create()
+    try:
+        yield replica
+    finally:
+        replica.close()
 
 
 def _start_pgbouncer(

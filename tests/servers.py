@@ -17,6 +17,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,13 +30,22 @@ from typing import Any, Self
 
 import httpx
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from semanticcache._devserver import EmbeddedPostgres
-from semanticcache._devserver.runas import chown, ensure_traversable, run_as_for_this_process
+from semanticcache._devserver.binaries import SERVER_CONF, find_pg_bin_dir
+from semanticcache._devserver.process import is_postmaster_of, pid_alive, read_pid_file
+from semanticcache._devserver.runas import (
+    chown,
+    ensure_traversable,
+    run,
+    run_as_for_this_process,
+    write_owned,
+)
 
 __all__ = [
     "PgBouncer",
+    "PgReplica",
     "RedisCluster",
     "RedisSentinel",
     "RedisServer",
@@ -554,3 +564,146 @@ class PgBouncer:
         """Stop it by its PID (SIGTERM, then SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
         stop_process(proc)
+
+
+_REPLICA_START_TIMEOUT_S = 60.0
+_REPLICATION_HBA = "host replication all 127.0.0.1/32 trust\n"
+
+
+class PgReplica:
+    """A streaming replica of ``primary`` (an :class:`EmbeddedPostgres`) on a free
+    127.0.0.1 port: ``pg_basebackup -R`` through a physical replication slot, hot standby.
+
+    Lets loopback replication connections into the primary (a ``pg_hba.conf`` line and a
+    reload; its ``wal_level`` and ``max_wal_senders`` defaults already allow them).
+    :meth:`stop` stops it by its postmaster's PID; :meth:`start` starts it again on the
+    same port; :meth:`close` stops it and drops the slot.
+    """
+
+    def __init__(self, workdir: Path, primary: EmbeddedPostgres, slot: str) -> None:
+        self._workdir = workdir
+        self._primary = primary
+        self._slot = slot
+        self.pgdata = workdir / "data"
+        self._log = workdir / "replica.log"
+        self._run_as = run_as_for_this_process()
+        self._bin = find_pg_bin_dir()
+        self.port = 0
+
+    def uri_for(self, primary_uri: str) -> str:
+        """``primary_uri`` (a database of the primary) on the replica."""
+        return make_conninfo(primary_uri, host="127.0.0.1", port=self.port)
+
+    def create(self) -> None:
+        """Take the base backup and start the replica."""
+        hba = self._primary.pgdata / "pg_hba.conf"
+        if _REPLICATION_HBA not in hba.read_text():
+            with hba.open("a") as f:
+                f.write(_REPLICATION_HBA)
+            with psycopg.connect(self._primary.uri, autocommit=True) as conn:
+                conn.execute("SELECT pg_reload_conf()")
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        if self._run_as is not None:
+            ensure_traversable(self._workdir)
+            chown(self._workdir, self._run_as)
+        primary = conninfo_to_dict(self._primary.uri)
+        run(
+            [
+                str(self._bin / "pg_basebackup"),
+                "-h",
+                str(primary["host"]),
+                "-p",
+                str(primary["port"]),
+                "-U",
+                str(primary["user"]),
+                "-D",
+                str(self.pgdata),
+                "-R",  # standby.signal and primary_conninfo
+                "-X",
+                "stream",
+                "-C",  # the slot keeps the WAL the replica has not received yet
+                "-S",
+                self._slot,
+                "--no-sync",
+            ],
+            self._run_as,
+            timeout=120,
+            what="pg_basebackup",
+        )
+        self.port = _free_port()
+        self.start()
+
+    def start(self) -> None:
+        """Start it (on :attr:`port`) and wait until it accepts connections."""
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "hot_standby": "on",
+            "synchronous_commit": "off",
+        }
+        write_owned(
+            self.pgdata / SERVER_CONF,
+            "".join(f"{k} = '{v}'\n" for k, v in settings.items()),
+            self._run_as,
+        )
+        if self._run_as is not None and not self._log.exists():
+            self._log.touch()
+            chown(self._log, self._run_as)
+        run(
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self._log),
+                "-w",
+                "-t",
+                str(int(_REPLICA_START_TIMEOUT_S)),
+                "-s",
+                "start",
+            ],
+            self._run_as,
+            timeout=_REPLICA_START_TIMEOUT_S + 10,
+            what="pg_ctl start (replica)",
+        )
+
+    def stop(self) -> None:
+        """Stop it by its postmaster's PID (fast shutdown, SIGINT), waiting until it is gone."""
+        info = read_pid_file(self.pgdata / "postmaster.pid")
+        if info is None or not is_postmaster_of(info.pid, self.pgdata):
+            return
+        os.kill(info.pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGQUIT)
+
+    def close(self) -> None:
+        self.stop()
+        with psycopg.connect(self._primary.uri, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (self._slot,),
+            )
+
+    def wait_replayed(self, primary_uri: str, timeout: float = 30.0) -> None:
+        """Return once the replica has replayed the primary's WAL as of now."""
+        with psycopg.connect(primary_uri, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + timeout
+        # Its own "postgres" database: primary_uri's may not be replayed yet.
+        replica = make_conninfo(self.uri_for(primary_uri), dbname="postgres")
+        with psycopg.connect(replica, autocommit=True) as conn:
+            while True:
+                done = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)
+                ).fetchone()
+                if done is not None and done[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica did not replay {row[0]} in {timeout} s")
+                time.sleep(0.01)

@@ -63,6 +63,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "pg_pool_min_size": 1,
     "pg_pool_max_size": 10,
     "pg_pooler": "none",
+    "pg_read_uri": (),
     "redis_ttl_seconds": None,
     "breaker_failures": 5,
     "breaker_cooldown_seconds": 30.0,
@@ -735,3 +736,64 @@ def test_metrics_are_recorded_when_on_or_served() -> None:
     served = CacheSettings.from_env({P + "METRICS_PATH": "/internal/metrics"})
     assert served.metrics_path == "/internal/metrics"
     assert served.records_metrics
+
+
+# --- read replicas ----------------------------------------------------------------------
+
+
+def test_read_uris_split_at_each_uri_and_keep_multi_host_uris_whole() -> None:
+    s = CacheSettings.from_env(
+        {
+            P + "PG_READ_URI": " postgresql://r@h1,h2:5433/db?target_session_attrs=any , "
+            "postgres://r@h3/db,postgresql://r@h1,h2:5433/db?target_session_attrs=any"
+        }
+    )
+    assert s.pg_read_uri == (
+        "postgresql://r@h1,h2:5433/db?target_session_attrs=any",
+        "postgres://r@h3/db",
+    )
+    assert CacheSettings(pg_read_uri=("host=r1 dbname=db",)).pg_read_uri == ("host=r1 dbname=db",)
+    assert CacheSettings().pg_read_uri == ()
+
+
+def test_read_uris_are_masked_in_repr_and_redacted() -> None:
+    s = CacheSettings.from_env(
+        {P + "PG_READ_URI": f"postgresql://r:{SECRET}@r1/db,postgresql://r:{SECRET}@r2/db"}
+    )
+    assert SECRET in s.pg_read_uri[1]
+    assert s.redacted()["pg_read_uri"] == ("postgresql://r:***@r1/db", "postgresql://r:***@r2/db")
+    assert SECRET not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (f"postgresql://r:{SECRET}@r1/db,mysql://u:{SECRET}@h/db", "is not a Postgres"),
+        (f"postgresql://r:{SECRET}@r1:99999/db", "99999"),
+        (f"postgresql://r:{SECRET}@r1/db,postgresql://r@r2:abc/db", "abc"),
+    ],
+)
+def test_bad_read_uris_name_the_variable_and_hide_passwords(value: str, shown: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings.from_env({P + "PG_READ_URI": value})
+    message = str(info.value)
+    assert message.startswith(P + "PG_READ_URI ")
+    assert shown in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ((f"postgresql://r:{SECRET}@r1/db", " "), "empty connection string"),
+        (f"postgresql://r:{SECRET}@r1/db", "tuple"),
+        (5, "tuple"),
+    ],
+)
+def test_read_uris_as_arguments_are_a_tuple(value: object, shown: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings(pg_read_uri=value)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith(P + "PG_READ_URI ")
+    assert shown in message
+    assert SECRET not in message

@@ -154,6 +154,10 @@ class SemanticCache(Maintenance):
             max_bytes=hot_entries_bytes,
             redis_epoch=merged.redis_uri is not None,
         )
+        self._hot.fence = self._pg.fence
+        for number, replica in enumerate(self._pg.replicas, 1):
+            # Each read replica's breaker, in the metrics as postgres_replica_<n>.
+            replica.breaker = self._breaker(replica.breaker.name, f"postgres_replica_{number}")
         self._background = Background(
             self._store,
             flush_interval=hit_flush_interval,
@@ -390,7 +394,7 @@ class SemanticCache(Maintenance):
         if self._redis.redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.redis.close()
-        await self._pg.pool.close()
+        await self._pg.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

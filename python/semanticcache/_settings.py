@@ -33,6 +33,7 @@ from semanticcache._settings_kinds import (
     Key,
     Names,
     PgUri,
+    PgUris,
     Real,
     RedisTtl,
     RedisUri,
@@ -340,6 +341,15 @@ class CacheSettings:
         "transaction; hot entries and the Redis tier refused) "
         "([deployment.md](deployment.md#pgbouncer)).",
     )
+    pg_read_uri: tuple[str, ...] = setting(
+        (),
+        PgUris(),
+        "Streaming replicas of `SEMANTIC_CACHE_PG_URI` (comma-separated): lookups read "
+        "them, everything else goes to the primary; a replica that fails or answers late "
+        "is skipped for the primary within the store timeout "
+        "([deployment.md](deployment.md#read-replicas)).",
+        default_doc="unset (lookups read the primary)",
+    )
     redis_ttl_seconds: int | None = setting(
         None,
         RedisTtl(1),
@@ -444,7 +454,7 @@ class CacheSettings:
             elif spec(f).secret and value is not None:
                 out[f.name] = "***"
             elif spec(f).url and value is not None:
-                out[f.name] = mask_connection_string(value)
+                out[f.name] = spec(f).masked(value)
             else:
                 out[f.name] = value
         return out

@@ -33,6 +33,7 @@ __all__ = [
     "Kind",
     "Names",
     "PgUri",
+    "PgUris",
     "Real",
     "RedisTtl",
     "RedisUri",
@@ -48,6 +49,9 @@ ENV_PREFIX: Final = "SEMANTIC_CACHE_"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _PG_URI_PREFIXES: Final = ("postgresql://", "postgres://")
+# Where a list of Postgres URIs splits: a comma before the next URI's scheme (a comma
+# inside one URI separates the hosts of a multi-host URI).
+_NEXT_URI: Final = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _URI_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _REDIS_DB_PATH: Final = re.compile(r"/?(\d*)")
@@ -333,6 +337,11 @@ class Url(Kind):
             raise _type_error(env, "a string", value, self.describe())
         return value, mask_connection_string(value)
 
+    def masked(self, value: object) -> object:
+        """``value`` as :meth:`CacheSettings.redacted` shows it (credentials masked)."""
+        assert isinstance(value, str)
+        return mask_connection_string(value)
+
     def _split(self, env: str, value: object) -> tuple[SplitResult, int | None, str]:
         """``value`` split, its port (checked), and ``value`` as shown in errors."""
         text, shown = self._masked(env, value)
@@ -369,6 +378,40 @@ class PgUri(Url):
 
     def describe(self) -> str:
         return "a postgresql:// or postgres:// URI, or a libpq key=value string"
+
+
+@dataclass(frozen=True, slots=True)
+class PgUris(Url):
+    """One or more Postgres URIs, comma-separated (a single one may be a key=value
+    string), each checked as :class:`PgUri`; duplicates dropped."""
+
+    type_name = "connection strings"
+
+    def parse(self, env: str, raw: str) -> object:
+        return tuple(part.strip() for part in _NEXT_URI.split(raw))
+
+    def check(self, env: str, value: object, owner: Any) -> object:
+        if not isinstance(value, tuple | list):
+            raise _type_error(env, "a tuple of connection strings", value, self.describe())
+        out: list[str] = []
+        for item in value:
+            if isinstance(item, str) and not item.strip():
+                raise error(env, "has an empty connection string", self.describe())
+            checked = PgUri().check(env, item, owner)
+            assert isinstance(checked, str)
+            if checked not in out:
+                out.append(checked)
+        return tuple(out)
+
+    def masked(self, value: object) -> object:
+        assert isinstance(value, tuple)
+        return tuple(mask_connection_string(item) for item in value)
+
+    def describe(self) -> str:
+        return (
+            "unset, or postgresql:// or postgres:// URIs separated by commas "
+            "(one may be a libpq key=value string)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,11 @@ class Spec:
     def url(self) -> bool:
         return isinstance(self.kind, Url)
 
+    def masked(self, value: object) -> object:
+        """A URL setting's value with its credentials masked."""
+        assert isinstance(self.kind, Url)
+        return self.kind.masked(value)
+
 
 def setting[T](
     default: T,

@@ -23,7 +23,10 @@ is served.
 
 A generation counter closes the race between a lookup that read a row from Postgres and
 a notice that arrived before the row was remembered: the row is only remembered if no
-notice arrived since the lookup began.
+notice arrived since the lookup began. With read replicas, a lookup may read a row the
+primary deleted before the notice: each notice raises a replay fence (see
+:mod:`semanticcache._storage.replicas`), and while it is up the generation is
+:data:`FENCED`, which no row is remembered (or copied to Redis) under.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 import psycopg
 from psycopg import sql
 
 __all__ = [
+    "FENCED",
     "REDIS_EPOCHS_SQL",
     "TRIGGER_SQL",
     "HotEntries",
@@ -53,6 +57,22 @@ _log = logging.getLogger("semanticcache.cache")
 # Entries larger than this are not kept: one big response should not evict many.
 _MAX_ENTRY_BYTES: Final = 256 * 1024
 _RECONNECT_PAUSE: Final = 1.0
+
+FENCED: Final = -1
+"""The generation while a replica may still hold rows older than the last notice."""
+
+
+class Fence(Protocol):
+    """What the listener raises on each notice
+    (:class:`~semanticcache._storage.replicas.ReplayFence`)."""
+
+    @property
+    def up(self) -> bool: ...
+
+    def raise_(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 TRIGGER_SQL: Final = """
 CREATE OR REPLACE FUNCTION semcache_notify_row() RETURNS trigger
@@ -142,6 +162,8 @@ class HotEntries:
         self._generation = 0
         self._listening = False
         self._task: asyncio.Task[None] | None = None
+        self.fence: Fence | None = None
+        """Set when lookups read replicas (see the module)."""
 
     @property
     def enabled(self) -> bool:
@@ -166,7 +188,11 @@ class HotEntries:
 
     def note_redis_epoch(self, epoch: int) -> None:
         """An epoch read or advanced by this process, or announced by a notice."""
-        self._epoch = max(self._epoch, epoch)
+        if epoch > self._epoch:
+            self._epoch = epoch
+            # Before this process's own advance comes back as a notice: a refill under
+            # the new epoch must not copy what a lagging replica still holds.
+            self._raise_fence()
 
     async def wait_first_attempt(self) -> None:
         """Wait until the listener's first connection attempt has ended, connected or
@@ -175,7 +201,10 @@ class HotEntries:
 
     @property
     def generation(self) -> int:
-        """Read before a Postgres lookup; pass to :meth:`remember` after it."""
+        """Read before a Postgres lookup; pass to :meth:`remember` after it
+        (:data:`FENCED` while a replica may be behind the last notice)."""
+        if self.fence is not None and self.fence.up:
+            return FENCED
         return self._generation
 
     def __len__(self) -> int:
@@ -250,6 +279,12 @@ class HotEntries:
                 await self._task
             self._task = None
         self._tried.clear()  # after the task: its last act sets it
+        if self.fence is not None:
+            await self.fence.stop()
+
+    def _raise_fence(self) -> None:
+        if self.fence is not None:
+            self.fence.raise_()
 
     async def _listen(self, conninfo: str, connect_timeout: float) -> None:
         while True:
@@ -267,6 +302,7 @@ class HotEntries:
                             self.note_redis_epoch(int(row[0]))
                     # Anything remembered before this point may have missed a notice.
                     self.clear()
+                    self._raise_fence()
                     self._listening = True
                     self._tried.set()
                     async for notice in conn.notifies():
@@ -277,6 +313,7 @@ class HotEntries:
                             self.note_redis_epoch(int(payload[1:]))
                         else:
                             self.clear()
+                        self._raise_fence()
             except psycopg.Error as exc:
                 _log.warning(
                     "hot entries and Redis copies paused, their invalidation listener failed (%s)",

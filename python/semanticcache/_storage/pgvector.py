@@ -7,7 +7,7 @@ only ever looks inside one partition (an SQL equality filter).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -32,6 +32,7 @@ from semanticcache._storage.records import (
     StoreStats,
     similarity_bucket,
 )
+from semanticcache._storage.replicas import ReadPools
 from semanticcache._storage.tables import (
     MAX_DIMENSION,
     MAX_IDENTIFIER,
@@ -126,6 +127,9 @@ class PgVectorStore:
             None if transaction_settings is None else list(transaction_settings)
         )
         self._prelude = self._reads_prelude()
+        self.reads: ReadPools | None = None
+        """Where the lookup path's reads go when the cache has read replicas (every
+        other statement uses :attr:`pool`): set it with :meth:`use_reads`."""
 
     def _reads_prelude(self) -> bytes | None:
         """What the lookup path's reads run first in their transaction: ``None`` (named
@@ -149,6 +153,16 @@ class PgVectorStore:
     def rebind(self, pool: AsyncConnectionPool) -> None:
         """Use ``pool`` from now on (the owner replaced a closed pool)."""
         self._pool = pool
+
+    def use_reads(self, reads: ReadPools | None) -> None:
+        """Send the lookup path's reads to ``reads`` (read replicas); the plan policy's
+        ``ANALYZE`` then goes to the primary."""
+        self.reads = reads
+        self._plans.analyze_elsewhere = None if reads is None else self._analyze_on_primary
+
+    async def _analyze_on_primary(self, statement: bytes) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(statement)
 
     @property
     def iterative_scan(self) -> bool:
@@ -303,20 +317,23 @@ class PgVectorStore:
             wire.dump_float8(threshold),
             wire.dump_int4(k),
         ]
-        try:
-            conn = await self._pool.getconn()  # see _fetch
+
+        async def search_on(pool: AsyncConnectionPool) -> list[tuple[Any, ...]]:
+            conn = await pool.getconn()  # see _fetch
             try:
                 prelude = self._prelude
                 verdict = await self._plans.verdict(conn, prelude)
                 if verdict == CUSTOM:
-                    rows = await self._lookup_skewed.fetch(conn, params, prelude=prelude)
-                elif k == 1:  # the top-1 statements take no k
+                    return await self._lookup_skewed.fetch(conn, params, prelude=prelude)
+                if k == 1:  # the top-1 statements take no k
                     statement = self._lookups[verdict, True]
-                    rows = await statement.fetch(conn, params[:4], prelude=prelude)
-                else:
-                    rows = await self._lookups[verdict, False].fetch(conn, params, prelude=prelude)
+                    return await statement.fetch(conn, params[:4], prelude=prelude)
+                return await self._lookups[verdict, False].fetch(conn, params, prelude=prelude)
             finally:
-                await self._pool.putconn(conn)
+                await pool.putconn(conn)
+
+        try:
+            rows = await self._read(search_on)
         except psycopg.Error as exc:
             raise StorageError(f"cache {what} failed: {exc}") from exc
         return SearchResult.from_rows(rows, threshold)
@@ -332,11 +349,22 @@ class PgVectorStore:
         need. ``putconn`` discards a connection returned mid-query (a lookup cancelled by
         its timeout), as the context manager does.
         """
-        conn = await self._pool.getconn()
-        try:
-            return await statement.fetch(conn, params, prelude=self._prelude)
-        finally:
-            await self._pool.putconn(conn)
+
+        async def fetch_on(pool: AsyncConnectionPool) -> list[tuple[Any, ...]]:
+            conn = await pool.getconn()
+            try:
+                return await statement.fetch(conn, params, prelude=self._prelude)
+            finally:
+                await pool.putconn(conn)
+
+        return await self._read(fetch_on)
+
+    async def _read[T](self, work: Callable[[AsyncConnectionPool], Awaitable[T]]) -> T:
+        """``work(pool)`` on the pool a lookup-path read goes to: a read replica's
+        (:attr:`reads`), else the store's own."""
+        if self.reads is None:
+            return await work(self._pool)
+        return await self.reads.run(work)
 
     async def add_hits(self, counts: Mapping[int, int]) -> None:
         """Add ``counts[id]`` to the hit count of each entry, in one statement."""

@@ -7,9 +7,10 @@ lookup's partition (see :mod:`semanticcache._storage.lookup_sql`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -35,6 +36,8 @@ EXACT: Final = "exact"
 
 # The statistics are read again this often.
 _PLAN_POLICY_SECONDS: Final = 60.0
+# After an ANALYZE sent to the primary: when a replica's statistics are read again.
+_STATISTICS_RETRY_SECONDS: Final = 1.0
 # The HNSW scan serves a partition whose rows times its share of the table reach this;
 # an exact scan of the partition is cheaper below (benches/bench_plans.py).
 _INDEX_MIN_ROWS: Final = 300.0
@@ -66,6 +69,10 @@ class PlanPolicy:
         self._analyze = sql.SQL("ANALYZE {t}").format(t=sql.Identifier(table)).as_bytes()
         self._verdict: str = CUSTOM
         self._due = 0.0
+        self.analyze_elsewhere: Callable[[bytes], Awaitable[None]] | None = None
+        """Set when searches read a replica (which cannot ``ANALYZE``): runs the
+        statement on the primary, off the search's path."""
+        self._analyzing: asyncio.Task[None] | None = None
 
     async def verdict(
         self, conn: psycopg.AsyncConnection[tuple[Any, ...]], prelude: bytes | None = None
@@ -78,10 +85,27 @@ class PlanPolicy:
                 # Wire statements, as the search's own: interrupted, they end at once.
                 rows = await _PARTITION_STATS.fetch(conn, (self._table,), prelude=prelude)
                 if not _has_statistics(rows[0] if rows else None):
+                    if self.analyze_elsewhere is not None:
+                        self._analyze_elsewhere(self.analyze_elsewhere, now)
+                        return self._verdict
                     await wire.command(conn, self._analyze)
                     rows = await _PARTITION_STATS.fetch(conn, (self._table,), prelude=prelude)
                 self._verdict = plan_verdict(rows[0] if rows else None)
         return self._verdict
+
+    def _analyze_elsewhere(self, analyze: Callable[[bytes], Awaitable[None]], now: float) -> None:
+        """ANALYZE in the background; the statistics are read again once it had time to
+        reach the replicas."""
+        self._due = now + _STATISTICS_RETRY_SECONDS
+        if self._analyzing is None or self._analyzing.done():
+            self._analyzing = asyncio.get_running_loop().create_task(
+                _quietly(analyze(self._analyze))
+            )
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    with contextlib.suppress(psycopg.Error, OSError, TimeoutError):
+        await work
 
 
 def _has_statistics(row: tuple[Any, ...] | None) -> bool:
