@@ -9,6 +9,7 @@ and how to make the split, when they are absent.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from benches.quality.run import DEFAULT_DATA
 from benches.quality.verifier import (
+    AUDIT,
     DEFAULT_PAWS,
     DEFAULT_SPLIT,
     RATES,
@@ -25,6 +27,7 @@ from benches.quality.verifier import (
     Judged,
     Rates,
     Remembered,
+    audit,
     load_splits,
     lowest_threshold,
     main,
@@ -39,7 +42,7 @@ from benches.quality.verifier import (
 from semanticcache import HashingEmbedder
 from semanticcache._embedders.local import LocalEmbedder
 from semanticcache._settings import CacheSettings
-from semanticcache.calibration import judge_pairs
+from semanticcache.calibration import Pair, judge_pairs
 
 SAMPLE = 40
 
@@ -79,13 +82,32 @@ def test_the_decisions_and_their_rates() -> None:
 
 def test_the_table_compares_with_todays_decision_held_on_qqp() -> None:
     def decision(threshold: float, recall: float) -> Decision:
-        return Decision(threshold, {k: Rates(recall, 0.01) for k in ("qqp", "paws", "rules")})
+        kinds = ("qqp", "qqp_raw", "paws", "rules", "paraphrases")
+        return Decision(threshold, {k: Rates(recall, 0.01) for k in kinds})
 
     row = AtRate(0.01, decision(0.9, 0.45), decision(0.997, 0.01), decision(0.958, 0.15))
-    text = markdown([row], {"qqp": (100, 40), "paws": (50, 20), "rules": (10, 5)}, "DIR")
-    assert "QQP 100 (40 same answer), PAWS 50 (20 same answer)" in text
-    assert "| 1 % | **verifier** (threshold for QQP and PAWS) | 0.9000 | 45.0 % (3.0x) |" in text
+    sizes = {"qqp": (100, 40), "qqp_raw": (100, 35), "paws": (50, 20), "rules": (10, 5)}
+    text = markdown([row], sizes, "DIR")
+    assert "QQP (audited) 100 (40 same answer), QQP (raw labels) 100 (35 same answer)" in text
+    assert "| 1 % | **verifier** (threshold for all) | 0.9000 | 45.0 % (3.0x) |" in text
     assert "| 1 % | similarity only, threshold for QQP | 0.9580 | 15.0 % | 1.00 % |" in text
+
+
+def test_the_audit_counts_pairs_read_as_same_answer() -> None:
+    found = json.loads((AUDIT / "qqp.test.json").read_text())
+    same = next(k for k, v in found.items() if v)
+    other = next(k for k, v in found.items() if not v)
+    pairs = [Pair(same, "a", "b", False), Pair(other, "c", "d", False), Pair("x", "e", "f", True)]
+    assert [p.same_answer for p in audit(pairs, "test")] == [True, False, True]
+
+
+@needs_data
+def test_the_audit_reads_only_pairs_labelled_different() -> None:
+    splits = load_splits(DEFAULT_DATA, DEFAULT_PAWS, DEFAULT_SPLIT)
+    for part in ("calibrate", "test"):
+        found = json.loads((AUDIT / f"qqp.{part}.json").read_text())
+        labels = {p.id: p.same_answer for p in splits["qqp"][part]}
+        assert all(labels[k] is False for k in found), part
 
 
 async def test_remembered_embeds_each_text_once() -> None:

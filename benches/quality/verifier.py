@@ -11,10 +11,17 @@ embedder, twice:
   (chosen on the calibrate split);
 - **similarity only**: ``SEMANTIC_CACHE_VERIFIER=off`` with the agreement check (today's
   decision), at the lowest similarity threshold that served at most that share of the
-  calibrate split's different-answer pairs, QQP and PAWS each (as the card's were).
+  calibrate split's different-answer pairs, QQP, PAWS and the paraphrase pairs each (as
+  the card's were).
 
-Reported per rate: QQP recall (same-answer pairs served) and false-hit rate, PAWS and rule
-pairs' false-hit rates. The verifier's probability does not depend on its threshold, so
+Quora's labels are read through the audit in ``training/verifier/audit/`` (the "different"
+pairs that score highest, read one by one: those that want the same answer count as
+same-answer pairs); its raw labels are reported too. The generated paraphrase pairs
+(``training/verifier/paraphrases.py``, whole items held out) are judged beside them.
+
+Reported per rate: QQP recall (same-answer pairs served) and false-hit rate, with audited
+and raw labels, PAWS and rule pairs' false-hit rates, paraphrase recall and false hits.
+The verifier's probability does not depend on its threshold, so
 one run gives its decision at every rate: a pair is served when it got a probability (it
 passed the floor and the agreement check) at or above the threshold.
 
@@ -43,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from training.verifier.paraphrases import paraphrase_pairs
+
 from benches.quality.run import DEFAULT_DATA, SHARED_DATA, missing_data_message
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
@@ -51,7 +60,8 @@ from semanticcache.calibration import NEAR_ZERO, Judgement, Pair, judge_pairs, l
 
 RATES: Final = (0.005, 0.01, 0.02)
 """The ``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` values reported."""
-DATASETS: Final = ("qqp", "paws", "rules")
+DATASETS: Final = ("qqp", "paws", "rules", "paraphrases")
+AUDIT: Final = Path(__file__).resolve().parents[2] / "training" / "verifier" / "audit"
 SPLIT_ENV: Final = "SEMCACHE_QUALITY_SPLIT"
 PAWS_ENV: Final = "SEMCACHE_QUALITY_PAWS"
 DEFAULT_SPLIT: Final = Path(os.environ.get(SPLIT_ENV) or "/work/train-out")
@@ -115,18 +125,28 @@ def load_splits(
     """``dataset -> split -> pairs`` (the first ``limit`` of each), in the ids' order."""
     files = split_files(split)
     everything = {"qqp": load_pairs(data), "paws": load_pairs(paws)}
+    generated = paraphrase_pairs()
     result: dict[str, dict[str, list[Pair]]] = {}
     for dataset in DATASETS:
         result[dataset] = {}
         for part in ("calibrate", "test"):
-            path = files[f"{dataset}.{part}"]
-            if dataset == "rules":
-                pairs = load_pairs(path)
+            if dataset == "paraphrases":
+                pairs = [Pair(p.id, p.a, p.b, p.label) for p in generated[part]]
+            elif dataset == "rules":
+                pairs = load_pairs(files[f"{dataset}.{part}"])
             else:
                 by_id = {p.id: p for p in everything[dataset]}
-                pairs = [by_id[i] for i in path.read_text(encoding="utf-8").split()]
+                ids = files[f"{dataset}.{part}"].read_text(encoding="utf-8").split()
+                pairs = [by_id[i] for i in ids]
             result[dataset][part] = pairs[:limit]
     return result
+
+
+def audit(pairs: Sequence[Pair], part: str) -> list[Pair]:
+    """Quora pairs under the audit's reading (``AUDIT/qqp.<part>.json``)."""
+    path = AUDIT / f"qqp.{part}.json"
+    same = {k for k, v in json.loads(path.read_text()).items() if v} if path.exists() else set()
+    return [dataclasses.replace(p, same_answer=True) if p.id in same else p for p in pairs]
 
 
 class Remembered(BaseEmbedder):
@@ -259,7 +279,8 @@ class AtRate:
     max_false_hit_rate: float
     verifier: Decision
     similarity: Decision
-    """Today's decision, its threshold holding QQP and PAWS each (as the verifier's)."""
+    """Today's decision, its threshold holding QQP, PAWS and the paraphrase pairs each (as
+    the verifier's)."""
     similarity_qqp: Decision
     """Today's decision, its threshold holding QQP alone (PAWS traps not counted)."""
 
@@ -280,9 +301,9 @@ def figures(
     for rate in RATES:
         t_verifier = verifier_threshold(rate, embedder)
         # Today's thresholds, chosen on calibrate as the card's were.
-        t_qqp, t_paws = (
+        t_qqp, t_paws, t_generated = (
             lowest_threshold(c.similarity, c.agrees, c.labels, rate)
-            for c in (calibrate["qqp"], calibrate["paws"])
+            for c in (calibrate["qqp"], calibrate["paws"], calibrate["paraphrases"])
         )
 
         def today(t: float) -> Decision:
@@ -295,7 +316,7 @@ def figures(
             AtRate(
                 max_false_hit_rate=rate,
                 verifier=Decision(t_verifier, served),
-                similarity=today(max(t_qqp, t_paws)),
+                similarity=today(max(t_qqp, t_paws, t_generated)),
                 similarity_qqp=today(t_qqp),
             )
         )
@@ -321,6 +342,15 @@ async def measure(
     test = {
         k: await judge_split(v["test"], embedder, off, on, f"{k} test") for k, v in splits.items()
     }
+    # Thresholds are chosen on the audited labels; the test split is reported both ways.
+    calibrate["qqp"] = dataclasses.replace(
+        calibrate["qqp"],
+        labels=[p.same_answer for p in audit(splits["qqp"]["calibrate"], "calibrate")],
+    )
+    test["qqp_raw"] = test["qqp"]
+    test["qqp"] = dataclasses.replace(
+        test["qqp"], labels=[p.same_answer for p in audit(splits["qqp"]["test"], "test")]
+    )
     return figures(calibrate, test, embedder), test
 
 
@@ -330,7 +360,8 @@ def _percent(value: float, decimals: int) -> str:
 
 def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: str) -> str:
     """The figures as a Markdown table."""
-    names = {"qqp": "QQP", "paws": "PAWS", "rules": "rule pairs"}
+    names = {"qqp": "QQP (audited)", "qqp_raw": "QQP (raw labels)", "paws": "PAWS",
+             "rules": "rule pairs", "paraphrases": "generated paraphrases"}  # fmt: skip
     size = ", ".join(
         f"{names.get(name, name)} {pairs:,} ({positives:,} same answer)"
         for name, (pairs, positives) in sizes.items()
@@ -339,8 +370,9 @@ def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: s
         f"Test split of `{split}`: {size}.",
         "",
         "| `SEMANTIC_CACHE_MAX_FALSE_HIT_RATE` | Decision | Threshold | QQP recall | "
-        "QQP false hits | PAWS false hits | Rule pairs: false hits |",
-        "|---|---|---|---|---|---|---|",
+        "QQP false hits | QQP raw labels: recall / false hits | PAWS false hits | "
+        "Rule pairs: false hits | Paraphrases: recall / false hits |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         # The verifier against today's decision held to the rate on QQP alone: the higher
@@ -349,14 +381,17 @@ def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: s
         gain = row.verifier.rates["qqp"].recall / base if base else math.inf
         for name, decision, note in (
             ("similarity only, threshold for QQP", row.similarity_qqp, ""),
-            ("similarity only, threshold for QQP and PAWS", row.similarity, ""),
-            ("**verifier** (threshold for QQP and PAWS)", row.verifier, f" ({gain:.1f}x)"),
+            ("similarity only, threshold for all", row.similarity, ""),
+            ("**verifier** (threshold for all)", row.verifier, f" ({gain:.1f}x)"),
         ):
             r = decision.rates
             lines.append(
                 f"| {100 * row.max_false_hit_rate:g} % | {name} | {decision.threshold:.4f} | "
                 f"{_percent(r['qqp'].recall, 1)}{note} | {_percent(r['qqp'].false_hits, 2)} | "
-                f"{_percent(r['paws'].false_hits, 2)} | {_percent(r['rules'].false_hits, 2)} |"
+                f"{_percent(r['qqp_raw'].recall, 1)} / {_percent(r['qqp_raw'].false_hits, 2)} | "
+                f"{_percent(r['paws'].false_hits, 2)} | {_percent(r['rules'].false_hits, 2)} | "
+                f"{_percent(r['paraphrases'].recall, 1)} / "
+                f"{_percent(r['paraphrases'].false_hits, 2)} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -118,22 +118,30 @@ def epoch_batches(n: int, lengths: Sequence[int], batch_size: int, seed: int) ->
 
 
 def load_data(args: argparse.Namespace) -> dict[str, dict[str, list[LabelledPair]]]:
-    """Pairs by dataset and split; QQP-train subsampled to ``--qqp-train-limit``."""
+    """Pairs by dataset and split; QQP- and PAWS-train subsampled to their ``--*-train-limit``."""
     data = {
         "qqp": load_split(args.out, "qqp", load_jsonl(args.qqp)),
         "paws": load_split(args.out, "paws", load_jsonl(args.paws)),
         "rules": {s: load_jsonl(args.out / "rules" / f"{s}.jsonl") for s in SPLITS},
+        "paraphrases": {
+            s: load_jsonl(args.out / "paraphrases" / f"{s}.jsonl") if args.paraphrases else []
+            for s in SPLITS
+        },
     }
     if args.qqp_train_limit is not None and args.qqp_train_limit < len(data["qqp"]["train"]):
         rng = random.Random(args.seed)
         data["qqp"]["train"] = rng.sample(data["qqp"]["train"], args.qqp_train_limit)
+    if args.paws_train_limit is not None and args.paws_train_limit < len(data["paws"]["train"]):
+        rng = random.Random(args.seed)
+        data["paws"]["train"] = rng.sample(data["paws"]["train"], args.paws_train_limit)
     return data
 
 
 def training_examples(
-    tokenizer: BertTokenizerFast, data: dict[str, dict[str, list[LabelledPair]]]
+    tokenizer: BertTokenizerFast, data: dict[str, dict[str, list[LabelledPair]]], repeat: int = 1
 ) -> list[Example]:
     pairs = data["qqp"]["train"] + data["paws"]["train"] + data["rules"]["train"]
+    pairs += data["paraphrases"]["train"] * repeat
     both = [(p.a, p.b) for p in pairs] + [(p.b, p.a) for p in pairs]
     labels = [float(p.label) for p in pairs] * 2
     return encode(tokenizer, both, labels)
@@ -152,12 +160,15 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             "qqp",
             "paws",
             "qqp_train_limit",
+            "paws_train_limit",
             "epochs",
             "batch_size",
             "lr",
             "warmup",
             "weight_decay",
             "seed",
+            "paraphrases",
+            "init",
         )
     }
 
@@ -227,7 +238,7 @@ def train(args: argparse.Namespace) -> None:
     config = run_config(args)
     tokenizer = BertTokenizerFast.from_pretrained(str(model_dir()))
     data = load_data(args)
-    examples = training_examples(tokenizer, data)
+    examples = training_examples(tokenizer, data, args.paraphrases)
     lengths = [len(e.ids) for e in examples]
     steps_per_epoch = len(epoch_batches(len(examples), lengths, args.batch_size, args.seed))
     total_steps = steps_per_epoch * args.epochs
@@ -236,6 +247,8 @@ def train(args: argparse.Namespace) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     model = build_model()
+    if args.init is not None:  # fine-tune an earlier run's weights (new optimizer state)
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {
@@ -507,12 +520,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--run", default="cross-encoder", help="subfolder of --out")
     parser.add_argument("--qqp-train-limit", type=int, default=None)
+    parser.add_argument("--paws-train-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--warmup", type=float, default=0.06, help="share of the steps")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--paraphrases", type=int, default=0,
+        help="add OUT/paraphrases/train.jsonl (paraphrases.py) this many times over",
+    )  # fmt: skip
+    parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-minutes", type=float, default=15.0)
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many more")
