@@ -13,8 +13,13 @@ import pytest
 import redis
 from psycopg import sql
 
-from semanticcache import CacheKey, ConfigurationError, HashingEmbedder, SemanticCache
-from semanticcache import SemanticCacheMiddleware
+from semanticcache import (
+    CacheKey,
+    ConfigurationError,
+    HashingEmbedder,
+    SemanticCache,
+    SemanticCacheMiddleware,
+)
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 from tests.test_cache_hot import eventually, notices_held, remembered, serving
 
@@ -200,8 +205,10 @@ async def test_own_purge_drops_the_remembered_entries_at_once(
         await cache.put(key, b"100 C", raise_errors=True)
         await remembered(cache, key, b"100 C")
         async with notices_held(pg_uri, cache.table):  # no waiting for the notice
-            value = key.route if selector == "route" else key.model
-            assert await cache.purge(**{selector: value}) == 1
+            if selector == "route":
+                assert await cache.purge(route=key.route) == 1
+            else:
+                assert await cache.purge(model=key.model) == 1
             assert await cache.get(key) is None
 
 
