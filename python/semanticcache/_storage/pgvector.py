@@ -476,6 +476,25 @@ class PgVectorStore:
         size = int(size_row[0]) if size_row is not None else 0
         return StoreStats.from_rows(rows, size, counted)
 
+    async def table_figures(self) -> tuple[int, int]:
+        """(entries, bytes) of the table, cheaply: the planner's row estimate
+        (``reltuples``, kept by VACUUM and ANALYZE; the statistics' live-row count before
+        the first of them) and ``pg_total_relation_size``. No scan, whatever the size."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint "
+                    "ELSE pg_stat_get_live_tuples(c.oid) END, pg_total_relation_size(c.oid) "
+                    "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                    (self._t.as_string(conn),),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache table figures failed: {exc}") from exc
+        if row is None:
+            raise StorageError(f"no table {self.table}")
+        return int(row[0]), int(row[1])
+
     async def _delete(
         self,
         query: sql.Composed,
