@@ -42,7 +42,7 @@ def relation_size(pg_uri: str, table: str) -> int:
 async def test_the_gauges_show_each_table_and_move_after_inserts(
     pg_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_metrics, "_TABLE_FIGURES_SECONDS", 0.0)
+    monkeypatch.setattr(_metrics, "_TABLE_FIGURES_SECONDS", 0.0, raising=False)
     settings = CacheSettings(pg_uri=pg_uri, threshold=0.9, metrics=True)
     async with SemanticCache(settings=settings, embedder=HashingEmbedder(48)) as cache:
         table = cache.table
@@ -65,5 +65,5 @@ async def test_the_gauges_show_each_table_and_move_after_inserts(
         with psycopg.connect(pg_uri, autocommit=True) as conn:
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
         assert (await scrape(table))[0] == 25
-        monkeypatch.setattr(_metrics, "_TABLE_FIGURES_SECONDS", 0.0)
+        monkeypatch.setattr(_metrics, "_TABLE_FIGURES_SECONDS", 0.0, raising=False)
         assert (await scrape(table))[0] == 0
