@@ -8,9 +8,10 @@ refuses a second family of one name) and shared by every cache of the process.
 
 Labels stay bounded: ``route`` is the template of the app's route that matches the
 request (``/items/{id}``), else the middleware's ``path_prefix``, else ``*``; never a
-prompt, a scope or a raw path; ``table`` is the name of an open cache's table. With ``PROMETHEUS_MULTIPROC_DIR`` set (before the
-process starts), ``prometheus_client`` keeps the values in files there and
-:func:`metrics_app` sums every worker's. docs/observability.md lists the metrics.
+prompt, a scope or a raw path; ``table`` is the name of an open cache's table. With
+``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts), ``prometheus_client``
+keeps the values in files there and :func:`metrics_app` sums every worker's.
+docs/observability.md lists the metrics.
 """
 
 from __future__ import annotations
