@@ -4,7 +4,6 @@ scope= and older_than=; the middleware stores the route and model its keys are b
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from semanticcache import (
     SemanticCache,
     SemanticCacheMiddleware,
 )
+from semanticcache._middleware.headers import vary_route
 from tests.middleware.conftest import Calls, chat_body, client_for, make_app
 from tests.test_cache_hot import eventually, notices_held, remembered, serving
 
@@ -131,10 +131,12 @@ async def test_a_route_purge_takes_every_vary_variant(
     cache: SemanticCache, tag: str, pg_uri: str
 ) -> None:
     target = f"http://test/v1/chat/{tag}"
+    # The routes the middleware makes for a response that varies on Accept-Language.
     variants = [
-        CacheKey(QUESTION, route=json.dumps([target, [["accept-language", lang]]]))
-        for lang in ("en", "fr")
+        CacheKey(QUESTION, route=vary_route(target, ("accept-language",), headers))
+        for headers in ([(b"accept-language", b"en")], [(b"accept-language", b"fr")], [])
     ]
+    assert len({key.route for key in variants}) == 3
     plain = CacheKey(QUESTION, route=target)
     for key in (*variants, plain):
         await cache.put(key, b"answer", raise_errors=True)
@@ -142,7 +144,7 @@ async def test_a_route_purge_takes_every_vary_variant(
     assert hit is not None
     # What is stored is the target, not the varied header values.
     assert (await _stored(pg_uri, cache.table, hit.entry_id))[0] == target
-    assert await cache.purge(route=target) == 3
+    assert await cache.purge(route=target) == 4
     for key in (*variants, plain):
         assert await cache.get(key) is None
 
