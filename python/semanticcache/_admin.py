@@ -12,9 +12,10 @@ time.
 
 Routes (under the mount point): ``POST /entries/{token}/report-wrong`` (body ``scope``,
 optional ``lookup_text``), ``DELETE /entries/{token}`` (body ``scope``), ``POST /purge``
-(body ``scope``, ``older_than_seconds``, ``expired``; the operator's token may leave out
-``scope`` to purge every scope by age or expiry); the operator's dashboard and
-``GET /near-misses`` (:mod:`semanticcache._dashboard`). See docs/admin.md.
+(body ``scope``, ``route``, ``model``, ``older_than_seconds``, ``expired``, combined
+with AND; the operator's token may leave out ``scope`` to purge every scope); the
+operator's dashboard and ``GET /near-misses`` (:mod:`semanticcache._dashboard`). See
+docs/admin.md.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class _AdminApp:
         raise _Refused(404, "not found")
 
     async def _purge(self, fields: dict[str, Any], scope: str | None) -> Response:
-        unknown = set(fields) - {"scope", "older_than_seconds", "expired"}
+        unknown = set(fields) - {"scope", "route", "model", "older_than_seconds", "expired"}
         if unknown:
             raise _Refused(400, f"unknown fields: {', '.join(sorted(unknown))}")
         older = fields.get("older_than_seconds")
@@ -170,19 +171,39 @@ class _AdminApp:
         expired = fields.get("expired", False)
         if not isinstance(expired, bool):
             raise _Refused(400, '"expired" must be true or false')
-        if scope is None and older is None and not expired:
-            raise _Refused(400, 'say what to purge: "scope", "older_than_seconds" or "expired"')
+        route = _name_field(fields, "route")
+        model = _name_field(fields, "model")
+        if scope is None and route is None and model is None and older is None and not expired:
+            raise _Refused(
+                400,
+                'say what to purge: "scope", "route", "model", "older_than_seconds" or "expired"',
+            )
         count = await self._cache.purge(
-            scope=scope, older_than=float(older) if older is not None else None, expired=expired
+            scope=scope,
+            route=route,
+            model=model,
+            older_than=float(older) if older is not None else None,
+            expired=expired,
         )
         negatives = 0
-        if scope is not None and older is None and not expired:
+        if scope is not None and (route, model, older) == (None, None, None) and not expired:
             # A scope's entries gone: nothing of it stays, its negatives included.
             table = self._cache.table
             negatives = await self._cache.run_on_store(
                 lambda conn: delete_negatives(conn, table, scope)
             )
         return JSONResponse({"deleted": count, "negatives_deleted": negatives})
+
+
+def _name_field(fields: dict[str, Any], name: str) -> str | None:
+    """``route`` or ``model`` of a purge: absent, or a non-empty string Postgres can hold
+    as it is (one with NUL would select another value's rows)."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or db_text(value) != value:
+        raise _Refused(400, f'"{name}" must be a non-empty string')
+    return value
 
 
 def _path(scope: Scope) -> str:

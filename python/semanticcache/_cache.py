@@ -317,6 +317,8 @@ class SemanticCache(Maintenance):
                 return
             uri = await self._pg.connect(self._store)
             await self._store.ensure_schema()
+            if self._metrics is not None:
+                self._metrics.watch_table(self._store)
             self._hot.start(uri, self._connect_timeout)
             if self._redis.redis is not None:
                 # Redis copies are served once the listener knows the epoch.
@@ -389,6 +391,8 @@ class SemanticCache(Maintenance):
                 async with asyncio.timeout(self._connect_timeout):
                     await self.flush_hits()
         self._background.pending_hits.clear()
+        if self._ready and self._metrics is not None:
+            self._metrics.unwatch_table(self._store)
         self._ready = False
         await self._hot.stop()
         if self._redis.redis is not None:

@@ -12,6 +12,7 @@ digest with an SQL equality, so isolation never depends on embedding distance.
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -29,6 +30,7 @@ __all__ = [
     "lookup_digest",
     "normalize_lookup_text",
     "partition_digest",
+    "route_target",
 ]
 
 MAX_SCOPE_BYTES: Final = 1024
@@ -88,6 +90,22 @@ def db_text(value: str) -> str:
     computed from the original string.
     """
     return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def route_target(route: str) -> str:
+    """The route a purge selects by: ``route`` less the ``Vary`` values the middleware
+    adds to it (a JSON array ``[target, pairs]``, see
+    :func:`~semanticcache._middleware.headers.vary_route`), so that purging a route takes
+    every variant of it; any other route as it is."""
+    if not route.startswith("["):
+        return route
+    try:
+        parsed = json.loads(route)
+    except ValueError:
+        return route
+    if isinstance(parsed, list) and len(parsed) == 2 and isinstance(parsed[0], str):
+        return parsed[0]
+    return route
 
 
 @dataclass(frozen=True, slots=True)

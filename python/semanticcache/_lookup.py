@@ -36,6 +36,10 @@ class Target:
     text_digest: bytes
     text: str
     scope: str
+    route: str = ""
+    """The key's route, as it keyed the partition (a put stores its
+    :func:`~semanticcache._key.route_target`, for purge)."""
+    model: str | None = None
 
     @property
     def slot(self) -> bytes:
@@ -48,7 +52,7 @@ async def target_of(key: CacheKey | str, partition: bytes | None) -> Target:
     if isinstance(key, CacheKey):
         if partition is not None:
             raise ConfigurationError("pass either a CacheKey or a text with partition=, not both")
-        return Target(key.partition, key.text_digest, key.text, key.scope)
+        return Target(key.partition, key.text_digest, key.text, key.scope, key.route, key.model)
     if not isinstance(key, str):
         raise ConfigurationError("key must be a CacheKey or a str")
     if partition is None:

@@ -96,6 +96,8 @@ class Maintenance:
         self: _Parts,
         *,
         scope: str | None = None,
+        route: str | None = None,
+        model: str | None = None,
         partition: bytes | None = None,
         expired: bool = False,
         older_than: float | None = None,
@@ -103,19 +105,26 @@ class Maintenance:
     ) -> int:
         """Delete entries and return how many.
 
-        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``partition=``
-        (a partition digest), ``expired=True`` (rows past their TTL), ``older_than=``
+        Selectors combine with AND: ``scope=`` (a :attr:`CacheKey.scope`), ``route=`` (a
+        :attr:`CacheKey.route`, less the ``Vary`` values the middleware adds: every
+        variant of the route), ``model=`` (a :attr:`CacheKey.model`), ``partition=`` (a
+        partition digest), ``expired=True`` (rows past their TTL), ``older_than=``
         (seconds since the entry was stored or last replaced). ``all=True`` empties this
         embedder's table and takes no other selector. At least one selector is required,
         so a bare ``purge()`` never deletes everything by accident.
         """
         if scope is not None and not isinstance(scope, str):
             raise ConfigurationError("scope must be a str")
+        for name, value in (("route", route), ("model", model)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} must be a non-empty str")
         if partition is not None and not isinstance(partition, bytes):
             raise ConfigurationError("partition must be bytes")
         await self._ensure_open()
         count = await self._writes.purge(
             scope=db_text(scope) if scope is not None else None,
+            route=db_text(route) if route is not None else None,
+            model=db_text(model) if model is not None else None,
             partition=partition,
             expired=expired,
             older_than=older_than,

@@ -8,16 +8,20 @@ refuses a second family of one name) and shared by every cache of the process.
 
 Labels stay bounded: ``route`` is the template of the app's route that matches the
 request (``/items/{id}``), else the middleware's ``path_prefix``, else ``*``; never a
-prompt, a scope or a raw path. With ``PROMETHEUS_MULTIPROC_DIR`` set (before the
-process starts), ``prometheus_client`` keeps the values in files there and
-:func:`metrics_app` sums every worker's. docs/observability.md lists the metrics.
+prompt, a scope or a raw path; ``table`` is the name of an open cache's table. With
+``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts), ``prometheus_client``
+keeps the values in files there and :func:`metrics_app` sums every worker's.
+docs/observability.md lists the metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Final
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
     from semanticcache._settings import CacheSettings
+    from semanticcache._storage.pgvector import PgVectorStore
 
 __all__ = [
     "NO_ROUTE",
@@ -90,6 +95,12 @@ _SIMILARITY_BUCKETS: Final = (
 _BREAKER_VALUES: Final[dict[BreakerState, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 # Route labels remembered per (method, path); cleared when full (a bound on memory).
 _ROUTE_MEMO: Final = 1024
+# The table figures are read at most this often (a scrape in between serves the last
+# ones), and a read gives up after _TABLE_READ_SECONDS (the scrape is served anyway).
+_TABLE_FIGURES_SECONDS = 5.0
+_TABLE_READ_SECONDS: Final = 2.0
+
+_log = logging.getLogger(__name__)
 
 _route: ContextVar[str] = ContextVar("semanticcache_metrics_route", default=NO_ROUTE)
 
@@ -184,6 +195,25 @@ class Metrics:
             ["dependency"],
             multiprocess_mode="livemax",
         )
+        # Read at scrape time (metrics_app), from the catalog: never a count(*). Every
+        # process reads the same figures: the most recent one stands.
+        self.table_entries: Gauge = Gauge(
+            "semcache_table_entries",
+            "Entries per cache table: Postgres's row estimate (reltuples, kept by VACUUM "
+            "and ANALYZE), read at most every few seconds.",
+            ["table"],
+            multiprocess_mode="livemostrecent",
+        )
+        self.table_bytes: Gauge = Gauge(
+            "semcache_table_bytes",
+            "Size of each cache table on disk: heap, indexes (HNSW included) and TOAST.",
+            ["table"],
+            multiprocess_mode="livemostrecent",
+        )
+        # The stores of this process's open caches, per table (several caches may share
+        # one), and when their figures were last read.
+        self._tables: dict[str, list[PgVectorStore]] = {}
+        self._tables_read_at = float("-inf")
         self._lock = threading.Lock()
         # (family, labels) -> child: ``labels()`` checks and locks on every call.
         self._children: dict[tuple[object, ...], Any] = {}
@@ -251,6 +281,40 @@ class Metrics:
         self.breaker(dependency, "closed")
         return functools.partial(self.breaker, dependency)
 
+    def watch_table(self, store: PgVectorStore) -> None:
+        """Report ``store``'s table in the table gauges (an open cache's)."""
+        with self._lock:
+            self._tables.setdefault(store.table, []).append(store)
+        self._tables_read_at = float("-inf")  # a new table: read at the next scrape
+
+    def unwatch_table(self, store: PgVectorStore) -> None:
+        """Stop using ``store`` (its cache closed); the table's last figures stay."""
+        with self._lock:
+            stores = self._tables.get(store.table, [])
+            if store in stores:
+                stores.remove(store)
+            if not stores:
+                self._tables.pop(store.table, None)
+
+    async def read_tables(self) -> None:
+        """Set the table gauges from the catalog, unless they were read less than
+        ``_TABLE_FIGURES_SECONDS`` ago. A table whose read fails keeps its last figures."""
+        now = time.monotonic()
+        if now - self._tables_read_at < _TABLE_FIGURES_SECONDS:
+            return
+        self._tables_read_at = now
+        with self._lock:
+            tables = {table: stores[0] for table, stores in self._tables.items() if stores}
+        for table, store in tables.items():
+            try:
+                async with asyncio.timeout(_TABLE_READ_SECONDS):
+                    entries, size = await store.table_figures()
+            except Exception as exc:  # a closed pool, another loop: the scrape goes on
+                _log.debug("table figures of %s not read: %s", table, exc)
+                continue
+            self._child(self.table_entries, table).set(entries)
+            self._child(self.table_bytes, table).set(size)
+
 
 _lock = threading.Lock()
 _metrics: Metrics | None = None
@@ -307,6 +371,9 @@ class _MetricsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # a mounted app sees no lifespan; nothing else is served
+        metrics = _metrics
+        if metrics is not None:
+            await metrics.read_tables()
         await self._app(scope, receive, send)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from semanticcache._guard import StoreCall, Unavailable
-from semanticcache._key import db_text
+from semanticcache._key import db_text, route_target
 from semanticcache._lookup import Target
 from semanticcache._memo import Embeddings
 from semanticcache._offload import off_loop_if_long
@@ -75,6 +75,8 @@ class WritePath:
                     vector,
                     response,
                     scope=db_text(target.scope),
+                    route=db_text(route_target(target.route)),
+                    model=db_text(target.model) if target.model is not None else None,
                     ttl_seconds=self._ttl_seconds,
                 )
             )
@@ -117,6 +119,8 @@ class WritePath:
         expired: bool,
         older_than: float | None,
         all: bool,  # the store's spelling
+        route: str | None = None,
+        model: str | None = None,
     ) -> int:
         """Delete the entries the selectors match (checked by the store); how many."""
         keys = self._redis_keys()
@@ -126,6 +130,8 @@ class WritePath:
             expired=expired,
             older_than=older_than,
             all=all,
+            route=route,
+            model=model,
             keys=keys,
         )
         if count:

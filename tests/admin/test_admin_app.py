@@ -168,8 +168,8 @@ async def test_purge_by_scope_and_age(cache: SemanticCache, client: httpx.AsyncC
     assert young.json() == {"deleted": 0, "negatives_deleted": 0}
     refused = await client.post("/admin/purge", json={"older_than_seconds": 0}, headers=own)
     assert refused.status_code == 401  # a scope's token names its scope
-    bad = await client.post("/admin/purge", json={"scope": scope, "route": "/x"}, headers=own)
-    assert bad.status_code == 400
+    bad = await client.post("/admin/purge", json={"scope": scope, "table": "x"}, headers=own)
+    assert (bad.status_code, bad.json()) == (400, {"error": "unknown fields: table"})
     done = await client.post("/admin/purge", json={"scope": scope}, headers=own)
     assert (done.status_code, done.json()["deleted"]) == (200, 3)
     for key in keys:
@@ -187,6 +187,50 @@ async def test_purge_by_scope_and_age(cache: SemanticCache, client: httpx.AsyncC
         refused = await client.post("/admin/purge", json=body, headers=_auth(ADMIN))
         assert refused.status_code == 400, body
     assert await cache.get(other) is not None
+
+
+async def test_purge_by_route_and_model(cache: SemanticCache, client: httpx.AsyncClient) -> None:
+    scope, tag = f"tenant-{secrets.token_hex(3)}", secrets.token_hex(3)
+    route, model = f"/a/{tag}", f"m-{tag}"
+    keys = {
+        name: CacheKey(QUESTION, scope=s, route=r, model=m)
+        for name, s, r, m in [
+            ("target", scope, route, model),
+            ("other_route", scope, f"/b/{tag}", model),
+            ("other_model", scope, route, f"n-{tag}"),
+            ("other_scope", "someone-else", route, model),
+        ]
+    }
+    for key in keys.values():
+        assert await cache.put(key, b"answer", raise_errors=True) is not None
+    own = _auth(admin_scope_token(ADMIN, scope))
+    # A scope's token purges inside its scope only: without "scope" it is refused.
+    refused = await client.post("/admin/purge", json={"route": route}, headers=own)
+    assert refused.status_code == 401
+    for body in (
+        {"scope": scope, "route": ""},
+        {"scope": scope, "model": ""},
+        {"scope": scope, "route": 7},
+        {"scope": scope, "model": None, "route": ["/a"]},
+        {"scope": scope, "route": "/a\u0000"},
+    ):
+        bad = await client.post("/admin/purge", json=body, headers=own)
+        assert bad.status_code == 400, body
+        assert "must be a non-empty string" in bad.json()["error"]
+    done = await client.post(
+        "/admin/purge", json={"scope": scope, "route": route, "model": model}, headers=own
+    )
+    assert (done.status_code, done.json()) == (200, {"deleted": 1, "negatives_deleted": 0})
+    assert await cache.get(keys["target"]) is None
+    for name in ("other_route", "other_model", "other_scope"):
+        assert await cache.get(keys[name]) is not None, name
+    # The operator's token may purge a route in every scope.
+    done = await client.post("/admin/purge", json={"route": route}, headers=_auth(ADMIN))
+    assert done.json()["deleted"] == 2  # other_model and other_scope
+    assert await cache.get(keys["other_scope"]) is None
+    done = await client.post("/admin/purge", json={"model": model}, headers=_auth(ADMIN))
+    assert done.json()["deleted"] == 1
+    assert await cache.get(keys["other_route"]) is None
 
 
 async def test_the_proxy_serves_it_only_with_a_token(cache: SemanticCache, pg_uri: str) -> None:

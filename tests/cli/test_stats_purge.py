@@ -153,6 +153,61 @@ def test_purge_older_than_and_expired(seeded: str) -> None:
     assert _count(seeded, TABLE_A) == 3
 
 
+def test_purge_by_route_and_model(seeded: str, redis_url: str) -> None:
+    import asyncio
+
+    import redis
+
+    table = "semcache_entries_hashing_v1_32"
+    keys = {
+        "chat_x": CacheKey("same question", route="/v1/chat", model="x"),
+        "chat_y": CacheKey("same question", route="/v1/chat", model="y"),
+        "other_x": CacheKey("same question", route="/v1/other", model="x"),
+        "old_chat_y": CacheKey("old question", route="/v1/chat", model="y"),
+    }
+
+    def cache() -> SemanticCache:
+        return SemanticCache(
+            pg_uri=seeded, redis_uri=redis_url, embedder=HashingEmbedder(32), threshold=0.9
+        )
+
+    async def put() -> None:
+        async with cache() as c:
+            for key in keys.values():
+                await c.put(key, b"{}", raise_errors=True)
+
+    async def served() -> set[str]:
+        async with cache() as c:  # a fresh process: Redis, then Postgres
+            return {name for name, key in keys.items() if await c.get(key) is not None}
+
+    asyncio.run(put())
+    env = {"SEMANTIC_CACHE_REDIS_URI": redis_url}
+    done = semcache("purge", "--route", "/v1/chat", "--model", "x", "--pg-uri", seeded, env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"{table}: deleted 1" in done.stdout
+    assert "deleted 1 entries (route '/v1/chat', model 'x')" in done.stdout
+    assert asyncio.run(served()) == {"chat_y", "other_x", "old_chat_y"}
+    # The Redis copy of the purged row is a tombstone.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        values = [client.get(k) for k in client.keys(f"semcache:{table}:*")]
+    finally:
+        client.close()
+    assert sorted(v[24:25] for v in values if v is not None) == [b"B", b"B", b"B", b"T"]
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {table} SET created_at = now() - interval '10 days' "
+            "WHERE lookup_text = 'old question'"
+        )
+    done = semcache("purge", "--model", "y", "--older-than", "7d", "--pg-uri", seeded, env=env)
+    assert "deleted 1 entries (model 'y', older than 7d)" in done.stdout
+    assert asyncio.run(served()) == {"chat_y", "other_x"}
+    done = semcache("purge", "--route", "/v1/other", "--table", table, "--pg-uri", seeded, env=env)
+    assert "deleted 1 entries (route '/v1/other')" in done.stdout
+    assert asyncio.run(served()) == {"chat_y"}
+    assert _count(seeded, TABLE_A) == 5  # the seeded tables have no such route or model
+
+
 def test_purge_all_without_a_terminal_needs_yes(seeded: str) -> None:
     done = semcache("purge", "--all", "--pg-uri", seeded)
     line = assert_one_error_line(done, 1)

@@ -1,4 +1,4 @@
-"""``semcache purge``: delete cache entries by scope, age, expiry, or all of them."""
+"""``semcache purge``: delete cache entries by scope, route, model, age, expiry, or all."""
 
 from __future__ import annotations
 
@@ -29,15 +29,23 @@ def add_parser(commands: Any) -> None:
     """Register ``semcache purge``."""
     parser = commands.add_parser(
         "purge",
-        help="delete cache entries by scope, age, expiry, or all",
+        help="delete cache entries by scope, route, model, age, expiry, or all",
         description="Delete entries from every cache table (or --table). --scope, "
-        "--older-than and --expired combine (AND); --all takes no other selector and "
+        "--route, --model, --older-than and --expired combine (AND); --all takes no other "
+        "selector and "
         "asks for confirmation on a terminal (--yes skips it; without a terminal --yes "
         "is required). With SEMANTIC_CACHE_REDIS_URI set, the deleted entries' Redis "
         "blobs go too.",
     )
     add_postgres_arguments(parser)
     parser.add_argument("--scope", default=None, help='entries of this scope ("" = unscoped)')
+    parser.add_argument(
+        "--route",
+        default=None,
+        help="entries of this route, as the cache keyed it (with the default route key: "
+        "scheme://host/path?query), every Vary variant of it",
+    )
+    parser.add_argument("--model", default=None, help="entries of requests naming this model")
     parser.add_argument(
         "--older-than",
         type=parse_duration,
@@ -53,11 +61,20 @@ def add_parser(commands: Any) -> None:
 
 
 def _check_selectors(args: argparse.Namespace) -> None:
-    chosen = args.scope is not None or args.older_than is not None or args.expired
+    for name in ("route", "model"):
+        value = getattr(args, name)
+        if value is not None and (not value or db_text(value) != value):
+            raise UsageError(f"--{name} must be a non-empty string")
+    named = (args.scope, args.route, args.model, args.older_than)
+    chosen = any(v is not None for v in named) or args.expired
     if args.all and chosen:
-        raise UsageError("--all takes no other selector (--scope, --older-than, --expired)")
+        raise UsageError(
+            "--all takes no other selector (--scope, --route, --model, --older-than, --expired)"
+        )
     if not (args.all or chosen):
-        raise UsageError("say what to delete: --scope, --older-than, --expired or --all")
+        raise UsageError(
+            "say what to delete: --scope, --route, --model, --older-than, --expired or --all"
+        )
 
 
 def _describe(args: argparse.Namespace) -> str:
@@ -66,6 +83,10 @@ def _describe(args: argparse.Namespace) -> str:
     parts = []
     if args.scope is not None:
         parts.append(f"scope {args.scope!r}")
+    if args.route is not None:
+        parts.append(f"route {args.route!r}")
+    if args.model is not None:
+        parts.append(f"model {args.model!r}")
     if args.older_than is not None:
         parts.append(f"older than {format_duration(args.older_than)}")
     if args.expired:
@@ -153,6 +174,8 @@ async def _purge(
             keys: list[tuple[bytes, bytes, int]] | None = [] if settings.redis_uri else None
             count = await store.purge(
                 scope=db_text(args.scope) if args.scope is not None else None,
+                route=args.route,
+                model=args.model,
                 expired=args.expired,
                 older_than=args.older_than,
                 all=args.all,

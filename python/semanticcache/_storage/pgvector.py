@@ -190,6 +190,8 @@ class PgVectorStore:
         response: bytes,
         *,
         scope: str = "",
+        route: str = "",
+        model: str | None = None,
         ttl_seconds: float | None = None,
     ) -> StoredEntry:
         """Insert or replace the entry for (partition, text_digest); return it (its id,
@@ -199,8 +201,9 @@ class PgVectorStore:
         A replaced entry gets the new text, vector and response, a fresh ``created_at``
         (later than the one it replaces: see :func:`~semanticcache._storage.write_sql.upsert`)
         and a hit count of zero.
-        ``lookup_text`` and ``scope`` are stored as given (use
-        :func:`~semanticcache._key.db_text` for arbitrary strings: ``text`` holds no NUL).
+        ``lookup_text``, ``scope``, ``route`` and ``model`` are stored as given (use
+        :func:`~semanticcache._key.db_text` for arbitrary strings: ``text`` holds no NUL);
+        ``route`` and ``model`` are what :meth:`purge` selects by.
         ``ttl_seconds`` sets ``expires_at`` (``None``: ``'infinity'``, never expires).
         """
         vector = vector_param(embedding, self._dimension, self.table)
@@ -208,7 +211,17 @@ class PgVectorStore:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
                     self._upsert,
-                    (partition, text_digest, scope, lookup_text, vector, response, ttl_seconds),
+                    (
+                        partition,
+                        text_digest,
+                        scope,
+                        route,
+                        model,
+                        lookup_text,
+                        vector,
+                        response,
+                        ttl_seconds,
+                    ),
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -411,6 +424,8 @@ class PgVectorStore:
         expired: bool = False,
         older_than: float | None = None,
         all: bool = False,  # shadows the builtin: purge(all=True) is the documented spelling
+        route: str | None = None,
+        model: str | None = None,
         keys: list[tuple[bytes, bytes, int]] | None = None,
     ) -> int:
         """Delete entries; return how many. See :meth:`SemanticCache.purge`. ``keys``
@@ -422,6 +437,8 @@ class PgVectorStore:
             expired=expired,
             older_than=older_than,
             all=all,
+            route=route,
+            model=model,
         )
         return await self._delete(query, params, keys)
 
@@ -458,6 +475,25 @@ class PgVectorStore:
             raise StorageError(f"cache stats failed: {exc}") from exc
         size = int(size_row[0]) if size_row is not None else 0
         return StoreStats.from_rows(rows, size, counted)
+
+    async def table_figures(self) -> tuple[int, int]:
+        """(entries, bytes) of the table, cheaply: the planner's row estimate
+        (``reltuples``, kept by VACUUM and ANALYZE; the statistics' live-row count before
+        the first of them) and ``pg_total_relation_size``. No scan, whatever the size."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint "
+                    "ELSE pg_stat_get_live_tuples(c.oid) END, pg_total_relation_size(c.oid) "
+                    "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                    (self._t.as_string(conn),),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cache table figures failed: {exc}") from exc
+        if row is None:
+            raise StorageError(f"no table {self.table}")
+        return int(row[0]), int(row[1])
 
     async def _delete(
         self,

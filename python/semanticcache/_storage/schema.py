@@ -30,6 +30,10 @@ CREATE UNLOGGED TABLE IF NOT EXISTS semcache_similarity_counts (
     PRIMARY KEY (cache_table, outcome, bucket)
 )
 """
+# route and model (NULL: the request named none) are kept plain, as scope is, for
+# purge(route=, model=): request metadata, not prompt text, and selectable from any process
+# or the CLI (a keyed digest would need the same key everywhere). No index on either: a
+# purge by them is a rare operator action, and an index would cost every insert.
 # fillfactor leaves room on each page so that the hit_count update of a hit is a HOT
 # update: otherwise every hit adds a tuple to the HNSW graph, and dead copies of a
 # popular vector crowd the ef_search candidates.
@@ -39,6 +43,8 @@ CREATE TABLE IF NOT EXISTS {t} (
     partition bytea NOT NULL,
     text_digest bytea NOT NULL,
     scope text NOT NULL DEFAULT '',
+    route text NOT NULL DEFAULT '',
+    model text,
     lookup_text text NOT NULL,
     embedding vector({dim}) NOT NULL,
     response bytea NOT NULL,

@@ -27,7 +27,8 @@ __all__ = [
 
 def upsert(t: sql.Identifier) -> sql.Composed:
     """Insert or replace the entry for (partition, text_digest) (parameters: partition,
-    text digest, scope, lookup text, vector, response, TTL seconds or None); returns its
+    text digest, scope, route, model or None, lookup text, vector, response, TTL seconds
+    or None); returns its
     id, ``created_at`` and ``expires_at`` (None: never).
 
     A replaced entry gets a ``created_at`` later than the one it replaces, so that (id,
@@ -36,11 +37,14 @@ def upsert(t: sql.Identifier) -> sql.Composed:
     return sql.SQL(
         """
         INSERT INTO {t}
-            (partition, text_digest, scope, lookup_text, embedding, response, expires_at)
-        VALUES (%s, %s, %s, %s, %s::vector, %s,
+            (partition, text_digest, scope, route, model, lookup_text, embedding, response,
+             expires_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s::vector, %s,
                 coalesce(now() + make_interval(secs => %s), 'infinity'))
         ON CONFLICT (partition, text_digest) DO UPDATE SET
             scope = EXCLUDED.scope,
+            route = EXCLUDED.route,
+            model = EXCLUDED.model,
             lookup_text = EXCLUDED.lookup_text,
             embedding = EXCLUDED.embedding,
             response = EXCLUDED.response,
@@ -84,6 +88,8 @@ def purge(
     expired: bool,
     older_than: float | None,
     all: bool,  # shadows the builtin: purge(all=True) is the documented spelling
+    route: str | None = None,
+    model: str | None = None,
 ) -> tuple[sql.Composed, tuple[object, ...]]:
     """The delete that the purge selectors choose, and its parameters; raises
     :class:`~semanticcache.errors.ConfigurationError` for no selector, a bad
@@ -91,7 +97,8 @@ def purge(
     if older_than is not None and not (math.isfinite(older_than) and older_than >= 0):
         raise ConfigurationError(f"older_than must be >= 0 seconds, not {older_than!r}")
     if all:
-        if scope is not None or partition is not None or expired or older_than is not None:
+        others = (scope, partition, route, model, older_than)
+        if expired or any(v is not None for v in others):
             raise ConfigurationError("purge(all=True) takes no other selector")
         return sql.SQL("DELETE FROM {t}").format(t=t), ()
     conditions: list[sql.Composable] = []
@@ -102,6 +109,12 @@ def purge(
     if partition is not None:
         conditions.append(sql.SQL("partition = %s"))
         params.append(partition)
+    if route is not None:
+        conditions.append(sql.SQL("route = %s"))
+        params.append(route)
+    if model is not None:
+        conditions.append(sql.SQL("model = %s"))
+        params.append(model)
     if expired:
         conditions.append(sql.SQL("expires_at <= now() AND expires_at < 'infinity'"))
     if older_than is not None:
@@ -110,7 +123,8 @@ def purge(
         params.append(older_than)
     if not conditions:
         raise ConfigurationError(
-            "purge needs a selector: scope=, partition=, expired=True, older_than= or all=True"
+            "purge needs a selector: scope=, route=, model=, partition=, expired=True, "
+            "older_than= or all=True"
         )
     query = sql.SQL("DELETE FROM {t} WHERE {c}").format(t=t, c=sql.SQL(" AND ").join(conditions))
     return query, tuple(params)
