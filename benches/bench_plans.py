@@ -19,7 +19,8 @@ the same partition filter (``WHERE partition = $2``), on the HNSW index.
 docs/BENCHMARKS.md for its build time). From ``--bulk-from`` rows on, a table is filled
 without its HNSW index, which is then built in one ``CREATE INDEX`` (the schema's own
 definition; ``--build-memory``, two parallel workers): much faster than inserting into
-the graph row by row.
+the graph row by row. Such a table's line also gives its heap, TOAST and index sizes, and
+pgvector's notice when the graph outgrew ``--build-memory``.
 
     python benches/bench_plans.py --sizes 100,1000,10000 \\
         --kinds real:384,random:384,random:768,random:1536 --calls 2000
@@ -145,9 +146,41 @@ async def fill_bulk(
     await fill(conn, table, stored, body, partitions)
     await conn.execute(f"SET maintenance_work_mem = '{memory}'")
     await conn.execute("SET max_parallel_maintenance_workers = 2")
+    # pgvector says when the graph outgrew maintenance_work_mem (and after how many rows).
+    notices: list[str] = []
+
+    def keep(d: psycopg.errors.Diagnostic) -> None:
+        notices.append(d.message_primary or "")
+
+    conn.add_notice_handler(keep)
     started = time.perf_counter()
-    await conn.execute(definition)
-    return time.perf_counter() - started
+    try:
+        await conn.execute(definition)
+    finally:
+        conn.remove_notice_handler(keep)
+    build = time.perf_counter() - started
+    for notice in notices:
+        print(f"  build notice: {notice}", flush=True)
+    return build
+
+
+async def sizes(conn: psycopg.AsyncConnection[Any], table: str) -> str:
+    """The table's heap, TOAST and HNSW index sizes, in bytes per row and in all."""
+    cur = await conn.execute(
+        "SELECT count(*), pg_relation_size(%(t)s::regclass), "
+        "pg_table_size(%(t)s::regclass) - pg_relation_size(%(t)s::regclass), "
+        "pg_relation_size(%(i)s::regclass), pg_total_relation_size(%(t)s::regclass) "
+        f"FROM {table}",
+        {"t": table, "i": f"{table[:55]}_hnsw"},
+    )
+    rows, heap, rest, hnsw, total = (int(x) for x in await cur.fetchone() or ())
+    per = max(rows, 1)
+    return (
+        f"heap {heap / 2**20:.0f} MiB ({heap / per:.0f} B/row), TOAST and maps "
+        f"{rest / 2**20:.0f} MiB ({rest / per:.0f} B/row), HNSW {hnsw / 2**20:.0f} MiB "
+        f"({hnsw / per:.0f} B/row), all with indexes {total / 2**20:.0f} MiB "
+        f"({total / per:.0f} B/row)"
+    )
 
 
 def strip(plan: str) -> str:
@@ -380,7 +413,9 @@ async def one(
                 )
                 print(
                     f"{kind} {dim}, {len(stored):,} rows: filled and indexed in "
-                    f"{time.perf_counter() - started:.0f} s (HNSW build {build:.0f} s)",
+                    f"{time.perf_counter() - started:.0f} s (HNSW build {build:.1f} s, "
+                    f"maintenance_work_mem {args.build_memory}); "
+                    f"{await sizes(c, store.table)}",
                     flush=True,
                 )
             else:
