@@ -133,3 +133,43 @@ async def test_hit_counts_of_three_processes_flushed_at_once_all_arrive(pg_uri: 
             await _all_at_once(pg_uri, lock, (ids[len(ids) // 2],), writes)
         stats = await store.stats()
     assert stats.hits == len(ids) * 3 * rounds
+
+
+async def test_hit_counts_aborted_as_a_deadlocks_victim_are_written_again(pg_uri: str) -> None:
+    """A flush caught in a lock cycle (here with another session, set to wait longer
+    before it checks for deadlocks, so the flush is the one Postgres aborts) loses
+    nothing: its statement is run again once the cycle is broken."""
+    model = f"victim-{secrets.token_hex(4)}"
+    async with _stores(pg_uri, model, 1) as (store,):
+        ids = []
+        for n in range(2):
+            text = f"question {n}"
+            vector = [1.0, *([0.0] * (DIM - 2)), float(n + 1)]
+            entry = await store.put_entry(b"", lookup_digest(text), text, vector, b"answer")
+            ids.append(entry.id)
+        first, second = sorted(ids)
+        bump = f'UPDATE "{store.table}" SET hit_count = hit_count + 10 WHERE id = %s'
+        async with await psycopg.AsyncConnection.connect(pg_uri) as other:
+            await other.execute("SET deadlock_timeout = '10s'")
+            await other.execute(bump, (second,))
+            # The flush locks the first row, then waits for the second.
+            flush = asyncio.create_task(store.add_hits({first: 1, second: 1}))
+            async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as watch:
+                async with asyncio.timeout(30):
+                    while True:
+                        row = await (
+                            await watch.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "datname = current_database() AND wait_event_type = 'Lock'"
+                            )
+                        ).fetchone()
+                        if row is not None and row[0] >= 1:
+                            break
+                        await asyncio.sleep(0.01)
+            # Now the other session wants the first row: a cycle, and the flush (checking
+            # after the default 1 s) is aborted.
+            await other.execute(bump, (first,))
+            await other.commit()
+        await flush
+        stats = await store.stats()
+    assert stats.hits == 2 * 10 + 2

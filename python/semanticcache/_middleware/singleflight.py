@@ -78,9 +78,7 @@ class SingleFlight:
             raise ConfigurationError(f"wait_seconds must be > 0, not {self.wait_seconds}")
         self.poll_interval = poll_interval
         self._local: dict[bytes, asyncio.Event] = {}
-        self._ready = False
         self._releases = 0
-        self._ready_lock = asyncio.Lock()
         self._table = sql.Identifier(LEASE_TABLE)
 
     async def acquire(self, key: CacheKey) -> Lease:
@@ -151,36 +149,10 @@ class SingleFlight:
             if self._local.get(lease.ident) is lease.local:
                 del self._local[lease.ident]
 
-    async def _ensure_table(self) -> None:
-        if self._ready:
-            return
-
-        async def create(conn: psycopg.AsyncConnection[Any]) -> None:
-            # UniqueViolation: another process created it at the same moment.
-            # UNLOGGED: leases live seconds; skipping the WAL makes a miss's lease
-            # insert and release cheaper, and a crash only empties the table.
-            with contextlib.suppress(psycopg.errors.UniqueViolation):
-                await conn.execute(
-                    sql.SQL(
-                        "CREATE UNLOGGED TABLE IF NOT EXISTS {t} ("
-                        " ident bytea PRIMARY KEY,"
-                        " token bytea NOT NULL,"
-                        " done boolean NOT NULL DEFAULT false,"
-                        " expires_at timestamptz NOT NULL)"
-                    ).format(t=self._table)
-                )
-
-        # Two first uses at once both run CREATE TABLE IF NOT EXISTS: harmless.
-        async with self._ready_lock:
-            if not self._ready:
-                await self.cache.open()  # already open after the request's lookup
-                await self.cache.run_on_store(create)
-                self._ready = True
-
     async def _try_take(self, ident: bytes, token: bytes) -> bool | None:
         """``True``: the lease is ours. ``None``: a leader finished moments ago (look
-        the cache up). ``False``: a leader is at work."""
-        await self._ensure_table()
+        the cache up). ``False``: a leader is at work. The table is the cache's own
+        (created with its schema, when it opened)."""
 
         async def take(conn: psycopg.AsyncConnection[Any]) -> bool | None:
             # "OR token": a repeat of this very insert (its connection was lost after

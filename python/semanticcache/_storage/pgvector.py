@@ -46,6 +46,8 @@ from semanticcache._storage.vector import BinaryVector, vector_param
 from semanticcache._storage.wire import ReadStatement
 from semanticcache.errors import ConfigurationError, StorageError
 
+_COUNT_ATTEMPTS = 3
+
 __all__ = [
     "CUSTOM",
     "INDEX",
@@ -384,15 +386,25 @@ class PgVectorStore:
         if not counts:
             return
         # In id order in every process: two flushes that lock the same rows in opposite
-        # orders deadlock, and Postgres aborts one (its counts are lost).
+        # orders deadlock. The plan may still visit rows in page order, so a deadlock
+        # is retried too.
         ordered = sorted(counts.items())
-        try:
-            async with self._pool.connection() as conn:
-                await conn.execute(
-                    self._add_hits, ([i for i, _ in ordered], [n for _, n in ordered])
-                )
-        except psycopg.Error as exc:
-            raise StorageError(f"cache hit count update failed: {exc}") from exc
+        params = ([i for i, _ in ordered], [n for _, n in ordered])
+        await self._add_counts(self._add_hits, params, "hit")
+
+    async def _add_counts(self, query: Any, params: Sequence[object], what: str) -> None:
+        """Run a count update; one that Postgres aborted as a deadlock's victim is run
+        again (its transaction rolled back whole), up to three times in all."""
+        for attempt in range(_COUNT_ATTEMPTS):
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(query, params)
+                return
+            except psycopg.errors.DeadlockDetected as exc:
+                if attempt == _COUNT_ATTEMPTS - 1:
+                    raise StorageError(f"cache {what} count update failed: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StorageError(f"cache {what} count update failed: {exc}") from exc
 
     async def add_nearest(self, counts: Mapping[tuple[str, int], int]) -> None:
         """Add ``counts[(outcome, bucket)]`` lookups to the table's nearest-similarity
@@ -403,11 +415,7 @@ class PgVectorStore:
         outcomes = [outcome for (outcome, _), _ in ordered]
         buckets = [bucket for (_, bucket), _ in ordered]
         params = (self.table, outcomes, buckets, [n for _, n in ordered])
-        try:
-            async with self._pool.connection() as conn:
-                await conn.execute(write_sql.ADD_NEAREST, params)
-        except psycopg.Error as exc:
-            raise StorageError(f"cache similarity count update failed: {exc}") from exc
+        await self._add_counts(write_sql.ADD_NEAREST, params, "similarity")
 
     async def delete(
         self, entry_id: int, *, keys: list[tuple[bytes, bytes, int]] | None = None

@@ -30,6 +30,17 @@ CREATE UNLOGGED TABLE IF NOT EXISTS semcache_similarity_counts (
     PRIMARY KEY (cache_table, outcome, bucket)
 )
 """
+# The middleware's single-flight leases across processes (_middleware/singleflight.py).
+# UNLOGGED: leases live seconds; skipping the WAL makes a miss's lease insert and release
+# cheaper, and a crash only empties the table.
+LEASES_DDL: Final = """
+CREATE UNLOGGED TABLE IF NOT EXISTS semcache_leases (
+    ident bytea PRIMARY KEY,
+    token bytea NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    expires_at timestamptz NOT NULL
+)
+"""
 # route and model (NULL: the request named none) are kept plain, as scope is, for
 # purge(route=, model=): request metadata, not prompt text, and selectable from any process
 # or the CLI (a keyed digest would need the same key everywhere). No index on either: a
@@ -124,14 +135,15 @@ async def _store_vectors_in_row(
 
 async def _create_shared(conn: psycopg.AsyncConnection[tuple[object, ...]], table: str) -> None:
     """The NOTIFY triggers (hot entries of every process: a deleted or replaced entry is
-    not served from another process's memory once the notice arrives), the counts and
-    the Redis epochs."""
+    not served from another process's memory once the notice arrives), the counts, the
+    Redis epochs and the single-flight leases."""
     # The functions and tables are shared by every cache table: serialise their creation.
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
     )
     await conn.execute(TRIGGER_SQL)
     await conn.execute(SIMILARITY_COUNTS_DDL)
+    await conn.execute(LEASES_DDL)
     await conn.execute(REDIS_EPOCHS_SQL)
     await conn.execute(
         "INSERT INTO semcache_redis_epochs VALUES (%s, 1) ON CONFLICT DO NOTHING", (table,)
