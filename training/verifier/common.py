@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,21 @@ def write_jsonl(path: Path, pairs: Iterable[LabelledPair]) -> None:
         for p in pairs:
             row = {"id": p.id, "a": p.a, "b": p.b, "same_answer": p.label, "kind": p.kind}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_generated(folder: Path, by_split: dict[str, list[LabelledPair]]) -> None:
+    """Write generated pairs as ``folder/<split>.jsonl`` and ``folder/sizes.json`` (pairs,
+    same-answer pairs and kinds per split), and print the sizes."""
+    sizes: dict[str, object] = {}
+    for split, pairs in by_split.items():
+        write_jsonl(folder / f"{split}.jsonl", pairs)
+        sizes[split] = {
+            "pairs": len(pairs),
+            "positives": sum(p.label for p in pairs),
+            "kinds": dict(Counter(p.kind for p in pairs)),
+        }
+    (folder / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
+    print(json.dumps(sizes))
 
 
 def split_path(out: Path, dataset: str, split: str) -> Path:

@@ -22,15 +22,13 @@ None of the demo's questions (``semcache demo``) is among them.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, write_jsonl
+from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, write_generated
 
 SEED: Final = 15
 
@@ -378,16 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    sizes: dict[str, object] = {}
-    for split, pairs in paraphrase_pairs().items():
-        write_jsonl(args.out / "paraphrases" / f"{split}.jsonl", pairs)
-        sizes[split] = {
-            "pairs": len(pairs),
-            "positives": sum(p.label for p in pairs),
-            "kinds": dict(Counter(p.kind for p in pairs)),
-        }
-    (args.out / "paraphrases" / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
-    print(json.dumps(sizes))
+    write_generated(args.out / "paraphrases", paraphrase_pairs())
 
 
 if __name__ == "__main__":

@@ -18,15 +18,13 @@ whitespace, so no model reading its tokens can tell them apart.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, write_jsonl
+from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, write_generated
 
 SEED: Final = 15
 
@@ -222,16 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    sizes: dict[str, object] = {}
-    for split, pairs in rule_pairs().items():
-        write_jsonl(args.out / "rules" / f"{split}.jsonl", pairs)
-        sizes[split] = {
-            "pairs": len(pairs),
-            "positives": sum(p.label for p in pairs),
-            "kinds": dict(Counter(p.kind for p in pairs)),
-        }
-    (args.out / "rules" / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
-    print(json.dumps(sizes))
+    write_generated(args.out / "rules", rule_pairs())
 
 
 if __name__ == "__main__":
