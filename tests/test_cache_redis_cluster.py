@@ -22,6 +22,25 @@ from tests.test_cache_redis import PROMPT, REWORDED, delete_row, is_tombstone
 BUDGET = 0.5  # store_timeout: the bound on every Redis call
 
 
+def redis_cache(
+    pg_uri: str,
+    redis_uri: str,
+    *,
+    breaker_failures: int | None = None,
+    breaker_cooldown: float | None = None,
+) -> SemanticCache:
+    """A cache on ``redis_uri`` with the hashing embedder and the Redis budget."""
+    return SemanticCache(
+        pg_uri=pg_uri,
+        redis_uri=redis_uri,
+        embedder=HashingEmbedder(),
+        threshold=0.9,
+        store_timeout=BUDGET,
+        breaker_failures=breaker_failures,
+        breaker_cooldown=breaker_cooldown,
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """A 3-primary Redis Cluster on free loopback ports, stopped by PID."""
@@ -41,13 +60,7 @@ async def cluster_cache(pg_uri: str, cluster: RedisCluster) -> AsyncIterator[Sem
             client.flushall()
         finally:
             client.close()
-    async with SemanticCache(
-        pg_uri=pg_uri,
-        redis_uri=cluster.url,
-        embedder=HashingEmbedder(),
-        threshold=0.9,
-        store_timeout=BUDGET,
-    ) as c:
+    async with redis_cache(pg_uri, cluster.url) as c:
         yield c
 
 
@@ -167,14 +180,9 @@ async def test_cluster_with_a_frozen_primary_fails_open_within_budget(
     servers.start()
     frozen = servers.servers[0]
     try:
-        async with SemanticCache(
-            pg_uri=pg_uri,
-            redis_uri=servers.url,
-            embedder=HashingEmbedder(),
-            threshold=0.9,
-            store_timeout=BUDGET,
-            breaker_failures=1000,  # every lookup tries Redis
-        ) as c:
+        async with redis_cache(
+            pg_uri, servers.url, breaker_failures=1000
+        ) as c:  # every lookup tries Redis
             scope = secrets.token_hex(4)
             keys = [CacheKey(f"question number {i}", scope=scope) for i in range(9)]
             for key in keys:
@@ -206,13 +214,7 @@ async def test_cluster_failover_serves_no_copy_until_the_epoch_moves(
     servers = RedisCluster(tmp_path / "cluster", replicas=1)
     servers.start()
     try:
-        async with SemanticCache(
-            pg_uri=pg_uri,
-            redis_uri=servers.url,
-            embedder=HashingEmbedder(),
-            threshold=0.9,
-            store_timeout=BUDGET,
-        ) as c:
+        async with redis_cache(pg_uri, servers.url) as c:
             key = CacheKey(PROMPT, scope=secrets.token_hex(4))
             entry_id = await c.put(key, b"paris")
             assert entry_id is not None
@@ -278,13 +280,7 @@ def sentinel(tmp_path: Path) -> Iterator[RedisSentinel]:
 async def test_sentinel_serves_exact_hits_from_the_master(
     pg_uri: str, sentinel: RedisSentinel
 ) -> None:
-    async with SemanticCache(
-        pg_uri=pg_uri,
-        redis_uri=sentinel.url,
-        embedder=HashingEmbedder(),
-        threshold=0.9,
-        store_timeout=BUDGET,
-    ) as c:
+    async with redis_cache(pg_uri, sentinel.url) as c:
         key = CacheKey(PROMPT, scope=secrets.token_hex(4))
         entry_id = await c.put(key, b"paris")
         assert entry_id is not None
@@ -307,15 +303,7 @@ async def test_sentinel_serves_exact_hits_from_the_master(
 async def test_sentinel_failover_under_load_fails_open_then_uses_the_new_master(
     pg_uri: str, sentinel: RedisSentinel
 ) -> None:
-    async with SemanticCache(
-        pg_uri=pg_uri,
-        redis_uri=sentinel.url,
-        embedder=HashingEmbedder(),
-        threshold=0.9,
-        store_timeout=BUDGET,
-        breaker_failures=3,
-        breaker_cooldown=0.1,
-    ) as c:
+    async with redis_cache(pg_uri, sentinel.url, breaker_failures=3, breaker_cooldown=0.1) as c:
         scope = secrets.token_hex(4)
         keys = [CacheKey(f"question number {i}", scope=scope) for i in range(8)]
         for key in keys:
@@ -387,15 +375,7 @@ async def test_sentinel_failover_under_load_fails_open_then_uses_the_new_master(
 async def test_sentinel_failover_to_a_replica_that_missed_a_tombstone_serves_no_stale_copy(
     pg_uri: str, sentinel: RedisSentinel
 ) -> None:
-    async with SemanticCache(
-        pg_uri=pg_uri,
-        redis_uri=sentinel.url,
-        embedder=HashingEmbedder(),
-        threshold=0.9,
-        store_timeout=BUDGET,
-        breaker_failures=3,
-        breaker_cooldown=0.1,
-    ) as c:
+    async with redis_cache(pg_uri, sentinel.url, breaker_failures=3, breaker_cooldown=0.1) as c:
         key = CacheKey(PROMPT, scope=secrets.token_hex(4))
         entry_id = await c.put(key, b"paris")
         assert entry_id is not None
