@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="hold each rate with this one-sided confidence (0: the calibrate rate itself)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if not 0 <= args.confidence < 1:
+        parser.error(f"--confidence must be at least 0 and below 1, not {args.confidence}")
     args.confidence = args.confidence or None
 
     t0 = time.monotonic()
