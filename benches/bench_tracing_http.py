@@ -1,18 +1,24 @@
-"""The cost of ``SEMANTIC_CACHE_TRACING`` over HTTP, as a client sees a hit: three
-uvicorn servers of ``benches/load_app.py`` on one Postgres, tracing off, on with every
-trace sampled, and on with a share sampled (``ParentBased(TraceIdRatioBased(share))``,
-the production setting); spans go through a ``BatchSpanProcessor`` to an exporter that
-drops them.
+"""The cost of ``SEMANTIC_CACHE_TRACING`` (and with ``--metrics``, of the Prometheus
+metrics) over HTTP, as a client sees a hit: uvicorn servers of ``benches/load_app.py``
+on one Postgres, tracing off, on with every trace sampled, and on with a share sampled
+(``ParentBased(TraceIdRatioBased(share))``, the production setting); spans go through a
+``BatchSpanProcessor`` to an exporter that drops them. ``--metrics`` adds a server with
+the metrics alone, and turns them on in the traced ones.
 
-Semantic hits (the hashing embedder: a paraphrase of the one stored question, its vector
-remembered unless ``--memo 0``) at concurrency 1, ``--rounds`` short runs of each server
-in turn (the order rotating each round), so that the drift of a shared machine falls on
-each alike. Prints, per server, the median and the minimum over the rounds of the p50
-latency, the median of its ratio to tracing off's p50 in the same round, and the median
-of the server's CPU time per request and its ratio to tracing off's. The servers are pinned
-to core 0, this client and Postgres to core 1 (``taskset``) on two cores or more.
+Semantic hits at concurrency 1. ``--embedder hashing`` (the default): a paraphrase of
+the one stored question, its vector remembered unless ``--memo 0``: the cheapest hit
+there is, so the ratio is tracing's worst. ``--embedder local``: the default local model
+and stage 2, ``--questions`` generated questions stored and their rewordings asked, each
+embedded (memo 0): a semantic hit as the default configuration serves one.
+``--rounds`` short runs of each server in turn (the order rotating each round), so that
+the drift of a shared machine falls on each alike. Prints, per server, the median and
+the minimum over the rounds of the p50 latency, the median of its ratio to tracing off's
+p50 in the same round, and the median of the server's CPU time per request and its
+ratio to tracing off's. The servers are pinned to core 0, this client and Postgres to
+core 1 (``taskset``) on two cores or more.
 
     .venv/bin/python -m benches.bench_tracing_http --rounds 12 --seconds 1.2
+    .venv/bin/python -m benches.bench_tracing_http --embedder local --metrics --rounds 12
 """
 
 from __future__ import annotations
@@ -44,19 +50,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.2, help="each run's length")
     parser.add_argument("--sample", type=float, default=0.01, help="the third server's share")
     parser.add_argument("--memo", type=int, help="the embedding memo size (0: embed each hit)")
+    parser.add_argument(
+        "--embedder",
+        choices=("hashing", "local"),
+        default="hashing",
+        help="local: the default local model and its stage 2, every hit's text embedded "
+        "(memo 0), --questions generated questions and their rewordings",
+    )
+    parser.add_argument("--questions", type=int, default=300, help="with --embedder local")
+    parser.add_argument(
+        "--metrics", action="store_true", help="Prometheus metrics on in every server but off"
+    )
     args = parser.parse_args()
-    os.environ["LOAD_EMBEDDER"] = "hashing"
+    os.environ["LOAD_EMBEDDER"] = args.embedder
+    if args.embedder == "local" and args.memo is None:
+        args.memo = 0
     if args.memo is not None:
         os.environ["LOAD_EMBEDDING_MEMO"] = str(args.memo)
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})  # this process and the Postgres it starts: core 1
-    traced = {"SEMANTIC_CACHE_TRACING": "on"}
-    modes: dict[str, dict[str, str]] = {
-        "off": {},
-        "on": {**traced, "LOAD_TRACE_SAMPLE": "1"},
-        f"{args.sample:.0%}": {**traced, "LOAD_TRACE_SAMPLE": str(args.sample)},
-    }
-    workload = build_workload("hashing", 100)
+    measured = {"SEMANTIC_CACHE_METRICS": "on"} if args.metrics else {}
+    traced = {**measured, "SEMANTIC_CACHE_TRACING": "on"}
+    modes: dict[str, dict[str, str]] = {"off": {}}
+    if args.metrics:
+        modes["metrics"] = measured
+    modes["on"] = {**traced, "LOAD_TRACE_SAMPLE": "1"}
+    modes[f"{args.sample:.0%}"] = {**traced, "LOAD_TRACE_SAMPLE": str(args.sample)}
+    workload = (
+        build_workload("hashing", 100)
+        if args.embedder == "hashing"
+        else build_workload("local", args.questions, args.questions)
+    )
     with tempfile.TemporaryDirectory(prefix="semcache-bench-tracing-http-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "data")
         pg.start()
@@ -74,7 +98,8 @@ def main() -> None:
             for mode in order:  # warm each
                 asyncio.run(_hits(servers[mode][1], workload, 1.0))
             for round_ in range(args.rounds):
-                for mode in order[round_ % 3 :] + order[: round_ % 3]:
+                turn = round_ % len(order)
+                for mode in order[turn:] + order[:turn]:
                     proc, port = servers[mode]
                     used = cpu_seconds(proc.pid)
                     latencies = asyncio.run(_hits(port, workload, args.seconds))
