@@ -624,6 +624,7 @@ def _near_table(near: list[dict[str, Any]]) -> str:
     rows = [
         [
             html.escape(_short(n["at"])),
+            f"<code>{html.escape(n['scope_digest'])}</code>",
             f"<code>{html.escape(n['text_digest'])}</code>",
             f"<code>{html.escape(n['entry'] or '-')}</code>",
             f"{float(n['similarity']):.3f}",
@@ -632,7 +633,14 @@ def _near_table(near: list[dict[str, Any]]) -> str:
         for n in near[:25]
     ]
     return _table(
-        ["when (UTC)", "lookup (digest)", "nearest entry", "similarity", "reason"],
+        [
+            "when (UTC)",
+            "scope (digest)",
+            "lookup (digest)",
+            "nearest entry",
+            "similarity",
+            "reason",
+        ],
         rows,
         "No near miss yet.",
     )

@@ -153,6 +153,7 @@ async def test_another_cache_lists_the_near_misses_of_one(
     assert data["near_misses_source"] == "postgres"
     assert "Most recent near misses (all processes)" in panel
     assert found["text_digest"] in panel
+    assert found["scope_digest"] in panel
 
 
 async def test_a_scope_token_lists_its_own_scope_alone(
