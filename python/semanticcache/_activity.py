@@ -1,14 +1,16 @@
 """What the admin dashboard shows of this process's lookups: hits and lookups over the
-last minutes, and the most recent near misses.
+last minutes, and the near misses it saw.
 
-Both are kept in this process's memory, bounded (a fixed number of time slots, a fixed
-number of near misses), and cost a lookup one counter update; a near miss also costs
-two keyed digests. A near miss is a lookup that missed although an entry came close:
-stage 2 refused a candidate that passed the stage-1 gate (``rejected``,
-``disagreement``, ``unverified``), or the nearest entry was within
-:data:`NEAR_MISS_MARGIN` below the gate. It is kept as digests only: the keyed digest
-of the lookup text (the one the middleware logs), the candidate's entry token (what
-the admin endpoint takes), the similarity, the reason and the time; never the text.
+The counts are kept in this process's memory, bounded (a fixed number of time slots), and
+cost a lookup one counter update; a near miss also costs two keyed digests. A near miss
+is a lookup that missed although an entry came close: stage 2 refused a candidate that
+passed the stage-1 gate (``rejected``, ``disagreement``, ``unverified``), or the nearest
+entry was within :data:`NEAR_MISS_MARGIN` below the gate. It is kept as digests only: the
+keyed digest of the lookup text (the one the middleware logs), the candidate's entry
+token (what the admin endpoint takes), the similarity, the reason, the scope and the
+time; never the text. Each one goes to ``on_near_miss`` (the background writer that puts
+it in Postgres, where every process reads it), and the last :data:`NEAR_MISSES` stay in
+memory as well, for when Postgres cannot be read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Final
 from semanticcache import _native
 from semanticcache._entry_token import entry_token
 from semanticcache._results import CacheLookup
+from semanticcache._storage.near_misses import NearMiss
 
 __all__ = ["NEAR_MISSES", "NEAR_MISS_MARGIN", "SLOT_SECONDS", "Activity", "NearMiss"]
 
@@ -31,29 +34,13 @@ NEAR_MISS_MARGIN: Final = 0.1
 """How far below the stage-1 gate a plain miss's nearest entry may be and still count
 as a near miss."""
 NEAR_MISSES: Final = 100
-"""Near misses kept (the most recent)."""
+"""Near misses kept in this process's memory (the most recent)."""
 SLOT_SECONDS: Final = 10
 """Width of one time slot of the timeline."""
 _SLOTS: Final = 60
 _REFUSED: Final = frozenset({"rejected", "disagreement", "unverified"})
 # As long as the middleware's log digests, so a near miss matches its request's log line.
 _DIGEST_HEX: Final = 16
-
-
-@dataclass(frozen=True, slots=True)
-class NearMiss:
-    """One recent near miss (digests only)."""
-
-    at: float
-    """When (Unix time)."""
-    text_digest: str
-    """Keyed digest of the lookup text (``SEMANTIC_CACHE_LOG_DIGEST_KEY``)."""
-    entry: str | None
-    """The candidate's entry token (as ``X-Cache-Entry`` names it)."""
-    similarity: float
-    """Similarity of the candidate to the lookup."""
-    reason: str
-    """The miss's reason: ``miss`` (below the gate) or stage 2's refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,24 +62,24 @@ class Activity:
         gate: Callable[[], float],
         *,
         clock: Callable[[], float] = time.time,
+        on_near_miss: Callable[[NearMiss], None] | None = None,
     ) -> None:
         self._key = key
+        self._on_near_miss = on_near_miss
         self._table = table
         self._gate = gate
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[list[int]] = deque(maxlen=_SLOTS)  # [start, lookups, hits]
-        # (at, text digest, entry id, similarity, reason): the entry's token is made
-        # when they are read, not on the lookup's path.
-        self._near: deque[tuple[float, str, int | None, float, str]] = deque(maxlen=NEAR_MISSES)
+        self._near: deque[NearMiss] = deque(maxlen=NEAR_MISSES)
         self.started = clock()
         self.lookups = 0
         """Lookups since this process started."""
         self.hits = 0
         """Hits among them: each one an upstream call not made."""
 
-    def record(self, text: str, result: CacheLookup) -> None:
-        """Count one lookup of ``text``; keep it when it is a near miss."""
+    def record(self, text: str, result: CacheLookup, *, scope: str = "") -> None:
+        """Count one lookup of ``text`` (in ``scope``); keep it when it is a near miss."""
         now = self._clock()
         start = int(now // SLOT_SECONDS) * SLOT_SECONDS
         with self._lock:
@@ -111,8 +98,12 @@ class Activity:
         digest = _native.hmac_sha256_hex(
             self._key, text.encode("utf-8", "surrogatepass"), _DIGEST_HEX
         )
+        token = entry_token(self._key, self._table, entry_id) if entry_id is not None else None
+        near_miss = NearMiss(now, scope, digest, token, similarity, result.reason)
         with self._lock:
-            self._near.append((now, digest, entry_id, similarity, result.reason))
+            self._near.append(near_miss)
+        if self._on_near_miss is not None:
+            self._on_near_miss(near_miss)
 
     def _near_miss(self, result: CacheLookup) -> tuple[float, int | None] | None:
         if result.hit is not None:
@@ -142,17 +133,9 @@ class Activity:
             slots.append(Slot(start, found[1], found[2]) if found else Slot(start, 0, 0))
         return slots
 
-    def near_misses(self) -> list[NearMiss]:
-        """The most recent near misses, newest first."""
+    def near_misses(self, scope: str | None = None) -> list[NearMiss]:
+        """This process's most recent near misses (of ``scope`` alone, when given),
+        newest first."""
         with self._lock:
             kept = list(reversed(self._near))
-        return [
-            NearMiss(
-                at,
-                digest,
-                entry_token(self._key, self._table, entry_id) if entry_id is not None else None,
-                similarity,
-                reason,
-            )
-            for at, digest, entry_id, similarity, reason in kept
-        ]
+        return kept if scope is None else [n for n in kept if n.scope == scope]

@@ -13,8 +13,9 @@ time.
 Routes (under the mount point): ``POST /entries/{token}/report-wrong`` (body ``scope``,
 optional ``lookup_text``), ``DELETE /entries/{token}`` (body ``scope``), ``POST /purge``
 (body ``scope``, ``route``, ``model``, ``older_than_seconds``, ``expired``, combined
-with AND; the operator's token may leave out ``scope`` to purge every scope); the
-operator's dashboard and ``GET /near-misses`` (:mod:`semanticcache._dashboard`). See
+with AND; the operator's token may leave out ``scope`` to purge every scope), ``GET
+/near-misses`` (query ``scope``, which only the operator's token may leave out to list
+every scope's); the operator's dashboard (:mod:`semanticcache._dashboard`). See
 docs/admin.md.
 """
 
@@ -103,6 +104,9 @@ class _AdminApp:
             await self._dashboard(scope, receive, send, path)
             return
         request = Request(scope, receive)
+        if path == "/near-misses":
+            await (await self._near_misses(request))(scope, receive, send)
+            return
         body = await _read(request)
         fields = _json_object(body)
         named = fields.get("scope") if fields is not None else None
@@ -128,6 +132,19 @@ class _AdminApp:
         )
         # Both compared every time: the answer's timing says nothing about which failed.
         return operator | own
+
+    async def _near_misses(self, request: Request) -> Response:
+        # A GET: the scope is a query parameter, not a body field.
+        named = request.query_params.get("scope")
+        if not self._allowed(request, named):
+            return _unauthorized()
+        if request.method != "GET":
+            return JSONResponse({"error": "method not allowed"}, status_code=405)
+        try:
+            scope = _scope_field({"scope": named})
+        except _Refused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return await self._dashboard.near_misses_response(scope)
 
     async def _route(self, request: Request, path: str, fields: dict[str, Any] | None) -> Response:
         if fields is None:

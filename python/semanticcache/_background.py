@@ -1,4 +1,5 @@
-"""The cache's background work: batched hit counts, the expiry purge, Redis backfills."""
+"""The cache's background work: batched hit counts and near misses, the expiry purge,
+Redis backfills."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from semanticcache._results import CacheLookup
+from semanticcache._storage import near_misses
+from semanticcache._storage.near_misses import NearMiss
 from semanticcache._storage.pgvector import PgVectorStore, similarity_bucket
 from semanticcache.errors import StorageError
 
@@ -20,12 +23,15 @@ _log = logging.getLogger("semanticcache.cache")
 # Distinct entries whose hits wait for a flush; past this, new ids are not counted
 # (a bound on memory if Postgres stays unreachable).
 _MAX_PENDING_HIT_IDS: Final = 100_000
+# Near misses waiting for a flush: Postgres keeps no more per table, so when it does not
+# answer the oldest give way.
+_MAX_PENDING_NEAR_MISSES: Final = near_misses.KEPT
 
 
 class Background:
-    """Counts written in batches (a hit adds no round trip to its lookup, and a popular
-    entry is updated once per flush), expired rows deleted at a bounded rate, and tasks
-    started off a request's path; :meth:`stop` cancels them all."""
+    """Counts and near misses written in batches (a hit adds no round trip to its lookup,
+    and a popular entry is updated once per flush), expired rows deleted at a bounded
+    rate, and tasks started off a request's path; :meth:`stop` cancels them all."""
 
     def __init__(
         self,
@@ -43,6 +49,7 @@ class Background:
         self._purge_pause = purge_pause
         self.pending_hits: Counter[int] = Counter()
         self.pending_nearest: Counter[tuple[str, int]] = Counter()
+        self.pending_near_misses: deque[NearMiss] = deque(maxlen=_MAX_PENDING_NEAR_MISSES)
         self._flush_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,6 +64,10 @@ class Background:
         self.pending_nearest[(reason, similarity_bucket(similarity))] += 1
         self._schedule_flush()
 
+    def add_near_miss(self, near: NearMiss) -> None:
+        self.pending_near_misses.append(near)
+        self._schedule_flush()
+
     def count_lookup(self, result: CacheLookup) -> None:
         """Count a lookup's hit, and its nearest similarity when it ran a search."""
         if result.hit is not None:
@@ -68,20 +79,29 @@ class Background:
             self.count_nearest(result.reason, nearest)
 
     async def flush(self) -> None:
-        """Write the hit counts and nearest-similarity counts gathered so far."""
+        """Write the hit counts, nearest-similarity counts and near misses gathered so
+        far."""
         if self.pending_hits:
             hits, self.pending_hits = self.pending_hits, Counter()
             await _write(self._store.add_hits, hits, "hit")
         if self.pending_nearest:
             nearest, self.pending_nearest = self.pending_nearest, Counter()
             await _write(self._store.add_nearest, nearest, "similarity")
+        if self.pending_near_misses:
+            near = list(self.pending_near_misses)
+            self.pending_near_misses.clear()
+            try:
+                await near_misses.write(self._store.pool, self._store.table, near)
+            except StorageError as exc:
+                # Diagnostics: dropped rather than held while Postgres is away.
+                _log.warning("dropped %d near misses: %s", len(near), exc)
 
     def _schedule_flush(self) -> None:
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
-        while self.pending_hits or self.pending_nearest:
+        while self.pending_hits or self.pending_nearest or self.pending_near_misses:
             await asyncio.sleep(self._flush_interval)
             await self.flush()
 

@@ -207,9 +207,13 @@ class SemanticCache(Maintenance):
         )
         self._feedback = Feedback(self._store, self._store_call, self._redis, self._ensure_open)
         self.activity = Activity(
-            merged.effective_log_digest_key, self._store.table, lambda: self._judge.gate
+            merged.effective_log_digest_key,
+            self._store.table,
+            lambda: self._judge.gate,
+            on_near_miss=self._background.add_near_miss,
         )
-        """This process's recent lookups and near misses (the admin dashboard's)."""
+        """This process's recent lookups and near misses (the admin dashboard's); the
+        near misses also go to Postgres, in the background."""
         self._ready = False
         self._open_lock = asyncio.Lock()
 
@@ -354,7 +358,7 @@ class SemanticCache(Maintenance):
         if self._metrics is not None:
             self._metrics.lookup(result, time.perf_counter() - started)
         self._background.count_lookup(result)
-        self.activity.record(target.text, result)
+        self.activity.record(target.text, result, scope=target.scope)
         return result
 
     async def put(

@@ -2,10 +2,11 @@
 
 Routes (under the admin mount): ``GET /dashboard`` (the page), ``GET /dashboard/panel``
 (its figures as an HTML fragment, which the page's inline script fetches every few
-seconds), ``GET /dashboard/data`` (the same figures as JSON), ``POST /dashboard/login``
-(a form with the operator's token; sets the session cookie) and ``GET /near-misses``
-(JSON; bearer token only). Only the operator's token opens them, never a scope's: the
-page shows every scope.
+seconds), ``GET /dashboard/data`` (the same figures as JSON) and ``POST
+/dashboard/login`` (a form with the operator's token; sets the session cookie). Only the
+operator's token opens them, never a scope's: the page shows every scope. The admin
+endpoint's ``GET /near-misses`` (which a scope's token may read, for its scope) answers
+with :meth:`Dashboard.near_misses_response`.
 
 A browser signs in once through the login form: the answer sets an HttpOnly,
 SameSite=Strict cookie, scoped to the dashboard's path, that holds an expiry and an HMAC
@@ -38,6 +39,7 @@ from semanticcache import _native
 from semanticcache._activity import SLOT_SECONDS, NearMiss, Slot
 from semanticcache._cache import SemanticCache
 from semanticcache._entry_token import entry_token
+from semanticcache._storage import near_misses
 from semanticcache._storage.records import SIMILARITY_BUCKETS
 from semanticcache.errors import StorageError
 
@@ -47,6 +49,8 @@ COOKIE: Final = "semcache_admin"
 SESSION_SECONDS: Final = 12 * 3600
 REFRESH_SECONDS: Final = 5
 BUSIEST: Final = 10
+NEAR_MISSES_LISTED: Final = 100
+"""Near misses the dashboard and ``GET /near-misses`` list (the most recent)."""
 _PERSON: Final = b"semcache:admin-session:v1\x00"
 _MAX_FORM: Final = 4096
 # The dashboard's Postgres reads (a scan of the table's hit counts) run at most this
@@ -60,7 +64,7 @@ _log = logging.getLogger("semanticcache.admin")
 
 
 def is_dashboard_path(path: str) -> bool:
-    return path in ("/dashboard", "/near-misses") or path.startswith("/dashboard/")
+    return path == "/dashboard" or path.startswith("/dashboard/")
 
 
 class Dashboard:
@@ -84,14 +88,7 @@ class Dashboard:
             if method != "POST":
                 return _plain(405, "method not allowed")
             return await self._login(request, root)
-        bearer = self._bearer_ok(request)
-        if path == "/near-misses":
-            if not bearer:
-                return Response(status_code=401, headers={"www-authenticate": "Bearer"})
-            if method != "GET":
-                return _plain(405, "method not allowed")
-            return _json({"near_misses": [_near_json(n) for n in self._near()]})
-        if not (bearer or self._session_ok(request)):
+        if not (self._bearer_ok(request) or self._session_ok(request)):
             if path == "/dashboard" and method == "GET":
                 return _login_page(root, wrong=False)
             return Response(status_code=401, headers={"www-authenticate": "Bearer"})
@@ -162,8 +159,31 @@ class Dashboard:
             states.pop("verifier", None)
         return states
 
-    def _near(self) -> list[NearMiss]:
-        return self._cache.activity.near_misses()
+    async def near_misses(self, scope: str | None) -> tuple[list[NearMiss], str]:
+        """The most recent near misses of every process (of ``scope`` alone, when given)
+        and ``"postgres"``; when Postgres cannot be read, this process's own and
+        ``"process"``."""
+        cache = self._cache
+        table = cache.table
+        try:
+            await cache.open()
+            await cache.flush_hits()  # this process's pending ones included
+            found = await cache.run_on_store(
+                lambda conn: near_misses.read(conn, table, scope=scope, limit=NEAR_MISSES_LISTED)
+            )
+        except StorageError as exc:
+            _log.warning("near misses: Postgres read failed: %s", exc)
+            return cache.activity.near_misses(scope)[:NEAR_MISSES_LISTED], "process"
+        return found, "postgres"
+
+    async def near_misses_response(self, scope: str | None) -> Response:
+        """``GET /near-misses``: the answer of :meth:`near_misses` as JSON."""
+        found, source = await self.near_misses(scope)
+        return _json({"near_misses": self._near_json(found), "source": source})
+
+    def _near_json(self, found: list[NearMiss]) -> list[dict[str, Any]]:
+        key = self._cache.settings.effective_log_digest_key
+        return [_near_json(key, n) for n in found]
 
     async def data(self) -> dict[str, Any]:
         """The dashboard's figures (Postgres is read at most every few seconds)."""
@@ -196,21 +216,33 @@ class Dashboard:
             "threshold": cache.threshold,
             "gate": verifier.floor if verifier is not None else cache.threshold,
             "breakers": self._breakers(),
-            "near_misses": [_near_json(n) for n in self._near()],
             **self._data,
         }
 
     async def _stored(self) -> dict[str, Any]:
-        """What Postgres holds: every process's counts, the busiest entries."""
+        """What Postgres holds: every process's counts, the busiest entries and near
+        misses (this process's own near misses when Postgres cannot be read)."""
         cache = self._cache
         key = cache.settings.effective_log_digest_key
         try:
             await cache.open()
             stats = await cache.stats()
             rows = await cache.run_on_store(lambda conn: _busiest(conn, cache.table))
+            near = await cache.run_on_store(
+                lambda conn: near_misses.read(
+                    conn, cache.table, scope=None, limit=NEAR_MISSES_LISTED
+                )
+            )
         except StorageError as exc:
             _log.warning("dashboard: Postgres read failed: %s", exc)
-            return {"postgres": "unavailable", "similarity": None, "stored": None, "busiest": []}
+            return {
+                "postgres": "unavailable",
+                "similarity": None,
+                "stored": None,
+                "busiest": [],
+                "near_misses": self._near_json(cache.activity.near_misses()),
+                "near_misses_source": "process",
+            }
         counts = stats.nearest_similarity
         zeros = (0,) * SIMILARITY_BUCKETS
         misses = [sum(c) for c in zip(*(counts.get(o, zeros) for o in _MISSES), strict=True)]
@@ -226,21 +258,27 @@ class Dashboard:
                 {
                     "entry": entry_token(key, cache.table, entry_id),
                     "scope_digest": _digest(key, scope) if scope else "-",
+                    "route": route,
+                    "model": model,
                     "hits": hits,
                     "created_at": created.isoformat(timespec="seconds"),
                 }
-                for entry_id, scope, hits, created in rows
+                for entry_id, scope, route, model, hits, created in rows
             ],
+            "near_misses": self._near_json(near),
+            "near_misses_source": "postgres",
         }
 
 
-async def _busiest(conn: AsyncConnection[Any], table: str) -> list[tuple[int, str, int, datetime]]:
+async def _busiest(
+    conn: AsyncConnection[Any], table: str
+) -> list[tuple[int, str, str, str | None, int, datetime]]:
     query = sql.SQL(
-        "SELECT id, scope, hit_count, created_at FROM {t} WHERE hit_count > 0 "
+        "SELECT id, scope, route, model, hit_count, created_at FROM {t} WHERE hit_count > 0 "
         "ORDER BY hit_count DESC, id LIMIT {n}"
     ).format(t=sql.Identifier(table), n=sql.Literal(BUSIEST))
     cur = await conn.execute(query)
-    return [(int(r[0]), str(r[1]), int(r[2]), r[3]) for r in await cur.fetchall()]
+    return [(int(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), r[5]) for r in await cur.fetchall()]
 
 
 def _digest(key: bytes, value: str) -> str:
@@ -266,9 +304,10 @@ def _needs_secure(request: Request) -> bool:
         return True
 
 
-def _near_json(near: NearMiss) -> dict[str, Any]:
+def _near_json(key: bytes, near: NearMiss) -> dict[str, Any]:
     return {
         "at": _iso(near.at),
+        "scope_digest": _digest(key, near.scope) if near.scope else "-",
         "text_digest": near.text_digest,
         "entry": near.entry,
         "similarity": round(near.similarity, 4),
@@ -424,7 +463,9 @@ def _panel(data: Mapping[str, Any]) -> str:
         "<section><h2>Circuit breakers (this process)</h2>"
         + _breakers_table(data["breakers"])
         + "</section>",
-        '<section class="wide"><h2>Most recent near misses (this process)</h2>'
+        '<section class="wide"><h2>Most recent near misses ('
+        + ("all processes" if data["near_misses_source"] == "postgres" else "this process")
+        + ")</h2>"
         + _near_table(data["near_misses"])
         + "</section>",
     ]
@@ -550,14 +591,25 @@ def _busiest_table(busiest: list[dict[str, Any]]) -> str:
         [
             f"<code>{html.escape(b['entry'])}</code>",
             f"<code>{html.escape(b['scope_digest'])}</code>",
+            _clipped(b["route"] or "-"),
+            _clipped(b["model"] if b["model"] is not None else "-"),
             str(int(b["hits"])),
             html.escape(_short(b["created_at"])),
         ]
         for b in busiest
     ]
     return _table(
-        ["entry", "scope (digest)", "hits", "stored (UTC)"], rows, "No entry has a hit yet."
+        ["entry", "scope (digest)", "route", "model", "hits", "stored (UTC)"],
+        rows,
+        "No entry has a hit yet.",
     )
+
+
+def _clipped(value: str, width: int = 60) -> str:
+    """``value`` escaped, cut to ``width`` characters (whole in its tooltip): a route can
+    be a long URL, and the table's cells do not wrap."""
+    shown = value if len(value) <= width else value[: width - 1] + "\u2026"
+    return f'<span title="{html.escape(value)}">{html.escape(shown)}</span>'
 
 
 def _breakers_table(breakers: Mapping[str, str]) -> str:
@@ -572,6 +624,7 @@ def _near_table(near: list[dict[str, Any]]) -> str:
     rows = [
         [
             html.escape(_short(n["at"])),
+            f"<code>{html.escape(n['scope_digest'])}</code>",
             f"<code>{html.escape(n['text_digest'])}</code>",
             f"<code>{html.escape(n['entry'] or '-')}</code>",
             f"{float(n['similarity']):.3f}",
@@ -580,7 +633,14 @@ def _near_table(near: list[dict[str, Any]]) -> str:
         for n in near[:25]
     ]
     return _table(
-        ["when (UTC)", "lookup (digest)", "nearest entry", "similarity", "reason"],
+        [
+            "when (UTC)",
+            "scope (digest)",
+            "lookup (digest)",
+            "nearest entry",
+            "similarity",
+            "reason",
+        ],
         rows,
         "No near miss yet.",
     )

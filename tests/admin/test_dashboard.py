@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from semanticcache import (
     BaseEmbedder,
+    CacheKey,
     CacheSettings,
     SemanticCache,
     _native,
@@ -24,7 +25,7 @@ from semanticcache import (
     admin_scope_token,
     create_semantic_cache_proxy_app,
 )
-from semanticcache._activity import NEAR_MISSES, SLOT_SECONDS, Activity
+from semanticcache._activity import NEAR_MISSES, SLOT_SECONDS, Activity, NearMiss
 from semanticcache._dashboard import COOKIE
 from semanticcache._entry_token import entry_token
 from semanticcache._results import CacheHit, CacheLookup
@@ -215,6 +216,8 @@ async def test_the_figures_after_known_lookups(
     assert near_miss["similarity"] == pytest.approx(0.855, abs=1e-3)
     digest = _native.hmac_sha256_hex(KEY, b"near question", 16)
     assert near_miss["text_digest"] == digest
+    assert near_miss["scope_digest"] == "-"  # unscoped
+    assert data["near_misses_source"] == "postgres"
     assert "question" not in got.text  # no lookup text anywhere
 
     assert data["busiest"][0]["entry"] == token
@@ -232,7 +235,7 @@ async def test_the_figures_after_known_lookups(
 
     listed = await client.get("/admin/near-misses", headers=_bearer(ADMIN))
     assert listed.status_code == 200
-    assert listed.json() == {"near_misses": data["near_misses"]}
+    assert listed.json() == {"near_misses": data["near_misses"], "source": "postgres"}
 
     panel = await client.get("/admin/dashboard/panel", headers=_bearer(ADMIN))
     assert panel.status_code == 200
@@ -242,6 +245,26 @@ async def test_the_figures_after_known_lookups(
     assert digest in panel.text
     assert "threshold 0.90" in panel.text
     assert "question" not in panel.text
+
+
+async def test_the_busiest_entries_show_their_route_and_model(
+    client: httpx.AsyncClient, cache: SemanticCache
+) -> None:
+    route = "https://api.example/v1/chat/completions?" + "x" * 80
+    key = CacheKey("stored question", scope="tenant", route=route, model="gpt-x")
+    entry_id = await cache.put(key, b"answer")
+    assert entry_id is not None
+    assert (await cache.lookup(key)).hit is not None
+    data = (await client.get("/admin/dashboard/data", headers=_bearer(ADMIN))).json()
+    (busiest,) = data["busiest"]
+    assert busiest["entry"] == entry_token(KEY, cache.table, entry_id)
+    assert (busiest["route"], busiest["model"]) == (route, "gpt-x")
+    panel = (await client.get("/admin/dashboard/panel", headers=_bearer(ADMIN))).text
+    assert "<th>route</th><th>model</th>" in panel
+    assert ">gpt-x</span>" in panel
+    # A long route is cut in its cell, whole in its tooltip.
+    assert f'title="{route}"' in panel
+    assert f">{route[:59]}\u2026</span>" in panel
 
 
 def _missed(reason: str, similarity: float, candidate: int = 7) -> CacheLookup:
@@ -256,8 +279,9 @@ def _missed(reason: str, similarity: float, candidate: int = 7) -> CacheLookup:
 
 def test_near_misses_are_stage_two_refusals_and_misses_close_below_the_gate() -> None:
     clock = [1000.0]
-    activity = Activity(KEY, "t", lambda: 0.9, clock=lambda: clock[0])
-    activity.record("a", _missed("rejected", 0.97))
+    sent: list[NearMiss] = []
+    activity = Activity(KEY, "t", lambda: 0.9, clock=lambda: clock[0], on_near_miss=sent.append)
+    activity.record("a", _missed("rejected", 0.97), scope="tenant")
     activity.record("b", _missed("miss", 0.81))
     activity.record("c", _missed("miss", 0.79))  # more than 0.1 below the gate
     activity.record("d", _missed("embed_timeout", 0.0))
@@ -266,6 +290,9 @@ def test_near_misses_are_stage_two_refusals_and_misses_close_below_the_gate() ->
     kept = activity.near_misses()
     assert [(n.reason, n.similarity) for n in kept] == [("miss", 0.81), ("rejected", 0.97)]
     assert kept[1].entry == entry_token(KEY, "t", 7)
+    assert (kept[1].scope, kept[0].scope) == ("tenant", "")
+    assert sent == kept[::-1]  # each one handed on, to be written to Postgres
+    assert activity.near_misses("tenant") == [kept[1]]
     assert (activity.lookups, activity.hits) == (5, 1)
 
     for i in range(NEAR_MISSES + 5):
@@ -297,7 +324,7 @@ async def test_the_proxy_serves_the_dashboard_under_its_admin_path(cache: Semant
         assert 'data-src="/_semcache/admin/dashboard/panel"' in page.text
         assert (await client.get("/_semcache/admin/dashboard/panel")).status_code == 200
         listed = await client.get("/_semcache/admin/near-misses", headers=_bearer(ADMIN))
-        assert listed.json() == {"near_misses": []}
+        assert listed.json() == {"near_misses": [], "source": "postgres"}
 
 
 async def test_a_stage_two_refusal_is_kept_with_its_candidate(pg_uri: str) -> None:

@@ -209,6 +209,10 @@ def test_the_dashboard_in_a_browser(
     assert tab.js("!!document.getElementById('hit-rate-line')")
     assert tab.js("!!document.getElementById('hist-misses')")
     assert "postgres" in tab.js("document.body.innerText")
+    # The near misses come from Postgres (written in the background, read every 5 s).
+    near = "[...document.querySelectorAll('section.wide')].pop()"
+    assert "all processes" in tab.js(f"{near}.querySelector('h2').textContent")
+    tab.until(f"{near}.querySelectorAll('tr').length > 1")
 
     shot = tab.screenshot()
     assert shot.startswith(b"\x89PNG")

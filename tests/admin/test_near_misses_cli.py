@@ -1,6 +1,6 @@
-"""``semcache near-misses URL`` against a running server: the same list as the admin
-endpoint's JSON, digests only, and a one-line error without the token or with a wrong
-one."""
+"""``semcache near-misses`` against the Postgres of a running server: the near misses
+that the server's process wrote, the same as its admin endpoint lists, digests only, by
+table and scope."""
 
 from __future__ import annotations
 
@@ -24,35 +24,42 @@ def _ask(url: str, text: str) -> str:
     return got.headers["x-cache"]
 
 
-def test_near_misses_from_a_running_server(dashboard_server: tuple[str, Path]) -> None:
+def test_near_misses_of_a_running_server(dashboard_server: tuple[str, Path], pg_uri: str) -> None:
     url, _ = dashboard_server
     admin = url + "/admin"
-    env = {"SEMANTIC_CACHE_ADMIN_TOKEN": ADMIN}
-    empty = semcache("near-misses", admin, env=env)
+    assert _ask(url, QUESTION) == "MISS"  # the server's cache table exists from here
+    empty = semcache("near-misses", "--pg-uri", pg_uri)
     assert empty.returncode == 0, empty.stderr
-    assert empty.stdout.strip() == "no near miss yet"
+    assert "no near miss yet" in empty.stdout
 
-    assert _ask(url, QUESTION) == "MISS"
     assert _ask(url, NEAR) == "MISS"
+    httpx.get(url + "/_flush", timeout=30).raise_for_status()
     served = httpx.get(admin + "/near-misses", headers={"authorization": f"Bearer {ADMIN}"})
     assert served.status_code == 200
-    near = served.json()["near_misses"]
-    assert len(near) == 1
-    assert near[0]["reason"] == "miss"
+    (near,) = served.json()["near_misses"]
+    assert near["reason"] == "miss"
 
-    listed = semcache("near-misses", admin, "--json", env=env)
+    listed = semcache("near-misses", "--pg-uri", pg_uri, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout) == {"near_misses": near}
-    table = semcache("near-misses", admin + "/", env=env)
-    assert table.returncode == 0, table.stderr
-    assert near[0]["text_digest"] in table.stdout
-    assert near[0]["entry"] in table.stdout
-    assert "Spain" not in table.stdout + listed.stdout
+    (table,) = json.loads(listed.stdout)["tables"]
+    (found,) = table["near_misses"]
+    assert found == {
+        "at": near["at"],
+        "scope": "",
+        "text_digest": near["text_digest"],
+        "entry": near["entry"],
+        "similarity": near["similarity"],
+        "reason": "miss",
+    }
+    text = semcache("near-misses", "--pg-uri", pg_uri, "--table", table["table"])
+    assert text.returncode == 0, text.stderr
+    assert near["text_digest"] in text.stdout
+    assert near["entry"] in text.stdout
+    assert "Spain" not in text.stdout + listed.stdout
 
-    wrong = semcache("near-misses", admin, env={"SEMANTIC_CACHE_ADMIN_TOKEN": "x" * 32})
-    assert "refused the admin token" in assert_one_error_line(wrong, 1)
-    assert ADMIN not in wrong.stderr
-    unset = semcache("near-misses", admin)
-    assert "SEMANTIC_CACHE_ADMIN_TOKEN" in assert_one_error_line(unset, 2)
-    local = semcache("near-misses", "file:///etc/passwd", env=env)
-    assert_one_error_line(local, 2)
+    other = semcache("near-misses", "--pg-uri", pg_uri, "--scope", "tenant", "--json")
+    assert json.loads(other.stdout)["tables"][0]["near_misses"] == []
+    none = semcache("near-misses", "--pg-uri", pg_uri, "--limit", "0")
+    assert "--limit" in assert_one_error_line(none, 2)
+    missing = semcache("near-misses", "--pg-uri", pg_uri, "--table", "semcache_entries_nope")
+    assert "no cache table" in assert_one_error_line(missing, 1)

@@ -121,3 +121,45 @@ def test_calibrate_reads_the_kept_negatives(pg_uri: str, tmp_path: Path) -> None
     without = semcache(*args)
     assert without.returncode == 0, without.stderr
     assert "pairs: 1 (1 same answer, 0 different)" in without.stdout
+
+
+def test_entries_lists_tokens_with_scope_route_and_model(pg_uri: str, redis_url: str) -> None:
+    scope = "list-" + secrets.token_hex(4)
+    chat, other = "https://api.example/v1/chat", "https://api.example/v1/other"
+    peru = asyncio.run(
+        _put(
+            pg_uri, redis_url, CacheKey("Capital of Peru?", scope=scope, route=chat, model="gpt-x")
+        )
+    )
+    chile = asyncio.run(
+        _put(pg_uri, redis_url, CacheKey("Capital of Chile?", scope=scope, route=other))
+    )
+    env = {"SEMANTIC_CACHE_LOG_DIGEST_KEY": KEY}
+
+    listed = semcache("entries", "--pg-uri", pg_uri, "--scope", scope, "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    # Every cache table of the module's database, the others without entries of the scope.
+    (table,) = [t for t in json.loads(listed.stdout)["tables"] if t["entries"]]
+    assert [e["entry"] for e in table["entries"]] == [chile, peru]  # newest first
+    first = table["entries"][1]
+    assert (first["scope"], first["route"], first["model"], first["hits"]) == (
+        scope,
+        chat,
+        "gpt-x",
+        0,
+    )
+    assert first["expires_at"] is None
+    assert table["entries"][0]["model"] is None
+
+    text = semcache("entries", "--pg-uri", pg_uri, "--scope", scope, "--model", "gpt-x", env=env)
+    assert text.returncode == 0, text.stderr
+    assert peru in text.stdout
+    assert chile not in text.stdout
+    assert f"{scope}  gpt-x  {chat}" in text.stdout
+    assert "Peru" not in text.stdout + listed.stdout
+    by_route = semcache("entries", "--pg-uri", pg_uri, "--route", other, "--limit", "5", env=env)
+    assert chile in by_route.stdout
+    assert peru not in by_route.stdout
+
+    unset = semcache("entries", "--pg-uri", pg_uri)
+    assert "SEMANTIC_CACHE_LOG_DIGEST_KEY" in assert_one_error_line(unset, 2)

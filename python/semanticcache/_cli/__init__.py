@@ -1,12 +1,12 @@
 """The ``semcache`` command (also ``python -m semanticcache``).
 
 ``demo`` (the product on embedded defaults), ``serve`` (the caching reverse proxy),
-``stats``, ``purge``, ``report-wrong`` and ``delete`` (both in :mod:`.entries`, registered
-by its ``add_parsers``), ``calibrate`` and ``near-misses``: one module per command, each
-with an ``add_parser(commands)`` and a ``run(args, environ) -> int``. This package is the
-edge: it reads ``os.environ`` (through :meth:`CacheSettings.from_env`) and turns every
-error into one line on stderr and an exit status (2 for usage, 1 otherwise), never a
-traceback.
+``stats``, ``purge``, ``entries`` (in :mod:`.listing`), ``report-wrong`` and ``delete``
+(both in :mod:`.entries`, registered by its ``add_parsers``), ``calibrate`` and
+``near-misses``: one module per command, each with an ``add_parser(commands)`` and a
+``run(args, environ) -> int``. This package is the edge: it reads ``os.environ`` (through
+:meth:`CacheSettings.from_env`) and turns every error into one line on stderr and an exit
+status (2 for usage, 1 otherwise), never a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ from typing import NoReturn
 
 import psycopg
 
-from semanticcache._cli import calibrate, demo, entries, near_misses, purge, serve, stats
+from semanticcache._cli import (
+    calibrate,
+    demo,
+    entries,
+    listing,
+    near_misses,
+    purge,
+    serve,
+    stats,
+)
 from semanticcache._cli._common import UsageError
 from semanticcache._settings import mask_connection_string
 from semanticcache.errors import SemanticCacheError
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="fastapi-semcache: a semantic response cache on Postgres + pgvector.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, serve, stats, purge, calibrate, near_misses):
+    for module in (demo, serve, stats, purge, listing, calibrate, near_misses):
         module.add_parser(commands)
     entries.add_parsers(commands)
     return parser

@@ -1,79 +1,128 @@
-"""``semcache near-misses URL``: a running server's most recent near misses.
+"""``semcache near-misses``: the most recent near misses of every cache table.
 
-Near misses are kept in each server process's memory, so this asks a server: ``GET
-URL/near-misses`` on its admin endpoint, with ``SEMANTIC_CACHE_ADMIN_TOKEN`` as the
-bearer token. Each line is digests only: when, similarity, reason, the lookup text's
-keyed digest and the nearest entry's token.
+Every server process writes its near misses to Postgres (``semcache_near_misses``), so
+this reads them there, as ``semcache stats`` reads the tables. Each line is digests
+only, as the server that saw the near miss made them: when, scope, similarity, reason,
+the lookup text's keyed digest and the nearest entry's token.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from semanticcache._cli._common import UsageError
-from semanticcache._settings import CacheSettings
-from semanticcache.errors import SemanticCacheError
+from semanticcache._cli._common import UsageError, add_postgres_arguments, load_settings, postgres
+from semanticcache._cli._tables import open_tables
+from semanticcache._storage import near_misses
+from semanticcache._storage.near_misses import NearMiss
 
 __all__ = ["add_parser", "run"]
 
-_TIMEOUT = 10.0
+_LIMIT = 20
 
 
 def add_parser(commands: Any) -> None:
     """Register ``semcache near-misses``."""
     parser = commands.add_parser(
         "near-misses",
-        help="a running server's most recent near misses (digests only)",
-        description="List the most recent near misses of the server process that answers: "
-        "lookups that missed although an entry came close (stage 2 refused it, or it was "
-        "just below the gate). URL is the admin endpoint (the proxy's: "
-        "http://HOST:PORT/_semcache/admin); SEMANTIC_CACHE_ADMIN_TOKEN is the token.",
+        help="the most recent near misses of every cache table (digests only)",
+        description="List the most recent near misses of every server process, newest "
+        "first: lookups that missed although an entry came close (stage 2 refused it, or "
+        f"it was just below the gate). Postgres keeps the last {near_misses.KEPT} of each "
+        "cache table.",
     )
-    parser.add_argument("url", help="the admin endpoint's URL")
-    parser.add_argument("--json", action="store_true", help="print the JSON answer")
+    add_postgres_arguments(parser)
+    parser.add_argument("--table", default=None, help="only this cache table")
+    parser.add_argument("--scope", default=None, help='only this scope ("" = unscoped)')
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=_LIMIT,
+        help=f"at most this many per table (default {_LIMIT})",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
 
 
+async def collect(
+    uri: str, only: str | None, scope: str | None, limit: int
+) -> list[tuple[str, list[NearMiss]]]:
+    """``(table, near misses)`` of every cache table."""
+    async with open_tables(uri, only) as found:
+        listed = []
+        for store in found.stores:
+            async with store.pool.connection() as conn:
+                near = await near_misses.read(conn, store.table, scope=scope, limit=limit)
+            listed.append((store.table, near))
+        return listed
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def as_json(listed: list[tuple[str, list[NearMiss]]]) -> dict[str, Any]:
+    """The ``--json`` document."""
+    return {
+        "tables": [
+            {
+                "table": table,
+                "near_misses": [
+                    {
+                        "at": _iso(n.at),
+                        "scope": n.scope,
+                        "text_digest": n.text_digest,
+                        "entry": n.entry,
+                        "similarity": round(n.similarity, 4),
+                        "reason": n.reason,
+                    }
+                    for n in near
+                ],
+            }
+            for table, near in listed
+        ]
+    }
+
+
+def as_text(listed: list[tuple[str, list[NearMiss]]]) -> str:
+    """The human-readable list."""
+    if not listed:
+        return "no cache tables in this database (a SemanticCache creates its table on first use)\n"
+    lines: list[str] = []
+    for table, near in listed:
+        lines.append(table)
+        if not near:
+            lines.append("  no near miss yet")
+        else:
+            lines.append(
+                f"  {'when (UTC)':19}  {'similarity':>10}  {'reason':12}  "
+                f"{'lookup digest':16}  {'entry':32}  scope"
+            )
+        for n in near:
+            lines.append(
+                f"  {_iso(n.at)[:19].replace('T', ' ')}  {n.similarity:>10.4f}  "
+                f"{n.reason:12}  {n.text_digest:16}  {n.entry or '-':32}  "
+                + ('""' if n.scope == "" else n.scope)
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    token = CacheSettings.from_env(environ).admin_token
-    if token is None:
-        raise UsageError("set SEMANTIC_CACHE_ADMIN_TOKEN to the server's admin token")
-    base = str(args.url).rstrip("/")
-    if urlsplit(base).scheme not in ("http", "https"):
-        raise UsageError("the URL must be http:// or https://")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-        base + "/near-misses",
-        headers={"authorization": "Bearer " + token.decode("latin-1")},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:  # noqa: S310
-            body = answer.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise SemanticCacheError("the server refused the admin token") from None
-        raise SemanticCacheError(f"the server answered {exc.code}") from None
-    try:
-        near = json.loads(body)["near_misses"]
-    except (ValueError, KeyError, TypeError):
-        raise SemanticCacheError("the server's answer is not a near-miss list") from None
-    if args.json:
-        print(json.dumps({"near_misses": near}, indent=2))
-        return 0
-    if not near:
-        print("no near miss yet")
-        return 0
-    print(f"{'when':25}  {'similarity':>10}  {'reason':12}  {'lookup digest':16}  entry")
-    for n in near:
-        print(
-            f"{n['at']:25}  {n['similarity']:>10.4f}  {n['reason']:12}  "
-            f"{n['text_digest']:16}  {n['entry'] or '-'}"
-        )
-    sys.stdout.flush()
+    """``semcache near-misses``."""
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    settings = load_settings(args, environ)
+    # With --json, stdout is the document alone: the server is one of its fields.
+    with postgres(args, settings, environ, None if args.json else sys.stdout) as pg:
+        listed = asyncio.run(collect(pg.uri, args.table, args.scope, args.limit))
+        if args.json:
+            print(json.dumps({"postgres": pg.shown, **as_json(listed)}, indent=2))
+        else:
+            sys.stdout.write(as_text(listed))
     return 0

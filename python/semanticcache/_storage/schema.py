@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache._storage import lookup_sql
 from semanticcache._storage.hot import REDIS_EPOCHS_SQL, TRIGGER_SQL, trigger_statements
+from semanticcache._storage.near_misses import NEAR_MISSES_DDL
 from semanticcache.errors import StorageError
 
 __all__ = ["ensure_schema"]
@@ -136,7 +137,7 @@ async def _store_vectors_in_row(
 async def _create_shared(conn: psycopg.AsyncConnection[tuple[object, ...]], table: str) -> None:
     """The NOTIFY triggers (hot entries of every process: a deleted or replaced entry is
     not served from another process's memory once the notice arrives), the counts, the
-    Redis epochs and the single-flight leases."""
+    Redis epochs, the single-flight leases and the near misses."""
     # The functions and tables are shared by every cache table: serialise their creation.
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("semcache_notify",)
@@ -144,6 +145,8 @@ async def _create_shared(conn: psycopg.AsyncConnection[tuple[object, ...]], tabl
     await conn.execute(TRIGGER_SQL)
     await conn.execute(SIMILARITY_COUNTS_DDL)
     await conn.execute(LEASES_DDL)
+    for ddl in NEAR_MISSES_DDL:
+        await conn.execute(ddl)
     await conn.execute(REDIS_EPOCHS_SQL)
     await conn.execute(
         "INSERT INTO semcache_redis_epochs VALUES (%s, 1) ON CONFLICT DO NOTHING", (table,)
