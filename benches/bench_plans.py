@@ -238,7 +238,7 @@ async def measure(
     async def lookup(p: bytes, v: bytes) -> list[tuple[Any, ...]]:
         # What PgVectorStore._run_search sends for a top-1 lookup.
         params = [p, digest, v, threshold, wire.dump_int4(1)]
-        verdict = force or await store._plans.verdict(conn)
+        verdict = force or await store._plans.verdict(conn, None, p)
         if verdict == CUSTOM:
             return await store._lookup_skewed.fetch(conn, params)
         return await store._lookups[verdict, True].fetch(conn, params[:4])
@@ -285,7 +285,8 @@ async def measure(
         "lookup_p10": statistics.quantiles(times["lookup"], n=10)[0] * 1e6,
         "floor_p10": statistics.quantiles(times["floor"], n=10)[0] * 1e6,
         "lookup_plan": plan_kind(lookup_plans[-1]) if lookup_plans else "?",
-        "verdict": force or await store._plans.verdict(conn),
+        "verdict": force
+        or await store._plans.verdict(conn, None, case.partitions[1 % len(packed)]),
         "floor_plan": plan_kind(floor_plans[-1]) if floor_plans else "?",
         "plans": lookup_plans[-1:] + floor_plans[-1:],
     }

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache._key import lookup_digest
 from semanticcache._storage.pgvector import PgVectorStore, SearchResult, connection_options
+from semanticcache._storage.plan import partition_verdicts
 from semanticcache._storage.plan import plan_verdict as _plan_verdict
 
 DIM = 8
@@ -251,6 +252,43 @@ def test_the_plan_policy_reads_partition_sizes_from_the_statistics(
     assert _plan_verdict(row) == verdict
 
 
+BIG, OTHER = b"\x01" * 32, b"\x02" * 32
+
+
+@pytest.mark.parametrize(
+    ("row", "listed", "others"),
+    [
+        # 5,000 rows beside 1,000 partitions of 5: the big one the index's, the rest read.
+        ((10_000.0, 1001.0, 0.5, BIG.hex(), "0.5"), {BIG: "index"}, "exact"),
+        # Two listed (2,000 and 20 rows); 1,980 unlisted rows in 98 partitions.
+        (
+            (4000.0, 100.0, 0.5, f"{BIG.hex()},{OTHER.hex()}", "0.5,0.005"),
+            {BIG: "index", OTHER: "exact"},
+            "exact",
+        ),
+        # 20,000 unlisted rows in 2 partitions (20,000 listed in 2): the index's too.
+        (
+            (40_000.0, 4.0, 0.25, f"{BIG.hex()},{OTHER.hex()}", "0.25,0.25"),
+            {BIG: "index", OTHER: "index"},
+            "index",
+        ),
+        # Every partition listed: one not listed is new since the statistics.
+        (
+            (3000.0, 2.0, 0.9, f"{BIG.hex()},{OTHER.hex()}", "0.9,0.1"),
+            {BIG: "index", OTHER: "exact"},
+            "exact",
+        ),
+        # Nothing listed, or no statistics: every partition planned on each call.
+        ((3000.0, 1001.0, None, None, None), {}, "custom"),
+        (None, {}, "custom"),
+    ],
+)
+def test_the_statistics_size_the_partitions_of_a_skewed_table(
+    row: tuple[object, ...] | None, listed: dict[bytes, str], others: str
+) -> None:
+    assert partition_verdicts(row) == (listed, others)
+
+
 WIDE = 384  # the default local model's dimension
 
 
@@ -351,7 +389,9 @@ async def test_small_partitions_are_read_without_their_responses(pg_uri: str) ->
 
 async def test_skewed_384_dimension_partitions_get_their_own_plans(pg_uri: str) -> None:
     """2,500 rows in one partition beside 500 one-row partitions (384 dimensions): the
-    large one is searched by the HNSW index, a one-row one by its btree."""
+    large one is searched by the HNSW index, a one-row one by its btree, each by a
+    cached generic plan (the statistics size them both): neither the lookup function
+    nor a custom plan, planned on each call."""
     async with open_store(pg_uri, "skewed-wide", WIDE) as store:
         large = b"\x01" * 32
         async with store.pool.connection() as conn:
@@ -372,9 +412,18 @@ async def test_skewed_384_dimension_partitions_get_their_own_plans(pg_uri: str) 
             searched = [p for p in plans if "<=>" in p]
             assert searched, plans
             assert all("_hnsw" not in p for p in searched), plans
-        for _ in range(3):
+            assert not [p for p in plans if re.search(r"Function Scan on \S+_lookup\b", p)], plans
+        for _ in range(8):  # past the plan cache's five custom plans
             plans.clear()
             assert (await store.lookup(large, b"none", query, 0.0)).nearest is not None
             searched = [p for p in plans if "<=>" in p]
             assert searched, plans
             assert all("_hnsw" in p and "Sort" not in p for p in searched), plans
+            assert not [p for p in plans if re.search(r"Function Scan on \S+_lookup\b", p)], plans
+        # Generic plans only: no statement of the lookups was planned again for a call.
+        async with store.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT sum(custom_plans), sum(generic_plans) FROM pg_prepared_statements"
+            )
+            custom, generic = await cursor.fetchone() or (None, None)
+        assert (custom, generic is not None and generic >= 18) == (0, True)

@@ -337,7 +337,7 @@ class PgVectorStore:
             conn = await pool.getconn()  # see _fetch
             try:
                 prelude = self._prelude
-                verdict = await self._plans.verdict(conn, prelude)
+                verdict = await self._plans.verdict(conn, prelude, partition)
                 if verdict == CUSTOM:
                     return await self._lookup_skewed.fetch(conn, params, prelude=prelude)
                 if k == 1:  # the top-1 statements take no k

@@ -1,8 +1,12 @@
-"""The plan policy: which lookup SQL serves a table, from its partition statistics.
+"""The plan policy: which lookup SQL serves a partition, from the table's statistics.
 
 ``INDEX``: one cached plan that is the HNSW scan; ``EXACT``: one cached plan that reads
 the partition and keeps the nearest; ``CUSTOM``: the lookup function, planned for each
-lookup's partition (see :mod:`semanticcache._storage.lookup_sql`).
+lookup's partition (see :mod:`semanticcache._storage.lookup_sql`). A table whose
+partitions all get the same answer gets one verdict. In a skewed table, each partition
+the statistics list among the most common gets the cached plan of its size, and every
+other one the cached plan of the size the planner would give it: the lookup function,
+planned on each call, serves only a table without statistics.
 """
 
 from __future__ import annotations
@@ -47,11 +51,14 @@ _PARTITION_STATS: Final = ReadStatement(
     "SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples::float8 "
     "/ c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::float8) "
     "ELSE c.reltuples::float8 END, s.n_distinct::float8, s.most_common_freqs[1]::float8 "
+    ", (SELECT string_agg(encode(v, 'hex'), ',' ORDER BY i) "
+    "FROM unnest(s.most_common_vals::text::bytea[]) WITH ORDINALITY AS m(v, i)), "
+    "array_to_string(s.most_common_freqs, ',') "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
     "AND s.attname = 'partition' WHERE c.oid = to_regclass($1)",
     [wire.TEXT_OID],
-    [wire.load_float8] * 3,
+    [wire.load_float8] * 3 + [wire.load_text] * 2,
 )
 
 
@@ -68,6 +75,10 @@ class PlanPolicy:
         self._table = table.encode()
         self._analyze = sql.SQL("ANALYZE {t}").format(t=sql.Identifier(table)).as_bytes()
         self._verdict: str = CUSTOM
+        # Under a CUSTOM verdict: the verdicts of the partitions the statistics list, and
+        # the one of every other partition.
+        self._listed: dict[bytes, str] = {}
+        self._others: str = CUSTOM
         self._due = 0.0
         self.analyze_elsewhere: Callable[[bytes], Awaitable[None]] | None = None
         """Set when searches read a replica (which cannot ``ANALYZE``): runs the
@@ -75,9 +86,21 @@ class PlanPolicy:
         self._analyzing: asyncio.Task[None] | None = None
 
     async def verdict(
-        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], prelude: bytes | None = None
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        prelude: bytes | None = None,
+        partition: bytes | None = None,
     ) -> str:
-        """The verdict; ``prelude`` as :meth:`ReadStatement.fetch`'s."""
+        """The verdict for ``partition`` (``None``: the table's); ``prelude`` as
+        :meth:`ReadStatement.fetch`'s."""
+        verdict = await self._table_verdict(conn, prelude)
+        if verdict != CUSTOM or partition is None:
+            return verdict
+        return self._listed.get(partition, self._others)
+
+    async def _table_verdict(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], prelude: bytes | None
+    ) -> str:
         now = time.monotonic()
         if now >= self._due:
             self._due = now + _PLAN_POLICY_SECONDS
@@ -90,7 +113,9 @@ class PlanPolicy:
                         return self._verdict
                     await wire.command(conn, self._analyze)
                     rows = await _PARTITION_STATS.fetch(conn, (self._table,), prelude=prelude)
-                self._verdict = plan_verdict(rows[0] if rows else None)
+                row = rows[0] if rows else None
+                self._verdict = plan_verdict(row)
+                self._listed, self._others = partition_verdicts(row)
         return self._verdict
 
     def _analyze_elsewhere(self, analyze: Callable[[bytes], Awaitable[None]], now: float) -> None:
@@ -133,17 +158,47 @@ def plan_verdict(row: tuple[Any, ...] | None) -> str:
     return INDEX if small else EXACT
 
 
+def partition_verdicts(row: tuple[Any, ...] | None) -> tuple[dict[bytes, str], str]:
+    """Under a ``CUSTOM`` verdict, from a (rows, n_distinct, largest frequency, most
+    common partitions, their frequencies) row: the verdict of each listed partition, and
+    of every other one, sized as the planner sizes it: the unlisted rows' average.
+    Nothing listed, every partition ``CUSTOM``."""
+    if row is None or len(row) < 5 or not _has_statistics(row) or not row[3] or not row[4]:
+        return {}, CUSTOM
+    rows = float(row[0])
+    values = [bytes.fromhex(v) for v in str(row[3]).split(",")]
+    freqs = [float(f) for f in str(row[4]).split(",")]
+    if len(values) != len(freqs):
+        return {}, CUSTOM
+    listed = {v: _by_size(f * rows, rows) for v, f in zip(values, freqs, strict=True)}
+    n_distinct = float(row[1])
+    distinct = n_distinct if n_distinct > 0 else -n_distinct * rows
+    if len(values) >= distinct:
+        return listed, EXACT  # every partition listed: another one is new since
+    # What the planner estimates for a value the statistics do not list, and so what
+    # the lookup function's custom plan would be chosen on: the unlisted rows' average.
+    other = max(0.0, 1.0 - sum(freqs)) * rows / (distinct - len(values))
+    return listed, _by_size(other, rows)
+
+
+def _by_size(partition_rows: float, rows: float) -> str:
+    return INDEX if partition_rows * partition_rows / rows >= _INDEX_MIN_ROWS else EXACT
+
+
 def search_settings(ef_search: int | None, *, iterative_scan: bool = True) -> list[tuple[str, str]]:
     """The HNSW search settings a store's connections need, as (name, value) pairs.
 
     ``hnsw.iterative_scan=relaxed_order`` (pgvector >= 0.8; ``iterative_scan=False`` leaves
     it out), ``enable_sort=off`` (the ``INDEX`` verdict's cached plan is then the HNSW
     scan: the planner's costs for ``<=>`` under a sort leave out the distance work on wide
-    vectors; the ``EXACT`` statement and the lookup function are unaffected) and
-    ``hnsw.ef_search=N`` when ``ef_search`` is set. Without them, searches still return
+    vectors; the ``EXACT`` statement and the lookup function are unaffected),
+    ``plan_cache_mode=force_generic_plan`` (each partition's statement is the one its
+    size chose: planned once, never again for a call, where Postgres's own choice keeps
+    planning a large partition's lookup on every call, its generic plan costed above
+    the custom ones) and ``hnsw.ef_search=N`` when ``ef_search`` is set. Without them, searches still return
     correct rows, but a small partition of a large table may get fewer than ``k``.
     """
-    settings = [("enable_sort", "off")]
+    settings = [("enable_sort", "off"), ("plan_cache_mode", "force_generic_plan")]
     if iterative_scan:
         settings.insert(0, ("hnsw.iterative_scan", "relaxed_order"))
     if ef_search is not None:
