@@ -2,7 +2,10 @@
 
 Scenarios: ``baseline`` (the same app without the cache), ``exact`` (stored questions
 asked again), ``semantic`` (rewordings of stored questions, a semantic hit every time),
-``miss`` (every request a new question, stored). Two workloads: ``--embedder hashing``
+``miss`` (every request a new question, stored), ``bare`` (the bare pgvector top-1
+query from psycopg connections, no HTTP) and ``bare-http`` (the semantic scenario's
+requests answered by that query in a hand-written app on the same uvicorn stack,
+``benches/bare_http_app.py``: the floor of a semantic hit over HTTP). Two workloads: ``--embedder hashing``
 (microseconds, 256 dimensions; one stored question and one paraphrase of it, repeated)
 and ``--embedder local`` (the default local model, 384 dimensions; ``--questions``
 generated questions stored and as many distinct rewordings of them cycled, each checked
@@ -194,12 +197,13 @@ def start_server(
     stack: str = "auto",
     pooler: str | None = None,
     env: Mapping[str, str] | None = None,
+    app: str = "benches.load_app:app",
 ) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving ``load_app`` (``uri`` ``None``: no cache), or ``orig_app`` under
     the ``original`` interpreter (which seeds ``rows`` itself at start-up). ``stack``:
     ``fast`` (uvloop + httptools), ``asyncio`` (asyncio's loop + h11), ``auto`` (fast
     when the interpreter has them). ``pooler``: the cache's ``SEMANTIC_CACHE_PG_POOLER``;
-    ``env``: more of the server's environment."""
+    ``env``: more of the server's environment; ``app``: the ASGI app uvicorn serves."""
     port = free_port()
     # ROOT for ``benches.load_app``; the caller's PYTHONPATH after it, so that a
     # PYTHONPATH naming another checkout's ``python/`` serves that checkout's code.
@@ -214,7 +218,7 @@ def start_server(
         original or sys.executable,
         "-m",
         "uvicorn",
-        "benches.orig_app:app" if original else "benches.load_app:app",
+        "benches.orig_app:app" if original else app,
         "--host",
         "127.0.0.1",
         "--port",
@@ -448,7 +452,9 @@ def main() -> None:
     parser.add_argument(
         "--scenarios",
         default="baseline,exact,semantic,miss",
-        help="any of baseline, exact, semantic, miss, bare (the bare pgvector query)",
+        help="any of baseline, exact, semantic, miss, bare (the bare pgvector query), "
+        "bare-http (that query answering the semantic requests in an app of its own: "
+        "benches/bare_http_app.py)",
     )
     parser.add_argument(
         "--embedder",
@@ -519,7 +525,7 @@ def main() -> None:
         "fail: enable_indexscan=off and random_page_cost=1000 take the HNSW scan away)",
     )
     args = parser.parse_args()
-    if args.original and "bare" in args.scenarios.split(","):
+    if args.original and {"bare", "bare-http"} & set(args.scenarios.split(",")):
         parser.error("the bare query reads this project's table: not with --original")
     if args.pgbouncer and (args.original or args.hot):
         parser.error("--pgbouncer: this project's cache only, hot entries off")
@@ -554,10 +560,11 @@ def run(args: argparse.Namespace) -> None:
             if args.original is None:
                 asyncio.run(seed(uri, workload))
                 asyncio.run(guard.check_store("before the load"))
-                if "bare" in scenarios:
+                if "bare" in scenarios or "bare-http" in scenarios:
                     embedder = make_embedder(args.embedder)
                     vectors = asyncio.run(embedder.embed(workload.asked))
                     np.save(Path(tmp) / "vectors.npy", np.asarray(vectors, dtype=np.float32))
+                    (Path(tmp) / "texts.json").write_text(json.dumps(workload.asked))
             with psycopg.connect(uri, autocommit=True) as conn:
                 for setting in args.pg_setting:
                     name, _, value = setting.partition("=")
@@ -593,6 +600,17 @@ def run(args: argparse.Namespace) -> None:
                     continue
                 if scenario == "baseline":
                     proc, port = start_server(None, stack=args.stack)
+                elif scenario == "bare-http":
+                    proc, port = start_server(
+                        uri,
+                        stack=args.stack,
+                        app="benches.bare_http_app:app",
+                        env={
+                            "LOAD_BARE_TABLE": guard.table,
+                            "LOAD_BARE_VECTORS": str(Path(tmp) / "vectors.npy"),
+                            "LOAD_BARE_TEXTS": str(Path(tmp) / "texts.json"),
+                        },
+                    )
                 else:
                     proc, port = start_server(
                         uri, original=args.original, rows=seed_rows, stack=args.stack
@@ -638,6 +656,14 @@ def run(args: argparse.Namespace) -> None:
             if args.original is None:
                 asyncio.run(guard.check_store("after the load"))
                 print("\nplan guard: " + "; ".join(guard.seen))
+            for level in levels:
+                if ("semantic", level) in p50 and ("bare-http", level) in p50:
+                    print(
+                        f"\nsemantic hit p50 / hand-written bare-query app p50 at "
+                        f"concurrency {level}: {p50['semantic', level]:.3f} / "
+                        f"{p50['bare-http', level]:.3f} ms = "
+                        f"{p50['semantic', level] / p50['bare-http', level]:.2f}x"
+                    )
             if "miss" in scenarios and args.original is None:
                 embed_ms, put_ms = put_cost_where_served(uri)
                 print(
@@ -811,9 +837,16 @@ def report(
 ) -> tuple[float, float]:
     """One table row (``label``: its first cell, default the scenario); the median p50
     in ms and the median requests per second."""
-    make = workload.maker(scenario, port)
+    # The hand-written floor answers the semantic scenario's requests.
+    make = workload.maker("semantic" if scenario == "bare-http" else scenario, port)
     # X-Cache, with X-Cache-Match where the server sends one (the original does not).
-    expected = {"baseline": b"", "exact": b"HIT", "semantic": b"HIT", "miss": b"MISS"}
+    expected = {
+        "baseline": b"",
+        "bare-http": b"",
+        "exact": b"HIT",
+        "semantic": b"HIT",
+        "miss": b"MISS",
+    }
     if args.original is None:
         expected.update(exact=b"HIT/exact", semantic=b"HIT/semantic")
     # Warm-up: connections, prepared statements, the first lookups; with a real model,
