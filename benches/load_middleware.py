@@ -2,17 +2,17 @@
 
 Scenarios: ``baseline`` (the same app without the cache), ``exact`` (stored questions
 asked again), ``semantic`` (rewordings of stored questions, a semantic hit every time),
-``miss`` (every request a new question, stored), ``bare`` (the bare pgvector top-1
-query from psycopg connections, no HTTP) and ``bare-http`` (the semantic scenario's
-requests answered by that query in a hand-written app on the same uvicorn stack,
-``benches/bare_http_app.py``: the floor of a semantic hit over HTTP). Two workloads: ``--embedder hashing``
-(microseconds, 256 dimensions; one stored question and one paraphrase of it, repeated)
-and ``--embedder local`` (the default local model, 384 dimensions; ``--questions``
-generated questions stored and as many distinct rewordings of them cycled, each checked
-to be a semantic hit on its own question before the load). Each at the given
-concurrencies, each run ``--runs`` times; the table reports medians of requests per
-second, of p50 / p90 / p99 latency, and of the CPU time the server process and
-Postgres (all its processes) spent per request: on a noisy machine, where the
+``miss`` (every request a new question, stored), ``bare`` (the bare pgvector top-1 query
+from psycopg connections, no HTTP) and ``bare-http`` (the semantic scenario's requests
+answered by that query in a hand-written app on the same uvicorn stack,
+``benches/bare_http_app.py``: the floor of a semantic hit over HTTP). Two workloads:
+``--embedder hashing`` (microseconds, 256 dimensions; one stored question and one
+paraphrase of it, repeated) and ``--embedder local`` (the default local model, 384
+dimensions; ``--questions`` generated questions stored and as many distinct rewordings
+of them cycled, each checked to be a semantic hit on its own question before the load).
+Each at the given concurrencies, each run ``--runs`` times; the table reports medians of
+requests per second, of p50 / p90 / p99 latency, and of the CPU time the server process
+and Postgres (all its processes) spent per request: on a noisy machine, where the
 throughput of one run may differ from the next by a third, CPU per request moves much
 less. The server is pinned to core 0, this load generator and the embedded Postgres to
 core 1 (``taskset``), when the machine has two cores or more.

@@ -193,11 +193,12 @@ def function_ddl(table: str) -> sql.Composed:
     """``CREATE OR REPLACE FUNCTION <table>_lookup(...)``: the probe, then, only if it
     found nothing, the search, planned for the lookup's partition.
 
-    For tables without statistics yet, whose partitions cannot be sized: a generic
-    plan (sized as the average partition) could sort a large partition in full. PL/pgSQL caches each query's plan
-    apart: the probe's stays generic, the search alone runs under
-    ``force_custom_plan`` (and with sorts allowed), restored after. The search scans all
-    its columns (a join back by primary key costs more planning than it saves).
+    For tables without statistics yet, whose partitions cannot be sized: a generic plan
+    (sized as the average partition) could sort a large partition in full. PL/pgSQL
+    caches each query's plan apart: the probe's stays generic, the search alone runs
+    under ``force_custom_plan`` (and with sorts allowed), restored after. The search
+    scans all its columns (a join back by primary key costs more planning than it
+    saves).
     ``STABLE``: both queries see the caller's snapshot.
     """
     t = sql.Identifier(table)

@@ -195,8 +195,9 @@ def search_settings(ef_search: int | None, *, iterative_scan: bool = True) -> li
     ``plan_cache_mode=force_generic_plan`` (each partition's statement is the one its
     size chose: planned once, never again for a call, where Postgres's own choice keeps
     planning a large partition's lookup on every call, its generic plan costed above
-    the custom ones) and ``hnsw.ef_search=N`` when ``ef_search`` is set. Without them, searches still return
-    correct rows, but a small partition of a large table may get fewer than ``k``.
+    the custom ones) and ``hnsw.ef_search=N`` when ``ef_search`` is set. Without them,
+    searches still return correct rows, but a small partition of a large table may get
+    fewer than ``k``.
     """
     settings = [("enable_sort", "off"), ("plan_cache_mode", "force_generic_plan")]
     if iterative_scan:
