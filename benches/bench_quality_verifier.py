@@ -42,6 +42,7 @@ from benches.quality.verifier import (
 from semanticcache import HashingEmbedder
 from semanticcache._embedders.local import LocalEmbedder
 from semanticcache._settings import CacheSettings
+from semanticcache._verifier.card import Thresholds, load_card
 from semanticcache.calibration import Pair, judge_pairs
 
 SAMPLE = 40
@@ -67,6 +68,12 @@ def test_the_lowest_threshold_refuses_what_the_rate_does_not_allow() -> None:
 
 def test_the_decisions_and_their_rates() -> None:
     judged = Judged(
+        pairs=[
+            ("flights from paris to rome", "flights from rome to paris"),
+            ("how do i reset my router", "router reset steps"),
+            ("a", "b"),
+            ("what is a cat", "what is a dog"),
+        ],
         labels=[True, True, False, False],
         similarity=[0.99, 0.90, 0.98, 0.70],
         agrees=[True, True, False, True],
@@ -77,6 +84,9 @@ def test_the_decisions_and_their_rates() -> None:
     # The verifier: no probability (it never reached the model) is never served.
     assert verifier_served(judged, 0.65) == [True, False, False, True]
     assert rates_of(verifier_served(judged, 0.65), judged.labels) == Rates(0.5, 0.5)
+    # Two thresholds: the first pair shares all its words and takes the stricter one.
+    two = Thresholds(0.65, 0.96, 0.75)
+    assert verifier_served(judged, two) == [False, False, False, True]
     assert math.isnan(rates_of([True], [True]).false_hits)
 
 
@@ -172,7 +182,10 @@ async def test_a_sample_of_the_test_split_is_the_lookups_decision_at_each_rate(
         at_rate = await judge_pairs(
             pairs, settings=CacheSettings(max_false_hit_rate=row.max_false_hit_rate), embedder=local
         )
-        assert [j.served for j in at_rate] == verifier_served(judged, row.verifier.threshold)
+        verifier = row.verifier
+        reordered = verifier.reordered if verifier.reordered is not None else verifier.threshold
+        thresholds = Thresholds(verifier.threshold, reordered, load_card().reordered_words)
+        assert [j.served for j in at_rate] == verifier_served(judged, thresholds)
         assert rates_of([j.served for j in at_rate], judged.labels) == row.verifier.rates["qqp"]
         # ... and today's is judge_pairs' with the verifier off at its threshold.
         off = CacheSettings(verifier="off", threshold=row.similarity_qqp.threshold)

@@ -7,8 +7,8 @@ never used to choose a threshold. Every pair is judged by
 embedder, twice:
 
 - **verifier**: the cache's default (``SEMANTIC_CACHE_VERIFIER=auto``, the packaged
-  model), at the threshold its card gives for each ``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE``
-  (chosen on the calibrate split);
+  model), at the thresholds its card gives for each ``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE``
+  (chosen on the calibrate split; a pair sharing most of its words takes the stricter);
 - **similarity only**: ``SEMANTIC_CACHE_VERIFIER=off`` with the agreement check (today's
   decision), at the lowest similarity threshold that served at most that share of the
   calibrate split's different-answer pairs, QQP, PAWS and the paraphrase pairs each (as
@@ -23,7 +23,7 @@ Reported per rate: QQP recall (same-answer pairs served) and false-hit rate, wit
 and raw labels, PAWS and rule pairs' false-hit rates, paraphrase recall and false hits.
 The verifier's probability does not depend on its threshold, so
 one run gives its decision at every rate: a pair is served when it got a probability (it
-passed the floor and the agreement check) at or above the threshold.
+passed the floor and the agreement check) at or above the threshold its pair takes.
 
     python -m benches.quality.verifier --split /work/train-out \\
         [--data QQP.jsonl] [--paws PAWS.jsonl] [--limit N] [--json out.json] [--markdown out.md]
@@ -56,6 +56,7 @@ from benches.quality.run import DEFAULT_DATA, SHARED_DATA, missing_data_message
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
 from semanticcache._verifier import load_verifier
+from semanticcache._verifier.card import Thresholds
 from semanticcache.calibration import NEAR_ZERO, Judgement, Pair, judge_pairs, load_pairs
 
 RATES: Final = (0.005, 0.01, 0.02)
@@ -177,6 +178,8 @@ class Remembered(BaseEmbedder):
 class Judged:
     """One split's pairs with both decisions' scores."""
 
+    pairs: list[tuple[str, str]]
+    """``(stored, lookup)`` texts: a pair's verifier threshold depends on its words."""
     labels: list[bool]
     similarity: list[float]
     agrees: list[bool]
@@ -214,6 +217,7 @@ async def judge_split(
                 f"{label}: {done}/{len(pairs)} pairs ({time.perf_counter() - started:.0f} s)\n"
             )
     return Judged(
+        pairs=[(p.a, p.b) for p in pairs],
         labels=[p.same_answer for p in pairs],
         similarity=similarity,
         agrees=agrees,
@@ -258,18 +262,27 @@ def similarity_served(judged: Judged, threshold: float) -> list[bool]:
     return [ok and s >= threshold for s, ok in zip(judged.similarity, judged.agrees, strict=True)]
 
 
-def verifier_served(judged: Judged, threshold: float) -> list[bool]:
-    """The verifier's decision at ``threshold``: it gave a probability at or above it."""
+def verifier_served(judged: Judged, thresholds: Thresholds | float) -> list[bool]:
+    """The verifier's decision at ``thresholds``: it gave a probability at or above the
+    threshold its pair takes."""
     assert judged.probability is not None
-    return [p is not None and p >= threshold for p in judged.probability]
+    if not isinstance(thresholds, Thresholds):
+        thresholds = Thresholds.single(thresholds)
+    return [
+        p is not None and p >= thresholds.for_pair(stored, lookup)
+        for p, (stored, lookup) in zip(judged.probability, judged.pairs, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One decision's threshold and its test-split figures per dataset."""
+    """One decision's threshold (the verifier's: the one of pairs worded differently,
+    with ``reordered``, the one of pairs sharing their words) and its test-split figures
+    per dataset."""
 
     threshold: float
     rates: dict[str, Rates]
+    reordered: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +298,12 @@ class AtRate:
     """Today's decision, its threshold holding QQP alone (PAWS traps not counted)."""
 
 
-def verifier_threshold(rate: float, embedder: BaseEmbedder) -> float:
-    """The threshold the cache's default verifier runs with at ``rate``."""
+def verifier_thresholds(rate: float, embedder: BaseEmbedder) -> Thresholds:
+    """The thresholds the cache's default verifier runs with at ``rate``."""
     verifier = load_verifier(CacheSettings(max_false_hit_rate=rate), embedder)
     if verifier is None:
         raise SystemExit("the verifier is off with this embedder: the benchmark needs `local`")
-    return verifier.threshold
+    return verifier.thresholds
 
 
 def figures(
@@ -299,7 +312,7 @@ def figures(
     """Both decisions at each of :data:`RATES`."""
     result = []
     for rate in RATES:
-        t_verifier = verifier_threshold(rate, embedder)
+        t_verifier = verifier_thresholds(rate, embedder)
         # Today's thresholds, chosen on calibrate as the card's were.
         t_qqp, t_paws, t_generated = (
             lowest_threshold(c.similarity, c.agrees, c.labels, rate)
@@ -315,7 +328,7 @@ def figures(
         result.append(
             AtRate(
                 max_false_hit_rate=rate,
-                verifier=Decision(t_verifier, served),
+                verifier=Decision(t_verifier.threshold, served, t_verifier.reordered),
                 similarity=today(max(t_qqp, t_paws, t_generated)),
                 similarity_qqp=today(t_qqp),
             )
@@ -385,8 +398,11 @@ def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: s
             ("**verifier** (threshold for all)", row.verifier, f" ({gain:.1f}x)"),
         ):
             r = decision.rates
+            shown = f"{decision.threshold:.4f}"
+            if decision.reordered is not None and decision.reordered != decision.threshold:
+                shown += f" / {decision.reordered:.4f}"
             lines.append(
-                f"| {100 * row.max_false_hit_rate:g} % | {name} | {decision.threshold:.4f} | "
+                f"| {100 * row.max_false_hit_rate:g} % | {name} | {shown} | "
                 f"{_percent(r['qqp'].recall, 1)}{note} | {_percent(r['qqp'].false_hits, 2)} | "
                 f"{_percent(r['qqp_raw'].recall, 1)} / {_percent(r['qqp_raw'].false_hits, 2)} | "
                 f"{_percent(r['paws'].false_hits, 2)} | {_percent(r['rules'].false_hits, 2)} | "
@@ -398,7 +414,10 @@ def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: s
 
 def as_json(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], seconds: float) -> Any:
     def decision(d: Decision) -> dict[str, Any]:
-        return {"threshold": d.threshold} | {
+        shown: dict[str, Any] = {"threshold": d.threshold}
+        if d.reordered is not None:
+            shown["reordered_threshold"] = d.reordered
+        return shown | {
             k: {"recall": r.recall, "false_hits": r.false_hits} for k, r in d.rates.items()
         }
 

@@ -5,18 +5,16 @@ breakers)."""
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from semanticcache import (
-    BaseEmbedder,
     CacheKey,
     CacheSettings,
     SemanticCache,
@@ -29,37 +27,10 @@ from semanticcache._activity import NEAR_MISSES, SLOT_SECONDS, Activity, NearMis
 from semanticcache._dashboard import COOKIE
 from semanticcache._entry_token import entry_token
 from semanticcache._results import CacheHit, CacheLookup
+from tests.admin.questions import Questions
 
 KEY = secrets.token_bytes(32)
 ADMIN = "operator-" + secrets.token_hex(16)
-DIM = 16
-
-
-def _unit(i: int) -> list[float]:
-    v = [0.0] * DIM
-    v[i] = 1.0
-    return v
-
-
-def _at(similarity: float, side: int) -> list[float]:
-    """A unit vector at cosine ``similarity`` to e0, leaning towards e``side``."""
-    s = math.sqrt(1 - similarity * similarity)
-    return [similarity * a + s * b for a, b in zip(_unit(0), _unit(side), strict=True)]
-
-
-class _Vectors(BaseEmbedder):
-    def __init__(self) -> None:
-        self.model_id = f"dashboard-{secrets.token_hex(4)}"  # a fresh table per test
-        self.dimension = DIM
-        self.vectors = {
-            "stored question": _unit(0),
-            "close question": _at(0.955, 1),
-            "near question": _at(0.855, 2),
-            "far question": _at(0.405, 3),
-        }
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self.vectors[t] for t in texts]
 
 
 @pytest.fixture
@@ -71,7 +42,7 @@ async def cache(pg_uri: str) -> AsyncIterator[SemanticCache]:
         log_digest_key=KEY,
         admin_token=ADMIN.encode(),
     )
-    async with SemanticCache(settings=settings, embedder=_Vectors()) as c:
+    async with SemanticCache(settings=settings, embedder=Questions()) as c:
         yield c
 
 
@@ -332,7 +303,7 @@ async def test_a_stage_two_refusal_is_kept_with_its_candidate(pg_uri: str) -> No
         pg_uri=pg_uri, threshold=0.9, agreement_check=False, log_digest_key=KEY
     )
     async with SemanticCache(
-        settings=settings, embedder=_Vectors(), rejection_threshold=0.99
+        settings=settings, embedder=Questions(), rejection_threshold=0.99
     ) as cache:
         partition = secrets.token_bytes(32)
         entry_id = await cache.put("stored question", b"answer", partition=partition)
@@ -350,7 +321,7 @@ async def test_a_stage_two_refusal_is_kept_with_its_candidate(pg_uri: str) -> No
 async def test_a_token_beyond_ascii_signs_in(pg_uri: str) -> None:
     token = "opérateur-" + secrets.token_hex(8)
     settings = CacheSettings(pg_uri=pg_uri, admin_token=token.encode("utf-8"))
-    async with SemanticCache(settings=settings, embedder=_Vectors()) as cache:
+    async with SemanticCache(settings=settings, embedder=Questions()) as cache:
         app = FastAPI()
         app.mount("/admin", admin_app(cache))
         transport = httpx.ASGITransport(app=app)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,6 @@ import pytest
 from fastapi import FastAPI
 
 from semanticcache import (
-    BaseEmbedder,
     CacheKey,
     CacheSettings,
     SemanticCache,
@@ -32,36 +30,10 @@ from semanticcache._devserver import EmbeddedPostgres
 from semanticcache._entry_token import entry_token
 from semanticcache._storage import near_misses
 from semanticcache._storage.near_misses import NearMiss
+from tests.admin.questions import Questions
 
 KEY = secrets.token_bytes(32)
 ADMIN = "operator-" + secrets.token_hex(16)
-DIM = 16
-
-
-def _unit(i: int) -> list[float]:
-    v = [0.0] * DIM
-    v[i] = 1.0
-    return v
-
-
-def _at(similarity: float, side: int) -> list[float]:
-    s = math.sqrt(1 - similarity * similarity)
-    return [similarity * a + s * b for a, b in zip(_unit(0), _unit(side), strict=True)]
-
-
-class _Vectors(BaseEmbedder):
-    dimension = DIM
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        self.vectors = {
-            "stored question": _unit(0),
-            "near question": _at(0.855, 2),
-            "far question": _at(0.405, 3),
-        }
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self.vectors[t] for t in texts]
 
 
 def _cache(uri: str, model_id: str, **extra: object) -> SemanticCache:
@@ -72,7 +44,7 @@ def _cache(uri: str, model_id: str, **extra: object) -> SemanticCache:
         log_digest_key=KEY,
         admin_token=ADMIN.encode(),
     )
-    return SemanticCache(settings=settings, embedder=_Vectors(model_id), **extra)  # type: ignore[arg-type]
+    return SemanticCache(settings=settings, embedder=Questions(model_id), **extra)  # type: ignore[arg-type]
 
 
 @pytest.fixture

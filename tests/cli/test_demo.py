@@ -106,7 +106,7 @@ def test_summary_counts_paraphrases_near_misses_false_hits_and_savings() -> None
         outcome(7, "d", "ERROR", "d", 300, "store_timeout", None),
     ]
     assert [o.false_hit for o in outcomes] == [False, False, True, False, False, False, False]
-    decision = Decision(0.6, "the verifier's floor", "v1", 0.9, "its threshold")
+    decision = Decision(0.6, "the verifier's floor", "v1", "0.900", "its threshold")
     look_alikes = {"a": {"b", "c"}, "b": {"a"}, "c": {"a"}, "d": set()}
     lines = summary(
         outcomes,
@@ -170,14 +170,21 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
     assert done.returncode == 0, done.stderr
     out = done.stdout
     card = load_card()
-    threshold = card.threshold_for(0.01)
+    thresholds = card.thresholds_for(0.01)
+    described = (
+        f"{thresholds.threshold:.3f} ({thresholds.reordered:.3f} with "
+        f"{100 * card.reordered_words:.0f} % of the words shared)"
+    )
+    # A pair takes one of the two, by how many of its words it shares.
+    lowest = float(f"{min(thresholds.threshold, thresholds.reordered):.3f}")
+    highest = float(f"{max(thresholds.threshold, thresholds.reordered):.3f}")
     assert "embedder: all-MiniLM-L6-v2-int8 (384 dimensions), runs offline" in out
     assert (
         f"stage 1: the nearest cached question, if its similarity is >= {card.floor} "
         "(the verifier's floor)" in out
     )
     assert f"stage 2: the agreement check, then the verifier {card.name}:\n" in out
-    assert f"want the same answer is >= {threshold:.3f}\n" in out
+    assert f"want the same answer is >= {described}\n" in out
     assert "(its threshold for <= 1 % false hits: SEMANTIC_CACHE_MAX_FALSE_HIT_RATE)" in out
     assert re.search(r"cache scope demo-[0-9a-f]{8}", out)
     rows = _rows(out)
@@ -191,10 +198,10 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
     assert all(m.group(3) == "HIT semantic" for m in hits)
     assert all(float(m.group(4)) >= card.floor for m in hits)
     assert all(m.group(5).endswith(" served") for m in hits)
-    assert all(float(m.group(5).split()[0]) >= float(f"{threshold:.3f}") for m in hits)
+    assert all(float(m.group(5).split()[0]) >= lowest for m in hits)
     assert not any("FALSE HIT" in m.group(7) for m in rows)
     refused = [m for m in misses if re.fullmatch(r"\d\.\d{3} refused", m.group(5))]
-    assert all(float(m.group(5).split()[0]) <= float(f"{threshold:.3f}") for m in refused)
+    assert all(float(m.group(5).split()[0]) <= highest for m in refused)
     assert all(float(m.group(4)) >= card.floor for m in refused)
     # What each request was when it was sent, from the question file: a paraphrase (its
     # group asked before), a near miss (a look-alike group asked before, its own not).
@@ -240,7 +247,7 @@ def test_demo_run_with_the_verifier_serves_only_right_answers_and_adds_up(pg_uri
     assert _summary_int(out, r"hit rate\s+[\d.]+ %  \((\d+) hits") == len(hits)
     assert _summary_int(out, r"; (\d+) misses") == len(misses)
     assert (
-        f"  stage 2         verifier {card.name} (floor {card.floor}), hit at p >= {threshold:.3f}"
+        f"  stage 2         verifier {card.name} (floor {card.floor}), hit at p >= {described}"
         in out
     )
     # Every miss went to the stand-in; every hit was a call saved.

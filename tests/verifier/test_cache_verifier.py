@@ -53,11 +53,11 @@ def test_auto_is_on_with_the_local_embedder_at_the_tables_threshold(
     cache = SemanticCache(embedder=local, settings=settings(pg_uri))
     card = load_card()
     assert cache.verifier is not None
-    assert cache.verifier.threshold == card.threshold_for(0.01)
+    assert cache.verifier.thresholds == card.thresholds_for(0.01)
     assert cache.verifier.floor == card.floor
     strict = SemanticCache(embedder=local, settings=settings(pg_uri, max_false_hit_rate=0.005))
     assert strict.verifier is not None
-    assert strict.verifier.threshold == card.threshold_for(0.005)
+    assert strict.verifier.thresholds == card.thresholds_for(0.005)
     # One model per process, shared by every cache.
     assert strict.verifier.scorer is cache.verifier.scorer
 

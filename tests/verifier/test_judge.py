@@ -13,6 +13,7 @@ from semanticcache._guard import Guard, Unavailable
 from semanticcache._judge import Candidate, Judge
 from semanticcache._settings import CacheSettings
 from semanticcache._verifier import Verifier
+from semanticcache._verifier.card import Thresholds
 
 
 class ScriptedScorer:
@@ -48,7 +49,7 @@ def judge(
     **settings: object,
 ) -> Judge:
     verifier = (
-        None if scorer is None else Verifier(scorer, floor=floor, threshold=accept)  # type: ignore[arg-type]
+        None if scorer is None else Verifier(scorer, floor=floor, thresholds=accept)  # type: ignore[arg-type]
     )
     guard = Guard("verify", CircuitBreaker("verifier", failures=3, cooldown=60.0), budget)
     return Judge(CacheSettings(**settings), verifier, guard)  # type: ignore[arg-type]
@@ -74,6 +75,28 @@ async def test_the_verifier_serves_the_first_candidate_it_accepts_in_similarity_
     assert (verdict.served, verdict.reason, verdict.probability) == (1, "hit", 0.7)
     # All candidates go to the model as one batch of (stored, lookup) pairs.
     assert scorer.batches == [[("first", QUERY), ("second", QUERY), ("third", QUERY)]]
+
+
+async def test_a_candidate_sharing_the_lookups_words_needs_the_reordered_threshold() -> None:
+    # The same words in another order (where order decides the answer) take the card's
+    # stricter threshold; another wording takes the other one.
+    query = "cheap flights from paris to rome in may"
+    swapped = "cheap flights from rome to paris in may"
+    reworded = "low-cost plane tickets paris to rome, may"
+    scorer = ScriptedScorer({swapped: 0.9, reworded: 0.9})
+    thresholds = Thresholds(0.85, 0.95, 0.75)
+    verifier = Verifier(scorer, floor=0.8, thresholds=thresholds)
+    guard = Guard("verify", CircuitBreaker("verifier", failures=3, cooldown=60.0), None)
+    j = Judge(CacheSettings(agreement_check=False), verifier, guard)
+    assert verifier.threshold_of(swapped, query) == 0.95
+    assert verifier.threshold_of(reworded, query) == 0.85
+    refused = await j.choose(query, [Candidate(0.97, swapped)])
+    assert (refused.served, refused.reason) == (None, "unverified")
+    served = await j.choose(query, [Candidate(0.97, swapped), Candidate(0.9, reworded)])
+    assert (served.served, served.reason, served.probability) == (1, "hit", 0.9)
+    # One threshold (a user's, or a card's without the cut): every pair alike.
+    single = Verifier(scorer, floor=0.8, thresholds=0.85)
+    assert single.threshold_of(swapped, query) == single.threshold_of(reworded, query) == 0.85
 
 
 async def test_no_accepted_candidate_is_unverified_with_the_best_probability() -> None:
@@ -139,6 +162,6 @@ async def test_a_slow_model_is_given_up_at_the_budget() -> None:
 
 
 def test_a_verifier_needs_a_guard() -> None:
-    verifier = Verifier(ScriptedScorer({}), floor=0.5, threshold=0.5)
+    verifier = Verifier(ScriptedScorer({}), floor=0.5, thresholds=0.5)
     with pytest.raises(ValueError, match="guard"):
         Judge(CacheSettings(), verifier, None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from semanticcache._verifier.card import PACKAGED_CARD, ModelCard, load_card
+from semanticcache._verifier.card import PACKAGED_CARD, ModelCard, Thresholds, load_card
 from semanticcache._verifier.model import CrossEncoder
 from semanticcache.errors import ConfigurationError
 
@@ -24,12 +24,14 @@ def test_the_packaged_card_describes_the_packaged_file() -> None:
     card = load_card()
     assert card.model_path.is_file()
     assert card.max_tokens == 128
-    rates = [rate for rate, _ in card.table]
-    thresholds = [t for _, t in card.table]
+    rates = [rate for rate, _, _ in card.table]
     assert rates == sorted(rates)
-    # A lower false-hit rate never needs a lower probability.
-    assert thresholds == sorted(thresholds, reverse=True)
+    # A lower false-hit rate never needs a lower probability, of either kind.
+    for kind in (1, 2):
+        thresholds = [row[kind] for row in card.table]
+        assert thresholds == sorted(thresholds, reverse=True)
     assert 0.0 <= card.floor < 1.0
+    assert 0.0 < card.reordered_words <= 2.0
 
 
 def test_probability_is_the_cards_logistic_of_the_logit() -> None:
@@ -42,13 +44,14 @@ def test_probability_is_the_cards_logistic_of_the_logit() -> None:
     assert card.probability(1.0) > card.probability(0.0)
 
 
-def test_threshold_for_takes_the_strictest_row_within_the_target() -> None:
-    card = ModelCard("t", Path("x"), "", 128, (1.0, 0.0), 0.5, ((0.005, 0.95), (0.01, 0.9)))
-    assert card.threshold_for(0.01) == 0.9
-    assert card.threshold_for(0.0099) == 0.95
-    assert card.threshold_for(0.5) == 0.9
+def test_thresholds_for_takes_the_strictest_row_within_the_target() -> None:
+    table = ((0.005, 0.95, 0.97), (0.01, 0.9, 0.93))
+    card = ModelCard("t", Path("x"), "", 128, (1.0, 0.0), 0.5, table, 0.75)
+    assert card.thresholds_for(0.01) == Thresholds(0.9, 0.93, 0.75)
+    assert card.thresholds_for(0.0099) == Thresholds(0.95, 0.97, 0.75)
+    assert card.thresholds_for(0.5) == Thresholds(0.9, 0.93, 0.75)
     with pytest.raises(ConfigurationError, match=r"down to a false-hit rate of 0\.005"):
-        card.threshold_for(0.001)
+        card.thresholds_for(0.001)
 
 
 @pytest.mark.parametrize(
@@ -57,11 +60,16 @@ def test_threshold_for_takes_the_strictest_row_within_the_target() -> None:
         (lambda c: c.pop("platt"), "platt"),
         (lambda c: c.update(table=[]), "non-empty"),
         (lambda c: c.update(floor="high"), "finite number"),
+        (lambda c: c.pop("reordered_words"), "reordered_words"),
+        (
+            lambda c: c.update(table=[{"max_false_hit_rate": 0.01, "threshold": 0.5}]),
+            "reordered_threshold",
+        ),
         (
             lambda c: c.update(
                 table=[
-                    {"max_false_hit_rate": 0.02, "threshold": 0.5},
-                    {"max_false_hit_rate": 0.01, "threshold": 0.6},
+                    {"max_false_hit_rate": 0.02, "threshold": 0.5, "reordered_threshold": 0.6},
+                    {"max_false_hit_rate": 0.01, "threshold": 0.6, "reordered_threshold": 0.7},
                 ]
             ),
             "ascending",

@@ -7,9 +7,13 @@ embedder's cosine and the agreement check, then writes into the package:
 - the ONNX file, and a card (JSON) with its sha256 and window;
 - ``platt``: a logistic fit of the logit on the calibrate pairs (Quora and PAWS);
 - ``floor``: the stage-1 similarity that gave the most Quora-calibrate recall at 1 %;
-- ``table``: per false-hit rate, the lowest probability whose decision (similarity >=
-  floor, texts agree, probability >= t) served at most that share of the calibrate
-  negatives, Quora, PAWS and the generated paraphrase pairs each.
+- ``table``: per false-hit rate, the thresholds whose decision (similarity >= floor,
+  texts agree, probability >= t) served at most that share of the calibrate negatives,
+  Quora, PAWS and the generated paraphrase pairs each: ``reordered_threshold`` for the
+  pairs that share at least ``reordered_words`` of their words (where word order
+  decides: PAWS's swaps), ``threshold`` for the others; of the pairs that hold every
+  rate, the one that serves the most Quora-calibrate duplicates. ``reordered_words`` is
+  chosen the same way at 1 %.
 
 Quora's labels are read through the audit (``audit/qqp.<split>.json``): the pairs labelled
 "different" that score highest were read one by one, and those that want the same answer
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import shutil
 import tempfile
@@ -43,6 +48,7 @@ from semanticcache._agreement import texts_agree
 from semanticcache._embedders.local import LocalEmbedder
 from semanticcache._verifier.card import PACKAGED_CARD, load_card
 from semanticcache._verifier.model import CrossEncoder
+from semanticcache._verifier.wording import word_overlap
 from training.verifier.common import DEFAULT_OUT, LabelledPair, load_jsonl, load_split
 
 AUDIT: Final = Path(__file__).parent / "audit"
@@ -52,6 +58,8 @@ NAME: Final = "semcache-verifier-minilm-l6-1"
 MAX_TOKENS: Final = 128
 RATES: Final = (0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1)
 FLOORS: Final = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
+# Shares of shared words from which a pair takes the reordered threshold (2.0: never).
+REORDERED_WORDS: Final = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 2.0)
 TARGET: Final = 0.01
 # Each rate is held with this confidence: the calibrate split's false-hit rate is itself an
 # estimate (892 PAWS negatives allow 8 at 1 %), and a threshold at the estimate lets
@@ -70,6 +78,7 @@ class Scored:
         self.cos = cos
         self.agree = np.asarray(agree, dtype=bool)
         self.logit = logit
+        self.overlap = np.array([word_overlap(p.a, p.b) for p in pairs], dtype=np.float64)
 
     def relabelled(self, pairs: Sequence[LabelledPair]) -> Scored:
         """The same scores under other labels for the same pairs."""
@@ -130,15 +139,25 @@ def _lowest_threshold(
     return float(np.nextafter(negatives[allowed], np.inf))
 
 
-def _served(s: Scored, floor: float, score: Array, t: float, agreement: bool = True) -> Any:
+# (threshold, reordered threshold, reordered words): the decision's thresholds.
+Cut = tuple[float, float, float]
+
+
+def _served(s: Scored, floor: float, score: Array, t: float | Cut, agreement: bool = True) -> Any:
     passes = s.cos >= floor
     if agreement:
         passes &= s.agree
+    if isinstance(t, tuple):
+        low, reordered, words = t
+        return passes & (score >= np.where(s.overlap >= words, reordered, low))
     return passes & (score >= t)
 
 
 def _rates(s: Scored, served: Any) -> dict[str, float]:
     return {"recall": float(served[s.y].mean()), "false_hits": float(served[~s.y].mean())}
+
+
+_HELD: Final = ("qqp", "paws", "paraphrases")
 
 
 def _joint_threshold(
@@ -152,8 +171,70 @@ def _joint_threshold(
         _lowest_threshold(
             score[k], (cal[k].cos >= floor) & cal[k].agree, cal[k].y, rate, confidence
         )
-        for k in ("qqp", "paws", "paraphrases")
+        for k in _HELD
     )
+
+
+def _above(sorted_desc: Array, allowed: int) -> float | None:
+    """The lowest threshold that lets through ``allowed`` of the negatives' scores
+    ``sorted_desc`` (``None`` for a negative ``allowed``: more were let through already)."""
+    if allowed < 0:
+        return None
+    if allowed >= len(sorted_desc):
+        return 0.0
+    return float(np.nextafter(sorted_desc[allowed], np.inf))
+
+
+def _joint_cut(
+    cal: dict[str, Scored],
+    floor: float,
+    score: dict[str, Array],
+    rate: float,
+    words: float,
+    confidence: float | None = None,
+) -> tuple[Cut, float]:
+    """The thresholds for pairs below and at or above ``words`` that hold each of
+    Quora, PAWS and the paraphrases to ``rate`` on calibrate, together, and serve the
+    most Quora-calibrate duplicates; and that recall."""
+    # A set too small to allow even none at this rate (-1) allows none: every threshold
+    # above all of its negatives.
+    allowed = {
+        k: max(0, allowed_negatives(int((~cal[k].y).sum()), rate, confidence)) for k in _HELD
+    }
+    negatives: dict[str, tuple[Array, Array]] = {}
+    for k in _HELD:
+        s = cal[k]
+        bad = (s.cos >= floor) & s.agree & ~s.y
+        shared = s.overlap >= words
+        negatives[k] = (
+            np.sort(score[k][bad & shared])[::-1],
+            np.sort(score[k][bad & ~shared])[::-1],
+        )
+    # Each reordered threshold worth trying sits just above a reordered negative's score.
+    tops = np.concatenate([n[0] for n in negatives.values()])
+    candidates = sorted({0.0, *(float(np.nextafter(x, np.inf)) for x in tops)})
+    qqp = cal["qqp"]
+    best: tuple[Cut, float] | None = None
+    for reordered in candidates:
+        lows = []
+        for k in _HELD:
+            high, low = negatives[k]
+            spent = int((high >= reordered).sum())
+            lows.append(_above(low, allowed[k] - spent))
+        if any(t is None for t in lows):
+            continue
+        cut = (max(t for t in lows if t is not None), reordered, words)
+        recall = _rates(qqp, _served(qqp, floor, score["qqp"], cut))["recall"]
+        if best is None or recall > best[1]:
+            best = (cut, recall)
+    if best is None:
+        # Not even a threshold above every negative holds it: serve nothing.
+        return (1.0 + 1e-9, 1.0 + 1e-9, words), 0.0
+    if words > 1.0:
+        # No pair shares more than all its words: one threshold.
+        cut, recall = best
+        return (cut[0], cut[0], words), recall
+    return best
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -187,10 +268,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # A provisional card, to run the model through the runtime's own code.
         shutil.copyfile(args.onnx, Path(tmp) / MODEL_FILE)
-        table = [{"max_false_hit_rate": 1.0, "threshold": 0.5}]
+        table = [{"max_false_hit_rate": 1.0, "threshold": 0.5, "reordered_threshold": 0.5}]
         provisional = {
             "name": NAME, "model": MODEL_FILE, "sha256": sha, "max_tokens": MAX_TOKENS,
-            "platt": [1.0, 0.0], "floor": 0.0, "table": table,
+            "platt": [1.0, 0.0], "floor": 0.0, "reordered_words": 2.0, "table": table,
         }  # fmt: skip
         (Path(tmp) / "card.json").write_text(json.dumps(provisional))
         model = CrossEncoder(load_card(Path(tmp) / "card.json"))
@@ -213,26 +294,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     prob = {k: {s: _probability(scored[k][s].logit, platt) for s in scored[k]} for k in scored}
     cal_prob = {k: prob[k]["calibrate"] for k in prob}
 
-    def cal_recall(floor: float) -> float:
-        t = _joint_threshold(cal, floor, cal_prob, TARGET, args.confidence)
-        return _rates(cal["qqp"], _served(cal["qqp"], floor, cal_prob["qqp"], t))["recall"]
-
-    floor = max(FLOORS, key=cal_recall)
+    floor, words = max(
+        ((f, w) for f in FLOORS for w in REORDERED_WORDS),
+        key=lambda fw: _joint_cut(cal, fw[0], cal_prob, TARGET, fw[1], args.confidence)[1],
+    )
+    cuts = {r: _joint_cut(cal, floor, cal_prob, r, words, args.confidence)[0] for r in RATES}
+    # A lower rate never takes a lower threshold of either kind (raising one only ever
+    # serves fewer negatives: the lower rate still holds).
+    for lower, higher in reversed(list(itertools.pairwise(RATES))):
+        a, b = cuts[lower], cuts[higher]
+        cuts[lower] = (max(a[0], b[0]), max(a[1], b[1]), words)
     table = [
-        {
-            "max_false_hit_rate": r,
-            "threshold": _joint_threshold(cal, floor, cal_prob, r, args.confidence),
-        }
+        {"max_false_hit_rate": r, "threshold": cuts[r][0], "reordered_threshold": cuts[r][1]}
         for r in RATES
     ]
 
-    results: dict[str, Any] = {"platt": platt, "floor": floor, "rates": [], "qqp_only": []}
+    results: dict[str, Any] = {
+        "platt": platt,
+        "floor": floor,
+        "reordered_words": words,
+        "rates": [],
+        "qqp_only": [],
+    }
     for row in table:
-        rate, t = row["max_false_hit_rate"], row["threshold"]
+        rate = row["max_false_hit_rate"]
+        t = (row["threshold"], row["reordered_threshold"], words)
         # Today's decision at the same rate: cosine (+ agreement), thresholded on calibrate.
         cos_cal = {k: cal[k].cos for k in cal}
         base_t = _joint_threshold(cal, 0.0, cos_cal, rate)
-        entry: dict[str, Any] = {"max_false_hit_rate": rate, "threshold": t}
+        entry: dict[str, Any] = {
+            "max_false_hit_rate": rate,
+            "threshold": t[0],
+            "reordered_threshold": t[1],
+        }
         entry["baseline_threshold"] = base_t
         for k in ("qqp", "qqp_raw", "paws", "rules", "paraphrases"):
             entry[k] = _rates(test[k], _served(test[k], floor, prob[k]["test"], t))
@@ -241,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         q, qb, p = entry["qqp"], entry["qqp_baseline"], entry["paws"]
         qr, g = entry["qqp_raw"], entry["paraphrases"]
         print(
-            f"rate {rate:<6} t={t:.4f}  QQP-test recall {100 * q['recall']:.1f}% "
+            f"rate {rate:<6} t={t[0]:.4f}/{t[1]:.4f}  QQP-test recall {100 * q['recall']:.1f}% "
             f"fhr {100 * q['false_hits']:.2f}% (raw labels {100 * qr['recall']:.1f}% "
             f"{100 * qr['false_hits']:.2f}%)  PAWS fhr {100 * p['false_hits']:.2f}%  "
             f"paraphrases {100 * g['recall']:.1f}% fhr {100 * g['false_hits']:.2f}%  |  "
@@ -253,13 +347,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Against today's default as it ships (cosine + agreement, held on QQP alone), both
     # thresholds chosen on QQP-calibrate only: the issue's "same false-hit rate".
     for rate in (0.005, 0.01, 0.02):
-        t = _lowest_threshold(cal_prob["qqp"], (cal["qqp"].cos >= floor) & cal["qqp"].agree,
-                              cal["qqp"].y, rate)  # fmt: skip
+        t_qqp = _lowest_threshold(cal_prob["qqp"], (cal["qqp"].cos >= floor) & cal["qqp"].agree,
+                                  cal["qqp"].y, rate)  # fmt: skip
         base_t = _lowest_threshold(cal["qqp"].cos, cal["qqp"].agree, cal["qqp"].y, rate)
-        versus: dict[str, Any] = {"max_false_hit_rate": rate, "threshold": t}
+        versus: dict[str, Any] = {"max_false_hit_rate": rate, "threshold": t_qqp}
         versus["baseline"] = base_t
         for k in ("qqp", "paws"):
-            versus[k] = _rates(test[k], _served(test[k], floor, prob[k]["test"], t))
+            versus[k] = _rates(test[k], _served(test[k], floor, prob[k]["test"], t_qqp))
             versus[f"{k}_baseline"] = _rates(test[k], _served(test[k], 0.0, test[k].cos, base_t))
         results["qqp_only"].append(versus)
         print(
@@ -284,13 +378,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_tokens": MAX_TOKENS,
         "platt": list(platt),
         "floor": floor,
+        "reordered_words": words,
         "table": table,
     }
     PACKAGED_CARD.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.onnx, PACKAGED_CARD.parent / MODEL_FILE)
     PACKAGED_CARD.write_text(json.dumps(card, indent=2) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {PACKAGED_CARD} and {out / 'results.json'} (floor {floor}, platt {platt})")
+    print(
+        f"wrote {PACKAGED_CARD} and {out / 'results.json'} (floor {floor}, reordered words "
+        f"{words}, platt {platt})"
+    )
 
 
 if __name__ == "__main__":

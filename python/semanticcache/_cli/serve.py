@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             decision = (
                 f"verifier {verifier.name} (floor {verifier.floor}, a hit at probability "
-                f">= {verifier.threshold:.3f})"
+                f">= {verifier.describe()})"
             )
         print(
             f"embedder: {cache.embedder.model_id} ({cache.embedder.dimension} dimensions), "

@@ -3,8 +3,10 @@
 Stage 1 (pgvector) returns the partition's nearest entries above the verifier's floor;
 the verifier reads the lookup text beside each candidate's stored text and gives a
 probability that one answer serves both. The first candidate at or above the threshold
-is served. The threshold comes from the model card's table for
-``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE``, or from ``SEMANTIC_CACHE_VERIFIER_THRESHOLD``.
+is served. The thresholds come from the model card's table for
+``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` (a stricter one for a pair that shares most of its
+words, where word order decides), or ``SEMANTIC_CACHE_VERIFIER_THRESHOLD`` is one for
+every pair.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Protocol
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
-from semanticcache._verifier.card import PACKAGED_CARD, load_card
+from semanticcache._verifier.card import PACKAGED_CARD, Thresholds, load_card
 from semanticcache.errors import ConfigurationError
 
 __all__ = ["PairScorer", "Verifier", "load_verifier"]
@@ -36,22 +38,43 @@ class PairScorer(Protocol):
 
 
 class Verifier:
-    """A :class:`PairScorer` with its stage-1 floor and its decision threshold."""
+    """A :class:`PairScorer` with its stage-1 floor and its decision thresholds."""
 
-    def __init__(self, scorer: PairScorer, *, floor: float, threshold: float) -> None:
+    def __init__(self, scorer: PairScorer, *, floor: float, thresholds: Thresholds | float) -> None:
         self.scorer = scorer
         self.floor = floor
-        self.threshold = threshold
+        if not isinstance(thresholds, Thresholds):
+            thresholds = Thresholds.single(thresholds)
+        self.thresholds = thresholds
 
     @property
     def name(self) -> str:
         return self.scorer.name
 
+    @property
+    def threshold(self) -> float:
+        """The probability a pair worded differently needs."""
+        return self.thresholds.threshold
+
+    def threshold_of(self, stored: str, lookup: str) -> float:
+        """The probability the pair ``(stored, lookup)`` needs to be served."""
+        return self.thresholds.for_pair(stored, lookup)
+
     async def probabilities(self, pairs: Sequence[Pair]) -> list[float]:
         return await self.scorer.probabilities(pairs)
 
+    def describe(self) -> str:
+        """The thresholds, for a person."""
+        t = self.thresholds
+        if t.reordered_words is None or t.reordered == t.threshold:
+            return f"{t.threshold:.3f}"
+        return (
+            f"{t.threshold:.3f} ({t.reordered:.3f} with {100 * t.reordered_words:.0f} % "
+            "of the words shared)"
+        )
+
     def __repr__(self) -> str:
-        return f"Verifier({self.name!r}, floor={self.floor}, threshold={self.threshold:.4f})"
+        return f"Verifier({self.name!r}, floor={self.floor}, threshold={self.describe()})"
 
 
 class _PackagedScorer:
@@ -114,9 +137,9 @@ def load_verifier(settings: CacheSettings, embedder: BaseEmbedder) -> Verifier |
             )
         name = settings.verifier_model
         scorer = _shared(name, lambda: SentenceTransformersScorer(name))
-        return Verifier(scorer, floor=floor, threshold=settings.verifier_threshold)
+        return Verifier(scorer, floor=floor, thresholds=settings.verifier_threshold)
     packaged = _shared("", _PackagedScorer)
-    threshold = settings.verifier_threshold
-    if threshold is None:
-        threshold = packaged.card.threshold_for(settings.max_false_hit_rate)
-    return Verifier(packaged, floor=floor, threshold=threshold)
+    if settings.verifier_threshold is not None:
+        return Verifier(packaged, floor=floor, thresholds=settings.verifier_threshold)
+    thresholds = packaged.card.thresholds_for(settings.max_false_hit_rate)
+    return Verifier(packaged, floor=floor, thresholds=thresholds)

@@ -2,9 +2,12 @@
 
 The card (a JSON file beside the model) is written by ``training/verifier/card.py`` from
 the calibrate split. ``platt`` maps the model's logit to a probability; ``table`` gives,
-for a false-hit rate, the lowest probability that held the calibrate pairs (Quora and
-PAWS alike) to it; ``floor`` is the stage-1 similarity below which the local embedder's
-candidates are not worth scoring.
+for a false-hit rate, the lowest probabilities that held the calibrate pairs (Quora,
+PAWS and the generated paraphrases alike) to it: ``threshold`` for pairs worded
+differently, ``reordered_threshold`` for pairs sharing at least ``reordered_words`` of
+their words (:mod:`semanticcache._verifier.wording`), where word order decides; ``floor``
+is the stage-1 similarity below which the local embedder's candidates are not worth
+scoring.
 """
 
 from __future__ import annotations
@@ -15,11 +18,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from semanticcache._verifier.wording import word_overlap
 from semanticcache.errors import ConfigurationError
 
-__all__ = ["PACKAGED_CARD", "ModelCard", "load_card"]
+__all__ = ["PACKAGED_CARD", "ModelCard", "Thresholds", "load_card"]
 
 PACKAGED_CARD: Final = Path(__file__).parent / "data" / "verifier-minilm-l6.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The probability a pair needs: ``reordered`` when the two texts share at least
+    ``reordered_words`` of their words (``None``: never), else ``threshold``."""
+
+    threshold: float
+    reordered: float
+    reordered_words: float | None = None
+
+    @classmethod
+    def single(cls, threshold: float) -> Thresholds:
+        """One threshold for every pair."""
+        return cls(threshold, threshold)
+
+    def for_pair(self, stored: str, lookup: str) -> float:
+        """The probability the pair ``(stored, lookup)`` needs to be served."""
+        if self.reordered_words is None or self.reordered == self.threshold:
+            return self.threshold
+        if word_overlap(stored, lookup) >= self.reordered_words:
+            return self.reordered
+        return self.threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +60,10 @@ class ModelCard:
     platt: tuple[float, float]
     """``(a, b)``: the probability is ``1 / (1 + exp(-(a * logit + b)))``."""
     floor: float
-    table: tuple[tuple[float, float], ...]
-    """``(max_false_hit_rate, probability threshold)``, rates ascending."""
+    table: tuple[tuple[float, float, float], ...]
+    """``(max_false_hit_rate, threshold, reordered_threshold)``, rates ascending."""
+    reordered_words: float
+    """The share of shared words from which a pair takes ``reordered_threshold``."""
 
     def probability(self, logit: float) -> float:
         a, b = self.platt
@@ -45,9 +74,13 @@ class ModelCard:
         e = math.exp(z)
         return e / (1.0 + e)
 
-    def threshold_for(self, max_false_hit_rate: float) -> float:
-        """The table's threshold for the largest rate that does not exceed the target."""
-        usable = [t for rate, t in self.table if rate <= max_false_hit_rate + 1e-12]
+    def thresholds_for(self, max_false_hit_rate: float) -> Thresholds:
+        """The table's thresholds for the largest rate that does not exceed the target."""
+        usable = [
+            Thresholds(t, reordered, self.reordered_words)
+            for rate, t, reordered in self.table
+            if rate <= max_false_hit_rate + 1e-12
+        ]
         if not usable:
             lowest = self.table[0][0]
             raise ConfigurationError(
@@ -69,10 +102,14 @@ def load_card(path: Path = PACKAGED_CARD) -> ModelCard:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         table = tuple(
-            (_number(row["max_false_hit_rate"], "rate"), _number(row["threshold"], "threshold"))
+            (
+                _number(row["max_false_hit_rate"], "rate"),
+                _number(row["threshold"], "threshold"),
+                _number(row["reordered_threshold"], "reordered_threshold"),
+            )
             for row in raw["table"]
         )
-        if not table or [r for r, _ in table] != sorted(r for r, _ in table):
+        if not table or [r[0] for r in table] != sorted(r[0] for r in table):
             raise ValueError("table must be non-empty, rates ascending")
         a, b = raw["platt"]
         return ModelCard(
@@ -83,6 +120,7 @@ def load_card(path: Path = PACKAGED_CARD) -> ModelCard:
             platt=(_number(a, "platt"), _number(b, "platt")),
             floor=_number(raw["floor"], "floor"),
             table=table,
+            reordered_words=_number(raw["reordered_words"], "reordered_words"),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"cannot read the verifier card {path}: {exc!r}") from exc

@@ -21,8 +21,8 @@ class Decision:
     gate_source: str
     verifier: str | None = None
     """The verifier's name; ``None`` when stage 2 is off (similarity alone decides)."""
-    probability: float = 0.0
-    """The verifier's probability threshold."""
+    probability: str = ""
+    """The verifier's probability thresholds, described."""
     probability_source: str = ""
     candidates: int = 1
     """How many nearest entries stage 1 hands to stage 2."""
@@ -46,14 +46,14 @@ class Decision:
             f"stage 1: {nearest}, if its similarity is >= {self.gate} ({self.gate_source})",
             f"stage 2: {check}the verifier {self.verifier}:",
             "         a hit if the probability that both questions want the same answer is "
-            f">= {self.probability:.3f}",
+            f">= {self.probability}",
             f"         ({self.probability_source})",
         ]
 
     def summary_line(self) -> str:
         if self.verifier is None:
             return f"off: similarity >= {self.gate} decides"
-        return f"verifier {self.verifier} (floor {self.gate}), hit at p >= {self.probability:.3f}"
+        return f"verifier {self.verifier} (floor {self.gate}), hit at p >= {self.probability}"
 
 
 @dataclass(frozen=True, slots=True)

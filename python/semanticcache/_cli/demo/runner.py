@@ -171,7 +171,7 @@ def _decision(cache: SemanticCache, threshold_source: str) -> Decision:
         verifier.floor,
         floor_source,
         verifier.name,
-        verifier.threshold,
+        verifier.describe(),
         source,
         candidates=settings.top_k_candidates,
         agreement_check=check,
