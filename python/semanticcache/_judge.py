@@ -95,7 +95,7 @@ class Judge:
         assert self._guard is not None
         probabilities = await self._guard.call(lambda: verifier.probabilities(pairs), inline=True)
         for i, probability in zip(scored, probabilities, strict=True):
-            if probability >= verifier.threshold_of(candidates[i].text or "", query):
+            if verifier.thresholds.serves(probability, candidates[i].text or "", query):
                 return Verdict(i, "hit", probability)
         return Verdict(None, "unverified", max(probabilities))
 

@@ -90,6 +90,13 @@ async def test_a_candidate_sharing_the_lookups_words_needs_the_reordered_thresho
     j = Judge(CacheSettings(agreement_check=False), verifier, guard)
     assert verifier.threshold_of(swapped, query) == 0.95
     assert verifier.threshold_of(reworded, query) == 0.85
+    # A probability both thresholds agree on needs no counting of words.
+    assert thresholds.serves(0.96, swapped, query)
+    assert thresholds.serves(0.96, reworded, query)
+    assert not thresholds.serves(0.8, swapped, query)
+    assert not thresholds.serves(0.8, reworded, query)
+    assert thresholds.serves(0.9, reworded, query)
+    assert not thresholds.serves(0.9, swapped, query)
     refused = await j.choose(query, [Candidate(0.97, swapped)])
     assert (refused.served, refused.reason) == (None, "unverified")
     served = await j.choose(query, [Candidate(0.97, swapped), Candidate(0.9, reworded)])

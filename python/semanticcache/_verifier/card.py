@@ -40,6 +40,16 @@ class Thresholds:
         """One threshold for every pair."""
         return cls(threshold, threshold)
 
+    def serves(self, probability: float, stored: str, lookup: str) -> bool:
+        """Whether ``probability`` reaches the threshold of ``(stored, lookup)`` (the
+        words are counted only when the two thresholds disagree on it)."""
+        low, high = sorted((self.threshold, self.reordered))
+        if probability >= high:
+            return True
+        if probability < low:
+            return False
+        return probability >= self.for_pair(stored, lookup)
+
     def for_pair(self, stored: str, lookup: str) -> float:
         """The probability the pair ``(stored, lookup)`` needs to be served."""
         if self.reordered_words is None or self.reordered == self.threshold:
