@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from semanticcache import ConfigurationError, HashingEmbedder, SemanticCache
+from semanticcache import ConfigurationError, HashingEmbedder, SemanticCache, StorageError
 from semanticcache._storage.pgvector import CacheTable, PgVectorStore, find_cache_tables
 
 
@@ -53,3 +53,29 @@ def test_explicit_table_must_follow_the_naming_rule(name: str) -> None:
     pool = AsyncConnectionPool("postgresql://x@127.0.0.1/x", open=False)
     with pytest.raises(ConfigurationError, match="cache table name"):
         PgVectorStore(pool, model_id="m", dimension=3, table=name)
+
+
+async def test_a_table_of_another_shape_is_refused_at_open_with_what_to_do(pg_uri: str) -> None:
+    # A table of the cache's name made before route and model were columns: every write
+    # would fail on its own; opening says so once, and how to get past it.
+    embedder = HashingEmbedder(24)
+    table = SemanticCache(pg_uri=pg_uri, embedder=embedder).table
+    async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        await conn.execute(
+            f"CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "partition bytea NOT NULL, text_digest bytea NOT NULL, scope text NOT NULL "
+            "DEFAULT '', lookup_text text NOT NULL, embedding vector(24) NOT NULL, "
+            "response bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
+            "expires_at timestamptz NOT NULL DEFAULT 'infinity', hit_count bigint NOT NULL "
+            "DEFAULT 0, UNIQUE (partition, text_digest))"
+        )
+    try:
+        cache = SemanticCache(pg_uri=pg_uri, embedder=embedder)
+        with pytest.raises(StorageError, match=r"lacks the columns model, route") as raised:
+            await cache.open()
+        assert f'DROP TABLE "{table}" CASCADE' in str(raised.value)
+        await cache.close()
+    finally:
+        async with await psycopg.AsyncConnection.connect(pg_uri, autocommit=True) as conn:
+            await conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")

@@ -79,6 +79,7 @@ async def ensure_schema(
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (table,))
             await _create_extension(conn)
             await conn.execute(sql.SQL(_TABLE_DDL).format(t=t, dim=sql.Literal(dimension)))
+            await _check_columns(conn, t)
             await _store_vectors_in_row(conn, t)
             await conn.execute(
                 sql.SQL(
@@ -114,6 +115,44 @@ async def ensure_schema(
         raise StorageError(f"could not create the cache table {table}: {exc}") from exc
     # Iterative index scans keep a partition filter from starving top-k.
     return row is not None and _version(str(row[0])) >= (0, 8)
+
+
+_COLUMNS: Final = frozenset(
+    {
+        "id",
+        "partition",
+        "text_digest",
+        "scope",
+        "route",
+        "model",
+        "lookup_text",
+        "embedding",
+        "response",
+        "created_at",
+        "expires_at",
+        "hit_count",
+    }
+)
+
+
+async def _check_columns(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], t: sql.Identifier
+) -> None:
+    # CREATE TABLE IF NOT EXISTS keeps a table of another shape (made by another version,
+    # or by hand): refused here, where every write would otherwise fail on its own.
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (t.as_string(conn),),
+    )
+    missing = sorted(_COLUMNS - {str(row[0]) for row in await cur.fetchall()})
+    if missing:
+        name = t.as_string(conn)
+        raise StorageError(
+            f"the cache table {name} lacks the columns {', '.join(missing)}: it was made with "
+            f"another schema (by another version of the cache?). Drop it (DROP TABLE {name} "
+            "CASCADE; its entries are lost) or use another database"
+        )
 
 
 async def _store_vectors_in_row(
