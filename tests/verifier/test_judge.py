@@ -88,8 +88,8 @@ async def test_a_candidate_sharing_the_lookups_words_needs_the_reordered_thresho
     verifier = Verifier(scorer, floor=0.8, thresholds=thresholds)
     guard = Guard("verify", CircuitBreaker("verifier", failures=3, cooldown=60.0), None)
     j = Judge(CacheSettings(agreement_check=False), verifier, guard)
-    assert verifier.threshold_of(swapped, query) == 0.95
-    assert verifier.threshold_of(reworded, query) == 0.85
+    assert thresholds.for_pair(swapped, query) == 0.95
+    assert thresholds.for_pair(reworded, query) == 0.85
     # A probability both thresholds agree on needs no counting of words.
     assert thresholds.serves(0.96, swapped, query)
     assert thresholds.serves(0.96, reworded, query)
@@ -103,7 +103,8 @@ async def test_a_candidate_sharing_the_lookups_words_needs_the_reordered_thresho
     assert (served.served, served.reason, served.probability) == (1, "hit", 0.9)
     # One threshold (a user's, or a card's without the cut): every pair alike.
     single = Verifier(scorer, floor=0.8, thresholds=0.85)
-    assert single.threshold_of(swapped, query) == single.threshold_of(reworded, query) == 0.85
+    assert single.thresholds.for_pair(swapped, query) == 0.85
+    assert single.thresholds.for_pair(reworded, query) == 0.85
 
 
 async def test_no_accepted_candidate_is_unverified_with_the_best_probability() -> None:

@@ -51,15 +51,6 @@ class Verifier:
     def name(self) -> str:
         return self.scorer.name
 
-    @property
-    def threshold(self) -> float:
-        """The probability a pair worded differently needs."""
-        return self.thresholds.threshold
-
-    def threshold_of(self, stored: str, lookup: str) -> float:
-        """The probability the pair ``(stored, lookup)`` needs to be served."""
-        return self.thresholds.for_pair(stored, lookup)
-
     async def probabilities(self, pairs: Sequence[Pair]) -> list[float]:
         return await self.scorer.probabilities(pairs)
 
