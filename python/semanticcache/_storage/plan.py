@@ -147,15 +147,11 @@ def plan_verdict(row: tuple[Any, ...] | None) -> str:
     """
     if row is None or not _has_statistics(row):
         return CUSTOM  # no statistics (or an empty table)
-    rows, n_distinct, top = float(row[0]), float(row[1]), row[2]
-    # Negative n_distinct: minus the share of the rows that are distinct.
-    distinct = max(1.0, n_distinct if n_distinct > 0 else -n_distinct * rows)
-    average = rows / distinct
+    rows, top = float(row[0]), row[2]
+    average = rows / max(1.0, _distinct(row))
     largest = max(average, float(top) * rows if top is not None else average)
-    small, large = (r * r / rows >= _INDEX_MIN_ROWS for r in (average, largest))
-    if small != large:
-        return CUSTOM
-    return INDEX if small else EXACT
+    verdict = _by_size(average, rows)
+    return verdict if verdict == _by_size(largest, rows) else CUSTOM
 
 
 def partition_verdicts(row: tuple[Any, ...] | None) -> tuple[dict[bytes, str], str]:
@@ -171,14 +167,19 @@ def partition_verdicts(row: tuple[Any, ...] | None) -> tuple[dict[bytes, str], s
     if len(values) != len(freqs):
         return {}, CUSTOM
     listed = {v: _by_size(f * rows, rows) for v, f in zip(values, freqs, strict=True)}
-    n_distinct = float(row[1])
-    distinct = n_distinct if n_distinct > 0 else -n_distinct * rows
+    distinct = _distinct(row)
     if len(values) >= distinct:
         return listed, EXACT  # every partition listed: another one is new since
     # What the planner estimates for a value the statistics do not list, and so what
     # the lookup function's custom plan would be chosen on: the unlisted rows' average.
     other = max(0.0, 1.0 - sum(freqs)) * rows / (distinct - len(values))
     return listed, _by_size(other, rows)
+
+
+def _distinct(row: tuple[Any, ...]) -> float:
+    """The number of partitions; a negative n_distinct is minus their share of the rows."""
+    rows, n_distinct = float(row[0]), float(row[1])
+    return n_distinct if n_distinct > 0 else -n_distinct * rows
 
 
 def _by_size(partition_rows: float, rows: float) -> str:

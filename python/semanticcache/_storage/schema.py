@@ -117,22 +117,8 @@ async def ensure_schema(
     return row is not None and _version(str(row[0])) >= (0, 8)
 
 
-_COLUMNS: Final = frozenset(
-    {
-        "id",
-        "partition",
-        "text_digest",
-        "scope",
-        "route",
-        "model",
-        "lookup_text",
-        "embedding",
-        "response",
-        "created_at",
-        "expires_at",
-        "hit_count",
-    }
-)
+# The columns _TABLE_DDL declares (one per indented line), what an existing table must have.
+_COLUMNS: Final = frozenset(re.findall(r"^    (\w+) ", _TABLE_DDL, re.MULTILINE)) - {"UNIQUE"}
 
 
 async def _check_columns(

@@ -57,7 +57,7 @@ class Verifier:
     def describe(self) -> str:
         """The thresholds, for a person."""
         t = self.thresholds
-        if t.reordered_words is None or t.reordered == t.threshold:
+        if t.reordered_words is None or not t.split:
             return f"{t.threshold:.3f}"
         return (
             f"{t.threshold:.3f} ({t.reordered:.3f} with {100 * t.reordered_words:.0f} % "

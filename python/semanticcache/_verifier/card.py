@@ -40,6 +40,11 @@ class Thresholds:
         """One threshold for every pair."""
         return cls(threshold, threshold)
 
+    @property
+    def split(self) -> bool:
+        """Whether pairs sharing their words take another threshold than the others."""
+        return self.reordered_words is not None and self.reordered != self.threshold
+
     def serves(self, probability: float, stored: str, lookup: str) -> bool:
         """Whether ``probability`` reaches the threshold of ``(stored, lookup)`` (the
         words are counted only when the two thresholds disagree on it)."""
@@ -52,7 +57,7 @@ class Thresholds:
 
     def for_pair(self, stored: str, lookup: str) -> float:
         """The probability the pair ``(stored, lookup)`` needs to be served."""
-        if self.reordered_words is None or self.reordered == self.threshold:
+        if self.reordered_words is None or not self.split:
             return self.threshold
         if word_overlap(stored, lookup) >= self.reordered_words:
             return self.reordered
