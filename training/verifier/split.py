@@ -30,7 +30,7 @@ def normalise(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-class _UnionFind:
+class UnionFind:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
 
@@ -55,7 +55,7 @@ def component_split(
     seed: int = SEED,
 ) -> dict[str, str]:
     """Pair id -> split name (``SPLITS``), whole components per split."""
-    uf = _UnionFind()
+    uf = UnionFind()
     for p in pairs:
         uf.union(normalise(p.a), normalise(p.b))
     components: dict[str, list[LabelledPair]] = {}

@@ -41,8 +41,15 @@ from transformers import (  # type: ignore[attr-defined]
     get_linear_schedule_with_warmup,
 )
 
-from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, load_jsonl, load_split
+from training.verifier.common import (
+    DEFAULT_OUT,
+    SPLITS,
+    LabelledPair,
+    load_jsonl,
+    load_split,
+)
 from training.verifier.evaluate import format_summary, summarise
+from training.verifier.inferred import inferred_pairs
 
 SEED: Final = 15
 MAX_TOKENS: Final = 128
@@ -128,6 +135,10 @@ def load_data(args: argparse.Namespace) -> dict[str, dict[str, list[LabelledPair
             for s in SPLITS
         },
     }
+    # Inferred from all of QQP-train, before any subsample; scored on no split.
+    data["inferred"] = {s: [] for s in SPLITS}
+    if args.inferred:
+        data["inferred"]["train"] = inferred_pairs(data["qqp"]["train"], args.inferred, args.seed)
     if args.qqp_train_limit is not None and args.qqp_train_limit < len(data["qqp"]["train"]):
         rng = random.Random(args.seed)
         data["qqp"]["train"] = rng.sample(data["qqp"]["train"], args.qqp_train_limit)
@@ -141,6 +152,7 @@ def training_examples(
     tokenizer: BertTokenizerFast, data: dict[str, dict[str, list[LabelledPair]]], repeat: int = 1
 ) -> list[Example]:
     pairs = data["qqp"]["train"] + data["paws"]["train"] + data["rules"]["train"]
+    pairs += data["inferred"]["train"]
     pairs += data["paraphrases"]["train"] * repeat
     both = [(p.a, p.b) for p in pairs] + [(p.b, p.a) for p in pairs]
     labels = [float(p.label) for p in pairs] * 2
@@ -168,6 +180,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             "weight_decay",
             "seed",
             "paraphrases",
+            "inferred",
             "init",
         )
     }
@@ -477,7 +490,11 @@ def evaluate(args: argparse.Namespace) -> None:
     tokenizer = BertTokenizerFast.from_pretrained(str(model_dir()))
     data = load_data(args)
     limit = args.eval_limit
-    eval_pairs = {k: {s: v[s][:limit] for s in ("calibrate", "test")} for k, v in data.items()}
+    eval_pairs = {
+        k: {s: v[s][:limit] for s in ("calibrate", "test")}
+        for k, v in data.items()
+        if k != "inferred"
+    }
     results: dict[str, Any] = {"checkpoint": checkpoint.name, "step": int(state["step"])}
 
     def score_all(score: Callable[[Sequence[LabelledPair]], Any]) -> dict[str, dict[str, Any]]:
@@ -530,6 +547,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--paraphrases", type=int, default=0,
         help="add OUT/paraphrases/train.jsonl (paraphrases.py) this many times over",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inferred", type=int, default=0,
+        help="add up to N pairs QQP-train implies by transitivity (inferred.py)",
     )  # fmt: skip
     parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
     parser.add_argument("--threads", type=int, default=2)
