@@ -3,8 +3,8 @@
 Prints the process's RSS (and its peak, ``VmHWM``) after each step: the server's imports;
 the model packages; the local embedder and the packaged verifier loaded and used on short
 texts; then batches of lookup texts that fill the embedder's 256 word pieces, and pairs
-that fill the verifier's 128. ONNX Runtime keeps the memory it grew for the largest
-batch, so the steps run from the smallest batch up. Linux only (reads /proc/self/status).
+that fill the verifier's 128, from the smallest batch up; then one short text again: what
+the process keeps after the burst. Linux only (reads /proc/self/status).
 
     python benches/bench_rss.py
 """
@@ -50,6 +50,8 @@ async def run() -> None:
     for n in (1, 8, 32, 64):
         await embedder.embed([f"{LONG} {i}" for i in range(n)])
         print(f"+ {n} texts of 256 word pieces embedded at once: {rss()}")
+    await embedder.embed([SHORT])
+    print(f"+ one short text again: {rss()}")
     await embedder.aclose()
 
 

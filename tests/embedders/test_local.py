@@ -269,3 +269,37 @@ async def test_a_cancelled_queued_call_is_skipped() -> None:
     finally:
         release.set()
         local.close()
+
+
+_BURST = """
+import os, resource
+from semanticcache._embedders.local import LocalEmbedder
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+embedder = LocalEmbedder(threads=1)
+embedder.embed_sync([f"How do I reset router {i}?" for i in range(8)])
+before = rss()
+# 64 prompts at the model's whole window: the largest batches the embedder runs.
+embedder.embed_sync([" ".join(f"word{j} of prompt {i}" for j in range(120)) for i in range(64)])
+after = rss()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+embedder.close()
+print(before, after, peak)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's /proc")
+def test_a_burst_of_long_prompts_gives_its_memory_back() -> None:
+    # In a fresh interpreter, so the peak is the burst's: a long-lived worker must not
+    # keep the memory of its largest batch for the rest of its life.
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BURST], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, after, peak = map(int, done.stdout.split())
+    assert peak - before > 300e6, "the burst should need a few hundred MB while it runs"
+    assert after - before < 0.25 * (peak - before), (before, after, peak)
