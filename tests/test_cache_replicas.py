@@ -263,6 +263,34 @@ async def test_a_hung_replica_falls_back_to_the_primary_within_the_budget(
         await relay.close()
 
 
+async def test_lookups_read_the_replica_while_the_primary_is_down(
+    pg_uri: str, replica_uri: str, pg_replica: PgReplica, scope: str
+) -> None:
+    # Writes fail on a dead primary and open its breaker; the lookups the replica can
+    # answer go on being answered, within their budget.
+    key = CacheKey(PROMPT, scope=scope)
+    relay = Relay(pg_uri)
+    primary = await relay.start()
+    try:
+        async with new_cache(
+            primary, replica_uri, store_timeout=BUDGET, breaker_failures=2, breaker_cooldown=60.0
+        ) as cache:
+            await cache.put(key, b"paris", raise_errors=True)
+            await replayed(pg_replica, pg_uri)
+            await timed_get(cache, key)
+            relay.down()
+            for _ in range(3):
+                assert await cache.put(CacheKey(LATER, scope=scope), b"x") is None
+            assert cache.breaker_states()["postgres"] == "open"
+            for _ in range(4):
+                assert await timed_get(cache, key) < BUDGET + SLACK
+                assert await timed_get(cache, CacheKey(REWORDED, scope=scope)) < BUDGET + SLACK
+            assert cache.breaker_states()["postgres_reads"] == "closed"
+            relay.resume()
+    finally:
+        await relay.close()
+
+
 async def test_a_cache_opens_within_the_budget_beside_a_hung_replica(
     pg_uri: str, replica_uri: str, scope: str
 ) -> None:

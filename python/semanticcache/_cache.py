@@ -158,6 +158,12 @@ class SemanticCache(Maintenance):
         for number, replica in enumerate(self._pg.replicas, 1):
             # Each read replica's breaker, in the metrics as postgres_replica_<n>.
             replica.breaker = self._breaker(replica.breaker.name, f"postgres_replica_{number}")
+        # With replicas, the lookup path's reads have a breaker of their own: a primary
+        # that fails the writes does not stop the lookups the replicas answer.
+        self._read_guard = self._store_guard
+        if self._pg.replicas:
+            reads = self._breaker("postgres reads", "postgres_reads")
+            self._read_guard = Guard("store", reads, self._store_timeout)
         self._background = Background(
             self._store,
             flush_interval=hit_flush_interval,
@@ -449,4 +455,5 @@ class SemanticCache(Maintenance):
             return await make()
 
         inline = read and self._ready  # opening the cache is never inline
-        return await self._store_guard.call(run, inline=inline)
+        guard = self._read_guard if read else self._store_guard
+        return await guard.call(run, inline=inline)
