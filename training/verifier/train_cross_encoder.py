@@ -41,13 +41,7 @@ from transformers import (  # type: ignore[attr-defined]
     get_linear_schedule_with_warmup,
 )
 
-from training.verifier.common import (
-    DEFAULT_OUT,
-    SPLITS,
-    LabelledPair,
-    load_jsonl,
-    load_split,
-)
+from training.verifier.common import DEFAULT_OUT, SPLITS, LabelledPair, load_jsonl, load_split
 from training.verifier.evaluate import format_summary, summarise
 from training.verifier.inferred import inferred_pairs
 
