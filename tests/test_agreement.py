@@ -56,6 +56,12 @@ DISAGREE = [
         "What is the time difference from Paris to Tokyo?",
         "What is the time difference from Tokyo to Paris?",
     ),
+    # comparisons the other way round: the same comparative, the terms swapped
+    ("Is Python faster than Java?", "Is Java faster than Python?"),
+    ("Is a cat bigger than a dog?", "Is a dog bigger than a cat?"),
+    ("Is gold more expensive than silver?", "Is silver more expensive than gold?"),
+    ("Why is New York colder than Los Angeles?", "Why is Los Angeles colder than New York?"),
+    ("Why use Python rather than Java?", "Why use Java rather than Python?"),
     # code: indentation, fenced blocks, code on one side only
     (
         "Why does this loop print twice?\nfor i in range(3):\n    x = i\n    print(x)",
@@ -103,6 +109,14 @@ AGREE = [
     ),
     ("How does Python compare to Java?", "How does Java compare to Python?"),
     ("Compare Python to Java", "Compare Java to Python"),
+    # comparisons: the same way round in other words, or both ways round in both
+    ("Is Python faster than Java?", "Is python quicker than java?"),
+    ("Is Python faster than Java?", "Is Python faster than Java for web apps?"),
+    (
+        "Is Python faster than Java or Java faster than Python?",
+        "Is Java faster than Python or Python faster than Java?",
+    ),
+    ("Is it cheaper than renting?", "Is it cheaper than renting a flat?"),
     (
         "How do I learn to code, from scratch to job?",
         "How do I learn to code from scratch to a job?",
@@ -165,9 +179,12 @@ def test_reflexive_on_any_unicode(text: str) -> None:
 
 
 PROSE = ["What", "is", "not", "Paris", "2", "1,000", "good", "bad", "I", "can't", "the", "?"]
-DIRECTIONS = [".", "to", "into", "from", "Rome", "New", "York", "convert", "far", ","]
+DIRECTIONS = [".", "to", "into", "from", "Rome", "New", "York", "convert", "far", ",", "than"]
+COMPARISONS = ["faster", "more", "less", "better"]
 PREFIXES = ["lock", "unlock", "non", "-", "profit", "nonprofit", "inside", "side"]
-WORDS = st.sampled_from([*PROSE, *DIRECTIONS, *PREFIXES, "5pm", "am", "p.m.", "open", "close"])
+WORDS = st.sampled_from(
+    [*PROSE, *DIRECTIONS, *COMPARISONS, *PREFIXES, "5pm", "am", "p.m.", "open", "close"]
+)
 
 
 @settings(max_examples=400, deadline=None)

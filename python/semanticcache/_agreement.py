@@ -48,6 +48,9 @@ The rules (all symmetric; a text always agrees with itself):
    "compare Python to Java" asks what "compare Java to Python" asks.
    Order around ``or``, ``vs`` and ``and`` is not a direction either: "Python or Java,
    which is better?" asks what "Java or Python..." asks.
+   A comparison has a direction too: "is Python faster than Java" and "is Java faster
+   than Python" compare the same two terms the other way round (the same comparative,
+   the word before ``than``, with ``more`` or ``less`` before it when there is one).
 7. **Code.** When either text holds code (a fenced block, or lines with structural
    indentation: see :mod:`semanticcache._layout`), both hold the same code parts, line
    for line with their indentation (trailing white space aside): ``print`` inside a
@@ -113,6 +116,8 @@ _SENTENCE_ENDS: Final = frozenset(".?!:;")
 _DIRECTION_MARKS: Final = DIRECTION_WORDS | _SENTENCE_ENDS | {"from"}
 # Words that end a term of a direction: function words and the direction words.
 _TERM_BOUNDARY: Final = _NOT_NAMES | DIRECTION_WORDS
+# Words before a comparative that belong to it: "more expensive than".
+_DEGREE: Final = frozenset(("more", "less"))
 
 
 def _opposites_index() -> dict[str, frozenset[str]]:
@@ -144,6 +149,8 @@ class _Facts:
     plain: frozenset[str]
     # (source, target) terms around "to" / "into", each a tuple of words.
     directions: frozenset[tuple[tuple[str, ...], tuple[str, ...]]]
+    # (comparative, (term before it, term after "than")): "faster", ("python",), ("java",).
+    comparisons: frozenset[tuple[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]]]
 
 
 def _is_uncased(word: str) -> bool:
@@ -207,8 +214,18 @@ def _analyse(text: str) -> _Facts:
         and _may_join_terms(folded)
         else frozenset()
     )
+    comparisons = _comparisons(normal) if "than" in words else frozenset()
     return _Facts(
-        numbers, negated, frozenset(names), words, code, meridiem, prefixed, plain, directions
+        numbers,
+        negated,
+        frozenset(names),
+        words,
+        code,
+        meridiem,
+        prefixed,
+        plain,
+        directions,
+        comparisons,
     )
 
 
@@ -243,14 +260,20 @@ def _may_join_terms(folded: list[str]) -> bool:
     return False
 
 
+def _tokens(normal: str) -> list[str]:
+    """The words and punctuation marks of the text, casefolded, less each "'s"."""
+    tokens = _TOKEN.findall(normal.casefold())
+    if "'" in normal:
+        tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    return tokens
+
+
 def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]]]:
     """The (source, target) terms of the text's directions: the terms on each side of
     "to" or "into", and in one sentence the term after "from" with each term after "to"
     ("flights to Rome from Paris"). A term is up to three words, ended by a function
     word or a punctuation mark; articles after "to" and "from" are skipped."""
-    tokens = _TOKEN.findall(normal.casefold())
-    if "'" in normal:
-        tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    tokens = _tokens(normal)
     tokens.append(".")  # the last sentence ends
     found: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
     sources: list[tuple[str, ...]] = []  # after "from", in this sentence
@@ -278,6 +301,30 @@ def _directions(normal: str) -> frozenset[tuple[tuple[str, ...], tuple[str, ...]
                     start -= 1
                 if start < i:
                     found.add((tuple(tokens[start:i]), target))
+    return frozenset(found)
+
+
+def _comparisons(
+    normal: str,
+) -> frozenset[tuple[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]]]:
+    """Each "A faster than B" of the text: the comparative (the word before "than",
+    with "more" or "less" before it) and the terms before it and after "than"."""
+    tokens = _tokens(normal)
+    found = set()
+    for i in [i for i, part in enumerate(tokens) if part == "than"]:
+        begin = i - 1
+        if begin < 1 or not tokens[begin][0].isalnum():
+            continue
+        if tokens[begin - 1] in _DEGREE:
+            begin -= 1
+        start = begin
+        while (
+            start > 0 and begin - start < DIRECTION_TERM_WORDS and _is_term_word(tokens[start - 1])
+        ):
+            start -= 1
+        after = _term_after(tokens, i)
+        if start < begin and after:
+            found.add((tuple(tokens[begin:i]), (tuple(tokens[start:begin]), after)))
     return frozenset(found)
 
 
@@ -341,12 +388,15 @@ def _starts_with(words: tuple[str, ...], head: tuple[str, ...]) -> int:
     return 0
 
 
-def _swapped(mine: _Facts, theirs: _Facts) -> bool:
+def _swapped(
+    mine: frozenset[tuple[tuple[str, ...], tuple[str, ...]]],
+    theirs: frozenset[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> bool:
     """Whether both texts join the same two terms in opposite directions: "from Paris to
     Rome" and "from Rome to Paris" (the target of each is the end of the other's
     source)."""
-    only_mine = mine.directions - theirs.directions
-    only_theirs = theirs.directions - mine.directions
+    only_mine = mine - theirs
+    only_theirs = theirs - mine
     for source, target in only_mine:
         for their_source, their_target in only_theirs:
             forward = _starts_with(their_source, target)
@@ -376,4 +426,17 @@ def texts_agree(query: str, stored: str) -> bool:
         return False
     if (a.prefixed or b.prefixed) and (_negates_by_prefix(a, b) or _negates_by_prefix(b, a)):
         return False
-    return not (a.directions and b.directions and _swapped(a, b))
+    if a.directions and b.directions and _swapped(a.directions, b.directions):
+        return False
+    return not (a.comparisons and b.comparisons and _compared_the_other_way(a, b))
+
+
+def _compared_the_other_way(mine: _Facts, theirs: _Facts) -> bool:
+    """Whether both texts compare the same two terms with the same comparative, the
+    other way round: "Python faster than Java" and "Java faster than Python"."""
+    for comparative in {c for c, _ in mine.comparisons} & {c for c, _ in theirs.comparisons}:
+        mine_terms = frozenset(t for c, t in mine.comparisons if c == comparative)
+        theirs_terms = frozenset(t for c, t in theirs.comparisons if c == comparative)
+        if _swapped(mine_terms, theirs_terms):
+            return True
+    return False
