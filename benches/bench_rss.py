@@ -43,9 +43,9 @@ async def run() -> None:
     verifier = load_verifier(CacheSettings(verifier="on"), embedder)
     assert verifier is not None
     await embedder.embed([SHORT])
-    await verifier.probabilities([(SHORT, "France's capital?")])
+    await verifier.probabilities([(SHORT, "France's capital?")], [0.9])
     print(f"embedder and verifier loaded, one short text and pair: {rss()}")
-    await verifier.probabilities([(LONG, LONG + " please")] * 16)
+    await verifier.probabilities([(LONG, LONG + " please")] * 16, [0.9] * 16)
     print(f"+ 16 pairs of 128 word pieces scored at once: {rss()}")
     for n in (1, 8, 32, 64):
         await embedder.embed([f"{LONG} {i}" for i in range(n)])

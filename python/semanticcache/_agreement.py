@@ -149,7 +149,8 @@ class _Facts:
     plain: frozenset[str]
     # (source, target) terms around "to" / "into", each a tuple of words.
     directions: frozenset[tuple[tuple[str, ...], tuple[str, ...]]]
-    # (comparative, (term before it, term after "than")): "faster", ("python",), ("java",).
+    # (comparative, (the term before it, the term after "than")), each a tuple of words:
+    # "python faster than java" -> (("faster",), (("python",), ("java",))).
     comparisons: frozenset[tuple[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]]]
 
 

@@ -92,8 +92,11 @@ class Judge:
         if not scored:
             return Verdict(None, "unverified")
         pairs = [(candidates[i].text or "", query) for i in scored]
+        similarities = [candidates[i].similarity for i in scored]
         assert self._guard is not None
-        probabilities = await self._guard.call(lambda: verifier.probabilities(pairs), inline=True)
+        probabilities = await self._guard.call(
+            lambda: verifier.probabilities(pairs, similarities), inline=True
+        )
         for i, probability in zip(scored, probabilities, strict=True):
             if verifier.thresholds.serves(probability, candidates[i].text or "", query):
                 return Verdict(i, "hit", probability)

@@ -55,6 +55,8 @@ def test_auto_is_on_with_the_local_embedder_at_the_tables_threshold(
     assert cache.verifier is not None
     assert cache.verifier.thresholds == card.thresholds_for(0.01)
     assert cache.verifier.floor == card.floor
+    # The card was calibrated with this embedder's similarities: the verifier reads them.
+    assert cache.verifier.reads_similarity
     strict = SemanticCache(embedder=local, settings=settings(pg_uri, max_false_hit_rate=0.005))
     assert strict.verifier is not None
     assert strict.verifier.thresholds == card.thresholds_for(0.005)
@@ -66,6 +68,8 @@ def test_auto_is_off_with_another_embedder_and_on_asks_for_it(pg_uri: str) -> No
     assert SemanticCache(embedder=HashingEmbedder(), settings=settings(pg_uri)).verifier is None
     on = SemanticCache(embedder=HashingEmbedder(), settings=settings(pg_uri, verifier="on"))
     assert on.verifier is not None
+    # Another embedder's similarities mean something else: the card's floor stands in.
+    assert not on.verifier.reads_similarity
     off = SemanticCache(embedder=HashingEmbedder(), settings=settings(pg_uri, verifier="off"))
     assert off.verifier is None
 

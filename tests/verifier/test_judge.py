@@ -25,9 +25,13 @@ class ScriptedScorer:
         self.by_text = by_text
         self.delay = delay
         self.batches: list[list[tuple[str, str]]] = []
+        self.similarities: list[list[float] | None] = []
 
-    async def probabilities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def probabilities(
+        self, pairs: Sequence[tuple[str, str]], similarities: Sequence[float] | None
+    ) -> list[float]:
         self.batches.append(list(pairs))
+        self.similarities.append(None if similarities is None else list(similarities))
         if self.delay:
             await asyncio.sleep(self.delay)
         return [self.by_text[stored] for stored, _ in pairs]
@@ -36,7 +40,9 @@ class ScriptedScorer:
 class BrokenScorer:
     name = "broken"
 
-    async def probabilities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def probabilities(
+        self, pairs: Sequence[tuple[str, str]], similarities: Sequence[float] | None
+    ) -> list[float]:
         raise RuntimeError("model file truncated")
 
 
@@ -75,6 +81,23 @@ async def test_the_verifier_serves_the_first_candidate_it_accepts_in_similarity_
     assert (verdict.served, verdict.reason, verdict.probability) == (1, "hit", 0.7)
     # All candidates go to the model as one batch of (stored, lookup) pairs.
     assert scorer.batches == [[("first", QUERY), ("second", QUERY), ("third", QUERY)]]
+    # A scorer calibrated with another embedder's similarities is not given these.
+    assert scorer.similarities == [None]
+
+
+async def test_a_scorer_calibrated_with_the_embedder_reads_each_candidates_similarity() -> None:
+    scorer = ScriptedScorer({"near": 0.2, "far": 0.2, "unchecked": 0.9})
+    verifier = Verifier(scorer, floor=0.8, thresholds=0.5, reads_similarity=True)
+    guard = Guard("verify", CircuitBreaker("verifier", failures=3, cooldown=60.0), None)
+    j = Judge(CacheSettings(), verifier, guard)
+    candidates = [Candidate(0.97, "near"), Candidate(0.5, "below the gate"), Candidate(0.86, "far")]
+    verdict = await j.choose(QUERY, candidates)
+    assert verdict.reason == "unverified"
+    # Only the pairs the model scores, each with its own candidate's similarity.
+    assert scorer.batches == [[("near", QUERY), ("far", QUERY)]]
+    assert scorer.similarities == [[0.97, 0.86]]
+    with pytest.raises(ValueError, match="one similarity per pair"):
+        await verifier.probabilities([("near", QUERY)], [])
 
 
 async def test_a_candidate_sharing_the_lookups_words_needs_the_reordered_threshold() -> None:

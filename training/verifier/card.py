@@ -5,7 +5,8 @@ and ONNX Runtime, :class:`semanticcache._verifier.model.CrossEncoder`), the loca
 embedder's cosine and the agreement check, then writes into the package:
 
 - the ONNX file, and a card (JSON) with its sha256 and window;
-- ``platt``: a logistic fit of the logit on the calibrate pairs (Quora and PAWS);
+- ``platt``: a logistic fit of the logit and the local embedder's similarity on the
+  calibrate pairs (Quora and PAWS);
 - ``floor``: the stage-1 similarity that gave the most Quora-calibrate recall at 1 %;
 - ``table``: per false-hit rate, the thresholds whose decision (similarity >= floor,
   texts agree, probability >= t) served at most that share of the calibrate negatives,
@@ -106,8 +107,8 @@ def _score(pairs: Sequence[LabelledPair], embedder: LocalEmbedder, model: CrossE
     return Scored(pairs, cos, agree, np.array(logits))
 
 
-def _probability(logit: Array, platt: tuple[float, float]) -> Array:
-    z = platt[0] * logit + platt[1]
+def _probability(s: Scored, platt: tuple[float, float, float]) -> Array:
+    z = platt[0] * s.logit + platt[1] * s.cos + platt[2]
     return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
@@ -271,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = [{"max_false_hit_rate": 1.0, "threshold": 0.5, "reordered_threshold": 0.5}]
         provisional = {
             "name": NAME, "model": MODEL_FILE, "sha256": sha, "max_tokens": MAX_TOKENS,
-            "platt": [1.0, 0.0], "floor": 0.0, "reordered_words": 2.0, "table": table,
+            "platt": {"logit": 1.0, "similarity": 0.0, "intercept": 0.0},
+            "similarity_embedder": "", "floor": 0.0, "reordered_words": 2.0, "table": table,
         }  # fmt: skip
         (Path(tmp) / "card.json").write_text(json.dumps(provisional))
         model = CrossEncoder(load_card(Path(tmp) / "card.json"))
@@ -287,11 +289,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal = {k: scored[k]["calibrate"] for k in scored}
     test = {k: scored[k]["test"] for k in scored}
 
-    fit_logit = np.concatenate([cal["qqp"].logit, cal["paws"].logit])[:, None]
+    # The model and the embedder err on different pairs: weighing both separates more.
+    fit_x = np.concatenate([np.column_stack([cal[k].logit, cal[k].cos]) for k in ("qqp", "paws")])
     fit_y = np.concatenate([cal["qqp"].y, cal["paws"].y])
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(fit_logit, fit_y)
-    platt = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
-    prob = {k: {s: _probability(scored[k][s].logit, platt) for s in scored[k]} for k in scored}
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(fit_x, fit_y)
+    platt = (float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
+    prob = {k: {s: _probability(scored[k][s], platt) for s in scored[k]} for k in scored}
     cal_prob = {k: prob[k]["calibrate"] for k in prob}
 
     floor, words = max(
@@ -376,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "model": MODEL_FILE,
         "sha256": sha,
         "max_tokens": MAX_TOKENS,
-        "platt": list(platt),
+        "platt": dict(zip(("logit", "similarity", "intercept"), platt, strict=True)),
+        "similarity_embedder": embedder.model_id,
         "floor": floor,
         "reordered_words": words,
         "table": table,

@@ -2,11 +2,11 @@
 
 Stage 1 (pgvector) returns the partition's nearest entries above the verifier's floor;
 the verifier reads the lookup text beside each candidate's stored text and gives a
-probability that one answer serves both. The first candidate at or above the threshold
-is served. The thresholds come from the model card's table for
-``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` (a stricter one for a pair that shares most of its
-words, where word order decides), or ``SEMANTIC_CACHE_VERIFIER_THRESHOLD`` is one for
-every pair.
+probability that one answer serves both, its card weighing the model's score with the
+candidate's similarity. The first candidate at or above the threshold is served. The
+thresholds come from the model card's table for ``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` (a
+stricter one for a pair that shares most of its words, where word order decides), or
+``SEMANTIC_CACHE_VERIFIER_THRESHOLD`` is one for every pair.
 """
 
 from __future__ import annotations
@@ -25,34 +25,51 @@ __all__ = ["PairScorer", "Verifier", "load_verifier"]
 
 Pair = tuple[str, str]
 
-# The packaged model's card was fit with this embedder's similarities (its floor).
-_LOCAL_MODEL_ID = "all-MiniLM-L6-v2-int8"
-
 
 class PairScorer(Protocol):
-    """A model that gives each ``(stored_text, lookup_text)`` a probability."""
+    """A model that gives each ``(stored_text, lookup_text)`` a probability, reading the
+    pair's stage-1 similarity too when its calibration uses it (``None``: the embedder
+    is not the one it was calibrated with)."""
 
     name: str
 
-    async def probabilities(self, pairs: Sequence[Pair]) -> list[float]: ...
+    async def probabilities(
+        self, pairs: Sequence[Pair], similarities: Sequence[float] | None
+    ) -> list[float]: ...
 
 
 class Verifier:
     """A :class:`PairScorer` with its stage-1 floor and its decision thresholds."""
 
-    def __init__(self, scorer: PairScorer, *, floor: float, thresholds: Thresholds | float) -> None:
+    def __init__(
+        self,
+        scorer: PairScorer,
+        *,
+        floor: float,
+        thresholds: Thresholds | float,
+        reads_similarity: bool = False,
+    ) -> None:
         self.scorer = scorer
         self.floor = floor
         if not isinstance(thresholds, Thresholds):
             thresholds = Thresholds.single(thresholds)
         self.thresholds = thresholds
+        self.reads_similarity = reads_similarity
+        """Whether the scorer was calibrated with this cache's embedder's similarities."""
 
     @property
     def name(self) -> str:
         return self.scorer.name
 
-    async def probabilities(self, pairs: Sequence[Pair]) -> list[float]:
-        return await self.scorer.probabilities(pairs)
+    async def probabilities(
+        self, pairs: Sequence[Pair], similarities: Sequence[float]
+    ) -> list[float]:
+        """The probability of each pair, whose stage-1 similarity is in ``similarities``."""
+        if len(similarities) != len(pairs):
+            raise ValueError("one similarity per pair")
+        return await self.scorer.probabilities(
+            pairs, similarities if self.reads_similarity else None
+        )
 
     def describe(self) -> str:
         """The thresholds, for a person."""
@@ -78,8 +95,13 @@ class _PackagedScorer:
         self.card = self._model.card
         self.name = self.card.name
 
-    async def probabilities(self, pairs: Sequence[Pair]) -> list[float]:
-        return [self.card.probability(x) for x in await self._model.logits(pairs)]
+    async def probabilities(
+        self, pairs: Sequence[Pair], similarities: Sequence[float] | None
+    ) -> list[float]:
+        logits = await self._model.logits(pairs)
+        if similarities is None:
+            return [self.card.probability(x) for x in logits]
+        return [self.card.probability(x, s) for x, s in zip(logits, similarities, strict=True)]
 
 
 # Models are loaded once per process and shared by every cache (they are thread-safe).
@@ -111,12 +133,13 @@ def load_verifier(settings: CacheSettings, embedder: BaseEmbedder) -> Verifier |
     mode = settings.verifier
     if mode == "off":
         return None
-    local = embedder.model_id == _LOCAL_MODEL_ID and _packaged_available()
+    card = load_card(PACKAGED_CARD)
+    local = embedder.model_id == card.similarity_embedder and _packaged_available()
     if mode == "auto" and settings.verifier_model is None and not local:
         return None
     floor = settings.verifier_floor
     if floor is None:
-        floor = load_card(PACKAGED_CARD).floor
+        floor = card.floor
     scorer: PairScorer
     if settings.verifier_model is not None:
         from semanticcache._verifier.sentence_transformers import SentenceTransformersScorer
@@ -130,7 +153,9 @@ def load_verifier(settings: CacheSettings, embedder: BaseEmbedder) -> Verifier |
         scorer = _shared(name, lambda: SentenceTransformersScorer(name))
         return Verifier(scorer, floor=floor, thresholds=settings.verifier_threshold)
     packaged = _shared("", _PackagedScorer)
+    reads = embedder.model_id == card.similarity_embedder
     if settings.verifier_threshold is not None:
-        return Verifier(packaged, floor=floor, thresholds=settings.verifier_threshold)
-    thresholds = packaged.card.thresholds_for(settings.max_false_hit_rate)
-    return Verifier(packaged, floor=floor, thresholds=thresholds)
+        thresholds: Thresholds | float = settings.verifier_threshold
+    else:
+        thresholds = packaged.card.thresholds_for(settings.max_false_hit_rate)
+    return Verifier(packaged, floor=floor, thresholds=thresholds, reads_similarity=reads)

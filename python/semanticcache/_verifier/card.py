@@ -1,7 +1,10 @@
 """The verifier's model card: its file, its window, its calibration and its threshold table.
 
 The card (a JSON file beside the model) is written by ``training/verifier/card.py`` from
-the calibrate split. ``platt`` maps the model's logit to a probability; ``table`` gives,
+the calibrate split. ``platt`` maps the model's logit and the stage-1 similarity (of the
+embedder ``similarity_embedder``; with any other, the floor stands in for it) to a
+probability: the two disagree on different pairs, so together they separate more than
+either; ``table`` gives,
 for a false-hit rate, the lowest probabilities that held the calibrate pairs (Quora,
 PAWS and the generated paraphrases alike) to it: ``threshold`` for pairs worded
 differently, ``reordered_threshold`` for pairs sharing at least ``reordered_words`` of
@@ -72,17 +75,22 @@ class ModelCard:
     model_path: Path
     sha256: str
     max_tokens: int
-    platt: tuple[float, float]
-    """``(a, b)``: the probability is ``1 / (1 + exp(-(a * logit + b)))``."""
+    platt: tuple[float, float, float]
+    """``(a, c, b)``: the probability is ``1 / (1 + exp(-(a * logit + c * similarity + b)))``."""
+    similarity_embedder: str
+    """The embedder (its ``model_id``) whose similarities ``platt`` was fit with."""
     floor: float
     table: tuple[tuple[float, float, float], ...]
     """``(max_false_hit_rate, threshold, reordered_threshold)``, rates ascending."""
     reordered_words: float
     """The share of shared words from which a pair takes ``reordered_threshold``."""
 
-    def probability(self, logit: float) -> float:
-        a, b = self.platt
-        z = a * logit + b
+    def probability(self, logit: float, similarity: float | None = None) -> float:
+        """The probability of a pair with this ``logit`` whose texts have this stage-1
+        ``similarity`` (``None``, for another embedder than the card's: the floor, the
+        least a candidate has, so that its probability is never overstated)."""
+        a, c, b = self.platt
+        z = a * logit + c * (self.floor if similarity is None else similarity) + b
         # Written both ways so that neither branch overflows.
         if z >= 0:
             return 1.0 / (1.0 + math.exp(-z))
@@ -126,13 +134,20 @@ def load_card(path: Path = PACKAGED_CARD) -> ModelCard:
         )
         if not table or [r[0] for r in table] != sorted(r[0] for r in table):
             raise ValueError("table must be non-empty, rates ascending")
-        a, b = raw["platt"]
+        platt = raw["platt"]
+        if not isinstance(platt, dict):
+            raise ValueError("platt must be an object with logit, similarity and intercept")
         return ModelCard(
             name=str(raw["name"]),
             model_path=path.parent / str(raw["model"]),
             sha256=str(raw["sha256"]),
             max_tokens=int(raw["max_tokens"]),
-            platt=(_number(a, "platt"), _number(b, "platt")),
+            platt=(
+                _number(platt["logit"], "platt logit"),
+                _number(platt["similarity"], "platt similarity"),
+                _number(platt["intercept"], "platt intercept"),
+            ),
+            similarity_embedder=str(raw["similarity_embedder"]),
             floor=_number(raw["floor"], "floor"),
             table=table,
             reordered_words=_number(raw["reordered_words"], "reordered_words"),

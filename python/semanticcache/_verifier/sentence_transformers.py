@@ -45,7 +45,10 @@ class SentenceTransformersScorer:
             raise EmbedderError(f"the verifier {self.name!r} failed: {exc}") from exc
         return [float(s) for s in scores]
 
-    async def probabilities(self, pairs: Sequence[Pair]) -> list[float]:
+    async def probabilities(
+        self, pairs: Sequence[Pair], similarities: Sequence[float] | None
+    ) -> list[float]:
+        del similarities  # the model reads the texts alone
         if not pairs:
             return []
         return await self._worker.submit(list(pairs), self)
