@@ -146,6 +146,25 @@ async def test_a_refused_candidate_is_unverified_and_a_lower_threshold_serves_it
             assert exact.probability is None
 
 
+class BrokenTrees:
+    def logits(self, rows: object) -> object:
+        raise RuntimeError("trees truncated")
+
+
+async def test_a_failing_wording_model_is_a_miss_not_an_error(
+    pg_uri: str, local: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored, lookup = "How do I reset my router?", "How can I reset my wifi router?"
+    async with SemanticCache(embedder=local, settings=settings(pg_uri)) as cache:
+        assert cache.verifier is not None
+        monkeypatch.setattr(cache.verifier.scorer, "_trees", BrokenTrees())
+        partition = secrets.token_bytes(8)
+        await cache.put(stored, b"steps", partition=partition, raise_errors=True)
+        result = await cache.lookup(lookup, partition=partition)
+        assert result.hit is None
+        assert result.reason == "verify_error"
+
+
 async def test_off_serves_on_similarity_alone(pg_uri: str, local: LocalEmbedder) -> None:
     stored, lookup = "Flights from Paris to Rome", "Flights from Rome to Paris"
     config = settings(pg_uri, verifier="off", threshold=0.5, agreement_check=False)

@@ -34,27 +34,23 @@ def test_the_packaged_card_describes_the_packaged_file() -> None:
     assert 0.0 < card.reordered_words <= 2.0
 
 
-def test_probability_is_the_cards_logistic_of_the_logit_and_the_similarity() -> None:
+def test_probability_is_the_cards_logistic_of_both_scores() -> None:
     card = load_card()
     a, c, b = card.platt
-    # A higher logit, or a higher similarity, means "same answer".
+    # A higher logit, or a higher wording score, means "same answer".
     assert a > 0
     assert c > 0
     assert card.similarity_embedder == "all-MiniLM-L6-v2-int8"
-    assert card.probability(-(b + c * 0.9) / a, 0.9) == pytest.approx(0.5)
-    assert card.probability(1e6, 0.9) == 1.0
-    assert card.probability(-1e6, 0.9) == 0.0
-    assert card.probability(1.0, 0.9) > card.probability(0.0, 0.9)
-    assert card.probability(1.0, 0.95) > card.probability(1.0, 0.9)
-    # Without a similarity the card could read (another embedder's), the floor's stands
-    # in: the least any candidate has, so the probability is never overstated.
-    assert card.probability(1.0) == card.probability(1.0, card.floor)
-    assert card.probability(1.0) < card.probability(1.0, card.floor + 0.05)
+    assert card.probability(-(b + c * 0.5) / a, 0.5) == pytest.approx(0.5)
+    assert card.probability(1e6, 0.5) == 1.0
+    assert card.probability(-1e6, 0.5) == 0.0
+    assert card.probability(1.0, 0.5) > card.probability(0.0, 0.5)
+    assert card.probability(1.0, 1.0) > card.probability(1.0, 0.5)
 
 
 def test_thresholds_for_takes_the_strictest_row_within_the_target() -> None:
     table = ((0.005, 0.95, 0.97), (0.01, 0.9, 0.93))
-    card = ModelCard("t", Path("x"), "", 128, (1.0, 0.0, 0.0), "e", 0.5, table, 0.75)
+    card = ModelCard("t", Path("x"), "", 128, (1.0, 0.0, 0.0), Path("w"), "", "e", 0.5, table, 0.75)
     assert card.thresholds_for(0.01) == Thresholds(0.9, 0.93, 0.75)
     assert card.thresholds_for(0.0099) == Thresholds(0.95, 0.97, 0.75)
     assert card.thresholds_for(0.5) == Thresholds(0.9, 0.93, 0.75)
@@ -67,9 +63,11 @@ def test_thresholds_for_takes_the_strictest_row_within_the_target() -> None:
     [
         (lambda c: c.pop("platt"), "platt"),
         (lambda c: c.update(platt=[1.0, 0.0]), "platt"),
-        (lambda c: c["platt"].pop("similarity"), "similarity"),
+        (lambda c: c["platt"].pop("wording"), "wording"),
         (lambda c: c["platt"].update(intercept=None), "platt intercept"),
         (lambda c: c.pop("similarity_embedder"), "similarity_embedder"),
+        (lambda c: c.pop("wording_model"), "wording_model"),
+        (lambda c: c.pop("wording_sha256"), "wording_sha256"),
         (lambda c: c.update(table=[]), "non-empty"),
         (lambda c: c.update(floor="high"), "finite number"),
         (lambda c: c.pop("reordered_words"), "reordered_words"),

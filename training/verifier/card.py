@@ -5,8 +5,10 @@ and ONNX Runtime, :class:`semanticcache._verifier.model.CrossEncoder`), the loca
 embedder's cosine and the agreement check, then writes into the package:
 
 - the ONNX file, and a card (JSON) with its sha256 and window;
-- ``platt``: a logistic fit of the logit and the local embedder's similarity on the
-  calibrate pairs (Quora and PAWS);
+- the wording model (``training/verifier/wording.py``: boosted trees over the pair's
+  wording and the local embedder's similarity), trained on the train splits;
+- ``platt``: a logistic fit of the cross-encoder's logit and the wording model's score
+  on the calibrate pairs (Quora and PAWS);
 - ``floor``: the stage-1 similarity that gave the most Quora-calibrate recall at 1 %;
 - ``table``: per false-hit rate, the thresholds whose decision (similarity >= floor,
   texts agree, probability >= t) served at most that share of the calibrate negatives,
@@ -50,11 +52,13 @@ from semanticcache._embedders.local import LocalEmbedder
 from semanticcache._verifier.card import PACKAGED_CARD, load_card
 from semanticcache._verifier.model import CrossEncoder
 from semanticcache._verifier.wording import word_overlap
+from training.verifier import wording
 from training.verifier.common import DEFAULT_OUT, LabelledPair, load_jsonl, load_split
 
 AUDIT: Final = Path(__file__).parent / "audit"
 
 MODEL_FILE: Final = "verifier-minilm-l6.int8.onnx"
+WORDING_FILE: Final = "verifier-wording.npz"
 NAME: Final = "semcache-verifier-minilm-l6-1"
 MAX_TOKENS: Final = 128
 RATES: Final = (0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1)
@@ -62,6 +66,7 @@ FLOORS: Final = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 # Shares of shared words from which a pair takes the reordered threshold (2.0: never).
 REORDERED_WORDS: Final = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 2.0)
 TARGET: Final = 0.01
+SPLITS: Final = ("train", "calibrate", "test")
 # Each rate is held with this confidence: the calibrate split's false-hit rate is itself an
 # estimate (892 PAWS negatives allow 8 at 1 %), and a threshold at the estimate lets
 # through more on new pairs about half the time.
@@ -107,8 +112,8 @@ def _score(pairs: Sequence[LabelledPair], embedder: LocalEmbedder, model: CrossE
     return Scored(pairs, cos, agree, np.array(logits))
 
 
-def _probability(s: Scored, platt: tuple[float, float, float]) -> Array:
-    z = platt[0] * s.logit + platt[1] * s.cos + platt[2]
+def _probability(logit: Array, wording: Array, platt: tuple[float, float, float]) -> Array:
+    z = platt[0] * logit + platt[1] * wording + platt[2]
     return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
@@ -260,10 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = {
         "qqp": load_split(args.out, "qqp", load_jsonl(args.qqp)),
         "paws": load_split(args.out, "paws", load_jsonl(args.paws)),
-        "rules": {s: load_jsonl(args.out / "rules" / f"{s}.jsonl") for s in ("calibrate", "test")},
-        "paraphrases": {
-            s: load_jsonl(args.out / "paraphrases" / f"{s}.jsonl") for s in ("calibrate", "test")
-        },
+        "rules": {s: load_jsonl(args.out / "rules" / f"{s}.jsonl") for s in SPLITS},
+        "paraphrases": {s: load_jsonl(args.out / "paraphrases" / f"{s}.jsonl") for s in SPLITS},
     }
     sha = hashlib.sha256(args.onnx.read_bytes()).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
@@ -272,8 +275,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = [{"max_false_hit_rate": 1.0, "threshold": 0.5, "reordered_threshold": 0.5}]
         provisional = {
             "name": NAME, "model": MODEL_FILE, "sha256": sha, "max_tokens": MAX_TOKENS,
-            "platt": {"logit": 1.0, "similarity": 0.0, "intercept": 0.0},
-            "similarity_embedder": "", "floor": 0.0, "reordered_words": 2.0, "table": table,
+            "platt": {"logit": 1.0, "wording": 0.0, "intercept": 0.0},
+            "wording_model": WORDING_FILE, "wording_sha256": "", "similarity_embedder": "",
+            "floor": 0.0, "reordered_words": 2.0, "table": table,
         }  # fmt: skip
         (Path(tmp) / "card.json").write_text(json.dumps(provisional))
         model = CrossEncoder(load_card(Path(tmp) / "card.json"))
@@ -289,12 +293,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal = {k: scored[k]["calibrate"] for k in scored}
     test = {k: scored[k]["test"] for k in scored}
 
-    # The model and the embedder err on different pairs: weighing both separates more.
-    fit_x = np.concatenate([np.column_stack([cal[k].logit, cal[k].cos]) for k in ("qqp", "paws")])
+    # The wording model, on every train split (Quora's raw labels: the audit reads only
+    # calibrate and test).
+    train_pairs = [p for k in data for p in data[k]["train"][: args.limit]]
+    train_x = wording.features(train_pairs, wording.cosines(train_pairs, embedder))
+    trees = wording.export(wording.train(train_x, np.array([p.label for p in train_pairs])))
+    worded = {
+        k: {s: trees.logits(wording.features(v.pairs, v.cos)) for s, v in scored[k].items()}
+        for k in scored
+    }
+    print(f"wording model: {trees.feature.shape[0]} trees, {time.monotonic() - t0:.0f} s")
+    # The cross-encoder and the wording model err on different pairs: both separate more.
+    fit_x = np.concatenate(
+        [np.column_stack([cal[k].logit, worded[k]["calibrate"]]) for k in ("qqp", "paws")]
+    )
     fit_y = np.concatenate([cal["qqp"].y, cal["paws"].y])
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(fit_x, fit_y)
     platt = (float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
-    prob = {k: {s: _probability(scored[k][s], platt) for s in scored[k]} for k in scored}
+    prob = {
+        k: {s: _probability(v.logit, worded[k][s], platt) for s, v in scored[k].items()}
+        for k in scored
+    }
     cal_prob = {k: prob[k]["calibrate"] for k in prob}
 
     floor, words = max(
@@ -369,17 +388,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     out = args.out / "card"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        out / "scores.npz",
-        **{f"{k}_{s}_{f}": getattr(scored[k][s], f) for k in scored for s in scored[k]
-           for f in ("y", "cos", "agree", "logit")},
+    arrays: dict[str, Any] = {f"{k}_{s}_wording": worded[k][s] for k in scored for s in scored[k]}
+    arrays.update(
+        {f"{k}_{s}_{f}": getattr(scored[k][s], f) for k in scored for s in scored[k]
+         for f in ("y", "cos", "agree", "logit")}
     )  # fmt: skip
+    np.savez(out / "scores.npz", **arrays)
+    trees.save(out / WORDING_FILE)
+    trees_bytes = (out / WORDING_FILE).read_bytes()
     card = {
         "name": NAME,
         "model": MODEL_FILE,
         "sha256": sha,
         "max_tokens": MAX_TOKENS,
-        "platt": dict(zip(("logit", "similarity", "intercept"), platt, strict=True)),
+        "platt": dict(zip(("logit", "wording", "intercept"), platt, strict=True)),
+        "wording_model": WORDING_FILE,
+        "wording_sha256": hashlib.sha256(trees_bytes).hexdigest(),
         "similarity_embedder": embedder.model_id,
         "floor": floor,
         "reordered_words": words,
@@ -387,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     PACKAGED_CARD.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.onnx, PACKAGED_CARD.parent / MODEL_FILE)
+    (PACKAGED_CARD.parent / WORDING_FILE).write_bytes(trees_bytes)
     PACKAGED_CARD.write_text(json.dumps(card, indent=2) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(

@@ -16,11 +16,8 @@ features are symmetric in the two texts.
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
 import time
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -28,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from semanticcache._agreement import _NOT_NAMES, _facts, _name_in, _opposed, texts_agree
+from semanticcache._verifier.features import FEATURES, wording_features
 from training.verifier.common import DEFAULT_OUT, LabelledPair, load_jsonl
 
 Array = npt.NDArray[np.float32]
@@ -41,25 +38,8 @@ NAMES: Final = (
     "align_min_worst_side",
     "align_order",
     "align_order_worst_side",
-    "agree",
-    "numbers_equal",
-    "negation_equal",
-    "names_match",
-    "opposed",
-    "jaccard_words",
-    "jaccard_content",
-    "jaccard_numbers",
-    "jaccard_bigrams",
-    "only_one_side_content",
-    "lcs_min",
-    "lcs_max",
-    "same_words_other_order",
-    "len_min",
-    "len_max",
-    "len_ratio",
+    *FEATURES[1:],
 )
-_WORD: Final = re.compile(r"\w+(?:'\w+)*")
-_NUMBER: Final = re.compile(r"\d+")
 
 
 @dataclass(slots=True)
@@ -126,38 +106,12 @@ def _alignment(x: Array, y: Array) -> tuple[float, float, float]:
     return float(best.mean()), float(best.min()), order
 
 
-def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
-    if not a or not b:
-        return 0
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def _jaccard[T](a: AbstractSet[T], b: AbstractSet[T]) -> float:
-    union = a | b
-    return len(a & b) / len(union) if union else 1.0
-
-
 def pair_features(a: str, b: str, ea: Encoded, eb: Encoded) -> list[float]:
-    """The features of one pair (in ``NAMES`` order)."""
+    """The features of one pair (in ``NAMES`` order): the cosine, the token alignment,
+    then the runtime's wording features (:mod:`semanticcache._verifier.features`)."""
     cosine = float(ea.pooled @ eb.pooled)
     mean_ab, min_ab, order_ab = _alignment(ea.tokens, eb.tokens)
     mean_ba, min_ba, order_ba = _alignment(eb.tokens, ea.tokens)
-    fa, fb = _facts(a), _facts(b)
-    names_match = all(_name_in(n, fb.words) for n in fa.names) and all(
-        _name_in(n, fa.words) for n in fb.names
-    )
-    wa = [w.casefold() for w in _WORD.findall(a)]
-    wb = [w.casefold() for w in _WORD.findall(b)]
-    sa, sb = set(wa), set(wb)
-    ca, cb = sa - _NOT_NAMES, sb - _NOT_NAMES
-    lcs = _lcs(wa, wb)
-    shortest, longest = min(len(wa), len(wb)), max(len(wa), len(wb))
     return [
         cosine,
         (mean_ab + mean_ba) / 2,
@@ -166,22 +120,7 @@ def pair_features(a: str, b: str, ea: Encoded, eb: Encoded) -> list[float]:
         min(min_ab, min_ba),
         (order_ab + order_ba) / 2,
         min(order_ab, order_ba),
-        float(texts_agree(a, b)),
-        float(fa.numbers == fb.numbers),
-        float(fa.negated == fb.negated),
-        float(names_match),
-        float(_opposed(fa.words, fb.words)),
-        _jaccard(sa, sb),
-        _jaccard(ca, cb),
-        _jaccard(set(_NUMBER.findall(a)), set(_NUMBER.findall(b))),
-        _jaccard(set(itertools.pairwise(wa)), set(itertools.pairwise(wb))),
-        float(len(ca ^ cb)),
-        lcs / shortest if shortest else 1.0,
-        lcs / longest if longest else 1.0,
-        float(sorted(wa) == sorted(wb) and wa != wb),
-        float(shortest),
-        float(longest),
-        shortest / longest if longest else 1.0,
+        *wording_features(a, b, cosine)[1:],
     ]
 
 

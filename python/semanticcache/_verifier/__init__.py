@@ -2,15 +2,17 @@
 
 Stage 1 (pgvector) returns the partition's nearest entries above the verifier's floor;
 the verifier reads the lookup text beside each candidate's stored text and gives a
-probability that one answer serves both, its card weighing the model's score with the
-candidate's similarity. The first candidate at or above the threshold is served. The
-thresholds come from the model card's table for ``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` (a
-stricter one for a pair that shares most of its words, where word order decides), or
-``SEMANTIC_CACHE_VERIFIER_THRESHOLD`` is one for every pair.
+probability that one answer serves both, its card weighing the cross-encoder's score
+with that of a model of the pair's wording and similarity. The first candidate at or
+above the threshold is served. The thresholds come from the model card's table for
+``SEMANTIC_CACHE_MAX_FALSE_HIT_RATE`` (a separate one for a pair that shares most of its
+words, where word order decides), or ``SEMANTIC_CACHE_VERIFIER_THRESHOLD`` is one for
+every pair.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import threading
 from collections.abc import Callable, Sequence
@@ -19,7 +21,7 @@ from typing import Protocol
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
 from semanticcache._verifier.card import PACKAGED_CARD, Thresholds, load_card
-from semanticcache.errors import ConfigurationError
+from semanticcache.errors import ConfigurationError, EmbedderError
 
 __all__ = ["PairScorer", "Verifier", "load_verifier"]
 
@@ -86,22 +88,46 @@ class Verifier:
 
 
 class _PackagedScorer:
-    """The packaged cross-encoder, its logits mapped to probabilities by its card."""
+    """The packaged cross-encoder and wording model, their scores made a probability by
+    their card. Each runs on a worker thread of its own."""
 
     def __init__(self) -> None:
+        from semanticcache._embedders._worker import COALESCE_MAX_TEXTS, BatchingWorker
         from semanticcache._verifier.model import CrossEncoder
+        from semanticcache._verifier.trees import TreeEnsemble
 
         self._model = CrossEncoder(load_card())
         self.card = self._model.card
         self.name = self.card.name
+        self._trees = TreeEnsemble.load(self.card.wording_path, sha256=self.card.wording_sha256)
+        self._wording: BatchingWorker[tuple[str, str, float], float] = BatchingWorker(
+            self.wording_sync, max_texts=COALESCE_MAX_TEXTS, thread_name="semcache-wording"
+        )
+
+    def wording_sync(self, items: Sequence[tuple[str, str, float]]) -> list[float]:
+        """The wording model's score of each ``(stored, lookup, similarity)`` (blocking)."""
+        from semanticcache._verifier.features import wording_features
+
+        try:
+            rows = [wording_features(stored, lookup, s) for stored, lookup, s in items]
+            return [float(x) for x in self._trees.logits(rows)] if rows else []
+        except Exception as exc:  # a bug here must fail open like a model error
+            raise EmbedderError(f"the verifier's wording model failed: {exc}") from exc
 
     async def probabilities(
         self, pairs: Sequence[Pair], similarities: Sequence[float] | None
     ) -> list[float]:
-        logits = await self._model.logits(pairs)
+        if not pairs:
+            return []
+        # Another embedder's similarities mean something else: the floor, the least a
+        # candidate has, stands in (the trees never score a lower similarity higher).
         if similarities is None:
-            return [self.card.probability(x) for x in logits]
-        return [self.card.probability(x, s) for x, s in zip(logits, similarities, strict=True)]
+            similarities = [self.card.floor] * len(pairs)
+        items = [(a, b, s) for (a, b), s in zip(pairs, similarities, strict=True)]
+        logits, wording = await asyncio.gather(
+            self._model.logits(pairs), self._wording.submit(items, self)
+        )
+        return [self.card.probability(x, w) for x, w in zip(logits, wording, strict=True)]
 
 
 # Models are loaded once per process and shared by every cache (they are thread-safe).

@@ -1,10 +1,11 @@
 """The verifier's model card: its file, its window, its calibration and its threshold table.
 
 The card (a JSON file beside the model) is written by ``training/verifier/card.py`` from
-the calibrate split. ``platt`` maps the model's logit and the stage-1 similarity (of the
-embedder ``similarity_embedder``; with any other, the floor stands in for it) to a
-probability: the two disagree on different pairs, so together they separate more than
-either; ``table`` gives,
+the calibrate split. ``platt`` maps two scores to a probability: the cross-encoder's
+logit and the logit of the tree model over the pair's wording and stage-1 similarity
+(``wording_model``: :mod:`semanticcache._verifier.features`, fit with the similarities
+of ``similarity_embedder``; with any other embedder the floor stands in for them). The
+two read a pair differently and err on different pairs; ``table`` gives,
 for a false-hit rate, the lowest probabilities that held the calibrate pairs (Quora,
 PAWS and the generated paraphrases alike) to it: ``threshold`` for pairs worded
 differently, ``reordered_threshold`` for pairs sharing at least ``reordered_words`` of
@@ -76,21 +77,22 @@ class ModelCard:
     sha256: str
     max_tokens: int
     platt: tuple[float, float, float]
-    """``(a, c, b)``: the probability is ``1 / (1 + exp(-(a * logit + c * similarity + b)))``."""
+    """``(a, c, b)``: the probability is ``1 / (1 + exp(-(a * logit + c * wording + b)))``."""
+    wording_path: Path
+    wording_sha256: str
     similarity_embedder: str
-    """The embedder (its ``model_id``) whose similarities ``platt`` was fit with."""
+    """The embedder (its ``model_id``) whose similarities the wording model was fit with."""
     floor: float
     table: tuple[tuple[float, float, float], ...]
     """``(max_false_hit_rate, threshold, reordered_threshold)``, rates ascending."""
     reordered_words: float
     """The share of shared words from which a pair takes ``reordered_threshold``."""
 
-    def probability(self, logit: float, similarity: float | None = None) -> float:
-        """The probability of a pair with this ``logit`` whose texts have this stage-1
-        ``similarity`` (``None``, for another embedder than the card's: the floor, the
-        least a candidate has, so that its probability is never overstated)."""
+    def probability(self, logit: float, wording: float) -> float:
+        """The probability of a pair with the cross-encoder's ``logit`` and the wording
+        model's ``wording`` score."""
         a, c, b = self.platt
-        z = a * logit + c * (self.floor if similarity is None else similarity) + b
+        z = a * logit + c * wording + b
         # Written both ways so that neither branch overflows.
         if z >= 0:
             return 1.0 / (1.0 + math.exp(-z))
@@ -136,7 +138,7 @@ def load_card(path: Path = PACKAGED_CARD) -> ModelCard:
             raise ValueError("table must be non-empty, rates ascending")
         platt = raw["platt"]
         if not isinstance(platt, dict):
-            raise ValueError("platt must be an object with logit, similarity and intercept")
+            raise ValueError("platt must be an object with logit, wording and intercept")
         return ModelCard(
             name=str(raw["name"]),
             model_path=path.parent / str(raw["model"]),
@@ -144,9 +146,11 @@ def load_card(path: Path = PACKAGED_CARD) -> ModelCard:
             max_tokens=int(raw["max_tokens"]),
             platt=(
                 _number(platt["logit"], "platt logit"),
-                _number(platt["similarity"], "platt similarity"),
+                _number(platt["wording"], "platt wording"),
                 _number(platt["intercept"], "platt intercept"),
             ),
+            wording_path=path.parent / str(raw["wording_model"]),
+            wording_sha256=str(raw["wording_sha256"]),
             similarity_embedder=str(raw["similarity_embedder"]),
             floor=_number(raw["floor"], "floor"),
             table=table,

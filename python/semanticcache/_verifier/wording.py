@@ -3,7 +3,7 @@ turns on word order ("from A to B", "from B to A") from those worded differently
 
 The share is the weighted Jaccard index of the two texts' words (lower-case runs of
 letters and digits, counted with repeats): 1.0 for the same words in any order. The
-verifier's card holds a stricter threshold for pairs at or above its cut, fit on the
+verifier's card holds a threshold of its own for pairs at or above its cut, fit on the
 pairs of that kind alone (PAWS's word swaps among them), so that they do not set the
 threshold of every other pair.
 """
