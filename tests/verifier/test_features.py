@@ -6,7 +6,6 @@ import time
 
 from hypothesis import given
 from hypothesis import strategies as st
-from training.verifier.features import NAMES
 
 from semanticcache._verifier.features import FEATURES, MAX_WORDS, wording_features
 
@@ -54,7 +53,3 @@ def test_a_long_text_is_read_up_to_its_word_limit() -> None:
     assert features["len_max"] <= MAX_WORDS
     # Quadratic in the words read, not in the text: well under a second.
     assert time.perf_counter() - started < 5.0
-
-
-def test_the_training_features_end_with_the_runtimes() -> None:
-    assert NAMES[-(len(FEATURES) - 1) :] == FEATURES[1:]

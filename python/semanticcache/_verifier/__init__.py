@@ -21,6 +21,7 @@ from typing import Protocol
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
 from semanticcache._verifier.card import PACKAGED_CARD, Thresholds, load_card
+from semanticcache._verifier.features import wording_features
 from semanticcache.errors import ConfigurationError, EmbedderError
 
 __all__ = ["PairScorer", "Verifier", "load_verifier"]
@@ -106,8 +107,6 @@ class _PackagedScorer:
 
     def wording_sync(self, items: Sequence[tuple[str, str, float]]) -> list[float]:
         """The wording model's score of each ``(stored, lookup, similarity)`` (blocking)."""
-        from semanticcache._verifier.features import wording_features
-
         try:
             rows = [wording_features(stored, lookup, s) for stored, lookup, s in items]
             return [float(x) for x in self._trees.logits(rows)] if rows else []
