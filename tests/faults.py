@@ -74,20 +74,33 @@ def stalled(server: EmbeddedPostgres) -> Iterator[None]:
 
 class LoopLag:
     """A ticker task on the running loop: ``max_gap`` is the longest time between two of
-    its ticks (what any other task could have been delayed by)."""
+    its ticks (what any other task could have been delayed by). Gaps over ``stall``
+    seconds are kept (``time.monotonic()`` ends), so :meth:`stalled_between` can say how
+    long the loop stood still inside a span."""
 
-    def __init__(self, interval: float = 0.005) -> None:
+    def __init__(self, interval: float = 0.005, *, stall: float = 0.1) -> None:
         self.interval = interval
+        self.stall = stall
         self.max_gap = 0.0
+        self.stalls: list[tuple[float, float]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def _tick(self) -> None:
-        last = time.perf_counter()
+        last = time.monotonic()
         while True:
             await asyncio.sleep(self.interval)
-            now = time.perf_counter()
-            self.max_gap = max(self.max_gap, now - last - self.interval)
+            now = time.monotonic()
+            gap = now - last - self.interval
+            self.max_gap = max(self.max_gap, gap)
+            if gap > self.stall:
+                self.stalls.append((last + self.interval, now))
             last = now
+
+    def stalled_between(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end]`` (``time.monotonic()``) the loop stood still."""
+        return sum(
+            max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in self.stalls
+        )
 
     def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._tick())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -41,7 +42,7 @@ from pathlib import Path
 import httpx
 
 from semanticcache._devserver import EmbeddedPostgres
-from tests.faults import Relay, free_port, postgres_pids
+from tests.faults import LoopLag, Relay, free_port, postgres_pids
 from tests.reliability.app import credential_digest
 from tests.servers import RedisServer
 
@@ -82,8 +83,13 @@ class PhaseReport:
     cross_credential: int = 0
     transport_errors: int = 0
     max_latency: float = 0.0
+    # The longest the load generator's own loop (which also runs the relays) stood still:
+    # the test rig's pause, not the app's, so it is taken off each answer's latency.
+    rig_stall: float = 0.0
     first_hit_after: float | None = None
     statuses: dict[str, int] = field(default_factory=dict)
+    # What each late answer was (the first few): enough to tell which path was slow.
+    late_answers: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -115,6 +121,7 @@ class Load:
         self.rng = random.Random(seed)
         self.phase: _Phase | None = None
         self.answers: list[tuple[str, str, str, str]] = []
+        self.lag = LoopLag()
         self._stop = asyncio.Event()
 
     def begin(self, name: str) -> None:
@@ -123,14 +130,18 @@ class Load:
     def end(self) -> PhaseReport:
         assert self.phase is not None
         report = self.phase.report
-        report.seconds = round(time.monotonic() - self.phase.started, 2)
+        ended = time.monotonic()
+        report.seconds = round(ended - self.phase.started, 2)
+        stalls = [min(e, ended) - max(s, self.phase.started) for s, e in self.lag.stalls]
+        report.rig_stall = round(max([0.0, *stalls]), 3)
         return report
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
         timeout = httpx.Timeout(self.late_bound * 4)
         async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=timeout) as c:
-            await asyncio.gather(*(self._client(c) for _ in range(self.concurrency)))
+            with self.lag:
+                await asyncio.gather(*(self._client(c) for _ in range(self.concurrency)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -166,12 +177,24 @@ class Load:
             report.requests += 1
             report.transport_errors += 1
             return
-        latency = time.monotonic() - started
+        ended = time.monotonic()
+        latency = ended - started - self.lag.stalled_between(started, ended)
         report.requests += 1
         report.statuses[str(r.status_code)] = report.statuses.get(str(r.status_code), 0) + 1
         report.max_latency = max(report.max_latency, round(latency, 3))
         if latency > self.late_bound:
             report.late += 1
+            if len(report.late_answers) < 5:
+                report.late_answers.append(
+                    {
+                        "after": round(started - phase.started, 2),
+                        "seconds": round(ended - started, 3),
+                        "rig_stall": round(ended - started - latency, 3),
+                        "stream": stream,
+                        "status": r.status_code,
+                        "x-cache": r.headers.get("x-cache"),
+                    }
+                )
         if r.status_code >= 500:
             report.errors_5xx += 1
             return
@@ -438,6 +461,9 @@ async def run(
         await asyncio.sleep(seconds)
         phases.append(load.end())
 
+    # Objects made before the run (every earlier test's, in a suite) stay out of the
+    # collector's full passes: such a pass over a large heap stalls the rig's loop.
+    gc.freeze()
     sampler = asyncio.create_task(sample_rss())
     driver = asyncio.create_task(load.run())
     try:
@@ -449,6 +475,7 @@ async def run(
         load.stop()
         await driver
         sampler.cancel()
+        gc.unfreeze()
         await stop_stack(stack)
     calls: dict[str, tuple[str, str, str]] = {}
     for path in stack.call_log.glob("calls-*.jsonl"):
