@@ -83,24 +83,30 @@ class LoopLag:
         self.stall = stall
         self.max_gap = 0.0
         self.stalls: list[tuple[float, float]] = []
+        self._last = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     async def _tick(self) -> None:
-        last = time.monotonic()
+        self._last = time.monotonic()
         while True:
             await asyncio.sleep(self.interval)
             now = time.monotonic()
-            gap = now - last - self.interval
+            gap = now - self._last - self.interval
             self.max_gap = max(self.max_gap, gap)
             if gap > self.stall:
-                self.stalls.append((last + self.interval, now))
-            last = now
+                self.stalls.append((self._last + self.interval, now))
+            self._last = now
 
     def stalled_between(self, start: float, end: float) -> float:
-        """Seconds of ``[start, end]`` (``time.monotonic()``) the loop stood still."""
-        return sum(
-            max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in self.stalls
-        )
+        """Seconds of ``[start, end]`` (``time.monotonic()``) the loop stood still,
+        counting a stall whose end the ticker has not seen yet (after a pause, tasks woken
+        by I/O can run before it)."""
+        stalls = list(self.stalls)
+        if self._task is not None and not self._task.done():
+            pending = self._last + self.interval
+            if time.monotonic() - pending > self.stall:
+                stalls.append((pending, time.monotonic()))
+        return sum(max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in stalls)
 
     def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._tick())
