@@ -4,6 +4,7 @@ and across two uvicorn server processes sharing the Postgres."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from semanticcache import SemanticCache, SemanticCacheMiddleware
+from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from semanticcache.errors import StorageError
+from tests.faults import Relay
 from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
 from tests.servers import uvicorn_processes
 
@@ -158,3 +161,94 @@ async def test_the_lease_table_is_unlogged(cache: SemanticCache, model: str) -> 
             "SELECT relpersistence FROM pg_class WHERE relname = 'semcache_leases'"
         )
         assert await cur.fetchone() == ("u",)
+
+
+async def test_a_lease_left_by_a_failed_release_is_released_once_postgres_is_back(
+    pg_uri: str, cache: SemanticCache, model: str
+) -> None:
+    # The leader's process loses Postgres between its app call and its release: its
+    # lease row stays. Once Postgres answers again, another process's identical miss
+    # must not wait out the lease (30 s here): the leader releases it as soon as it can.
+    from semanticcache._key import CacheKey
+    from semanticcache._middleware.singleflight import SingleFlight
+
+    key = CacheKey(text=PROMPT, model=model)
+    relay = Relay(pg_uri)
+    relayed = await relay.start()
+    try:
+        async with leader_cache_on(relayed) as leader_cache:
+            leader_process = SingleFlight(leader_cache, lease_seconds=30)
+            held = await leader_process.acquire(key)
+            assert held.role == "leader"
+            relay.down()
+            await leader_process.release(held)  # fails: the row stays
+            relay.resume()
+            other_process = SingleFlight(cache, lease_seconds=30)
+            started = time.monotonic()
+            lease = await other_process.acquire(key)
+            waited = time.monotonic() - started
+            assert lease.role == "waited"  # the released lease is "done": look the cache up
+            assert waited < 10, waited  # the lease had 30 s to run
+    finally:
+        await relay.close()
+
+
+async def test_draining_tries_the_releases_that_failed_at_once(
+    pg_uri: str, cache: SemanticCache, model: str
+) -> None:
+    from semanticcache._key import CacheKey
+    from semanticcache._middleware.singleflight import LEASE_TABLE
+
+    key = CacheKey(text=PROMPT, model=model)
+    relay = Relay(pg_uri)
+    relayed = await relay.start()
+
+    async def done() -> bool | None:
+        async with cache.store.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT done FROM {LEASE_TABLE} WHERE ident = %s",
+                (key.partition + key.text_digest,),
+            )
+            row = await cur.fetchone()
+            return None if row is None else bool(row[0])
+
+    try:
+        async with leader_cache_on(relayed) as leader_cache:
+            mw = SemanticCacheMiddleware(make_app(Calls()), cache=leader_cache)
+            leader_process = mw.single_flight
+            assert leader_process is not None
+            # No retry before the end of the test: only draining can release it.
+            leader_process.retry_interval = 60
+            held = await leader_process.acquire(key)
+            relay.down()
+            await leader_process.release(held)
+            assert await done() is False
+            relay.resume()
+            await reachable(leader_cache)
+            await mw.drain()
+            assert await done() is True
+    finally:
+        await relay.close()
+
+
+async def reachable(cache: SemanticCache) -> None:
+    """Once the cache's pool has reconnected (after an outage it backs off a while)."""
+
+    async def ping(conn: Any) -> None:
+        await conn.execute("SELECT 1")
+
+    for _ in range(100):
+        try:
+            await cache.run_on_store(ping)
+            return
+        except StorageError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("Postgres did not become reachable again")
+
+
+def leader_cache_on(uri: str) -> SemanticCache:
+    """The leader process's cache, whose breaker stays closed through the test's outage
+    (the lease, not the breaker, is under test)."""
+    return SemanticCache(
+        pg_uri=uri, embedder=HashingEmbedder(), store_timeout=0.5, breaker_failures=1000
+    )

@@ -205,5 +205,8 @@ class SemanticCacheMiddleware:
 
     async def drain(self, wait: float | None = None) -> None:
         """Wait for the stores in flight (at most ``wait`` seconds, default the
-        constructor's ``drain_timeout``); those still running then are cancelled."""
+        constructor's ``drain_timeout``); those still running then are cancelled. Then
+        try the single-flight releases that failed once more."""
         await self.stores.drain(wait)
+        if self.single_flight is not None:
+            await self.single_flight.flush()

@@ -9,7 +9,10 @@ leader marks it done (its answer is stored, or it gave up) or their wait bound p
 then look the cache up again and call the app themselves if there is still nothing. A
 done row stays a few seconds, so a request that missed just before the store finished
 looks again rather than leading a second call. A lease expires on its own, so a crashed
-leader blocks nobody for longer than ``lease_seconds``.
+leader blocks nobody for longer than ``lease_seconds``; a leader that could not release
+its lease (Postgres unreachable) tries again every half second until the row is marked
+done or has expired (and at once when the middleware drains), so the others wait out
+no more than the outage.
 
 Lease queries run as the cache's own do (:meth:`SemanticCache.run_on_store`): each under
 ``store_timeout`` and the Postgres circuit breaker. Everything here fails open: a
@@ -24,6 +27,7 @@ import contextlib
 import logging
 import math
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -41,6 +45,8 @@ _log = logging.getLogger("semanticcache.middleware")
 LEASE_TABLE: Final = "semcache_leases"
 _DEFAULT_POLL: Final = 0.02
 _DONE_SECONDS: Final = 5.0
+# How often a release that failed is tried again (seconds).
+_RETRY_SECONDS: Final = 0.5
 # Expired lease rows are deleted by every this many releases of a process.
 _CLEANUP_EVERY: Final = 256
 
@@ -67,8 +73,13 @@ class SingleFlight:
         lease_seconds: float = 30.0,
         wait_seconds: float | None = None,
         poll_interval: float = _DEFAULT_POLL,
+        retry_interval: float = _RETRY_SECONDS,
     ) -> None:
-        for name, value in (("lease_seconds", lease_seconds), ("poll_interval", poll_interval)):
+        for name, value in (
+            ("lease_seconds", lease_seconds),
+            ("poll_interval", poll_interval),
+            ("retry_interval", retry_interval),
+        ):
             if not (math.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{name} must be > 0 seconds, not {value}")
         self.cache = cache
@@ -77,7 +88,11 @@ class SingleFlight:
         if not (math.isfinite(self.wait_seconds) and self.wait_seconds > 0):
             raise ConfigurationError(f"wait_seconds must be > 0, not {self.wait_seconds}")
         self.poll_interval = poll_interval
+        self.retry_interval = retry_interval
         self._local: dict[bytes, asyncio.Event] = {}
+        # Leases whose release failed: ident -> (token, when the row expires anyway).
+        self._unreleased: dict[bytes, tuple[bytes, float]] = {}
+        self._retrying: asyncio.Task[None] | None = None
         self._releases = 0
         self._table = sql.Identifier(LEASE_TABLE)
 
@@ -117,6 +132,42 @@ class SingleFlight:
         if lease.role != "leader" or lease.released:
             return
         self._finish_local(lease)
+        try:
+            await self._mark_done(lease.ident, lease.token)
+        except StorageError as exc:
+            # Other processes' identical misses would wait out the lease: mark it done
+            # as soon as Postgres answers again.
+            _log.warning("semantic cache: lease not released (%s)", _cause_name(exc))
+            self._unreleased[lease.ident] = (lease.token, time.monotonic() + self.lease_seconds)
+            if self._retrying is None or self._retrying.done():
+                self._retrying = asyncio.get_running_loop().create_task(self._retry_releases())
+
+    async def flush(self) -> None:
+        """Try the releases that failed now (at shutdown: last); the retries go on for
+        those that fail again."""
+        with contextlib.suppress(StorageError):
+            await self._release_unreleased()
+        if not self._unreleased and self._retrying is not None:
+            self._retrying.cancel()
+            self._retrying = None
+
+    async def _retry_releases(self) -> None:
+        while self._unreleased:
+            await asyncio.sleep(self.retry_interval)
+            with contextlib.suppress(StorageError):  # still unreachable: again later
+                await self._release_unreleased()
+
+    async def _release_unreleased(self) -> None:
+        now = time.monotonic()
+        for ident, (token, until) in list(self._unreleased.items()):
+            if until > now:  # else it expired on its own meanwhile
+                await self._mark_done(ident, token)
+            if self._unreleased.get(ident) == (token, until):  # not failed again meanwhile
+                del self._unreleased[ident]
+
+    async def _mark_done(self, ident: bytes, token: bytes) -> None:
+        """Mark the lease row ``ident`` held with ``token`` done; :class:`StorageError`
+        if that fails."""
         self._releases += 1
         cleanup = self._releases % _CLEANUP_EVERY == 0
 
@@ -129,18 +180,14 @@ class SingleFlight:
                     " expires_at = now() + make_interval(secs => %s)"
                     " WHERE ident = %s AND token = %s"
                 ).format(t=self._table),
-                (_DONE_SECONDS, lease.ident, lease.token),
+                (_DONE_SECONDS, ident, token),
             )
             if cleanup:
                 await conn.execute(
                     sql.SQL("DELETE FROM {t} WHERE expires_at < now()").format(t=self._table)
                 )
 
-        try:
-            await self.cache.run_on_store(release)
-        except StorageError as exc:
-            # The row expires on its own; waiters then go ahead.
-            _log.warning("semantic cache: lease not released (%s)", _cause_name(exc))
+        await self.cache.run_on_store(release)
 
     def _finish_local(self, lease: Lease) -> None:
         lease.released = True
