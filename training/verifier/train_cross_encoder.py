@@ -253,9 +253,12 @@ def train(args: argparse.Namespace) -> None:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     model = build_model()
     if args.init is not None:  # fine-tune an earlier run's weights (new optimizer state)
-        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(init["model"])
+    torch.nn.Module.to(model, device)  # transformers types its own to() oddly
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {
@@ -274,7 +277,8 @@ def train(args: argparse.Namespace) -> None:
     step = 0
     checkpoint = None if args.measure_speed else last_checkpoint(run)
     if checkpoint is not None:
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state["rng_torch"] = state["rng_torch"].cpu()
         if state["config"] != config and not args.force:
             raise SystemExit(
                 f"{checkpoint} was made with other arguments ({state['config']}); "
@@ -318,7 +322,7 @@ def train(args: argparse.Namespace) -> None:
     for index, batch_indexes in _batches_from(step, examples, lengths, args):
         if step >= limit or stop:
             break
-        batch = collate([examples[i] for i in batch_indexes])
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_indexes]).items()}
         labels = batch.pop("labels")
         logits = model(**batch).logits.squeeze(-1)
         loss = loss_fn(logits, labels)
@@ -478,7 +482,7 @@ def evaluate(args: argparse.Namespace) -> None:
     checkpoint = Path(args.checkpoint) if args.checkpoint else last_checkpoint(run)
     if checkpoint is None:
         raise SystemExit(f"no checkpoint in {run}")
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = build_model()
     model.load_state_dict(state["model"])
     tokenizer = BertTokenizerFast.from_pretrained(str(model_dir()))
@@ -548,6 +552,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where to train (default: cuda when a GPU is there, else cpu); a run resumes "
+        "on either, and its checkpoints load on either",
+    )  # fmt: skip
     parser.add_argument("--checkpoint-minutes", type=float, default=15.0)
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many more")
     parser.add_argument("--measure-speed", type=int, default=0, help="time N batches, then stop")
