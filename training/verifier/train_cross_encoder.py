@@ -568,6 +568,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--torch-scores", action="store_true", help="with --evaluate: score with torch too"
     )
     args = parser.parse_args(argv)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        parser.error(f"--device {args.device!r}: {exc}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r}: torch sees no GPU on this machine")
     torch.set_num_threads(args.threads)
     if args.evaluate:
         evaluate(args)
