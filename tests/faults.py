@@ -98,15 +98,22 @@ class LoopLag:
             self._last = now
 
     def stalled_between(self, start: float, end: float) -> float:
-        """Seconds of ``[start, end]`` (``time.monotonic()``) the loop stood still,
-        counting a stall whose end the ticker has not seen yet (after a pause, tasks woken
-        by I/O can run before it)."""
+        """Seconds of ``[start, end]`` (``time.monotonic()``) the loop stood still."""
+        return sum(self._overlaps(start, end))
+
+    def longest_between(self, start: float, end: float) -> float:
+        """The longest stall inside ``[start, end]``, in seconds (0.0: none)."""
+        return max(self._overlaps(start, end), default=0.0)
+
+    def _overlaps(self, start: float, end: float) -> list[float]:
+        # A stall whose end the ticker has not seen yet counts too: after a pause, tasks
+        # woken by I/O can run before the ticker does.
         stalls = list(self.stalls)
-        if self._task is not None and not self._task.done():
-            pending = self._last + self.interval
-            if time.monotonic() - pending > self.stall:
-                stalls.append((pending, time.monotonic()))
-        return sum(max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in stalls)
+        now = time.monotonic()
+        pending = self._last + self.interval
+        if self._task is not None and not self._task.done() and now - pending > self.stall:
+            stalls.append((pending, now))
+        return [max(0.0, min(end, s_end) - max(start, s_start)) for s_start, s_end in stalls]
 
     def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._tick())

@@ -132,8 +132,7 @@ class Load:
         report = self.phase.report
         ended = time.monotonic()
         report.seconds = round(ended - self.phase.started, 2)
-        stalls = [min(e, ended) - max(s, self.phase.started) for s, e in self.lag.stalls]
-        report.rig_stall = round(max([0.0, *stalls]), 3)
+        report.rig_stall = round(self.lag.longest_between(self.phase.started, ended), 3)
         return report
 
     async def run(self) -> None:

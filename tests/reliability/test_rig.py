@@ -17,6 +17,7 @@ async def test_a_blocked_loop_is_measured_and_only_inside_the_span() -> None:
         await asyncio.sleep(0.05)
         after = time.monotonic()
     assert 0.28 <= lag.stalled_between(before, after) <= after - before
+    assert 0.28 <= lag.longest_between(before, after) <= lag.stalled_between(before, after)
     start, end = max(lag.stalls, key=lambda s: s[1] - s[0])
     assert before <= start < end <= after
     assert lag.stalled_between(start + 0.1, end + 1) == end - (start + 0.1)
