@@ -13,6 +13,7 @@ every pair.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from semanticcache._embedders.base import BaseEmbedder
 from semanticcache._settings import CacheSettings
-from semanticcache._verifier.card import PACKAGED_CARD, Thresholds, load_card
+from semanticcache._verifier.card import ModelCard, Thresholds, load_card
 from semanticcache._verifier.features import wording_features
 from semanticcache.errors import ConfigurationError, EmbedderError
 
@@ -97,7 +98,7 @@ class _PackagedScorer:
         from semanticcache._verifier.model import CrossEncoder
         from semanticcache._verifier.trees import TreeEnsemble
 
-        self._model = CrossEncoder(load_card())
+        self._model = CrossEncoder(_packaged_card())
         self.card = self._model.card
         self.name = self.card.name
         self._trees = TreeEnsemble.load(self.card.wording_path, sha256=self.card.wording_sha256)
@@ -142,6 +143,11 @@ def _shared[S: PairScorer](key: str, load: Callable[[], S]) -> S:
         return scorer  # type: ignore[return-value]
 
 
+@functools.cache
+def _packaged_card() -> ModelCard:
+    return load_card()  # read once: every cache construction consults it
+
+
 def _packaged_available() -> bool:
     return all(
         importlib.util.find_spec(name) is not None
@@ -158,7 +164,7 @@ def load_verifier(settings: CacheSettings, embedder: BaseEmbedder) -> Verifier |
     mode = settings.verifier
     if mode == "off":
         return None
-    card = load_card(PACKAGED_CARD)
+    card = _packaged_card()
     local = embedder.model_id == card.similarity_embedder and _packaged_available()
     if mode == "auto" and settings.verifier_model is None and not local:
         return None
