@@ -37,6 +37,7 @@ import torch
 # BertTokenizerFast is exported lazily: transformers' type information does not list it.
 from transformers import (  # type: ignore[attr-defined]
     BertForSequenceClassification,
+    BertModel,
     BertTokenizerFast,
     get_linear_schedule_with_warmup,
 )
@@ -176,6 +177,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             "paraphrases",
             "inferred",
             "init",
+            "pooling",
         )
     }
 
@@ -218,10 +220,46 @@ def last_checkpoint(run: Path) -> Path | None:
     return run / name
 
 
-def build_model() -> BertForSequenceClassification:
+class MeanPoolClassifier(torch.nn.Module):
+    """A linear head over the mean of the token states: the pooling all-MiniLM-L6-v2's
+    sentence embeddings were trained with (its [CLS] state never was a training target)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        bert = BertModel.from_pretrained(str(model_dir()), add_pooling_layer=False)
+        assert isinstance(bert, BertModel)
+        self.bert = bert
+        self.dropout = torch.nn.Dropout(bert.config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(bert.config.hidden_size, 1)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        states = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        return logits
+
+
+POOLINGS: Final = ("cls", "mean")
+
+
+def build_model(pooling: str) -> torch.nn.Module:
+    if pooling == "mean":
+        return MeanPoolClassifier()
     model = BertForSequenceClassification.from_pretrained(str(model_dir()), num_labels=1)
     assert isinstance(model, BertForSequenceClassification)
     return model
+
+
+def pair_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One logit per pair of ``batch``, whichever head ``model`` has."""
+    out = model(**batch)
+    logits: torch.Tensor = out if isinstance(out, torch.Tensor) else out.logits
+    return logits.squeeze(-1)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -254,7 +292,7 @@ def train(args: argparse.Namespace) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    model = build_model()
+    model = build_model(args.pooling)
     if args.init is not None:  # fine-tune an earlier run's weights (new optimizer state)
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         model.load_state_dict(init["model"])
@@ -324,7 +362,7 @@ def train(args: argparse.Namespace) -> None:
             break
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_indexes]).items()}
         labels = batch.pop("labels")
-        logits = model(**batch).logits.squeeze(-1)
+        logits = pair_logits(model, batch)
         loss = loss_fn(logits, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -380,7 +418,7 @@ def _batches_from(
 
 
 def score_torch(
-    model: BertForSequenceClassification,
+    model: torch.nn.Module,
     tokenizer: BertTokenizerFast,
     pairs: Sequence[LabelledPair],
     batch_size: int = 64,
@@ -395,7 +433,7 @@ def score_torch(
             chunk = order[start : start + batch_size]
             batch = collate([examples[i] for i in chunk])
             batch.pop("labels")
-            out[chunk] = model(**batch).logits.squeeze(-1).double().numpy()
+            out[chunk] = pair_logits(model, batch).double().numpy()
     return out
 
 
@@ -450,7 +488,7 @@ def latency_ms(session: Any, tokenizer: BertTokenizerFast, runs: int = 200) -> d
     }
 
 
-def export_onnx(model: BertForSequenceClassification, path: Path) -> None:
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
     model.train(False)
     dummy = collate(
         encode(BertTokenizerFast.from_pretrained(str(model_dir())), LATENCY_PAIRS[:2], [0.0, 0.0])
@@ -483,7 +521,7 @@ def evaluate(args: argparse.Namespace) -> None:
     if checkpoint is None:
         raise SystemExit(f"no checkpoint in {run}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = build_model()
+    model = build_model(args.pooling)
     model.load_state_dict(state["model"])
     tokenizer = BertTokenizerFast.from_pretrained(str(model_dir()))
     data = load_data(args)
@@ -551,6 +589,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="add up to N pairs QQP-train implies by transitivity (inferred.py)",
     )  # fmt: skip
     parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    parser.add_argument(
+        "--pooling", choices=POOLINGS, default="cls",
+        help="the head reads the [CLS] state (through BERT's pooler) or the mean of all states",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu",
