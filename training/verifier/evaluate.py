@@ -61,7 +61,16 @@ def summarise(scores: Scores, pairs: Pairs, max_fpr: float = MAX_FPR) -> dict[st
     )
     test_labels = _labels(pairs["qqp"]["test"])
     own = threshold_at_fpr(scores["qqp"]["test"], test_labels, max_fpr)
+    calibrate_labels = _labels(pairs["qqp"]["calibrate"])
     return {
+        # For choosing between runs without reading the test split.
+        "qqp_calibrate_auc": roc_auc(scores["qqp"]["calibrate"], calibrate_labels),
+        "qqp_calibrate_recall_at_1pct": rates_at(
+            scores["qqp"]["calibrate"], calibrate_labels, qqp_t
+        )[0],
+        "paws_calibrate_auc": roc_auc(
+            scores["paws"]["calibrate"], _labels(pairs["paws"]["calibrate"])
+        ),
         "qqp_test_auc": roc_auc(scores["qqp"]["test"], _labels(pairs["qqp"]["test"])),
         # Reference only (the threshold is chosen on the test split itself): less noisy
         # than the calibrated figure, which also carries the threshold's transfer error.
@@ -76,7 +85,10 @@ def format_summary(name: str, summary: Mapping[str, Any]) -> str:
     """One readable block of ``summarise``'s figures."""
     lines = [f"== {name}: QQP test AUC {summary['qqp_test_auc']:.4f}, "
              f"PAWS test AUC {summary['paws_test_auc']:.4f}, QQP test recall at the test's own "
-             f"1% threshold {100 * summary['qqp_test_recall_at_own_threshold']:.1f}%"]  # fmt: skip
+             f"1% threshold {100 * summary['qqp_test_recall_at_own_threshold']:.1f}%",
+             f"   calibrate: QQP AUC {summary['qqp_calibrate_auc']:.4f}, PAWS AUC "
+             f"{summary['paws_calibrate_auc']:.4f}, QQP recall at 1% "
+             f"{100 * summary['qqp_calibrate_recall_at_1pct']:.1f}%"]  # fmt: skip
     for key in ("qqp_threshold", "joint_threshold"):
         row = summary[key]
         text = (

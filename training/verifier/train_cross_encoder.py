@@ -72,6 +72,8 @@ def encode(
     tokenizer: BertTokenizerFast, pairs: Sequence[tuple[str, str]], labels: Sequence[float]
 ) -> list[Example]:
     """[CLS] a [SEP] b [SEP] token ids, truncated to ``MAX_TOKENS`` (longest text first)."""
+    if not pairs:  # the tokenizer refuses an empty batch (a run without paraphrases)
+        return []
     enc = tokenizer(
         [a for a, _ in pairs],
         [b for _, b in pairs],
