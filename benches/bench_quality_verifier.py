@@ -23,11 +23,13 @@ from benches.quality.verifier import (
     DEFAULT_SPLIT,
     RATES,
     AtRate,
+    Ceilings,
     Decision,
     Judged,
     Rates,
     Remembered,
     audit,
+    ceilings,
     load_splits,
     lowest_threshold,
     main,
@@ -97,10 +99,33 @@ def test_the_table_compares_with_todays_decision_held_on_qqp() -> None:
 
     row = AtRate(0.01, decision(0.9, 0.45), decision(0.997, 0.01), decision(0.958, 0.15))
     sizes = {"qqp": (100, 40), "qqp_raw": (100, 35), "paws": (50, 20), "rules": (10, 5)}
-    text = markdown([row], sizes, "DIR")
+    bounds = Ceilings(0.77, 138, 5056, {0.01: 0.366})
+    text = markdown([row], sizes, "DIR", bounds)
     assert "QQP (audited) 100 (40 same answer), QQP (raw labels) 100 (35 same answer)" in text
     assert "| 1 % | **verifier** (threshold for all) | 0.9000 | 45.0 % (3.0x) |" in text
     assert "| 1 % | similarity only, threshold for QQP | 0.9580 | 15.0 % | 1.00 % |" in text
+    assert "lets 77.0 % of the QQP duplicates through" in text
+    assert "138 of the 5,056 raw" in text
+    assert "1.0 %: 36.6 %" in text
+
+
+def test_the_ceilings_follow_the_audit_and_the_agreement_check() -> None:
+    def judged(labels: list[bool], agrees: list[bool]) -> Judged:
+        n = len(labels)
+        return Judged([("a", "b")] * n, labels, [0.9] * n, agrees, None)
+
+    raw = [True, True, False, False, False, False, False, False, False, False]
+    audited = [True, True, True, False, False, False, False, False, False, False]
+    agrees = [True, False, True, True, True, True, True, True, True, True]
+    bounds = ceilings({"qqp": judged(audited, agrees), "qqp_raw": judged(raw, agrees)})
+    assert bounds.agreement == 2 / 3  # of the three audited duplicates, one is refused
+    assert (bounds.relabelled, bounds.raw_negatives) == (1, 8)
+    # One relabelled pair among 8 raw negatives: serving it is 12.5 % raw false hits, so
+    # at 1 % a perfect judge could serve 8 % of the same-answer pairs.
+    assert bounds.perfect_raw_recall == pytest.approx({0.005: 0.04, 0.01: 0.08, 0.02: 0.16})
+    nobody = ceilings({"qqp": judged(raw, agrees), "qqp_raw": judged(raw, agrees)})
+    assert nobody.relabelled == 0
+    assert set(nobody.perfect_raw_recall.values()) == {1.0}
 
 
 def test_the_audit_counts_pairs_read_as_same_answer() -> None:

@@ -367,12 +367,47 @@ async def measure(
     return figures(calibrate, test, embedder), test
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ceilings:
+    """What no decision could beat on Quora's test split, whatever its model."""
+
+    agreement: float
+    """Share of the (audited) duplicates the agreement check lets through: a decision
+    that keeps the check serves no more of them."""
+    relabelled: int
+    """"Different" pairs the audit read as wanting the same answer."""
+    raw_negatives: int
+    perfect_raw_recall: dict[float, float]
+    """Per rate, the most of Quora's raw duplicates a judge that serves exactly the
+    same-answer pairs could serve within the rate on the raw labels: every relabelled
+    pair it serves counts as a false hit there, so it can serve ``rate * raw_negatives /
+    relabelled`` of the same-answer pairs (unless it learns which of them Quora's
+    labellers marked different)."""
+
+
+def ceilings(test: dict[str, Judged]) -> Ceilings:
+    audited, raw = test["qqp"], test["qqp_raw"]
+    relabelled = sum(a and not r for a, r in zip(audited.labels, raw.labels, strict=True))
+    negatives = len(raw.labels) - sum(raw.labels)
+    through = [ok for ok, y in zip(audited.agrees, audited.labels, strict=True) if y]
+    return Ceilings(
+        agreement=sum(through) / len(through) if through else math.nan,
+        relabelled=relabelled,
+        raw_negatives=negatives,
+        perfect_raw_recall={
+            r: min(1.0, r * negatives / relabelled) if relabelled else 1.0 for r in RATES
+        },
+    )
+
+
 def _percent(value: float, decimals: int) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.{decimals}f} %"
 
 
-def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: str) -> str:
-    """The figures as a Markdown table."""
+def markdown(
+    rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: str, bounds: Ceilings
+) -> str:
+    """The figures as a Markdown table, then the ceilings."""
     names = {"qqp": "QQP (audited)", "qqp_raw": "QQP (raw labels)", "paws": "PAWS",
              "rules": "rule pairs", "paraphrases": "generated paraphrases"}  # fmt: skip
     size = ", ".join(
@@ -409,10 +444,25 @@ def markdown(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], split: s
                 f"{_percent(r['paraphrases'].recall, 1)} / "
                 f"{_percent(r['paraphrases'].false_hits, 2)} |"
             )
+    perfect = ", ".join(
+        f"{_percent(rate, 1)}: {_percent(recall, 1)}"
+        for rate, recall in bounds.perfect_raw_recall.items()
+    )
+    lines += [
+        "",
+        f"Ceilings: the agreement check lets {_percent(bounds.agreement, 1)} of the QQP "
+        "duplicates through. The audit read "
+        f'{bounds.relabelled:,} of the {bounds.raw_negatives:,} raw "different" pairs as '
+        "wanting the same answer (it read only the top-scored ones), so a judge that serves "
+        "only same-answer pairs, choosing among them without regard to Quora's label, can "
+        f"serve at most about this share of the raw duplicates within each raw rate: {perfect}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def as_json(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], seconds: float) -> Any:
+def as_json(
+    rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], seconds: float, bounds: Ceilings
+) -> Any:
     def decision(d: Decision) -> dict[str, Any]:
         shown: dict[str, Any] = {"threshold": d.threshold}
         if d.reordered is not None:
@@ -433,6 +483,14 @@ def as_json(rows: Sequence[AtRate], sizes: dict[str, tuple[int, int]], seconds: 
             }
             for row in rows
         ],
+        "ceilings": {
+            "agreement": bounds.agreement,
+            "relabelled": bounds.relabelled,
+            "raw_negatives": bounds.raw_negatives,
+            "perfect_raw_recall": [
+                {"max_false_hit_rate": r, "recall": v} for r, v in bounds.perfect_raw_recall.items()
+            ],
+        },
     }
 
 
@@ -469,13 +527,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         embedder.close()
     seconds = time.perf_counter() - started
     sizes = {k: (len(j.labels), sum(j.labels)) for k, j in test.items()}
-    text = markdown(rows, sizes, str(args.split))
+    bounds = ceilings(test)
+    text = markdown(rows, sizes, str(args.split), bounds)
     sys.stdout.write(text)
     sys.stdout.write(f"\n{seconds:.0f} s\n")
     if args.markdown:
         args.markdown.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps(as_json(rows, sizes, seconds), indent=1) + "\n")
+        args.json.write_text(json.dumps(as_json(rows, sizes, seconds, bounds), indent=1) + "\n")
     return 0
 
 
