@@ -108,7 +108,7 @@ def uvicorn_processes(app: str, count: int, env: Mapping[str, str]) -> Iterator[
     urls: list[str] = []
     try:
         for _ in range(count):
-            port = _free_port()
+            port = free_port()
             command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
             command += ["--port", str(port), "--log-level", "warning"]
             command += ["--timeout-graceful-shutdown", "5"]
@@ -157,11 +157,20 @@ def find_redis_server() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+ANY_PORT = 65_536
+# A cluster node's bus listens this far above its port, which must then stay under 65,536.
+CLUSTER_BUS_OFFSET = 10_000
+
+
+def free_port(*, below: int = ANY_PORT) -> int:
+    """A free 127.0.0.1 port under ``below`` (the OS picks; picked again when above)."""
+    for _ in range(1_000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port < below:
+            return port
+    raise RuntimeError(f"the system gives no free loopback port under {below}")
 
 
 def _ping(port: int) -> bool:
@@ -189,15 +198,22 @@ class RedisServer:
     """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence.
 
     ``args``: more command-line options; ``config``: the text of a configuration file
-    read first (a Sentinel needs one it can rewrite).
+    read first (a Sentinel needs one it can rewrite); ``port_below``: a free port is
+    picked under it.
     """
 
     def __init__(
-        self, workdir: Path, *, args: Sequence[str] = (), config: str | None = None
+        self,
+        workdir: Path,
+        *,
+        args: Sequence[str] = (),
+        config: str | None = None,
+        port_below: int = ANY_PORT,
     ) -> None:
         self._workdir = workdir
         self._args = tuple(args)
         self._config = config
+        self.port_below = port_below
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -225,7 +241,7 @@ class RedisServer:
             conf.write_text(self._config)
             config.append(str(conf))
         for _ in range(3):  # a free port can be taken between the probe and the bind
-            self.port = port if port is not None else _free_port()
+            self.port = port if port is not None else free_port(below=self.port_below)
             self._proc = subprocess.Popen(
                 [
                     str(binary),
@@ -326,6 +342,7 @@ class RedisCluster:
                     "--repl-diskless-sync-delay",
                     "0",
                 ),
+                port_below=ANY_PORT - CLUSTER_BUS_OFFSET,  # redis-server refuses higher
             )
             for i in range(masters * (1 + replicas))
         ]
@@ -508,7 +525,7 @@ class PgBouncer:
         (self._workdir / "users.txt").write_text(f'"{user}" ""\n')
         log = self._workdir / "pgbouncer.log"
         for _ in range(3):  # a free port can be taken between the probe and the bind
-            self.port = _free_port()
+            self.port = free_port()
             ini = self._workdir / "pgbouncer.ini"
             ini.write_text(
                 "[databases]\n"
@@ -630,7 +647,7 @@ class PgReplica:
             timeout=120,
             what="pg_basebackup",
         )
-        self.port = _free_port()
+        self.port = free_port()
         self.start()
 
     def start(self) -> None:

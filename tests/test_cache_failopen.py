@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-import socket
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +22,7 @@ from semanticcache import (
     StorageError,
 )
 from semanticcache._devserver import EmbeddedPostgres
+from tests.servers import free_port
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"
@@ -224,17 +224,10 @@ async def test_a_blocked_query_is_a_store_timeout(pg_uri: str) -> None:
         assert hit.response == b"paris"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_stopped_postgres_fails_open_and_recovers(
     tmp_path: Path, hashing_cls: type[HashingEmbedder]
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg", port=_free_port())
+    server = EmbeddedPostgres(tmp_path / "pg", port=free_port())
     uri = await asyncio.to_thread(server.start)
     try:
         cache = SemanticCache(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import redis
 
-from tests.servers import RedisServer, find_redis_server
+from tests.servers import RedisCluster, RedisServer, find_redis_server, free_port
 
 
 def test_answers_ping_set_get(redis_url: str) -> None:
@@ -55,3 +56,24 @@ def test_stop_ends_the_process_by_pid(tmp_path: Path) -> None:
         pass
     else:
         raise AssertionError(f"redis-server {pid} still running after stop()")
+
+
+def test_free_ports_stay_under_the_bound() -> None:
+    # The loopback range here is 32768-60999: most picks are above 40,000 and taken again.
+    assert all(free_port(below=40_000) < 40_000 for _ in range(20))
+
+
+def test_a_cluster_node_takes_a_port_its_bus_port_can_follow(tmp_path: Path) -> None:
+    # A node's bus listens 10,000 above its port; on a port above 55,535 redis-server
+    # exits at start ("Redis port number too high"), which failed a CI run.
+    cluster = RedisCluster(tmp_path, masters=1)
+    node = cluster.servers[0]
+    try:
+        node.start()
+        assert node.port <= 55_535
+        assert node.pid is not None
+    finally:
+        node.stop()
+    refused = RedisServer(tmp_path / "high", args=("--cluster-enabled", "yes"))
+    with pytest.raises(RuntimeError, match="did not start"):
+        refused.start(port=60_000)

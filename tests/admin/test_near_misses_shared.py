@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from semanticcache._entry_token import entry_token
 from semanticcache._storage import near_misses
 from semanticcache._storage.near_misses import NearMiss
 from tests.admin.questions import Questions
+from tests.servers import free_port
 
 KEY = secrets.token_bytes(32)
 ADMIN = "operator-" + secrets.token_hex(16)
@@ -193,17 +193,10 @@ async def test_the_table_keeps_the_most_recent_of_each_cache_table(
     pending.clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_a_stopped_postgres_drops_them_and_the_process_lists_its_own(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg", port=_free_port())
+    server = EmbeddedPostgres(tmp_path / "pg", port=free_port())
     uri = await asyncio.to_thread(server.start)
     try:
         cache = _cache(

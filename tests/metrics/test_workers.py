@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from semanticcache import HashingEmbedder, SemanticCache
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = "/v1/chat/completions"
@@ -28,18 +28,11 @@ CHESS = "Explain the rules of chess in one sentence"
 REWORDED = "what is the capital of France, please"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def workers(pg_uri: str, tmp_path: Path) -> Iterator[str]:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
