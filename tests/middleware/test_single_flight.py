@@ -4,8 +4,10 @@ and across two uvicorn server processes sharing the Postgres."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import httpx
 import pytest
 
 from semanticcache import HashingEmbedder, SemanticCache, SemanticCacheMiddleware
+from semanticcache._key import CacheKey
+from semanticcache._middleware.singleflight import LEASE_TABLE, SingleFlight
 from semanticcache.errors import StorageError
 from tests.faults import Relay
 from tests.middleware.conftest import URL, Calls, chat_body, client_for, make_app
@@ -120,9 +124,6 @@ async def test_waiters_are_bounded_then_call_the_app(cache: SemanticCache, model
 async def test_a_cancelled_candidate_leaves_no_stale_registration(
     cache: SemanticCache, model: str
 ) -> None:
-    from semanticcache._key import CacheKey
-    from semanticcache._middleware.singleflight import SingleFlight
-
     key = CacheKey(text=PROMPT, model=model)
     other_process = SingleFlight(cache)
     held = await other_process.acquire(key)
@@ -169,39 +170,21 @@ async def test_a_lease_left_by_a_failed_release_is_released_once_postgres_is_bac
     # The leader's process loses Postgres between its app call and its release: its
     # lease row stays. Once Postgres answers again, another process's identical miss
     # must not wait out the lease (30 s here): the leader releases it as soon as it can.
-    from semanticcache._key import CacheKey
-    from semanticcache._middleware.singleflight import SingleFlight
-
     key = CacheKey(text=PROMPT, model=model)
-    relay = Relay(pg_uri)
-    relayed = await relay.start()
-    try:
-        async with leader_cache_on(relayed) as leader_cache:
-            leader_process = SingleFlight(leader_cache, lease_seconds=30)
-            held = await leader_process.acquire(key)
-            assert held.role == "leader"
-            relay.down()
-            await leader_process.release(held)  # fails: the row stays
-            relay.resume()
-            other_process = SingleFlight(cache, lease_seconds=30)
-            started = time.monotonic()
-            lease = await other_process.acquire(key)
-            waited = time.monotonic() - started
-            assert lease.role == "waited"  # the released lease is "done": look the cache up
-            assert waited < 10, waited  # the lease had 30 s to run
-    finally:
-        await relay.close()
+    leader = functools.partial(SingleFlight, lease_seconds=30)
+    async with released_in_an_outage(pg_uri, key, leader):
+        other_process = SingleFlight(cache, lease_seconds=30)
+        started = time.monotonic()
+        lease = await other_process.acquire(key)
+        waited = time.monotonic() - started
+        assert lease.role == "waited"  # the released lease is "done": look the cache up
+        assert waited < 10, waited  # the lease had 30 s to run
 
 
 async def test_draining_tries_the_releases_that_failed_at_once(
     pg_uri: str, cache: SemanticCache, model: str
 ) -> None:
-    from semanticcache._key import CacheKey
-    from semanticcache._middleware.singleflight import LEASE_TABLE
-
     key = CacheKey(text=PROMPT, model=model)
-    relay = Relay(pg_uri)
-    relayed = await relay.start()
 
     async def done() -> bool | None:
         async with cache.store.pool.connection() as conn:
@@ -212,21 +195,40 @@ async def test_draining_tries_the_releases_that_failed_at_once(
             row = await cur.fetchone()
             return None if row is None else bool(row[0])
 
+    middleware: list[SemanticCacheMiddleware] = []
+
+    def leader(leader_cache: SemanticCache) -> SingleFlight:
+        mw = SemanticCacheMiddleware(make_app(Calls()), cache=leader_cache)
+        middleware.append(mw)
+        assert mw.single_flight is not None
+        # No retry before the end of the test: only draining can release it.
+        mw.single_flight.retry_interval = 60
+        return mw.single_flight
+
+    async with released_in_an_outage(pg_uri, key, leader) as leader_cache:
+        assert await done() is False
+        await reachable(leader_cache)
+        await middleware[0].drain()
+        assert await done() is True
+
+
+@asynccontextmanager
+async def released_in_an_outage(
+    pg_uri: str, key: CacheKey, leader: Callable[[SemanticCache], SingleFlight]
+) -> AsyncIterator[SemanticCache]:
+    """The leader process (``leader`` over a cache behind a relay) takes ``key``'s lease
+    and fails to release it while Postgres is down; yields its cache, Postgres back."""
+    relay = Relay(pg_uri)
+    relayed = await relay.start()
     try:
         async with leader_cache_on(relayed) as leader_cache:
-            mw = SemanticCacheMiddleware(make_app(Calls()), cache=leader_cache)
-            leader_process = mw.single_flight
-            assert leader_process is not None
-            # No retry before the end of the test: only draining can release it.
-            leader_process.retry_interval = 60
-            held = await leader_process.acquire(key)
+            process = leader(leader_cache)
+            held = await process.acquire(key)
+            assert held.role == "leader"
             relay.down()
-            await leader_process.release(held)
-            assert await done() is False
+            await process.release(held)  # fails: the row stays
             relay.resume()
-            await reachable(leader_cache)
-            await mw.drain()
-            assert await done() is True
+            yield leader_cache
     finally:
         await relay.close()
 
