@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,15 +21,9 @@ from urllib.parse import urlsplit
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from semanticcache._devserver import EmbeddedPostgres
+from tests.servers import free_port
 
-__all__ = ["LoopLag", "Relay", "free_port", "own_postgres", "postgres_pids", "stalled"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+__all__ = ["LoopLag", "Relay", "own_postgres", "postgres_pids", "stalled"]
 
 
 def own_postgres(folder: Path) -> EmbeddedPostgres:

@@ -24,8 +24,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from semanticcache import CacheKey, CacheSettings, HashingEmbedder, SemanticCache
 from semanticcache.errors import ConfigurationError, StorageError
-from tests.faults import Relay, free_port
-from tests.servers import PgReplica
+from tests.faults import Relay
+from tests.servers import PgReplica, free_port
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"

@@ -21,6 +21,7 @@ from semanticcache import (
 )
 from semanticcache._cache import lookup_digest
 from semanticcache._storage.pgvector import table_name_for
+from tests.servers import free_port
 
 PROMPT = "What is the capital of France?"
 REWORDED = "what is the capital of France, please"
@@ -191,11 +192,7 @@ def test_rejects_thresholds_outside_0_1(threshold: float) -> None:
 
 
 async def test_unreachable_server_open_raises_and_get_fails_open() -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     cache = SemanticCache(
         pg_uri=f"postgresql://postgres@127.0.0.1:{port}/postgres",
         embedder=HashingEmbedder(),

@@ -26,7 +26,8 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.admin.conftest import ADMIN, free_port
+from tests.admin.conftest import ADMIN
+from tests.servers import free_port
 
 CHAT = "/v1/chat/completions"
 QUESTION = "What is the capital of France?"

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli.helpers import PG_URI_ENV, assert_one_error_line, semcache
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:  # a port nothing listens on once closed
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize(
@@ -54,7 +47,7 @@ def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...], needle: str
 
 @pytest.mark.parametrize("command", ["stats", "purge --expired", "demo --count 1"])
 def test_unreachable_postgres_is_one_line_exit_1(command: str) -> None:
-    uri = f"postgresql://u:secret@127.0.0.1:{_closed_port()}/x"
+    uri = f"postgresql://u:secret@127.0.0.1:{free_port()}/x"
     done = semcache(*command.split(), "--pg-uri", uri)
     line = assert_one_error_line(done, 1)
     assert line.startswith(f"semcache {command.split()[0]}: error: could not connect to Postgres")

@@ -147,7 +147,8 @@ async def test_serve_end_to_end_through_the_real_proxy(pg_uri: str) -> None:
 
     import httpx
 
-    from tests.proxy.conftest import CHAT, chat_body, free_port, run_upstream
+    from tests.proxy.conftest import CHAT, chat_body, run_upstream
+    from tests.servers import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEMANTIC_CACHE_")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from semanticcache._embedders.openai import (
 from semanticcache._settings import CacheSettings
 from tests.embedders.conftest import EmbedderFactory
 from tests.embedders.fake_provider import FakeProvider, Reply, vector_for
+from tests.servers import free_port
 
 KEY = "sk-test-loopback-key"
 
@@ -123,10 +123,7 @@ async def test_a_slow_answer_past_the_timeout_is_an_embedder_error(
 async def test_an_unreachable_server_is_an_embedder_error(
     make: Callable[..., OpenAIEmbedder],
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port once the socket is closed.
+    port = free_port()  # nothing listens on it
     embedder = make(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
     with pytest.raises(EmbedderError, match="could not connect"):
         await embedder.embed(["x"])

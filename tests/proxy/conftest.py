@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import secrets
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -282,14 +281,6 @@ def serve(app: Any) -> AbstractAsyncContextManager[str]:
         # not replace the peer by the client-sent value first.
         proxy_headers=False,
     )
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chat_body(model: str, text: str, **extra: Any) -> dict[str, Any]:

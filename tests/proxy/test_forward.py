@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from semanticcache import SemanticCache, create_semantic_cache_proxy_app
 from semanticcache._settings import ResponseMode
-from tests.proxy.conftest import CHAT, PATTERN, Upstream, chat_body, free_port, serve, stream_of
+from tests.proxy.conftest import CHAT, PATTERN, Upstream, chat_body, serve, stream_of
+from tests.servers import free_port
 
 BIG = 50 * 1024 * 1024
 

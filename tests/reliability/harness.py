@@ -42,9 +42,9 @@ from pathlib import Path
 import httpx
 
 from semanticcache._devserver import EmbeddedPostgres
-from tests.faults import LoopLag, Relay, free_port, postgres_pids
+from tests.faults import LoopLag, Relay, postgres_pids
 from tests.reliability.app import credential_digest
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex", "initech")
